@@ -1,0 +1,46 @@
+# trackd — two commands matter on a fresh machine: `make up` and `make test`.
+PYTHON ?= python3
+INGEST_REPLICAS ?= 1
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: up test unit integration protos lint typecheck bench-ingest clean
+
+$(PY):
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "trackd needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## up: the whole suite on the embedded stack, in the foreground (Ctrl-C stops everything)
+up: $(STAMP)
+	TRACKD_INGEST_REPLICAS=$(INGEST_REPLICAS) $(VENV)/bin/trackd up
+
+## test: the whole test suite, unit and integration (the integration tests start the real stack)
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+integration: $(STAMP)
+	$(PY) -m pytest -q tests/integration
+
+## protos: regenerate libs/trackd_api from protos/ (committed; a test fails when stale)
+protos: $(STAMP)
+	$(PY) scripts/gen_protos.py
+
+## lint: buf lint (STANDARD rules) on the protos, ruff on the code
+lint: $(STAMP)
+	npx --yes @bufbuild/buf lint
+	$(VENV)/bin/ruff check libs services tests bench scripts
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy libs/trackd_platform services
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

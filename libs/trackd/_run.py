@@ -1,0 +1,235 @@
+"""Runs from the trainer's side: `trackd.start_run()`, the `Run` handle and its heartbeat."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict, ParseDict
+
+from trackd._capture import capture_environment, capture_source
+from trackd._client import Client, default_client
+from trackd._params import flatten
+from trackd.errors import TrackdError
+from trackd_api.run.v1 import run_pb2
+
+log = logging.getLogger("trackd")
+
+STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED", "CRASHED")
+VIEWS = {"active": run_pb2.VIEW_TYPE_ACTIVE_ONLY, "deleted": run_pb2.VIEW_TYPE_DELETED_ONLY,
+         "all": run_pb2.VIEW_TYPE_ALL}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A snapshot of a run as the run service reports it."""
+
+    id: str
+    name: str
+    experiment_id: str
+    project_id: str
+    status: str
+    start_time: datetime | None
+    end_time: datetime | None
+    duration_s: float
+    params: dict[str, str]
+    tags: dict[str, str]
+    notes: str
+    source: dict[str, Any]
+    environment: dict[str, Any]
+    parent_run_id: str
+    user: str
+    deleted: bool
+
+    @classmethod
+    def from_proto(cls, run: run_pb2.Run) -> RunInfo:
+        return cls(
+            id=run.id, name=run.name, experiment_id=run.experiment_id, project_id=run.project_id,
+            status=run_pb2.RunStatus.Name(run.status).removeprefix("RUN_STATUS_"),
+            start_time=run.start_time.ToDatetime() if run.HasField("start_time") else None,
+            end_time=run.end_time.ToDatetime() if run.HasField("end_time") else None,
+            duration_s=run.duration_ms / 1000, params=dict(run.params), tags=dict(run.tags),
+            notes=run.notes, source=MessageToDict(run.source, preserving_proto_field_name=True),
+            environment=MessageToDict(run.environment, preserving_proto_field_name=True),
+            parent_run_id=run.parent_run_id, user=run.user, deleted=run.deleted,
+        )
+
+
+def _status(name: str) -> int:
+    upper = name.upper()
+    if upper not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {name!r}")
+    return int(run_pb2.RunStatus.Value(f"RUN_STATUS_{upper}"))
+
+
+class Run:
+    """An open run. Use as a context manager, or call `end()` yourself.
+
+    Leaving a `with` block normally ends the run FINISHED; an exception ends it FAILED
+    (KeyboardInterrupt: KILLED) and propagates."""
+
+    def __init__(self, info: RunInfo, *, client: Client) -> None:
+        self._client = client
+        self.id = info.id
+        self.name = info.name
+        self.experiment_id = info.experiment_id
+        self._ended = False
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beat, name=f"trackd-heartbeat-{self.id[:8]}", daemon=True)
+        self._heartbeat.start()
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, name={self.name!r})"
+
+    def _beat(self) -> None:
+        interval = self._client.settings.heartbeat_interval_s
+        while not self._stop.wait(interval):
+            try:
+                response = self._client.call(
+                    "run", self._client.runs.Heartbeat, run_pb2.HeartbeatRequest(run_id=self.id),
+                    timeout=max(1.0, interval),
+                )
+            except TrackdError as exc:
+                log.warning("heartbeat for run %s failed: %s", self.id, exc)
+                continue
+            if response.status != run_pb2.RUN_STATUS_RUNNING:
+                log.warning("run %s is %s on the server; heartbeats stop",
+                            self.id, run_pb2.RunStatus.Name(response.status).removeprefix("RUN_STATUS_"))
+                return
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Nested dicts are flattened with dots; values become text. A param is immutable."""
+        self._client.call("run", self._client.runs.LogParams,
+                          run_pb2.LogParamsRequest(run_id=self.id, params=flatten(params)))
+
+    def log_param(self, key: str, value: Any) -> None:
+        self.log_params({key: value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._client.call("run", self._client.runs.SetTags,
+                          run_pb2.SetTagsRequest(run_id=self.id, tags=flatten(tags)))
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.set_tags({key: value})
+
+    def set_notes(self, notes: str) -> None:
+        self._client.call("run", self._client.runs.SetNotes, run_pb2.SetNotesRequest(run_id=self.id, notes=notes))
+
+    @property
+    def info(self) -> RunInfo:
+        return get_run(self.id, client=self._client)
+
+    def end(self, status: str = "FINISHED") -> RunInfo:
+        """End the run with FINISHED, FAILED or KILLED. Ending it twice is an error."""
+        code = _status(status)
+        self._stop.set()
+        response = self._client.call("run", self._client.runs.EndRun,
+                                     run_pb2.EndRunRequest(run_id=self.id, status=code))
+        self._ended = True
+        return RunInfo.from_proto(response.run)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._ended:
+            return
+        status = "FINISHED" if kind is None else "KILLED" if issubclass(kind, KeyboardInterrupt) else "FAILED"
+        try:
+            self.end(status)
+        except TrackdError:
+            if kind is None:
+                raise
+            log.exception("could not end run %s %s", self.id, status)  # keep the user's exception
+
+
+def start_run(
+    experiment: str = "default",
+    *,
+    project: str = "default",
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    notes: str = "",
+    parent: Run | str | None = None,
+    capture_env: bool = True,
+    experiment_id: str | None = None,
+    client: Client | None = None,
+) -> Run:
+    """Start a RUNNING run in `project`/`experiment` (both created if missing)."""
+    client = client or default_client()
+    request = run_pb2.StartRunRequest(
+        experiment_id=experiment_id or "",
+        project_name="" if experiment_id else project,
+        experiment_name="" if experiment_id else experiment,
+        name=name or "",
+        params=flatten(params or {}),
+        tags=flatten(tags or {}),
+        notes=notes,
+        parent_run_id=parent.id if isinstance(parent, Run) else (parent or ""),
+        user=getpass.getuser(),
+    )
+    if capture_env:
+        ParseDict(capture_source(), request.source, ignore_unknown_fields=True)
+        ParseDict(capture_environment(), request.environment, ignore_unknown_fields=True)
+    response = client.call("run", client.runs.StartRun, request)
+    return Run(RunInfo.from_proto(response.run), client=client)
+
+
+def get_run(run_id: str, *, client: Client | None = None) -> RunInfo:
+    client = client or default_client()
+    response = client.call("run", client.runs.GetRun, run_pb2.GetRunRequest(run_id=run_id))
+    return RunInfo.from_proto(response.run)
+
+
+def get_experiment_id(experiment: str, project: str = "default", *, client: Client | None = None) -> str:
+    client = client or default_client()
+    response = client.call("run", client.runs.GetExperiment,
+                           run_pb2.GetExperimentRequest(project_name=project, name=experiment))
+    return str(response.experiment.id)
+
+
+def iter_runs(
+    experiment: str | None = None,
+    *,
+    project: str = "default",
+    view: str = "active",
+    page_size: int = 100,
+    client: Client | None = None,
+) -> Iterator[RunInfo]:
+    """Every run of an experiment (of all experiments when None), newest first, page by page."""
+    client = client or default_client()
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}, not {view!r}")
+    ids = [get_experiment_id(experiment, project, client=client)] if experiment else []
+    token = ""
+    while True:
+        response = client.call("run", client.runs.ListRuns, run_pb2.ListRunsRequest(
+            experiment_ids=ids, view_type=VIEWS[view], page_size=page_size, page_token=token))
+        for run in response.runs:
+            yield RunInfo.from_proto(run)
+        token = response.next_page_token
+        if not token:
+            return
+
+
+def list_runs(
+    experiment: str | None = None,
+    *,
+    project: str = "default",
+    view: str = "active",
+    max_results: int = 1000,
+    client: Client | None = None,
+) -> list[RunInfo]:
+    runs = []
+    for run in iter_runs(experiment, project=project, view=view, client=client):
+        runs.append(run)
+        if len(runs) >= max_results:
+            break
+    return runs

@@ -1,0 +1,18 @@
+"""The `trackd` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from trackd.cli import events, stack, tables
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="trackd: experiment tracking and HPO.")
+app.command("up")(stack.up)
+app.add_typer(tables.projects, name="projects")
+app.add_typer(tables.experiments, name="experiments")
+app.add_typer(tables.runs, name="runs")
+app.add_typer(events.app, name="events")
+
+
+def main() -> None:
+    app()

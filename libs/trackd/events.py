@@ -1,0 +1,55 @@
+"""Subscribing to run lifecycle events: `async for event in trackd.events.subscribe(...)`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
+
+from trackd_api.events.v1 import events_pb2
+from trackd_platform.config import ClientSettings, KafkaSettings
+from trackd_platform.kafka import RUN_ENDED, RUN_STARTED, TOPICS, create_consumer, to_event
+
+DECODERS: dict[str, type[Message]] = {RUN_STARTED: events_pb2.RunStarted, RUN_ENDED: events_pb2.RunEnded}
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    topic: str
+    run_id: str  # the message key
+    event_id: str  # the `ce_id` header: de-duplicate on it (delivery is at-least-once)
+    type: str
+    message: Any  # events_pb2.RunStarted or events_pb2.RunEnded
+    headers: dict[str, str]
+    partition: int
+    offset: int
+
+
+async def subscribe(
+    topics: Sequence[str] = TOPICS,
+    *,
+    group_id: str | None = None,
+    from_beginning: bool = False,
+    bootstrap: str | None = None,
+) -> AsyncIterator[RunEvent]:
+    """Decoded events from `run.started` / `run.ended`. With a `group_id`, consumers share the
+    partitions and resume from committed offsets; without, this reader sees every partition."""
+    unknown = set(topics) - set(DECODERS)
+    if unknown:
+        raise ValueError(f"unknown topics {sorted(unknown)}; trackd publishes {list(DECODERS)}")
+    settings = KafkaSettings(bootstrap=bootstrap or ClientSettings.from_env().kafka_bootstrap)
+    consumer = await create_consumer(settings, tuple(topics), group_id=group_id, from_beginning=from_beginning)
+    try:
+        async for message in consumer:
+            event = to_event(message)
+            decoded = DECODERS[event.topic]()
+            decoded.ParseFromString(event.value)
+            yield RunEvent(
+                topic=event.topic, run_id=event.key, event_id=event.headers.get("ce_id", ""),
+                type=event.headers.get("ce_type", ""), message=decoded, headers=event.headers,
+                partition=event.partition, offset=event.offset,
+            )
+    finally:
+        await consumer.stop()

@@ -1,0 +1,263 @@
+"""Configuration: the only module that reads the environment.
+
+Each process parses its settings once, at start-up, into frozen dataclasses and passes them down
+by constructor injection. Every name read here is listed in `ENV_NAMES` (the docker-compose and
+Kubernetes tests check their manifests against it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trackd_platform.errors import InvalidArgument
+
+SERVICES = ("run", "ingest", "artifact", "query", "hpo")
+DEFAULT_PORTS = {"run": 50051, "ingest": 50052, "artifact": 50053, "query": 50054, "hpo": 50055}
+
+ENV_NAMES = frozenset(
+    {
+        "TRACKD_HOME",
+        "TRACKD_INGEST_REPLICAS",
+        "TRACKD_PG_DSN",
+        "TRACKD_PG_POOL_MAX",
+        "TRACKD_REDIS_URL",
+        "TRACKD_KAFKA_BOOTSTRAP",
+        "TRACKD_KAFKA_PARTITIONS",
+        "TRACKD_S3_ENDPOINT",
+        "TRACKD_S3_ACCESS_KEY",
+        "TRACKD_S3_SECRET_KEY",
+        "TRACKD_S3_BUCKET",
+        "TRACKD_S3_REGION",
+        "TRACKD_GRPC_HOST",
+        "TRACKD_GRPC_PORT",
+        "TRACKD_METRICS_PORT",
+        "TRACKD_SHUTDOWN_GRACE_S",
+        "TRACKD_HEARTBEAT_TIMEOUT_S",
+        "TRACKD_CRASH_CHECK_INTERVAL_S",
+        "TRACKD_TARGET",
+        "TRACKD_RUN_TARGET",
+        "TRACKD_INGEST_TARGET",
+        "TRACKD_ARTIFACT_TARGET",
+        "TRACKD_QUERY_TARGET",
+        "TRACKD_HPO_TARGET",
+        "TRACKD_HEARTBEAT_INTERVAL_S",
+        "TRACKD_RPC_TIMEOUT_S",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_SERVICE_NAME",
+    }
+)
+
+
+def _get(env: Mapping[str, str], name: str, default: str) -> str:
+    assert name in ENV_NAMES, f"{name} must be listed in ENV_NAMES"
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _get(env, name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidArgument(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise InvalidArgument(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _number(env, name, default)
+    if value != int(value):
+        raise InvalidArgument(f"{name}={value!r} must be a whole number")
+    return int(value)
+
+
+def home(env: Mapping[str, str] | None = None) -> Path:
+    """Where the embedded stack keeps its data: `TRACKD_HOME`, else `.trackd/` here."""
+    env = os.environ if env is None else env
+    return Path(_get(env, "TRACKD_HOME", str(Path.cwd() / ".trackd"))).resolve()
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    dsn: str = field(repr=False)  # may carry a password
+    pool_max: int = 10
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PostgresSettings:
+        return cls(
+            dsn=_get(env, "TRACKD_PG_DSN", "postgresql://postgres@127.0.0.1:15432/trackd"),
+            pool_max=_int(env, "TRACKD_PG_POOL_MAX", 10),
+        )
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = field(repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RedisSettings:
+        return cls(url=_get(env, "TRACKD_REDIS_URL", "redis://127.0.0.1:16379/0"))
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap: str
+    partitions: int = 3
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> KafkaSettings:
+        return cls(
+            bootstrap=_get(env, "TRACKD_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
+            partitions=max(1, _int(env, "TRACKD_KAFKA_PARTITIONS", 3)),
+        )
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint: str
+    bucket: str
+    region: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> S3Settings:
+        return cls(
+            endpoint=_get(env, "TRACKD_S3_ENDPOINT", "http://127.0.0.1:18333"),
+            bucket=_get(env, "TRACKD_S3_BUCKET", "trackd-artifacts"),
+            region=_get(env, "TRACKD_S3_REGION", "us-east-1"),
+            access_key=_get(env, "TRACKD_S3_ACCESS_KEY", "trackd"),
+            secret_key=_get(env, "TRACKD_S3_SECRET_KEY", "trackd"),
+        )
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    service_name: str
+    otlp_endpoint: str  # empty: no exporter
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, service: str) -> TelemetrySettings:
+        return cls(
+            service_name=_get(env, "OTEL_SERVICE_NAME", f"trackd-{service}"),
+            otlp_endpoint=_get(env, "OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+        )
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How one service process serves: its gRPC address, metrics port and shutdown grace."""
+
+    name: str
+    host: str
+    port: int
+    metrics_port: int  # 0: no /metrics endpoint
+    shutdown_grace_s: float
+    telemetry: TelemetrySettings
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, service: str) -> ServerSettings:
+        port = _int(env, "TRACKD_GRPC_PORT", DEFAULT_PORTS[service])
+        return cls(
+            name=service,
+            host=_get(env, "TRACKD_GRPC_HOST", "0.0.0.0"),
+            port=port,
+            metrics_port=_int(env, "TRACKD_METRICS_PORT", port + 1000),
+            shutdown_grace_s=_number(env, "TRACKD_SHUTDOWN_GRACE_S", 10.0),
+            telemetry=TelemetrySettings.from_env(env, service=service),
+        )
+
+
+@dataclass(frozen=True)
+class RunServiceConfig:
+    server: ServerSettings
+    postgres: PostgresSettings
+    kafka: KafkaSettings
+    heartbeat_timeout_s: float
+    crash_check_interval_s: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RunServiceConfig:
+        env = os.environ if env is None else env
+        return cls(
+            server=ServerSettings.from_env(env, service="run"),
+            postgres=PostgresSettings.from_env(env),
+            kafka=KafkaSettings.from_env(env),
+            heartbeat_timeout_s=_number(env, "TRACKD_HEARTBEAT_TIMEOUT_S", 120.0),
+            crash_check_interval_s=_number(env, "TRACKD_CRASH_CHECK_INTERVAL_S", 5.0),
+        )
+
+
+@dataclass(frozen=True)
+class StoresConfig:
+    """Settings of a service that reaches PostgreSQL, Redis and S3 (ingest, artifact, query, hpo)."""
+
+    server: ServerSettings
+    postgres: PostgresSettings
+    redis: RedisSettings
+    kafka: KafkaSettings
+    s3: S3Settings
+    run_target: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, service: str) -> StoresConfig:
+        env = os.environ if env is None else env
+        return cls(
+            server=ServerSettings.from_env(env, service=service),
+            postgres=PostgresSettings.from_env(env),
+            redis=RedisSettings.from_env(env),
+            kafka=KafkaSettings.from_env(env),
+            s3=S3Settings.from_env(env),
+            run_target=ClientSettings.from_env(env).target("run"),
+        )
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How the SDK and CLI address the services (see ARCHITECTURE.md, client addressing)."""
+
+    targets: Mapping[str, str]
+    heartbeat_interval_s: float
+    rpc_timeout_s: float
+    kafka_bootstrap: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ClientSettings:
+        env = os.environ if env is None else env
+        gateway = _get(env, "TRACKD_TARGET", "")
+        targets = {
+            s: _get(env, f"TRACKD_{s.upper()}_TARGET", gateway or f"localhost:{DEFAULT_PORTS[s]}")
+            for s in SERVICES
+        }
+        return cls(
+            targets=targets,
+            heartbeat_interval_s=_number(env, "TRACKD_HEARTBEAT_INTERVAL_S", 10.0),
+            rpc_timeout_s=_number(env, "TRACKD_RPC_TIMEOUT_S", 30.0),
+            kafka_bootstrap=KafkaSettings.from_env(env).bootstrap,
+        )
+
+    def target(self, service: str) -> str:
+        return self.targets[service]
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """What `trackd up` starts: everything under `home`, except the parts given as `external`."""
+
+    home: Path
+    external: Mapping[str, str]
+    ingest_replicas: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StackSettings:
+        env = os.environ if env is None else env
+        names = ("TRACKD_PG_DSN", "TRACKD_REDIS_URL", "TRACKD_KAFKA_BOOTSTRAP", "TRACKD_S3_ENDPOINT")
+        return cls(
+            home=home(env),
+            external={n: _get(env, n, "") for n in names if _get(env, n, "")},
+            ingest_replicas=max(1, _int(env, "TRACKD_INGEST_REPLICAS", 1)),
+        )

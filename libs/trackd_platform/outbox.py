@@ -1,0 +1,136 @@
+"""The transactional outbox: at-least-once event delivery that survives broker outages.
+
+`enqueue()` writes an event row in the caller's transaction, so the event exists if and only if
+the state change committed. `OutboxRelay` publishes unsent rows in id order and marks them sent;
+while the broker is down rows wait, and are published when it returns. One relay is active at a
+time (a PostgreSQL advisory lock elects it among replicas) so one run's events keep their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from trackd_platform.config import KafkaSettings, PostgresSettings
+from trackd_platform.kafka import CONTENT_TYPE, EVENT_TYPES, create_producer, ensure_topics
+from trackd_platform.telemetry import context_from_traceparent, current_traceparent
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "trackd_outbox"
+_LEADER_LOCK = 0x6F7574  # "out"
+
+
+async def enqueue(conn: asyncpg.Connection, *, topic: str, key: str, event_id: uuid.UUID, payload: bytes) -> None:
+    """Record an event in the caller's transaction, with the current trace context."""
+    await conn.execute(
+        """INSERT INTO outbox (event_id, topic, key, event_type, payload, traceparent)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        event_id, topic, key, EVENT_TYPES[topic], payload, current_traceparent(),
+    )
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+
+
+class OutboxRelay:
+    """Publishes the outbox to Kafka. `run()` loops until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        postgres: PostgresSettings,
+        kafka: KafkaSettings,
+        batch_size: int = 200,
+        poll_interval_s: float = 1.0,
+        send_timeout_s: float = 15.0,
+    ) -> None:
+        self._postgres = postgres
+        self._kafka = kafka
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._send_timeout_s = send_timeout_s
+        self._wakeup = asyncio.Event()
+        self._tracer = trace.get_tracer(__name__)
+
+    async def run(self) -> None:
+        conn: asyncpg.Connection = await asyncpg.connect(self._postgres.dsn)
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK):
+                await asyncio.sleep(self._poll_interval_s * 5)  # another replica relays
+            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wakeup.set())
+            log.info("outbox relay active")
+            backoff = 0.5
+            while True:
+                producer = create_producer(self._kafka)
+                try:
+                    await asyncio.wait_for(producer.start(), self._send_timeout_s)
+                    await asyncio.wait_for(ensure_topics(self._kafka), self._send_timeout_s)
+                    await self._relay(conn, producer)
+                except (asyncio.CancelledError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 — any broker failure: back off and reconnect
+                    log.warning("outbox relay: broker unavailable (%s); retrying in %.1fs", exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                else:
+                    backoff = 0.5
+                finally:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(producer.stop(), 5)
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _relay(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> None:
+        while True:
+            if await self.publish_batch(conn, producer) < self._batch_size:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._poll_interval_s)
+
+    async def publish_batch(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> int:
+        """Publish up to one batch of unsent events; rows are marked sent only once the broker
+        has acknowledged every one of them."""
+        async with conn.transaction():
+            rows = await conn.fetch(
+                """SELECT id, event_id, topic, key, event_type, payload, traceparent FROM outbox
+                   WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE""",
+                self._batch_size,
+            )
+            if not rows:
+                return 0
+            futures = [await self._send(producer, row) for row in rows]
+            await asyncio.wait_for(asyncio.gather(*futures), self._send_timeout_s)
+            await conn.execute(
+                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+            )
+        return len(rows)
+
+    async def _send(self, producer: AIOKafkaProducer, row: asyncpg.Record) -> asyncio.Future[object]:
+        # Continue the trace of the request that wrote the event, not the relay's own.
+        token = otel_context.attach(context_from_traceparent(row["traceparent"]))
+        try:
+            with self._tracer.start_as_current_span(
+                f"{row['topic']} publish", kind=trace.SpanKind.PRODUCER,
+                attributes={"messaging.system": "kafka", "messaging.destination.name": row["topic"]},
+            ):
+                headers = [
+                    ("ce_id", str(row["event_id"]).encode()),
+                    ("ce_type", row["event_type"].encode()),
+                    ("content-type", CONTENT_TYPE.encode()),
+                ]
+                traceparent = current_traceparent()
+                if traceparent:
+                    headers.append(("traceparent", traceparent.encode()))
+                future: asyncio.Future[object] = await producer.send(
+                    row["topic"], bytes(row["payload"]), key=row["key"].encode(), headers=headers
+                )
+                return future
+        finally:
+            otel_context.detach(token)

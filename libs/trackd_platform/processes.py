@@ -1,0 +1,166 @@
+"""Child processes for the embedded stack: start, readiness, stop, and a supervisor that restarts
+what dies with exponential back-off, as an orchestrator would.
+
+Children run in their own session (Ctrl-C reaches only the launcher, which stops them in order)
+and get SIGTERM from the kernel if the launcher itself dies (PR_SET_PDEATHSIG), so no process is
+left behind either way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("trackd.stack")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup(user: str | None) -> Callable[[], None]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    entry = pwd.getpwnam(user) if user else None
+
+    def setup() -> None:
+        if entry is not None:  # drop privileges first: a credential change clears PDEATHSIG
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return setup
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port(*, below: int = 50_000) -> int:
+    """A free TCP port under `below` whose +10000 neighbour is free too (SeaweedFS puts its
+    gRPC ports there)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < below and not port_open("127.0.0.1", port + 10_000, 0.05):
+            return port
+
+
+@dataclass
+class Managed:
+    """One supervised child process."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    user: str | None = None
+    ready: Callable[[], bool] = lambda: True
+    stop_signal: int = signal.SIGTERM
+    stop_timeout_s: float = 15.0
+    process: subprocess.Popen[bytes] | None = None
+    wanted: bool = False  # the supervisor restarts it only while wanted
+    restarts: int = 0
+    _started_at: float = 0.0
+    _backoff_s: float = 1.0
+    _restart_at: float | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self.process = subprocess.Popen(
+                list(self.argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=dict(self.env), start_new_session=True, preexec_fn=_child_setup(self.user),
+            )
+        self.wanted = True
+        self._started_at = time.monotonic()
+        self._restart_at = None
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.ready():
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited during start-up; see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} not ready after {timeout_s:.0f}s; see {self.log_path}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.wanted = False
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(self.stop_signal)
+        try:
+            self.process.wait(self.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0fs; killing it", self.name, self.stop_timeout_s)
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would; the supervisor restarts it if it is still wanted."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def check(self) -> None:
+        """Restart with back-off if it died while wanted. Called by the supervisor."""
+        if not self.wanted or self.alive() or self.process is None:
+            return
+        now = time.monotonic()
+        if self._restart_at is None:
+            if now - self._started_at > 60:
+                self._backoff_s = 1.0  # it had been healthy for a while: start over
+            self._restart_at = now + self._backoff_s
+            log.warning("%s exited with code %s; restarting in %.0fs (see %s)",
+                        self.name, self.process.returncode, self._backoff_s, self.log_path)
+            self._backoff_s = min(self._backoff_s * 2, 30.0)
+        elif now >= self._restart_at:
+            self.restarts += 1
+            log.warning("restarting %s (restart %d)", self.name, self.restarts)
+            self.start()
+
+
+class Supervisor:
+    """Polls managed processes from a background thread and restarts those that died."""
+
+    def __init__(self, parts: Callable[[], Sequence[Managed]], interval_s: float = 0.5) -> None:
+        self._parts = parts
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="trackd-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            for part in self._parts():
+                try:
+                    part.check()
+                except Exception:  # noqa: BLE001 — keep supervising the others
+                    log.exception("could not restart %s", part.name)

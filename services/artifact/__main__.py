@@ -1,0 +1,3 @@
+from trackd_services.artifact.app import main
+
+main()

@@ -1,0 +1,3 @@
+from trackd_services.hpo.app import main
+
+main()

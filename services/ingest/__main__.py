@@ -1,0 +1,3 @@
+from trackd_services.ingest.app import main
+
+main()

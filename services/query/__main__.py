@@ -1,0 +1,3 @@
+from trackd_services.query.app import main
+
+main()

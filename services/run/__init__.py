@@ -1,0 +1,1 @@
+"""The run service: projects, experiments, runs and their lifecycle events."""

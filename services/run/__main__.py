@@ -1,0 +1,3 @@
+from trackd_services.run.app import main
+
+main()

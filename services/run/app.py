@@ -1,0 +1,45 @@
+"""Wiring of the run service: config → pool → migrations → store → servicer → serve."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from trackd_api.run.v1 import run_pb2, run_pb2_grpc
+from trackd_platform.config import RunServiceConfig
+from trackd_platform.db import create_pool, migrate
+from trackd_platform.outbox import OutboxRelay
+from trackd_platform.server import GrpcServer, configure_logging
+from trackd_services.run.api import RunServicer
+from trackd_services.run.store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+async def serve(config: RunServiceConfig) -> None:
+    server = GrpcServer(config.server)
+    pool = await create_pool(config.postgres)
+    server.add_closer(pool.close)
+    await migrate(pool)
+    store = RunStore(pool)
+    server.add_servicer(
+        run_pb2_grpc.add_RunServiceServicer_to_server,
+        RunServicer(store),
+        run_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
+    )
+    relay = OutboxRelay(postgres=config.postgres, kafka=config.kafka)
+    server.add_background(relay.run)
+
+    async def detect_crashes() -> None:
+        while True:
+            for run in await store.crash_stale_runs(config.heartbeat_timeout_s):
+                log.warning("run %s CRASHED: no heartbeat for %.0fs", run.id.hex, config.heartbeat_timeout_s)
+            await asyncio.sleep(config.crash_check_interval_s)
+
+    server.add_background(detect_crashes)
+    await server.run_until_signal()
+
+
+def main() -> None:
+    configure_logging("run")
+    asyncio.run(serve(RunServiceConfig.from_env()))

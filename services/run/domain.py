@@ -1,0 +1,206 @@
+"""Run service domain: entities, limits and lifecycle rules. Pure Python, no I/O.
+
+Limits (documented in README.md, enforced with INVALID_ARGUMENT):
+names of projects, experiments and runs 1–250 characters; param and tag keys 1–250 characters;
+param values up to 6,000 characters; tag values up to 5,000; notes up to 100,000; at most 1,000
+params or tags in one request.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from trackd_platform.errors import FailedPrecondition, InvalidArgument
+
+NAME_MAX = 250
+KEY_MAX = 250
+PARAM_VALUE_MAX = 6_000
+TAG_VALUE_MAX = 5_000
+NOTES_MAX = 100_000
+ITEMS_PER_REQUEST_MAX = 1_000
+
+
+class RunStatus(enum.IntEnum):
+    """Numbers match `trackd.run.v1.RunStatus` and the `runs.status` column."""
+
+    RUNNING = 1
+    FINISHED = 2
+    FAILED = 3
+    KILLED = 4
+    CRASHED = 5
+
+    @property
+    def terminal(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+# What a client may end a run with; CRASHED is the server's verdict alone.
+CLIENT_END_STATUSES = frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED})
+
+
+class View(enum.IntEnum):
+    ACTIVE_ONLY = 1
+    DELETED_ONLY = 2
+    ALL = 3
+
+
+@dataclass(frozen=True)
+class Project:
+    id: uuid.UUID
+    name: str
+    description: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: uuid.UUID
+    project_id: uuid.UUID
+    name: str
+    description: str
+    tags: dict[str, str]
+    archived: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Run:
+    id: uuid.UUID
+    experiment_id: uuid.UUID
+    project_id: uuid.UUID
+    name: str
+    status: RunStatus
+    start_time: datetime
+    end_time: datetime | None
+    last_heartbeat: datetime
+    parent_run_id: uuid.UUID | None
+    user: str
+    notes: str
+    source: dict[str, Any]
+    environment: dict[str, Any]
+    deleted: bool
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def duration_ms(self, now: datetime) -> int:
+        end = self.end_time or now
+        return max(0, int((end - self.start_time).total_seconds() * 1000))
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What StartRun asks for, validated."""
+
+    experiment_id: uuid.UUID | None
+    project_name: str
+    experiment_name: str
+    name: str
+    params: dict[str, str]
+    tags: dict[str, str]
+    source: dict[str, Any]
+    environment: dict[str, Any]
+    parent_run_id: uuid.UUID | None
+    user: str
+    notes: str
+
+
+def parse_id(kind: str, value: str) -> uuid.UUID:
+    """A run/experiment/project id as sent by a client (hex, with or without dashes)."""
+    if not value:
+        raise InvalidArgument(f"{kind} is required")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument(f"{kind} {value[:80]!r} is not a valid id (32 hex digits)") from None
+
+
+def optional_id(kind: str, value: str) -> uuid.UUID | None:
+    return parse_id(kind, value) if value else None
+
+
+def format_id(value: uuid.UUID) -> str:
+    return value.hex
+
+
+def validate_name(kind: str, name: str) -> str:
+    if not name or not name.strip():
+        raise InvalidArgument(f"{kind} must not be empty")
+    if len(name) > NAME_MAX:
+        raise InvalidArgument(f"{kind} is {len(name)} characters; the limit is {NAME_MAX}")
+    return name
+
+
+def _validate_items(kind: str, items: Mapping[str, str], value_max: int) -> dict[str, str]:
+    if len(items) > ITEMS_PER_REQUEST_MAX:
+        raise InvalidArgument(
+            f"{len(items)} {kind}s in one request; the limit is {ITEMS_PER_REQUEST_MAX}: send them in batches"
+        )
+    for key, value in items.items():
+        if not key or not key.strip():
+            raise InvalidArgument(f"{kind} keys must not be empty")
+        if len(key) > KEY_MAX:
+            raise InvalidArgument(f"{kind} key {key[:40]!r}… is {len(key)} characters; the limit is {KEY_MAX}")
+        if len(value) > value_max:
+            raise InvalidArgument(
+                f"{kind} {key!r} has a value of {len(value)} characters; the limit is {value_max}"
+            )
+    return dict(items)
+
+
+def validate_params(params: Mapping[str, str]) -> dict[str, str]:
+    return _validate_items("param", params, PARAM_VALUE_MAX)
+
+
+def validate_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    return _validate_items("tag", tags, TAG_VALUE_MAX)
+
+
+def validate_notes(notes: str) -> str:
+    if len(notes) > NOTES_MAX:
+        raise InvalidArgument(f"notes are {len(notes)} characters; the limit is {NOTES_MAX}")
+    return notes
+
+
+def new_params(existing: Mapping[str, str], incoming: Mapping[str, str]) -> dict[str, str]:
+    """The params of `incoming` not logged yet. Params are immutable: a key logged again with
+    the same value is a no-op, with another value an error (nothing is written)."""
+    conflicts = [k for k, v in incoming.items() if k in existing and existing[k] != v]
+    if conflicts:
+        key = sorted(conflicts)[0]
+        raise InvalidArgument(
+            f"param {key!r} is already {existing[key]!r} and params cannot change "
+            f"(got {incoming[key]!r}); log it under another key or start a new run"
+        )
+    return {k: v for k, v in incoming.items() if k not in existing}
+
+
+def require_running(run: Run, action: str) -> None:
+    if run.status is not RunStatus.RUNNING:
+        raise FailedPrecondition(f"cannot {action}: run {format_id(run.id)} is {run.status.name}, not RUNNING")
+
+
+def check_end(run: Run, status: RunStatus) -> None:
+    if status not in CLIENT_END_STATUSES:
+        raise InvalidArgument(f"a run ends FINISHED, FAILED or KILLED, not {status.name}")
+    require_running(run, f"end it {status.name}")
+
+
+def parse_status(number: int) -> RunStatus:
+    try:
+        return RunStatus(number)
+    except ValueError:
+        raise InvalidArgument("status is required: FINISHED, FAILED or KILLED") from None
+
+
+def parse_view(number: int) -> View:
+    if number == 0:
+        return View.ACTIVE_ONLY
+    try:
+        return View(number)
+    except ValueError:
+        raise InvalidArgument(f"unknown view_type {number}") from None

@@ -1,0 +1,47 @@
+"""Run lifecycle events as published on Kafka (`trackd.events.v1`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from trackd_api.events.v1 import events_pb2
+from trackd_services.run.domain import Run, format_id
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def run_started(run: Run, event_id: uuid.UUID) -> bytes:
+    return events_pb2.RunStarted(
+        event_id=str(event_id),
+        run_id=format_id(run.id),
+        experiment_id=format_id(run.experiment_id),
+        project_id=format_id(run.project_id),
+        name=run.name,
+        start_time=timestamp(run.start_time),
+        parent_run_id=format_id(run.parent_run_id) if run.parent_run_id else "",
+        params=run.params,
+        tags=run.tags,
+        user=run.user,
+    ).SerializeToString()
+
+
+def run_ended(run: Run, event_id: uuid.UUID) -> bytes:
+    return events_pb2.RunEnded(
+        event_id=str(event_id),
+        run_id=format_id(run.id),
+        experiment_id=format_id(run.experiment_id),
+        project_id=format_id(run.project_id),
+        status=int(run.status),
+        start_time=timestamp(run.start_time),
+        end_time=timestamp(run.end_time),
+        duration_ms=run.duration_ms(run.end_time or datetime.now(UTC)),
+    ).SerializeToString()
