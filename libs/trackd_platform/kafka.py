@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -46,15 +47,19 @@ async def ensure_topics(settings: KafkaSettings, topics: tuple[str, ...] = TOPIC
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
-        existing = set(await admin.list_topics())
-        missing = [NewTopic(t, settings.partitions, 1) for t in topics if t not in existing]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another replica won the race
+        await _create_missing(admin, settings, topics)
     finally:
-        await admin.close()
+        await asyncio.wait_for(admin.close(), 5)
+
+
+async def _create_missing(admin: AIOKafkaAdminClient, settings: KafkaSettings, topics: tuple[str, ...]) -> None:
+    existing = set(await admin.list_topics())
+    missing = [NewTopic(t, settings.partitions, 1) for t in topics if t not in existing]
+    if missing:
+        try:
+            await admin.create_topics(missing)
+        except TopicAlreadyExistsError:
+            pass  # another replica won the race
 
 
 async def create_consumer(

@@ -38,6 +38,21 @@ async def enqueue(conn: asyncpg.Connection, *, topic: str, key: str, event_id: u
     await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
 
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_later(producer: AIOKafkaProducer) -> None:
+    """Stop a producer without waiting on it: stopping can hang as long as the broker does."""
+    task = asyncio.create_task(_stop_quietly(producer))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(producer.stop(), 10)
+
+
 class OutboxRelay:
     """Publishes the outbox to Kafka. `run()` loops until cancelled."""
 
@@ -67,36 +82,32 @@ class OutboxRelay:
             log.info("outbox relay active")
             backoff = 0.5
             while True:
-                producer = create_producer(self._kafka)
                 try:
-                    await asyncio.wait_for(producer.start(), self._send_timeout_s)
-                    await asyncio.wait_for(ensure_topics(self._kafka), self._send_timeout_s)
-                    await self._relay(conn, producer)
-                except (asyncio.CancelledError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+                    while await self.publish_batch(conn) == self._batch_size:
+                        pass
+                    backoff = 0.5
+                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
                     raise
-                except Exception as exc:  # noqa: BLE001 — any broker failure: back off and reconnect
+                except Exception as exc:  # noqa: BLE001 — a broker failure: keep the rows, retry
                     log.warning("outbox relay: broker unavailable (%s); retrying in %.1fs", exc, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 10.0)
-                else:
-                    backoff = 0.5
-                finally:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(producer.stop(), 5)
+                    continue
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._poll_interval_s)
         finally:
             with contextlib.suppress(Exception):
                 await conn.close()
 
-    async def _relay(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> None:
-        while True:
-            if await self.publish_batch(conn, producer) < self._batch_size:
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._poll_interval_s)
+    async def publish_batch(self, conn: asyncpg.Connection) -> int:
+        """Publish up to one batch of unsent events, in id order; rows are marked sent only once
+        the broker has acknowledged every one of them.
 
-    async def publish_batch(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> int:
-        """Publish up to one batch of unsent events; rows are marked sent only once the broker
-        has acknowledged every one of them."""
+        Each batch uses a fresh producer. A long-lived one keeps partition metadata across a
+        broker restart, and a broker restarted without its data (Tansu's memory storage)
+        acknowledges writes to partitions of topics it no longer has: those events would be
+        lost. Run events are few, so a connection per batch costs little."""
         async with conn.transaction():
             rows = await conn.fetch(
                 """SELECT id, event_id, topic, key, event_type, payload, traceparent FROM outbox
@@ -105,8 +116,17 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            futures = [await self._send(producer, row) for row in rows]
-            await asyncio.wait_for(asyncio.gather(*futures), self._send_timeout_s)
+            producer = create_producer(self._kafka)
+            try:
+                # One deadline over every broker call: a half-started broker can leave a
+                # request unanswered, and the rows must then stay unsent and be retried.
+                async with asyncio.timeout(self._send_timeout_s):
+                    await producer.start()
+                    await ensure_topics(self._kafka)
+                    futures = [await self._send(producer, row) for row in rows]
+                    await asyncio.gather(*futures)
+            finally:
+                _close_later(producer)
             await conn.execute(
                 "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )

@@ -2,16 +2,14 @@
 what dies with exponential back-off, as an orchestrator would.
 
 Children run in their own session (Ctrl-C reaches only the launcher, which stops them in order)
-and get SIGTERM from the kernel if the launcher itself dies (PR_SET_PDEATHSIG), so no process is
-left behind either way.
+and get their stop signal from the kernel if the launcher itself dies (`setpriv --pdeathsig`), so no
+process is left behind either way.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
-import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,20 +21,14 @@ from pathlib import Path
 
 log = logging.getLogger("trackd.stack")
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _child_setup(user: str | None) -> Callable[[], None]:
-    libc = ctypes.CDLL(None, use_errno=True)
-    entry = pwd.getpwnam(user) if user else None
-
-    def setup() -> None:
-        if entry is not None:  # drop privileges first: a credential change clears PDEATHSIG
-            os.setgid(entry.pw_gid)
-            os.setuid(entry.pw_uid)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    return setup
+def _with_parent_death_signal(argv: Sequence[str], sig: int) -> list[str]:
+    """Run `argv` under util-linux `setpriv --pdeathsig`, so the kernel sends it SIGTERM if the
+    launcher dies. (A `preexec_fn` could do this too, but Python code between fork and exec can
+    deadlock in a process whose gRPC threads are busy.) Without setpriv, Ctrl-C and SIGTERM
+    still stop every child; only a SIGKILLed launcher would leave them."""
+    setpriv = shutil.which("setpriv")
+    name = signal.Signals(sig).name.removeprefix("SIG")
+    return [setpriv, "--pdeathsig", name, "--", *argv] if setpriv else list(argv)
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -88,8 +80,9 @@ class Managed:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
-                list(self.argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=dict(self.env), start_new_session=True, preexec_fn=_child_setup(self.user),
+                _with_parent_death_signal(self.argv, self.stop_signal), stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=dict(self.env) if self.env else None,
+                start_new_session=True, user=self.user,
             )
         self.wanted = True
         self._started_at = time.monotonic()

@@ -5,6 +5,7 @@ interceptor, OpenTelemetry, Prometheus `/metrics`, and graceful shutdown on SIGT
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import signal
 import time
@@ -173,6 +174,7 @@ class GrpcServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, _log_tasks)  # `kill -USR1 PID`: what is it doing?
         await self.start()
         tasks = [asyncio.create_task(_guard(t)) for t in self._background]
         await stop.wait()
@@ -200,6 +202,13 @@ async def _guard(task: Callable[[], Coroutine[Any, Any, None]]) -> None:
         except Exception:  # noqa: BLE001
             log.exception("background task %s failed; restarting in 1s", getattr(task, "__qualname__", task))
             await asyncio.sleep(1)
+
+
+def _log_tasks() -> None:
+    for task in asyncio.all_tasks():
+        stream = io.StringIO()
+        task.print_stack(file=stream)
+        log.warning("task %s:\n%s", task.get_name(), stream.getvalue())
 
 
 def configure_logging(name: str) -> None:

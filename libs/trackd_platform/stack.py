@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -238,7 +239,7 @@ class EmbeddedStack:
             log_path=self.home / "logs" / "postgres.log",
             user=user,
             ready=lambda: self._pg_isready(POSTGRES_BIN_PATH),
-            stop_signal=2,  # SIGINT: PostgreSQL's fast shutdown
+            stop_signal=signal.SIGINT,  # PostgreSQL's fast shutdown
         )
 
     @staticmethod
@@ -316,10 +317,11 @@ class EmbeddedStack:
             argv=[_bin("weed"), "server", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}",
                   f"-master.port={p.weed_master}", f"-volume.port={p.weed_volume}",
                   f"-filer.port={p.weed_filer}", "-s3", f"-s3.port={p.s3}",
-                  "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=256",
+                  "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=256", "-volume.preStopSeconds=0",
                   "-volume.max=0"],
             log_path=self.home / "logs" / "s3.log",
             ready=lambda: _http_ok(f"http://{HOST}:{p.s3}/"),
+            stop_signal=signal.SIGINT,  # weed takes 20s+ to honour SIGTERM
         )
 
 

@@ -1,0 +1,75 @@
+"""The launcher: every service healthy, restarts after a crash, replicas migrating at once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+
+import asyncpg
+import pytest
+
+from trackd_platform.db import migrations
+from trackd_platform.processes import Managed, free_port
+from trackd_platform.stack import HOST, EmbeddedStack, grpc_serving
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_service_serves_health(stack: EmbeddedStack) -> None:
+    for name in ("run", "ingest", "artifact", "query", "hpo"):
+        assert grpc_serving(f"{HOST}:{stack.service_port(name)}"), name
+
+
+def test_a_dead_service_is_restarted(stack: EmbeddedStack, caplog: pytest.LogCaptureFixture) -> None:
+    query = stack.services["query"]
+    before = query.restarts
+    query.kill()
+    assert not grpc_serving(f"{HOST}:{stack.service_port('query')}")
+    for _ in range(200):
+        if query.restarts > before and grpc_serving(f"{HOST}:{stack.service_port('query')}"):
+            break
+        asyncio.run(asyncio.sleep(0.1))
+    assert query.restarts == before + 1
+    assert grpc_serving(f"{HOST}:{stack.service_port('query')}")
+    assert any("restarting query" in r.getMessage() for r in caplog.records)
+
+
+def test_two_replicas_start_at_once_on_a_fresh_database(stack: EmbeddedStack, tmp_path: object) -> None:
+    database = f"fresh_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(stack.pg_dsn)
+        await conn.execute(f"CREATE DATABASE {database}")
+        await conn.close()
+
+    asyncio.run(create())
+    dsn = stack.pg_dsn.rsplit("/", 1)[0] + f"/{database}"
+    replicas = []
+    for i in range(2):
+        port = free_port()
+        replicas.append(Managed(
+            name=f"run-replica-{i}",
+            argv=[sys.executable, "-m", "trackd_services.run"],
+            env={**os.environ, **stack.infra_env(), "TRACKD_PG_DSN": dsn, "TRACKD_GRPC_HOST": HOST,
+                 "TRACKD_GRPC_PORT": str(port), "TRACKD_METRICS_PORT": "0"},
+            log_path=stack.home / "logs" / f"replica-{database}-{i}.log",
+            ready=lambda port=port: grpc_serving(f"{HOST}:{port}"),
+        ))
+    try:
+        for replica in replicas:
+            replica.start()
+        for replica in replicas:
+            replica.wait_ready(60)
+
+        async def applied() -> list[int]:
+            conn = await asyncpg.connect(dsn)
+            rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+            await conn.close()
+            return [r["version"] for r in rows]
+
+        assert asyncio.run(applied()) == [v for v, _, _ in migrations()]
+    finally:
+        for replica in replicas:
+            replica.stop()
