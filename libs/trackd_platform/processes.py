@@ -98,10 +98,18 @@ class Managed:
             time.sleep(0.1)
 
     def stop(self) -> None:
+        self.send_stop()
+        self.wait_stopped()
+
+    def send_stop(self) -> None:
+        """Ask it to stop (no restart); `wait_stopped()` waits, then kills if it must."""
         self.wanted = False
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(self.stop_signal)
+
+    def wait_stopped(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(self.stop_signal)
         try:
             self.process.wait(self.stop_timeout_s)
         except subprocess.TimeoutExpired:
