@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 
 import grpc
 from opentelemetry.instrumentation.grpc import client_interceptor, grpcext
-
-from trackd.errors import from_rpc_error
 from trackd_api.run.v1 import run_pb2_grpc
 from trackd_platform.config import ClientSettings
+
+from trackd.errors import from_rpc_error
 
 T = TypeVar("T")
 

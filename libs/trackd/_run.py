@@ -12,12 +12,12 @@ from types import TracebackType
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict, ParseDict
+from trackd_api.run.v1 import run_pb2
 
 from trackd._capture import capture_environment, capture_source
 from trackd._client import Client, default_client
 from trackd._params import flatten
 from trackd.errors import TrackdError
-from trackd_api.run.v1 import run_pb2
 
 log = logging.getLogger("trackd")
 

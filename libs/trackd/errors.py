@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import grpc
-
 from trackd_platform.errors import (
     Aborted,
     AlreadyExists,

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import Message
-
 from trackd_api.events.v1 import events_pb2
 from trackd_platform.config import ClientSettings, KafkaSettings
 from trackd_platform.kafka import RUN_ENDED, RUN_STARTED, TOPICS, create_consumer, to_event

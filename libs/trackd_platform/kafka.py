@@ -101,7 +101,7 @@ async def create_consumer(
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     found = consumer.partitions_for_topic(topic)
     if not found:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 — aiokafka has no public call
+        await consumer._client.force_metadata_update()
         found = consumer.partitions_for_topic(topic)
     return set(found or {0})
 
@@ -110,10 +110,10 @@ def to_event(message: object) -> Event:
     headers = {k: v.decode(errors="replace") for k, v in (getattr(message, "headers", None) or ())}
     key = getattr(message, "key", b"") or b""
     return Event(
-        topic=getattr(message, "topic"),
+        topic=message.topic,
         key=key.decode(errors="replace"),
-        value=getattr(message, "value") or b"",
+        value=message.value or b"",
         headers=headers,
-        partition=getattr(message, "partition"),
-        offset=getattr(message, "offset"),
+        partition=message.partition,
+        offset=message.offset,
     )

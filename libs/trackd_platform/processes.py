@@ -163,5 +163,5 @@ class Supervisor:
             for part in self._parts():
                 try:
                     part.check()
-                except Exception:  # noqa: BLE001 — keep supervising the others
+                except Exception:
                     log.exception("could not restart %s", part.name)

@@ -199,7 +199,7 @@ async def _guard(task: Callable[[], Coroutine[Any, Any, None]]) -> None:
             return
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("background task %s failed; restarting in 1s", getattr(task, "__qualname__", task))
             await asyncio.sleep(1)
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict, ParseDict
-
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
 from trackd_platform.paging import decode_token, encode_token, page_size
 from trackd_services.run import domain

@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
-
 from trackd_api.events.v1 import events_pb2
 from trackd_services.run.domain import Run, format_id
 

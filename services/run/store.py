@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-
 from trackd_platform.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from trackd_platform.kafka import RUN_ENDED, RUN_STARTED
 from trackd_platform.outbox import enqueue

@@ -14,7 +14,6 @@ import grpc
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-
 from trackd_api.run.v1 import run_pb2_grpc
 from trackd_platform.kafka import TOPICS, Event, to_event
 from trackd_platform.stack import EmbeddedStack, StackPorts
@@ -96,7 +95,7 @@ async def _read(
 ) -> None:
     assigned: set[TopicPartition] = set()
     while len(found) < count:
-        await asyncio.wait_for(consumer._client.force_metadata_update(), 5)  # noqa: SLF001
+        await asyncio.wait_for(consumer._client.force_metadata_update(), 5)
         partitions = {TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())}
         if partitions != assigned:
             consumer.assign(sorted(partitions))

@@ -6,17 +6,17 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+import trackd
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-import trackd
-from tests.integration.conftest import HEARTBEAT_TIMEOUT_S, collect_events
 from trackd_api.events.v1 import events_pb2
 from trackd_api.run.v1 import run_pb2
 from trackd_api.run.v1.run_pb2_grpc import RunServiceStub
 from trackd_platform.stack import EmbeddedStack
+
+from tests.integration.conftest import HEARTBEAT_TIMEOUT_S, collect_events
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import grpc
 import pytest
-
 from trackd_api.run.v1 import run_pb2
 from trackd_api.run.v1.run_pb2_grpc import RunServiceStub
 

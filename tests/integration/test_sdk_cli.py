@@ -10,11 +10,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 import trackd
 from trackd.cli import app
 from trackd_platform.stack import EmbeddedStack
+from typer.testing import CliRunner
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,6 @@ import uuid
 
 import asyncpg
 import pytest
-
 from trackd_platform.db import migrations
 from trackd_platform.processes import Managed, free_port
 from trackd_platform.stack import HOST, EmbeddedStack, grpc_serving
@@ -20,6 +19,19 @@ pytestmark = pytest.mark.integration
 def test_every_service_serves_health(stack: EmbeddedStack) -> None:
     for name in ("run", "ingest", "artifact", "query", "hpo"):
         assert grpc_serving(f"{HOST}:{stack.service_port(name)}"), name
+
+
+def test_every_service_exports_prometheus_metrics(stack: EmbeddedStack) -> None:
+    import urllib.request
+
+    grpc_serving(f"{HOST}:{stack.service_port('run')}")  # at least one RPC counted
+    for name in ("run", "ingest", "artifact", "query", "hpo"):
+        port = stack.service_port(name) + 1000
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as response:
+            body = response.read().decode()
+        assert "trackd_rpc_seconds" in body, name
+    with urllib.request.urlopen(f"http://{HOST}:{stack.service_port('run') + 1000}/metrics", timeout=5) as r:
+        assert 'trackd_rpc_total{code="OK",method="/grpc.health.v1.Health/Check"}' in r.read().decode()
 
 
 def test_a_dead_service_is_restarted(stack: EmbeddedStack, caplog: pytest.LogCaptureFixture) -> None:

@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from trackd_platform.errors import FailedPrecondition, InvalidArgument
 from trackd_services.run import domain
 from trackd_services.run.domain import RunStatus

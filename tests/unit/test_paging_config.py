@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from trackd_platform import paging
 from trackd_platform.config import ClientSettings, PostgresSettings, RunServiceConfig, S3Settings
 from trackd_platform.errors import InvalidArgument

@@ -6,7 +6,6 @@ import enum
 from pathlib import Path
 
 import numpy as np
-
 from trackd._params import flatten
 
 

@@ -10,7 +10,6 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
 from trackd_platform import errors
 from trackd_platform.config import ServerSettings, TelemetrySettings

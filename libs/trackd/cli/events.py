@@ -8,9 +8,9 @@ import json
 import typer
 from google.protobuf.json_format import MessageToDict
 from rich.console import Console
+from trackd_platform.kafka import TOPICS
 
 from trackd.events import subscribe
-from trackd_platform.kafka import TOPICS
 
 app = typer.Typer(no_args_is_help=True, help="Run lifecycle events on Kafka.")
 

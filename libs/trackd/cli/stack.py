@@ -10,7 +10,6 @@ import time
 import typer
 from rich.console import Console
 from rich.table import Table
-
 from trackd_platform.config import StackSettings
 from trackd_platform.stack import EmbeddedStack
 

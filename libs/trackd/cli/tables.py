@@ -7,11 +7,11 @@ from collections.abc import Iterable
 import typer
 from rich.console import Console
 from rich.table import Table
+from trackd_api.run.v1 import run_pb2
 
 from trackd._client import default_client
 from trackd._run import RunInfo, get_run, list_runs
 from trackd.errors import TrackdError
-from trackd_api.run.v1 import run_pb2
 
 projects = typer.Typer(no_args_is_help=True, help="Projects.")
 experiments = typer.Typer(no_args_is_help=True, help="Experiments.")
