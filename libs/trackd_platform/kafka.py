@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -106,7 +107,8 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     return set(found or {0})
 
 
-def to_event(message: object) -> Event:
+def to_event(message: Any) -> Event:
+    """`message` is an aiokafka `ConsumerRecord` (untyped)."""
     headers = {k: v.decode(errors="replace") for k, v in (getattr(message, "headers", None) or ())}
     key = getattr(message, "key", b"") or b""
     return Event(

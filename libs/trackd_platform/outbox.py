@@ -76,7 +76,8 @@ class OutboxRelay:
     async def run(self) -> None:
         conn: asyncpg.Connection = await asyncpg.connect(self._postgres.dsn)
         try:
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK):
+            # polling is the only way to wait for another session's advisory lock
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK):  # noqa: ASYNC110
                 await asyncio.sleep(self._poll_interval_s * 5)  # another replica relays
             await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wakeup.set())
             log.info("outbox relay active")

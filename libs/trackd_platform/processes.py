@@ -45,7 +45,7 @@ def free_port(*, below: int = 50_000) -> int:
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+            port: int = s.getsockname()[1]
         if port < below and not port_open("127.0.0.1", port + 10_000, 0.05):
             return port
 

@@ -91,6 +91,7 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 done(started, grpc.StatusCode.OK)
                 return response
 
+            wrapped: Callable[[Any, grpc.aio.ServicerContext], Any] = unary
             factory = (
                 grpc.unary_unary_rpc_method_handler
                 if handler.unary_unary
@@ -99,7 +100,7 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         else:
             inner = handler.unary_stream or handler.stream_stream
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 started = time.perf_counter()
                 try:
                     async for response in inner(request, context):
@@ -115,8 +116,9 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 if handler.unary_stream
                 else grpc.stream_stream_rpc_method_handler
             )
+            wrapped = streaming
         return factory(
-            unary,
+            wrapped,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )

@@ -9,6 +9,7 @@ TRACKD_KAFKA_BOOTSTRAP, TRACKD_S3_ENDPOINT): the stack then starts only what is 
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -211,7 +212,7 @@ class EmbeddedStack:
                 argv=[sys.executable, "-m", f"trackd_services.{service}"],
                 env={**env, "TRACKD_GRPC_PORT": str(port), "TRACKD_METRICS_PORT": str(port + 1000)},
                 log_path=self.home / "logs" / f"{name}.log",
-                ready=lambda port=port: grpc_serving(f"{HOST}:{port}"),
+                ready=functools.partial(grpc_serving, f"{HOST}:{port}"),
             )
             self.services[name] = managed
             managed.start()

@@ -1,13 +1,16 @@
-"""Wiring of the ingest service. Its API lands with its own issue; until then the process connects
-to its stores, applies migrations and reports health, so the suite's shape is complete."""
+"""Wiring of the ingest service: config → pool, Redis → stores → servicer → serve."""
 
 from __future__ import annotations
 
 import asyncio
 
+from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from trackd_platform.config import StoresConfig
 from trackd_platform.db import create_pool, migrate
+from trackd_platform.redis import create_redis
 from trackd_platform.server import GrpcServer, configure_logging
+from trackd_services.ingest.api import IngestServicer
+from trackd_services.ingest.store import LatestCache, MetricStore
 
 
 async def serve(config: StoresConfig) -> None:
@@ -15,6 +18,22 @@ async def serve(config: StoresConfig) -> None:
     pool = await create_pool(config.postgres)
     server.add_closer(pool.close)
     await migrate(pool)
+    redis = create_redis(config.redis)
+    server.add_closer(redis.aclose)
+    store = MetricStore(pool)
+    cache = LatestCache(redis, store)
+    server.add_servicer(
+        ingest_pb2_grpc.add_IngestServiceServicer_to_server,
+        IngestServicer(store, cache, max_concurrent_commits=config.postgres.pool_max),
+        ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
+    )
+
+    async def repair_cache() -> None:
+        while True:
+            await cache.repair_pending()
+            await asyncio.sleep(1.0)
+
+    server.add_background(repair_cache)
     await server.run_until_signal()
 
 

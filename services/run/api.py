@@ -4,7 +4,7 @@ mapped to status codes by the server bootstrap's interceptor, not here."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf.json_format import MessageToDict, ParseDict
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
@@ -30,7 +30,8 @@ def _experiment(e: domain.Experiment) -> run_pb2.Experiment:
 def _run(r: domain.Run) -> run_pb2.Run:
     return run_pb2.Run(
         id=format_id(r.id), experiment_id=format_id(r.experiment_id), project_id=format_id(r.project_id),
-        name=r.name, status=int(r.status), start_time=timestamp(r.start_time), end_time=timestamp(r.end_time),
+        name=r.name, status=cast(run_pb2.RunStatus, int(r.status)),
+        start_time=timestamp(r.start_time), end_time=timestamp(r.end_time),
         duration_ms=r.duration_ms(datetime.now(UTC)), params=r.params, tags=r.tags, notes=r.notes,
         source=ParseDict(r.source, run_pb2.Source(), ignore_unknown_fields=True),
         environment=ParseDict(r.environment, run_pb2.Environment(), ignore_unknown_fields=True),
@@ -40,14 +41,14 @@ def _run(r: domain.Run) -> run_pb2.Run:
 
 
 def _as_dict(message: Any) -> dict[str, Any]:
-    return MessageToDict(message, preserving_proto_field_name=True)
+    return cast(dict[str, Any], MessageToDict(message, preserving_proto_field_name=True))
 
 
 def _next(items: list[Any], limit: int, position: Any) -> str:
     return encode_token(position(items[-1])) if len(items) == limit else ""
 
 
-class RunServicer(run_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
+class RunServicer(run_pb2_grpc.RunServiceServicer):
     def __init__(self, store: RunStore) -> None:
         self._store = store
 
@@ -130,7 +131,9 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
         experiment_id = optional_id("experiment_id", request.experiment_id)
         new = domain.NewRun(
             experiment_id=experiment_id,
-            project_name="" if experiment_id else domain.validate_name("project name", request.project_name or "default"),
+            project_name=(
+                "" if experiment_id else domain.validate_name("project name", request.project_name or "default")
+            ),
             experiment_name="" if experiment_id else domain.validate_name("experiment name", request.experiment_name),
             name=domain.validate_name("run name", request.name) if request.name else "",
             params=domain.validate_params(request.params),
@@ -187,7 +190,7 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):  # type: ignore[misc]
 
     async def Heartbeat(self, request: Any, context: Any) -> run_pb2.HeartbeatResponse:
         status = await self._store.heartbeat(parse_id("run_id", request.run_id))
-        return run_pb2.HeartbeatResponse(status=int(status))
+        return run_pb2.HeartbeatResponse(status=cast(run_pb2.RunStatus, int(status)))
 
     async def DeleteRun(self, request: Any, context: Any) -> run_pb2.DeleteRunResponse:
         await self._store.set_deleted(parse_id("run_id", request.run_id), True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from trackd_api.events.v1 import events_pb2
+from trackd_api.run.v1 import run_pb2
 from trackd_services.run.domain import Run, format_id
 
 
@@ -19,7 +21,7 @@ def timestamp(value: datetime | None) -> Timestamp | None:
 
 
 def run_started(run: Run, event_id: uuid.UUID) -> bytes:
-    return events_pb2.RunStarted(
+    event = events_pb2.RunStarted(
         event_id=str(event_id),
         run_id=format_id(run.id),
         experiment_id=format_id(run.experiment_id),
@@ -30,17 +32,19 @@ def run_started(run: Run, event_id: uuid.UUID) -> bytes:
         params=run.params,
         tags=run.tags,
         user=run.user,
-    ).SerializeToString()
+    )
+    return cast(bytes, event.SerializeToString())
 
 
 def run_ended(run: Run, event_id: uuid.UUID) -> bytes:
-    return events_pb2.RunEnded(
+    event = events_pb2.RunEnded(
         event_id=str(event_id),
         run_id=format_id(run.id),
         experiment_id=format_id(run.experiment_id),
         project_id=format_id(run.project_id),
-        status=int(run.status),
+        status=cast(run_pb2.RunStatus, int(run.status)),
         start_time=timestamp(run.start_time),
         end_time=timestamp(run.end_time),
         duration_ms=run.duration_ms(run.end_time or datetime.now(UTC)),
-    ).SerializeToString()
+    )
+    return cast(bytes, event.SerializeToString())

@@ -1,0 +1,55 @@
+"""The IngestService servicer: validate, commit, acknowledge, then update the cache."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from trackd_platform.errors import InvalidArgument, ResourceExhausted
+from trackd_platform.ids import parse_id
+from trackd_services.ingest.domain import MAX_STREAMS_PER_REPLICA, to_chunks
+from trackd_services.ingest.store import LatestCache, MetricStore
+
+
+class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]
+    def __init__(self, store: MetricStore, cache: LatestCache, *, max_concurrent_commits: int) -> None:
+        self._store = store
+        self._cache = cache
+        # Bounds the replica's work in flight: streams beyond it wait, and gRPC flow control
+        # then slows their clients down.
+        self._commit_slots = asyncio.Semaphore(max_concurrent_commits)
+        self._streams = 0
+
+    async def StreamMetrics(self, requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        if self._streams >= MAX_STREAMS_PER_REPLICA:
+            raise ResourceExhausted(
+                f"this replica serves {MAX_STREAMS_PER_REPLICA} streams already; retry on another replica"
+            )
+        self._streams += 1
+        try:
+            async for request in requests:
+                run_id = parse_id("run_id", request.run_id)
+                stream_id = parse_id("stream_id", request.stream_id)
+                if request.sequence <= 0:
+                    raise InvalidArgument("sequence numbers start at 1 and increase")
+                chunks = to_chunks(request.series)
+                async with self._commit_slots:
+                    result = await self._store.commit(run_id, chunks, stream_id=stream_id, sequence=request.sequence)
+                yield ingest_pb2.StreamMetricsResponse(
+                    sequence=request.sequence, points_written=result.points, duplicate=result.duplicate
+                )
+                if not result.duplicate:  # after the acknowledgement: the cache never delays it
+                    published = ingest_pb2.LogMetricsRequest(run_id=request.run_id, series=request.series)
+                    await self._cache.update(run_id, chunks, published.SerializeToString())
+        finally:
+            self._streams -= 1
+
+    async def LogMetrics(self, request: Any, context: Any) -> ingest_pb2.LogMetricsResponse:
+        run_id = parse_id("run_id", request.run_id)
+        chunks = to_chunks(request.series)
+        async with self._commit_slots:
+            result = await self._store.commit(run_id, chunks)
+        await self._cache.update(run_id, chunks, request.SerializeToString())
+        return ingest_pb2.LogMetricsResponse(points_written=result.points)

@@ -1,0 +1,232 @@
+"""PostgreSQL and Redis access for the ingest service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from trackd_platform.errors import FailedPrecondition, InvalidArgument, NotFound
+from trackd_services.ingest.domain import Chunk, Summary, merge, summarize, unpack
+
+log = logging.getLogger(__name__)
+
+RUNNING, CRASHED = 1, 5  # run statuses that accept points (a CRASHED run may still be flushing)
+_SERIES_CACHE_MAX = 100_000
+
+
+@dataclass(frozen=True)
+class Committed:
+    points: int
+    duplicate: bool
+
+
+class MetricStore:
+    """Writes batches of points, exactly once per (stream, sequence)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        # (run, key, context) → series id: derivable from PostgreSQL, so safe to lose.
+        self._series: OrderedDict[tuple[uuid.UUID, str, int], int] = OrderedDict()
+
+    async def commit(
+        self, run_id: uuid.UUID, chunks: Sequence[Chunk], *, stream_id: uuid.UUID | None = None, sequence: int = 0
+    ) -> Committed:
+        """One transaction: the points and, for a stream, its new sequence number. A sequence
+        at or below the stream's committed one is a retry: acknowledged, not written again."""
+        async with self._pool.acquire() as conn:
+            series_ids = await self._series_ids(conn, run_id, chunks)
+            async with conn.transaction():
+                if stream_id is not None:
+                    row = await conn.fetchrow(
+                        """INSERT INTO ingest_streams (stream_id, run_id, last_sequence) VALUES ($1, $2, 0)
+                           ON CONFLICT (stream_id) DO UPDATE SET updated_at = now()
+                           RETURNING run_id, last_sequence""",
+                        stream_id, run_id,
+                    )
+                    if row["run_id"] != run_id:
+                        raise InvalidArgument(f"stream {stream_id} belongs to another run: use one stream per run")
+                    if sequence <= row["last_sequence"]:
+                        return Committed(points=0, duplicate=True)
+                await self._check_run(conn, run_id)
+                await conn.execute(
+                    """INSERT INTO metric_chunks
+                           (run_id, series_id, first_step, last_step, points, steps, vals, timestamps)
+                       SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::int[],
+                                                $6::bytea[], $7::bytea[], $8::bytea[])""",
+                    run_id, series_ids, [min(c.steps) for c in chunks], [max(c.steps) for c in chunks],
+                    [c.points for c in chunks], *zip(*(c.packed() for c in chunks), strict=True),
+                )
+                if stream_id is not None:
+                    await conn.execute(
+                        "UPDATE ingest_streams SET last_sequence = $2 WHERE stream_id = $1", stream_id, sequence
+                    )
+        return Committed(points=sum(c.points for c in chunks), duplicate=False)
+
+    async def _check_run(self, conn: asyncpg.Connection, run_id: uuid.UUID) -> None:
+        status = await conn.fetchval("SELECT status FROM runs WHERE id = $1", run_id)
+        if status is None:
+            raise NotFound(f"run {run_id.hex} does not exist")
+        if status not in (RUNNING, CRASHED):
+            raise FailedPrecondition(f"run {run_id.hex} has ended: metrics go to a RUNNING run")
+
+    async def _series_ids(self, conn: asyncpg.Connection, run_id: uuid.UUID, chunks: Sequence[Chunk]) -> list[int]:
+        wanted = [(run_id, c.key, c.context) for c in chunks]
+        missing = list(dict.fromkeys(w for w in wanted if w not in self._series))
+        if missing:
+            if not await conn.fetchval("SELECT 1 FROM runs WHERE id = $1", run_id):
+                raise NotFound(f"run {run_id.hex} does not exist")
+            keys, contexts = [m[1] for m in missing], [m[2] for m in missing]
+            await conn.execute(
+                """INSERT INTO metric_series (run_id, key, context)
+                   SELECT $1, * FROM unnest($2::text[], $3::smallint[]) ON CONFLICT DO NOTHING""",
+                run_id, keys, contexts,
+            )
+            rows = await conn.fetch(
+                """SELECT s.id, s.key, s.context FROM metric_series s
+                   JOIN unnest($2::text[], $3::smallint[]) AS w(key, context)
+                     ON s.key = w.key AND s.context = w.context
+                   WHERE s.run_id = $1""",
+                run_id, keys, contexts,
+            )
+            for row in rows:
+                self._series[(run_id, row["key"], row["context"])] = row["id"]
+            while len(self._series) > _SERIES_CACHE_MAX:
+                self._series.popitem(last=False)
+        return [self._series[w] for w in wanted]
+
+    async def queue_repair(self, run_id: uuid.UUID) -> None:
+        await self._pool.execute(
+            "INSERT INTO latest_cache_repairs (run_id) VALUES ($1) ON CONFLICT DO NOTHING", run_id
+        )
+
+    async def pending_repairs(self, limit: int = 100) -> list[uuid.UUID]:
+        return [r["run_id"] for r in await self._pool.fetch(
+            "SELECT run_id FROM latest_cache_repairs ORDER BY queued_at LIMIT $1", limit)]
+
+    async def done_repair(self, run_id: uuid.UUID) -> None:
+        await self._pool.execute("DELETE FROM latest_cache_repairs WHERE run_id = $1", run_id)
+
+    async def summaries(self, run_id: uuid.UUID) -> dict[tuple[str, int], Summary]:
+        """The latest-metric summary of every series of a run, computed from the chunks."""
+        rows = await self._pool.fetch(
+            """SELECT s.key, s.context, c.steps, c.vals, c.timestamps FROM metric_chunks c
+               JOIN metric_series s ON s.id = c.series_id WHERE c.run_id = $1""",
+            run_id,
+        )
+        found: dict[tuple[str, int], Summary] = {}
+        for row in rows:
+            name = (row["key"], row["context"])
+            found[name] = merge(found.get(name), summarize(unpack(row["steps"], row["vals"], row["timestamps"])))
+        return found
+
+
+# Merges summaries into a run's hash atomically, so batches of one run committed out of order by
+# different replicas leave the same result. Numbers travel as strings; ±1e999 stands for ±inf.
+_MERGE = """
+for i = 1, #ARGV, 2 do
+  local new = cjson.decode(ARGV[i + 1])
+  local raw = redis.call('HGET', KEYS[1], ARGV[i])
+  if raw then
+    local old = cjson.decode(raw)
+    local ns, os = tonumber(new.step), tonumber(old.step)
+    if ns < os or (ns == os and tonumber(new.ts) < tonumber(old.ts)) then
+      new.step, new.value, new.ts = old.step, old.value, old.ts
+    end
+    if old.min ~= 'nan' and (new.min == 'nan' or tonumber(old.min) < tonumber(new.min)) then new.min = old.min end
+    if old.max ~= 'nan' and (new.max == 'nan' or tonumber(old.max) > tonumber(new.max)) then new.max = old.max end
+    new.count = old.count + new.count
+  end
+  redis.call('HSET', KEYS[1], ARGV[i], cjson.encode(new))
+end
+return 1
+"""
+
+
+def latest_key(run_id: uuid.UUID) -> str:
+    return f"trackd:{{{run_id.hex}}}:latest"  # the hash tag keeps one run on one cluster slot
+
+
+def points_channel(run_id: uuid.UUID) -> str:
+    return f"trackd:{{{run_id.hex}}}:points"
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "1e999" if value > 0 else "-1e999"
+    return repr(value)
+
+
+def encode_summary(s: Summary) -> str:
+    return json.dumps({"step": str(s.step), "value": repr(s.value), "ts": str(s.timestamp),
+                       "min": _number(s.min), "max": _number(s.max), "count": s.count})
+
+
+def decode_summary(raw: bytes | str) -> Summary:
+    d = json.loads(raw)
+    return Summary(step=int(d["step"]), value=float(d["value"]), timestamp=int(d["ts"]), min=float(d["min"]),
+                   max=float(d["max"]), count=int(d["count"]))
+
+
+class LatestCache:
+    """The Redis latest-metric cache and live fan-out. Redis being down never fails a write: the
+    run is queued for repair (in PostgreSQL) and a circuit breaker skips Redis for a while."""
+
+    def __init__(self, redis: aioredis.Redis, store: MetricStore, *, retry_after_s: float = 2.0) -> None:
+        self._redis = redis
+        self._store = store
+        self._merge = redis.register_script(_MERGE)
+        self._retry_after_s = retry_after_s
+        self._down_until = 0.0
+
+    async def update(self, run_id: uuid.UUID, chunks: Sequence[Chunk], published: bytes) -> None:
+        merged: dict[str, Summary] = {}
+        for chunk in chunks:
+            field = f"{chunk.key}\t{chunk.context}"
+            merged[field] = merge(merged.get(field), summarize(chunk))
+        if time.monotonic() < self._down_until:
+            await self._store.queue_repair(run_id)
+            return
+        try:
+            args = [x for field, s in merged.items() for x in (field, encode_summary(s))]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                await self._merge(keys=[latest_key(run_id)], args=args, client=pipe)
+                pipe.publish(points_channel(run_id), published)
+                await pipe.execute()
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self._down_until = time.monotonic() + self._retry_after_s
+            log.warning("Redis unavailable (%s): latest-metric cache of run %s queued for repair", exc, run_id.hex)
+            await self._store.queue_repair(run_id)
+
+    async def repair_pending(self) -> int:
+        """Rebuild the cache of every queued run from PostgreSQL; returns how many were repaired."""
+        if time.monotonic() < self._down_until:
+            return 0
+        repaired = 0
+        for run_id in await self._store.pending_repairs():
+            summaries = await self._store.summaries(run_id)
+            try:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.delete(latest_key(run_id))
+                    if summaries:
+                        pipe.hset(latest_key(run_id), mapping={
+                            f"{k}\t{c}": encode_summary(s) for (k, c), s in summaries.items()})
+                    await pipe.execute()
+            except (RedisError, OSError, asyncio.TimeoutError):
+                self._down_until = time.monotonic() + self._retry_after_s
+                return repaired
+            await self._store.done_repair(run_id)
+            repaired += 1
+        if repaired:
+            log.info("repaired the latest-metric cache of %d runs", repaired)
+        return repaired
