@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import logging
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,9 @@ from google.protobuf.json_format import MessageToDict, ParseDict
 from trackd_api.run.v1 import run_pb2
 
 from trackd._capture import capture_environment, capture_source
+from trackd._metrics import CONTEXTS, MetricWriter
+from trackd._spool import default_root
+from trackd._system import SystemMonitor
 from trackd._client import Client, default_client
 from trackd._params import flatten
 from trackd.errors import TrackdError
@@ -74,8 +78,11 @@ class Run:
     Leaving a `with` block normally ends the run FINISHED; an exception ends it FAILED
     (KeyboardInterrupt: KILLED) and propagates."""
 
-    def __init__(self, info: RunInfo, *, client: Client) -> None:
+    def __init__(self, info: RunInfo, *, client: Client, system_metrics: bool = True) -> None:
         self._client = client
+        self._writer: MetricWriter | None = None
+        self._writer_lock = threading.Lock()
+        self._system: SystemMonitor | None = None
         self.id = info.id
         self.name = info.name
         self.experiment_id = info.experiment_id
@@ -83,6 +90,9 @@ class Run:
         self._stop = threading.Event()
         self._heartbeat = threading.Thread(target=self._beat, name=f"trackd-heartbeat-{self.id[:8]}", daemon=True)
         self._heartbeat.start()
+        interval = client.settings.system_metrics_interval_s
+        if system_metrics and interval > 0:
+            self._system = SystemMonitor(self.log_metrics, interval)
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, name={self.name!r})"
@@ -102,6 +112,37 @@ class Run:
                 log.warning("run %s is %s on the server; heartbeats stop",
                             self.id, run_pb2.RunStatus.Name(response.status).removeprefix("RUN_STATUS_"))
                 return
+
+    def _metrics(self) -> MetricWriter:
+        if self._writer is None:
+            with self._writer_lock:
+                if self._writer is None:
+                    settings = self._client.settings
+                    self._writer = MetricWriter(
+                        self.id, None if settings.offline else self._client.channel("ingest"),
+                        spool_root=default_root(settings.spool_dir),
+                    )
+        return self._writer
+
+    def log_metric(self, key: str, value: float, step: int | None = None, *,
+                   context: str | None = None, timestamp: float | None = None) -> None:
+        """Record one point; returns at once (the point is sent in the background).
+        `step=None`: the key's next step. `context`: None, "train", "eval" or "test"."""
+        stamp = int(timestamp * 1000) if timestamp is not None else time.time_ns() // 1_000_000
+        (self._writer or self._metrics()).log(key, float(value), step, CONTEXTS[context], stamp)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, *,
+                    context: str | None = None, timestamp: float | None = None) -> None:
+        stamp = int(timestamp * 1000) if timestamp is not None else time.time_ns() // 1_000_000
+        writer, code = self._writer or self._metrics(), CONTEXTS[context]
+        for key, value in metrics.items():
+            writer.log(key, float(value), step, code, stamp)
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until every logged point is acknowledged by the server; False on timeout."""
+        if self._writer is None:
+            return True
+        return self._writer.flush(self._client.settings.flush_timeout_s if timeout_s is None else timeout_s)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Nested dicts are flattened with dots; values become text. A param is immutable."""
@@ -128,6 +169,18 @@ class Run:
     def end(self, status: str = "FINISHED") -> RunInfo:
         """End the run with FINISHED, FAILED or KILLED. Ending it twice is an error."""
         code = _status(status)
+        if self._system is not None:
+            self._system.stop()
+        if self._writer is not None:
+            left = self._writer.close(self._client.settings.flush_timeout_s)
+            if left:
+                self._stop.set()
+                raise TrackdError(
+                    f"{left} metric batches of run {self.id} are still spooled in "
+                    f"{self._writer.spool.directory} (the ingest service did not acknowledge them in "
+                    f"{self._client.settings.flush_timeout_s:.0f}s); the run is left open: run "
+                    f"`trackd sync` when the servers are reachable, then end it"
+                )
         self._stop.set()
         response = self._client.call("run", self._client.runs.EndRun,
                                      run_pb2.EndRunRequest(run_id=self.id, status=code))
@@ -159,6 +212,7 @@ def start_run(
     notes: str = "",
     parent: Run | str | None = None,
     capture_env: bool = True,
+    system_metrics: bool = True,
     experiment_id: str | None = None,
     client: Client | None = None,
 ) -> Run:
@@ -179,7 +233,7 @@ def start_run(
         ParseDict(capture_source(), request.source, ignore_unknown_fields=True)
         ParseDict(capture_environment(), request.environment, ignore_unknown_fields=True)
     response = client.call("run", client.runs.StartRun, request)
-    return Run(RunInfo.from_proto(response.run), client=client)
+    return Run(RunInfo.from_proto(response.run), client=client, system_metrics=system_metrics)
 
 
 def get_run(run_id: str, *, client: Client | None = None) -> RunInfo:

@@ -45,6 +45,10 @@ ENV_NAMES = frozenset(
         "TRACKD_HPO_TARGET",
         "TRACKD_HEARTBEAT_INTERVAL_S",
         "TRACKD_RPC_TIMEOUT_S",
+        "TRACKD_SPOOL_DIR",
+        "TRACKD_MODE",
+        "TRACKD_FLUSH_TIMEOUT_S",
+        "TRACKD_SYSTEM_METRICS_INTERVAL_S",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_SERVICE_NAME",
     }
@@ -73,6 +77,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     if value != int(value):
         raise InvalidArgument(f"{name}={value!r} must be a whole number")
     return int(value)
+
+
+def _mode(env: Mapping[str, str]) -> str:
+    mode = _get(env, "TRACKD_MODE", "online").lower()
+    if mode not in ("online", "offline"):
+        raise InvalidArgument(f"TRACKD_MODE={mode!r}: use online or offline")
+    return mode
 
 
 def home(env: Mapping[str, str] | None = None) -> Path:
@@ -224,6 +235,10 @@ class ClientSettings:
     heartbeat_interval_s: float
     rpc_timeout_s: float
     kafka_bootstrap: str
+    spool_dir: str = ""  # empty: ~/.cache/trackd/spool
+    offline: bool = False  # TRACKD_MODE=offline: metrics go to the spool only (`trackd sync` sends)
+    flush_timeout_s: float = 30.0
+    system_metrics_interval_s: float = 10.0  # 0: off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClientSettings:
@@ -238,6 +253,10 @@ class ClientSettings:
             heartbeat_interval_s=_number(env, "TRACKD_HEARTBEAT_INTERVAL_S", 10.0),
             rpc_timeout_s=_number(env, "TRACKD_RPC_TIMEOUT_S", 30.0),
             kafka_bootstrap=KafkaSettings.from_env(env).bootstrap,
+            spool_dir=_get(env, "TRACKD_SPOOL_DIR", ""),
+            offline=_mode(env) == "offline",
+            flush_timeout_s=_number(env, "TRACKD_FLUSH_TIMEOUT_S", 30.0),
+            system_metrics_interval_s=_number(env, "TRACKD_SYSTEM_METRICS_INTERVAL_S", 10.0),
         )
 
     def target(self, service: str) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from trackd.cli import events, stack, tables
+from trackd.cli import events, stack, sync, tables
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="trackd: experiment tracking and HPO.")
 app.command("up")(stack.up)
+app.command("sync")(sync.sync)
 app.add_typer(tables.projects, name="projects")
 app.add_typer(tables.experiments, name="experiments")
 app.add_typer(tables.runs, name="runs")

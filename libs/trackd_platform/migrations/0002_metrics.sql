@@ -26,10 +26,8 @@ CREATE TABLE metric_chunks (
     timestamps bytea NOT NULL,
     PRIMARY KEY (run_id, series_id, first_step, chunk_id)
 );
-ALTER TABLE metric_chunks ALTER COLUMN steps SET COMPRESSION lz4;
-ALTER TABLE metric_chunks ALTER COLUMN vals SET COMPRESSION lz4;
-ALTER TABLE metric_chunks ALTER COLUMN timestamps SET COMPRESSION lz4;
--- Packed arrays compress well; let TOAST try compression from 256 bytes up.
+-- Packed arrays compress well (TOAST's pglz; lz4 where the server is built with it): let TOAST
+-- try compression from 256 bytes up.
 ALTER TABLE metric_chunks SET (toast_tuple_target = 256);
 
 -- Exactly-once: the last committed sequence number of each client stream, written in the same
