@@ -42,5 +42,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy libs/trackd_platform services
 
+## bench-ingest: trackd vs an MLflow server on the same PostgreSQL (ARGS="--seconds 10")
+bench-ingest: $(STAMP)
+	$(PY) bench/ingest.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
