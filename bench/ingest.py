@@ -115,6 +115,20 @@ def mlflow_load(uri: str, mode: str, seconds: float, threads: int) -> dict:
 
 # -- trackd ------------------------------------------------------------------------------------
 
+def start_stack(tmp: Path, attempts: int = 3) -> EmbeddedStack:
+    """Free ports can be taken between choosing and binding them (tests may run beside us)."""
+    for attempt in range(1, attempts + 1):
+        stack = EmbeddedStack(tmp / f"stack-{attempt}", ports=StackPorts.free())
+        try:
+            stack.start()  # stops what it started when it fails
+            return stack
+        except RuntimeError as exc:
+            if attempt == attempts:
+                raise
+            console.print(f"[yellow]stack start failed ({exc}); retrying on other ports[/]")
+    raise AssertionError("unreachable")
+
+
 def trackd_load(seconds: float, threads: int) -> tuple[list[str], float]:
     """Each thread: log_metric as fast as it can for `seconds`, then end() (which flushes).
     Returns the run ids and the wall time from the first log call to the last end()."""
@@ -186,9 +200,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="trackd-bench-"))
     stack = EmbeddedStack(tmp / "stack", ports=StackPorts.free())
     mlflow_proc: subprocess.Popen[bytes] | None = None
+    failed = True
     try:
         with console.status("starting the embedded stack (PostgreSQL, Valkey, Kafka, S3, services)…"):
-            stack.start()
+            stack = start_stack(tmp)
         os.environ.update({**stack.client_env(), "TRACKD_SYSTEM_METRICS_INTERVAL_S": "0",
                            "TRACKD_SPOOL_DIR": str(tmp / "spool"), "TRACKD_FLUSH_TIMEOUT_S": "600"})
         sql(stack.pg_dsn, "CREATE DATABASE mlflow_bench")
@@ -213,11 +228,15 @@ def main() -> None:
             sdk = sdk_cost(args.sdk_calls)
         with console.status(f"MLflow: fluent log_metric for {args.single_seconds:.0f} s…"):
             single = mlflow_load(uri, "single", args.single_seconds, 1)
+        failed = False
     finally:
         if mlflow_proc is not None:
             stop_mlflow(mlflow_proc)
         stack.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if failed:
+            console.print(f"[red]failed; logs kept in {tmp}[/]")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     ml_rate = ml_points / ml["elapsed_s"]
     td_rate = td_points / td_elapsed

@@ -16,6 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from trackd_platform.errors import FailedPrecondition, InvalidArgument
+from trackd_platform.ids import format_id, optional_id, parse_id
+
+__all__ = ["format_id", "optional_id", "parse_id"]  # re-exported: the run service's id helpers
 
 NAME_MAX = 250
 KEY_MAX = 250
@@ -107,24 +110,6 @@ class NewRun:
     parent_run_id: uuid.UUID | None
     user: str
     notes: str
-
-
-def parse_id(kind: str, value: str) -> uuid.UUID:
-    """A run/experiment/project id as sent by a client (hex, with or without dashes)."""
-    if not value:
-        raise InvalidArgument(f"{kind} is required")
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidArgument(f"{kind} {value[:80]!r} is not a valid id (32 hex digits)") from None
-
-
-def optional_id(kind: str, value: str) -> uuid.UUID | None:
-    return parse_id(kind, value) if value else None
-
-
-def format_id(value: uuid.UUID) -> str:
-    return value.hex
 
 
 def validate_name(kind: str, name: str) -> str:

@@ -246,3 +246,31 @@ async def test_the_spool_delivers_every_point_once_across_an_outage(
                         .EndRunRequest(run_id=run.id, status=2))
     assert ended.run.status == 2
     time.sleep(0)
+
+
+async def test_committed_points_fan_out_and_system_metrics_are_sampled(
+    stack: EmbeddedStack, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    base = ClientSettings.from_env()
+    client = Client(ClientSettings(targets=base.targets, heartbeat_interval_s=1, rpc_timeout_s=30,
+                                   kafka_bootstrap=base.kafka_bootstrap, spool_dir=str(tmp_path),
+                                   system_metrics_interval_s=0.3))
+    run = trackd.start_run(unique("live"), capture_env=False, client=client)
+    pubsub = redis.Redis.from_url(stack.redis_url).pubsub()
+    pubsub.subscribe(f"trackd:{{{run.id}}}:points")
+    run.log_metrics({"acc": 0.9, "loss": 0.1}, step=7, context="eval")
+    assert run.flush(30)
+    published = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not published:
+        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+        if message:
+            published.append(ingest_pb2.LogMetricsRequest.FromString(message["data"]))
+    assert published and published[0].run_id == run.id
+    assert {(s.key, s.context, tuple(s.steps)) for s in published[0].series} == {
+        ("acc", ingest_pb2.METRIC_CONTEXT_EVAL, (7,)), ("loss", ingest_pb2.METRIC_CONTEXT_EVAL, (7,))}
+    time.sleep(1.0)
+    run.end()
+    keys = {key for key, _, _ in await stored(stack, run.id)}
+    assert {"system/cpu_percent", "system/memory_percent", "acc", "loss"} <= keys
+    client.close()

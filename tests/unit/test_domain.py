@@ -38,6 +38,7 @@ def test_only_a_running_run_ends_and_only_with_a_client_status() -> None:
         domain.check_end(make_run(), RunStatus.RUNNING)
     with pytest.raises(InvalidArgument, match="status is required"):
         domain.parse_status(0)
+    domain.check_end(make_run(RunStatus.CRASHED), RunStatus.FINISHED)  # the client comes back
 
 
 @pytest.mark.parametrize(
