@@ -39,7 +39,7 @@ BENCH = Path(__file__).resolve().parent
 ANCHORS = BENCH / ".venv-anchors"
 RESULTS = BENCH / "results" / "ingest.json"
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
-console = Console()
+console = Console() if sys.stdout.isatty() else Console(width=110)
 
 
 def ensure_anchors() -> None:
@@ -129,15 +129,16 @@ def start_stack(tmp: Path, attempts: int = 3) -> EmbeddedStack:
     raise AssertionError("unreachable")
 
 
-def trackd_load(seconds: float, threads: int) -> tuple[list[str], float]:
+def trackd_load(seconds: float, threads: int) -> tuple[list[str], int, float]:
     """Each thread: log_metric as fast as it can for `seconds`, then end() (which flushes).
-    Returns the run ids and the wall time from the first log call to the last end()."""
+    Returns the run ids, the points logged and the wall time from the first log call to the last end()."""
     import trackd
 
     runs = [trackd.start_run("bench-ingest", name=f"ingest-{i}", capture_env=False, system_metrics=False)
             for i in range(threads)]
     barrier = threading.Barrier(threads + 1)
     ends: list[float] = []
+    logged: list[int] = []
     errors: list[BaseException] = []
     start = deadline = 0.0
 
@@ -149,6 +150,7 @@ def trackd_load(seconds: float, threads: int) -> tuple[list[str], float]:
                 for _ in range(1_000):
                     run.log_metric("loss", 1.0 / (step + 1), step=step)
                     step += 1
+            logged.append(step)
             run.end()
         except BaseException as exc:  # noqa: BLE001 - reported after the join
             errors.append(exc)
@@ -164,7 +166,7 @@ def trackd_load(seconds: float, threads: int) -> tuple[list[str], float]:
         worker.join()
     if errors:
         raise RuntimeError(f"trackd load failed: {errors[0]!r}")
-    return [run.id for run in runs], max(ends) - start
+    return [run.id for run in runs], sum(logged), max(ends) - start
 
 
 def sdk_cost(calls: int) -> dict:
@@ -217,7 +219,7 @@ def main() -> None:
         ml_bytes = int(sql(mlflow_dsn, "SELECT pg_total_relation_size('metrics')"))  # type: ignore[arg-type]
 
         with console.status(f"trackd: log_metric, {args.threads} threads, {args.seconds:.0f} s, then end()…"):
-            run_ids, td_elapsed = trackd_load(args.seconds, args.threads)
+            run_ids, td_logged, td_elapsed = trackd_load(args.seconds, args.threads)
         td_points = int(sql(stack.pg_dsn, "SELECT coalesce(sum(points), 0) FROM metric_chunks "
                             "WHERE run_id = ANY($1::uuid[])", [uuid.UUID(r) for r in run_ids]))  # type: ignore[arg-type]
         td_all = int(sql(stack.pg_dsn, "SELECT coalesce(sum(points), 0) FROM metric_chunks"))  # type: ignore[arg-type]
@@ -245,7 +247,7 @@ def main() -> None:
         "mlflow": {"points": ml_points, "points_sent": ml["points_sent"], "elapsed_s": ml["elapsed_s"],
                    "points_per_s": ml_rate, "bytes": ml_bytes, "bytes_per_point": ml_bytes / max(ml_points, 1),
                    "log_metric_calls_per_s": single["calls_per_s"], "errors": ml["errors"]},
-        "trackd": {"points": td_points, "elapsed_s": td_elapsed, "points_per_s": td_rate,
+        "trackd": {"points": td_points, "points_logged": td_logged, "elapsed_s": td_elapsed, "points_per_s": td_rate,
                    "bytes": td_bytes, "bytes_per_point": td_bytes / max(td_all, 1),
                    "log_metric_median_us": sdk["median_us"], "log_metric_p99_us": sdk["p99_us"],
                    "log_metric_max_us": sdk["max_us"], "log_metric_calls_timed": sdk["calls"]},
@@ -261,7 +263,7 @@ def main() -> None:
     table.add_column("trackd (1 ingest replica)", justify="right")
     table.add_column("target", justify="right")
     table.add_row("durable ingest, points/s", f"{ml_rate:,.0f}\n[dim]log_batch×1000, {ml_points:,} pts[/]",
-                  f"{td_rate:,.0f}\n[dim]log_metric, {td_points:,} pts incl. flush[/]", "")
+                  f"{td_rate:,.0f}\n[dim]log_metric, {td_points:,} of {td_logged:,} pts, incl. flush[/]", "")
     table.add_row("ratio trackd / MLflow", "1×", f"{results['ratio']:,.1f}×", "≥ 25×")
     table.add_row("bytes per point on disk (with indexes)", f"{ml_bytes / max(ml_points, 1):,.1f}",
                   f"{td_bytes / max(td_all, 1):,.1f}", "≤ 32")

@@ -7,6 +7,16 @@
 
 from trackd import errors, events
 from trackd._client import Client
-from trackd._run import Run, RunInfo, get_run, iter_runs, list_runs, start_run
+from trackd._run import (
+    Run,
+    RunInfo,
+    download_artifacts,
+    get_run,
+    iter_runs,
+    list_artifacts,
+    list_runs,
+    start_run,
+)
 
-__all__ = ["Client", "Run", "RunInfo", "errors", "events", "get_run", "iter_runs", "list_runs", "start_run"]
+__all__ = ["Client", "Run", "RunInfo", "download_artifacts", "errors", "events", "get_run", "iter_runs",
+           "list_artifacts", "list_runs", "start_run"]

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import grpc
 from opentelemetry.instrumentation.grpc import client_interceptor, grpcext
+from trackd_api.artifact.v1 import artifact_pb2_grpc
 from trackd_api.run.v1 import run_pb2_grpc
 from trackd_platform.config import ClientSettings
 
@@ -46,6 +47,10 @@ class Client:
     @property
     def runs(self) -> run_pb2_grpc.RunServiceStub:
         return run_pb2_grpc.RunServiceStub(self.channel("run"))
+
+    @property
+    def artifacts(self) -> artifact_pb2_grpc.ArtifactServiceStub:
+        return artifact_pb2_grpc.ArtifactServiceStub(self.channel("artifact"))
 
     def call(self, service: str, method: Callable[..., T], request: Any, *, timeout: float | None = None) -> T:
         """Invoke one unary RPC with a deadline, raising the SDK's errors."""

@@ -6,6 +6,8 @@ import getpass
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +17,7 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict, ParseDict
 from trackd_api.run.v1 import run_pb2
 
+from trackd import _artifacts
 from trackd._capture import capture_environment, capture_source
 from trackd._metrics import CONTEXTS, MetricWriter
 from trackd._spool import default_root
@@ -83,6 +86,8 @@ class Run:
         self._writer: MetricWriter | None = None
         self._writer_lock = threading.Lock()
         self._system: SystemMonitor | None = None
+        self._uploads: ThreadPoolExecutor | None = None
+        self._pending: list[Future[Any]] = []
         self.id = info.id
         self.name = info.name
         self.experiment_id = info.experiment_id
@@ -144,6 +149,43 @@ class Run:
             return True
         return self._writer.flush(self._client.settings.flush_timeout_s if timeout_s is None else timeout_s)
 
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._writer_lock:
+            if self._uploads is None:
+                self._uploads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="trackd-upload")
+            return self._uploads
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None, *, type: str = "file",
+                     metadata: Mapping[str, Any] | None = None, wait: bool = True) -> None:
+        """Upload a file, or a directory's files (in parallel), under `artifact_path` (default:
+        the file or directory name). `wait=False` uploads in the background; `end()` waits."""
+        local = Path(local_path)
+        if not local.exists():
+            raise FileNotFoundError(f"{local} does not exist")
+        target = (artifact_path or local.name).strip("/")
+        files = [(local, target)] if local.is_file() else [
+            (f, f"{target}/{f.relative_to(local).as_posix()}") for f in sorted(local.rglob("*")) if f.is_file()]
+        futures = [self._executor().submit(_artifacts.upload, self._client, self.id, f, p, type=type,
+                                           metadata=metadata) for f, p in files]
+        if wait:
+            for future in futures:
+                future.result()
+        else:
+            self._pending += futures
+
+    def log_text(self, text: str, artifact_path: str) -> None:
+        _artifacts.upload(self._client, self.id, text.encode(), artifact_path, type="text")
+
+    def log_dict(self, value: Mapping[str, Any], artifact_path: str) -> None:
+        """As JSON, or YAML when the path ends in .yaml / .yml."""
+        _artifacts.upload(self._client, self.id, _artifacts.encode_dict(value, artifact_path), artifact_path,
+                          type="data")
+
+    def log_figure(self, figure: Any, artifact_path: str) -> None:
+        """A matplotlib figure, rendered in the format the path's extension names (PNG by default)."""
+        _artifacts.upload(self._client, self.id, _artifacts.encode_figure(figure, artifact_path), artifact_path,
+                          type="figure")
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Nested dicts are flattened with dots; values become text. A param is immutable."""
         self._client.call("run", self._client.runs.LogParams,
@@ -169,6 +211,9 @@ class Run:
     def end(self, status: str = "FINISHED") -> RunInfo:
         """End the run with FINISHED, FAILED or KILLED. Ending it twice is an error."""
         code = _status(status)
+        for future in self._pending:  # background uploads finish before the run ends
+            future.result()
+        self._pending.clear()
         if self._system is not None:
             self._system.stop()
         if self._writer is not None:
@@ -287,3 +332,14 @@ def list_runs(
         if len(runs) >= max_results:
             break
     return runs
+
+
+def list_artifacts(run_id: str, path: str = "", *, recursive: bool = False,
+                   client: Client | None = None) -> list[_artifacts.ArtifactInfo]:
+    return _artifacts.list_artifacts(client or default_client(), run_id, path, recursive=recursive)
+
+
+def download_artifacts(run_id: str, path: str = "", dst: str | Path = ".", *,
+                       client: Client | None = None) -> list[Path]:
+    """Download an artifact file or directory into `dst`; interrupted downloads resume."""
+    return _artifacts.download(client or default_client(), run_id, path, Path(dst))

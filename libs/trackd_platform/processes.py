@@ -9,6 +9,7 @@ process is left behind either way.
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 import signal
 import socket
@@ -39,15 +40,42 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def free_port(*, below: int = 50_000) -> int:
-    """A free TCP port under `below` whose +10000 neighbour is free too (SeaweedFS puts its
-    gRPC ports there)."""
+def _ephemeral_start() -> int:
+    try:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port() -> int:
+    """A free TCP port below the kernel's ephemeral range (where outbound connections could take
+    it before the server binds), whose +10000 neighbour is free and below that range too
+    (SeaweedFS puts its gRPC ports there)."""
+    top = _ephemeral_start() - 10_000
     while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        if port < below and not port_open("127.0.0.1", port + 10_000, 0.05):
+        port = random.randint(10_000, top - 1)
+        if _bindable(port) and _bindable(port + 10_000):
             return port
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports; no port is another's +10000 neighbour."""
+    chosen: list[int] = []
+    while len(chosen) < count:
+        port = free_port()
+        taken = set(chosen) | {p + 10_000 for p in chosen}
+        if port not in taken and port + 10_000 not in taken:
+            chosen.append(port)
+    return chosen
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trackd_platform.config import DEFAULT_PORTS, SERVICES
-from trackd_platform.processes import Managed, Supervisor, free_port, port_open
+from trackd_platform.processes import Managed, Supervisor, free_ports, port_open
 
 log = logging.getLogger("trackd.stack")
 
@@ -49,10 +49,10 @@ class StackPorts:
     @classmethod
     def free(cls) -> StackPorts:
         """Free ports for everything: a test stack beside a running `trackd up`."""
+        p = free_ports(7 + len(SERVICES))
         return cls(
-            postgres=free_port(), valkey=free_port(), kafka=free_port(), s3=free_port(),
-            weed_master=free_port(), weed_volume=free_port(), weed_filer=free_port(),
-            services=tuple((s, free_port()) for s in SERVICES),
+            postgres=p[0], valkey=p[1], kafka=p[2], s3=p[3], weed_master=p[4], weed_volume=p[5], weed_filer=p[6],
+            services=tuple(zip(SERVICES, p[7:], strict=True)),
         )
 
     def service(self, name: str) -> int:

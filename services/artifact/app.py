@@ -1,13 +1,16 @@
-"""Wiring of the artifact service. Its API lands with its own issue; until then the process connects
-to its stores, applies migrations and reports health, so the suite's shape is complete."""
+"""Wiring of the artifact service: config → pool, S3 → stores → servicer → serve."""
 
 from __future__ import annotations
 
 import asyncio
 
+from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc
 from trackd_platform.config import StoresConfig
 from trackd_platform.db import create_pool, migrate
+from trackd_platform.s3 import ensure_bucket, s3_client
 from trackd_platform.server import GrpcServer, configure_logging
+from trackd_services.artifact.api import ArtifactServicer
+from trackd_services.artifact.store import ArtifactStore, BlobStore
 
 
 async def serve(config: StoresConfig) -> None:
@@ -15,7 +18,14 @@ async def serve(config: StoresConfig) -> None:
     pool = await create_pool(config.postgres)
     server.add_closer(pool.close)
     await migrate(pool)
-    await server.run_until_signal()
+    async with s3_client(config.s3) as s3:
+        await ensure_bucket(s3, config.s3.bucket)
+        server.add_servicer(
+            artifact_pb2_grpc.add_ArtifactServiceServicer_to_server,
+            ArtifactServicer(ArtifactStore(pool), BlobStore(s3, config.s3.bucket)),
+            artifact_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name,
+        )
+        await server.run_until_signal()
 
 
 def main() -> None:

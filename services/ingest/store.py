@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -15,7 +14,6 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-
 from trackd_platform.errors import FailedPrecondition, InvalidArgument, NotFound
 from trackd_services.ingest.domain import Chunk, Summary, merge, summarize, unpack
 
@@ -203,7 +201,7 @@ class LatestCache:
                 await self._merge(keys=[latest_key(run_id)], args=args, client=pipe)
                 pipe.publish(points_channel(run_id), published)
                 await pipe.execute()
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             self._down_until = time.monotonic() + self._retry_after_s
             log.warning("Redis unavailable (%s): latest-metric cache of run %s queued for repair", exc, run_id.hex)
             await self._store.queue_repair(run_id)
@@ -222,7 +220,7 @@ class LatestCache:
                         pipe.hset(latest_key(run_id), mapping={
                             f"{k}\t{c}": encode_summary(s) for (k, c), s in summaries.items()})
                     await pipe.execute()
-            except (RedisError, OSError, asyncio.TimeoutError):
+            except (TimeoutError, RedisError, OSError):
                 self._down_until = time.monotonic() + self._retry_after_s
                 return repaired
             await self._store.done_repair(run_id)

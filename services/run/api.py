@@ -9,9 +9,9 @@ from typing import Any, cast
 from google.protobuf.json_format import MessageToDict, ParseDict
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
 from trackd_platform.paging import decode_token, encode_token, page_size
+from trackd_platform.timestamps import timestamp
 from trackd_services.run import domain
 from trackd_services.run.domain import format_id, optional_id, parse_id
-from trackd_services.run.events import timestamp
 from trackd_services.run.store import RunStore
 
 

@@ -6,18 +6,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import cast
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from trackd_api.events.v1 import events_pb2
 from trackd_api.run.v1 import run_pb2
+from trackd_platform.timestamps import timestamp
 from trackd_services.run.domain import Run, format_id
-
-
-def timestamp(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(value.astimezone(UTC))
-    return ts
 
 
 def run_started(run: Run, event_id: uuid.UUID) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from trackd.cli import events, stack, sync, tables
+from trackd.cli import artifacts, events, stack, sync, tables
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="trackd: experiment tracking and HPO.")
 app.command("up")(stack.up)
@@ -13,6 +13,7 @@ app.add_typer(tables.projects, name="projects")
 app.add_typer(tables.experiments, name="experiments")
 app.add_typer(tables.runs, name="runs")
 app.add_typer(events.app, name="events")
+app.add_typer(artifacts.app, name="artifacts")
 
 
 def main() -> None:

@@ -56,6 +56,16 @@ class ArtifactServiceStub:
                 request_serializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.StatArtifactRequest.SerializeToString,
                 response_deserializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.StatArtifactResponse.FromString,
                 _registered_method=True)
+        self.DeleteArtifact = channel.unary_unary(
+                '/trackd.artifact.v1.ArtifactService/DeleteArtifact',
+                request_serializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.DeleteArtifactRequest.SerializeToString,
+                response_deserializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.DeleteArtifactResponse.FromString,
+                _registered_method=True)
+        self.CreatePresignedUrl = channel.unary_unary(
+                '/trackd.artifact.v1.ArtifactService/CreatePresignedUrl',
+                request_serializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.CreatePresignedUrlRequest.SerializeToString,
+                response_deserializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.CreatePresignedUrlResponse.FromString,
+                _registered_method=True)
 
 
 class ArtifactServiceServicer:
@@ -88,6 +98,20 @@ class ArtifactServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteArtifact(self, request, context):
+        """Soft delete; the blob is removed once no artifact refers to it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePresignedUrl(self, request, context):
+        """A presigned S3 GET URL for direct download.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArtifactServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +134,16 @@ def add_ArtifactServiceServicer_to_server(servicer, server):
                     servicer.StatArtifact,
                     request_deserializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.StatArtifactRequest.FromString,
                     response_serializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.StatArtifactResponse.SerializeToString,
+            ),
+            'DeleteArtifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteArtifact,
+                    request_deserializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.DeleteArtifactRequest.FromString,
+                    response_serializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.DeleteArtifactResponse.SerializeToString,
+            ),
+            'CreatePresignedUrl': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePresignedUrl,
+                    request_deserializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.CreatePresignedUrlRequest.FromString,
+                    response_serializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.CreatePresignedUrlResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +256,60 @@ class ArtifactService:
             '/trackd.artifact.v1.ArtifactService/StatArtifact',
             trackd_dot_artifact_dot_v1_dot_artifact__pb2.StatArtifactRequest.SerializeToString,
             trackd_dot_artifact_dot_v1_dot_artifact__pb2.StatArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.artifact.v1.ArtifactService/DeleteArtifact',
+            trackd_dot_artifact_dot_v1_dot_artifact__pb2.DeleteArtifactRequest.SerializeToString,
+            trackd_dot_artifact_dot_v1_dot_artifact__pb2.DeleteArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePresignedUrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.artifact.v1.ArtifactService/CreatePresignedUrl',
+            trackd_dot_artifact_dot_v1_dot_artifact__pb2.CreatePresignedUrlRequest.SerializeToString,
+            trackd_dot_artifact_dot_v1_dot_artifact__pb2.CreatePresignedUrlResponse.FromString,
             options,
             channel_credentials,
             insecure,

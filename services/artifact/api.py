@@ -1,0 +1,105 @@
+"""The ArtifactService servicer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc
+from trackd_platform.errors import InvalidArgument
+from trackd_platform.ids import parse_id
+from trackd_platform.paging import decode_token, encode_token, page_size
+from trackd_platform.timestamps import timestamp
+from trackd_services.artifact import domain
+from trackd_services.artifact.store import ArtifactStore, BlobStore
+
+
+def _artifact(a: domain.Artifact) -> artifact_pb2.Artifact:
+    return artifact_pb2.Artifact(run_id=a.run_id, path=a.path, size_bytes=a.size, sha256=a.sha256,
+                                 type=a.type, metadata=a.metadata, create_time=timestamp(a.created_at))  # type: ignore[arg-type]
+
+
+class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):  # type: ignore[misc]
+    def __init__(self, store: ArtifactStore, blobs: BlobStore) -> None:
+        self._store = store
+        self._blobs = blobs
+
+    async def UploadArtifact(self, requests: AsyncIterator[Any], context: Any) -> artifact_pb2.UploadArtifactResponse:
+        first = await anext(aiter(requests), None)
+        if first is None or not first.HasField("header"):
+            raise InvalidArgument("the first message of an upload is its header")
+        header = first.header
+        run_id = parse_id("run_id", header.run_id)
+        path = domain.validate_path(header.path)
+        type_ = domain.validate_type(header.type)
+        metadata = domain.validate_metadata(header.metadata)
+        expected = domain.validate_sha256(header.expected_sha256)
+        if header.expected_size_bytes < 0 or header.expected_size_bytes > domain.MAX_ARTIFACT_BYTES:
+            raise InvalidArgument(f"expected_size_bytes must be between 0 and {domain.MAX_ARTIFACT_BYTES}")
+        await self._store.check_run(run_id)
+        upload = await self._blobs.begin(expected_sha256=expected, expected_size=header.expected_size_bytes)
+        try:
+            async for request in requests:
+                if not request.HasField("chunk"):
+                    raise InvalidArgument("only content chunks may follow the header")
+                await upload.write(request.chunk)
+            digest = await upload.finish()
+        except BaseException:
+            # A refused or broken stream (the client cancelled: CancelledError) records nothing.
+            await asyncio.shield(upload.abort())
+            raise
+        artifact = await self._store.record(run_id, path, digest, upload.size, type_, metadata, self._blobs)
+        return artifact_pb2.UploadArtifactResponse(artifact=_artifact(artifact))
+
+    async def DownloadArtifact(
+        self, request: Any, context: Any
+    ) -> AsyncIterator[artifact_pb2.DownloadArtifactResponse]:
+        artifact = await self._store.get(parse_id("run_id", request.run_id), domain.validate_path(request.path))
+        if request.offset < 0 or request.length < 0 or request.offset > artifact.size:
+            raise InvalidArgument(f"range {request.offset}+{request.length} is outside 0..{artifact.size}")
+        if request.offset == artifact.size:
+            return
+        async for chunk in self._blobs.read(artifact.sha256, request.offset, request.length):
+            yield artifact_pb2.DownloadArtifactResponse(chunk=chunk)
+
+    async def ListArtifacts(self, request: Any, context: Any) -> artifact_pb2.ListArtifactsResponse:
+        run_id = parse_id("run_id", request.run_id)
+        prefix = domain.validate_path(request.prefix, allow_empty=True)
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        limit = page_size(request.page_size)
+        after = decode_token(request.page_token, arity=1)
+        found = await self._store.list(run_id, prefix, limit=limit, after=str(after[0]) if after else "")
+        if not request.recursive:  # direct children: files, and one entry per sub-directory
+            entries: dict[str, domain.Artifact] = {}
+            for a in found:
+                rest = a.path[len(prefix):]
+                if "/" in rest:
+                    directory = prefix + rest.split("/", 1)[0] + "/"
+                    entries.setdefault(directory, domain.Artifact(a.run_id, directory, 0, "", 0, {}, None))
+                else:
+                    entries[a.path] = a
+            shown = list(entries.values())
+        else:
+            shown = found
+        return artifact_pb2.ListArtifactsResponse(
+            artifacts=[_artifact(a) for a in shown],
+            next_page_token=encode_token([found[-1].path]) if len(found) == limit else "",
+        )
+
+    async def StatArtifact(self, request: Any, context: Any) -> artifact_pb2.StatArtifactResponse:
+        artifact = await self._store.get(parse_id("run_id", request.run_id), domain.validate_path(request.path))
+        return artifact_pb2.StatArtifactResponse(artifact=_artifact(artifact))
+
+    async def DeleteArtifact(self, request: Any, context: Any) -> artifact_pb2.DeleteArtifactResponse:
+        await self._store.delete(parse_id("run_id", request.run_id), domain.validate_path(request.path), self._blobs)
+        return artifact_pb2.DeleteArtifactResponse()
+
+    async def CreatePresignedUrl(self, request: Any, context: Any) -> artifact_pb2.CreatePresignedUrlResponse:
+        expires = request.expires_in_seconds or 3600
+        if not 1 <= expires <= 604_800:
+            raise InvalidArgument("expires_in_seconds is between 1 and 604800 (7 days)")
+        artifact = await self._store.get(parse_id("run_id", request.run_id), domain.validate_path(request.path))
+        url = await self._blobs.presign(artifact.sha256, artifact.path.rsplit("/", 1)[-1], expires)
+        return artifact_pb2.CreatePresignedUrlResponse(url=url)

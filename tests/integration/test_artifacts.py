@@ -1,0 +1,204 @@
+"""Artifacts on real SeaweedFS: round trip with bounded server memory, dedup, verification,
+ranges, presigned URLs, bad paths."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import threading
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import grpc
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+import trackd
+from trackd.cli import app
+from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc
+from trackd_platform.stack import HOST, EmbeddedStack
+
+pytestmark = pytest.mark.integration
+BUCKET = "trackd-artifacts"
+
+
+@pytest.fixture
+async def artifacts(stack: EmbeddedStack) -> AsyncIterator[artifact_pb2_grpc.ArtifactServiceStub]:
+    async with grpc.aio.insecure_channel(f"{HOST}:{stack.service_port('artifact')}") as channel:
+        yield artifact_pb2_grpc.ArtifactServiceStub(channel)
+
+
+def s3(stack: EmbeddedStack) -> Any:
+    return boto3.client("s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="trackd",
+                        aws_secret_access_key="trackd", region_name="us-east-1")
+
+
+def blobs_with(stack: EmbeddedStack, sha256: str) -> int:
+    listed = s3(stack).list_objects_v2(Bucket=BUCKET, Prefix=f"blobs/{sha256[:2]}/{sha256}")
+    return int(listed.get("KeyCount", 0))
+
+
+def open_uploads(stack: EmbeddedStack) -> int:
+    return len(s3(stack).list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
+
+
+def test_a_300_mb_round_trip_keeps_the_server_memory_bounded(
+    stack: EmbeddedStack, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    source = tmp_path / "checkpoint.bin"
+    with open(source, "wb") as f:
+        for _ in range(300):
+            f.write(os.urandom(1024 * 1024))
+    with trackd.start_run(unique("warm-up"), capture_env=False, system_metrics=False) as warm:
+        warm.log_text("x" * (9 * 1024 * 1024), "warm.txt")  # the S3 client's first multipart use
+    trackd.download_artifacts(warm.id, "warm.txt", tmp_path / "warm")
+    server = psutil.Process(stack.services["artifact"].pid)
+    baseline, peak, done = server.memory_info().rss, [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], server.memory_info().rss)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with trackd.start_run(unique("big"), capture_env=False, system_metrics=False) as run:
+            run.log_artifact(source, "checkpoints/epoch_3.bin")
+        restored = trackd.download_artifacts(run.id, "checkpoints/epoch_3.bin", tmp_path / "restore")
+    finally:
+        done.set()
+        sampler.join()
+    assert restored == [tmp_path / "restore" / "epoch_3.bin"]
+    assert _sha(restored[0]) == _sha(source)
+    growth_mb = (peak[0] - baseline) / 1024**2
+    print(f"artifact server RSS: baseline {baseline / 1024**2:.0f} MB, peak growth {growth_mb:.1f} MB")
+    assert growth_mb < 64, f"artifact server RSS grew {growth_mb:.0f} MB"
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def test_identical_content_is_stored_once_and_sdk_helpers(
+    stack: EmbeddedStack, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "weights.bin").write_bytes(data)
+    (tmp_path / "model" / "sub").mkdir()
+    (tmp_path / "model" / "sub" / "config.json").write_text('{"layers": 2}')
+    runs = []
+    for _ in range(2):
+        with trackd.start_run(unique("dedup"), capture_env=False, system_metrics=False) as run:
+            run.log_artifact(tmp_path / "model", wait=False)
+            run.log_text("hello", "notes/README.md")
+            run.log_dict({"auc": 0.9}, "eval/report.json")
+        runs.append(run)
+    assert blobs_with(stack, hashlib.sha256(data).hexdigest()) == 1
+    listed = trackd.list_artifacts(runs[0].id, recursive=True)
+    assert {a.path for a in listed} == {"model/weights.bin", "model/sub/config.json", "notes/README.md",
+                                        "eval/report.json"}
+    top = {a.path: a.is_dir for a in trackd.list_artifacts(runs[0].id)}
+    assert top == {"model/": True, "notes/": True, "eval/": True}
+    restored = trackd.download_artifacts(runs[1].id, "model", tmp_path / "out")
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in restored) == ["sub/config.json",
+                                                                                   "weights.bin"]
+    assert (tmp_path / "out" / "weights.bin").read_bytes() == data
+    # CLI
+    runner = CliRunner()
+    shown = runner.invoke(app, ["artifacts", "ls", runs[0].id, "model", "-r"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "model/weights.bin" in shown.output and "3.0 MB" in shown.output
+    got = runner.invoke(app, ["artifacts", "get", runs[0].id, "notes/README.md", "--dst", str(tmp_path / "cli")])
+    assert got.exit_code == 0 and (tmp_path / "cli" / "README.md").read_text() == "hello"
+
+
+async def upload(stub: artifact_pb2_grpc.ArtifactServiceStub, header: artifact_pb2.UploadHeader,
+                 chunks: list[bytes]) -> artifact_pb2.Artifact:
+    requests = [artifact_pb2.UploadArtifactRequest(header=header)]
+    requests += [artifact_pb2.UploadArtifactRequest(chunk=c) for c in chunks]
+    return (await stub.UploadArtifact(iter(requests))).artifact
+
+
+async def test_a_bad_checksum_or_a_short_stream_leaves_nothing(
+    stack: EmbeddedStack, artifacts: artifact_pb2_grpc.ArtifactServiceStub, unique: Callable[[str], str]
+) -> None:
+    run = trackd.start_run(unique("verify"), capture_env=False, system_metrics=False)
+    data = os.urandom(20 * 1024 * 1024)  # several S3 parts: a multipart upload is under way
+    chunks = [data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)]
+    real = hashlib.sha256(data).hexdigest()
+    wrong = artifact_pb2.UploadHeader(run_id=run.id, path="bad.bin", type=1, expected_sha256="0" * 64)
+    short = artifact_pb2.UploadHeader(run_id=run.id, path="short.bin", type=1, expected_size_bytes=len(data) + 1)
+    for header in (wrong, short):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await upload(artifacts, header, chunks)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (header.path, caught.value.details())
+
+    async def broken() -> AsyncIterator[artifact_pb2.UploadArtifactRequest]:
+        yield artifact_pb2.UploadArtifactRequest(header=artifact_pb2.UploadHeader(
+            run_id=run.id, path="broken.bin", type=1))
+        for chunk in chunks[:12]:
+            yield artifact_pb2.UploadArtifactRequest(chunk=chunk)
+        raise RuntimeError("the client dies mid-upload")
+
+    call = artifacts.UploadArtifact(broken())
+    with pytest.raises((grpc.aio.AioRpcError, RuntimeError, asyncio.CancelledError)):  # grpc cancels the call
+        await call
+    for _ in range(50):  # the server notices the cancellation asynchronously
+        if open_uploads(stack) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert trackd.list_artifacts(run.id, recursive=True) == []
+    assert blobs_with(stack, real) == 0
+    assert open_uploads(stack) == 0
+    run.end()
+
+
+async def test_ranges_presigned_urls_and_bad_input(
+    stack: EmbeddedStack, artifacts: artifact_pb2_grpc.ArtifactServiceStub, unique: Callable[[str], str]
+) -> None:
+    run = trackd.start_run(unique("ranges"), capture_env=False, system_metrics=False)
+    data = bytes(range(256)) * 1000
+    header = artifact_pb2.UploadHeader(run_id=run.id, path="data/table.bin", type=4)
+    stored = await upload(artifacts, header, [data])
+    assert stored.size_bytes == len(data) and stored.sha256 == hashlib.sha256(data).hexdigest()
+    parts = [r.chunk async for r in artifacts.DownloadArtifact(artifact_pb2.DownloadArtifactRequest(
+        run_id=run.id, path="data/table.bin", offset=1000, length=5000))]
+    assert b"".join(parts) == data[1000:6000]
+    url = (await artifacts.CreatePresignedUrl(artifact_pb2.CreatePresignedUrlRequest(
+        run_id=run.id, path="data/table.bin", expires_in_seconds=60))).url
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.read() == data
+    # Same path, same content: a no-op. Other content: ALREADY_EXISTS.
+    assert (await upload(artifacts, header, [data])).sha256 == stored.sha256
+    codes = {}
+    codes["other content"] = (header, [b"other"])
+    bad_paths = ["/abs/path", "a/../b", "a//b", "a\\b", "nul\x00x", "./a", "x" * 1025, ""]
+    for path in bad_paths:
+        codes[f"path {path[:12]!r}"] = (artifact_pb2.UploadHeader(run_id=run.id, path=path, type=1), [b"x"])
+    codes["no type"] = (artifact_pb2.UploadHeader(run_id=run.id, path="t.bin"), [b"x"])
+    codes["unknown run"] = (artifact_pb2.UploadHeader(run_id=uuid.uuid4().hex, path="u.bin", type=1), [b"x"])
+    expected = {"other content": grpc.StatusCode.ALREADY_EXISTS, "unknown run": grpc.StatusCode.NOT_FOUND}
+    for name, (bad_header, chunks) in codes.items():
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await upload(artifacts, bad_header, chunks)
+        assert caught.value.code() == expected.get(name, grpc.StatusCode.INVALID_ARGUMENT), name
+    run.end()
+    client = trackd._client.default_client()
+    client.call("run", client.runs.DeleteRun, __import__("trackd_api.run.v1.run_pb2", fromlist=["x"])
+                .DeleteRunRequest(run_id=run.id))
+    with pytest.raises(grpc.aio.AioRpcError) as deleted:
+        await upload(artifacts, artifact_pb2.UploadHeader(run_id=run.id, path="late.bin", type=1), [b"x"])
+    assert deleted.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # Deleting the only reference removes the blob.
+    await artifacts.DeleteArtifact(artifact_pb2.DeleteArtifactRequest(run_id=run.id, path="data/table.bin"))
+    assert blobs_with(stack, stored.sha256) == 0
