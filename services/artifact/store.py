@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -37,6 +38,7 @@ class BlobUpload:
         self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
         self._upload_id: str | None = None
+        self._inflight: asyncio.Future[Any] | None = None
         self.size = 0
 
     async def write(self, data: bytes) -> None:
@@ -53,15 +55,21 @@ class BlobUpload:
             await self._flush_part()
 
     async def _flush_part(self) -> None:
+        # Each S3 call runs as its own task, shielded from the RPC's cancellation, and records
+        # its result itself: `abort()` then knows of every multipart upload that was created.
+        self._inflight = asyncio.ensure_future(self._upload_part(bytes(self._buffer)))
+        self._buffer.clear()
+        await asyncio.shield(self._inflight)
+
+    async def _upload_part(self, body: bytes) -> None:
         if self._upload_id is None:
             created = await self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key)
             self._upload_id = created["UploadId"]
         number = len(self._parts) + 1
         part = await self._client.upload_part(
-            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=bytes(self._buffer)
+            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body
         )
         self._parts.append({"PartNumber": number, "ETag": part["ETag"]})
-        self._buffer.clear()
 
     async def finish(self) -> str:
         """Check and publish the blob; returns its sha256."""
@@ -89,6 +97,9 @@ class BlobUpload:
         return digest
 
     async def abort(self) -> None:
+        if self._inflight is not None:
+            with contextlib.suppress(Exception):
+                await self._inflight
         if self._upload_id is not None:
             with contextlib.suppress(ClientError):
                 await self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
