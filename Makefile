@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test unit integration protos lint typecheck bench-ingest clean
+.PHONY: up test unit integration protos lint typecheck bench-ingest bench-artifacts clean
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "trackd needs Python 3.11+"'
@@ -45,6 +45,10 @@ typecheck: $(STAMP)
 ## bench-ingest: trackd vs an MLflow server on the same PostgreSQL (ARGS="--seconds 10")
 bench-ingest: $(STAMP)
 	$(PY) bench/ingest.py $(ARGS)
+
+## bench-artifacts: upload/download MB/s, trackd SDK vs direct S3 vs an MLflow artifact proxy (ARGS="--size-mb 256")
+bench-artifacts: $(STAMP)
+	$(PY) bench/artifacts.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -18,37 +18,20 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import asyncpg
-from rich.console import Console
+from _common import ANCHORS, BENCH, QUIET, console, ensure_anchors, start_mlflow, start_stack, stop_mlflow
 from rich.table import Table
-from trackd_platform.processes import free_port
 from trackd_platform.stack import EmbeddedStack, StackPorts
 
-BENCH = Path(__file__).resolve().parent
-ANCHORS = BENCH / ".venv-anchors"
 RESULTS = BENCH / "results" / "ingest.json"
-QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
-console = Console() if sys.stdout.isatty() else Console(width=110)
-
-
-def ensure_anchors() -> None:
-    if (ANCHORS / "bin" / "mlflow").exists():
-        return
-    console.print(f"[dim]creating {ANCHORS} (MLflow 3.x + psycopg)…[/]")
-    subprocess.run([sys.executable, "-m", "venv", str(ANCHORS)], check=True)
-    subprocess.run([str(ANCHORS / "bin" / "pip"), "install", "--quiet", "mlflow>=3,<4", "psycopg[binary]"],
-                   check=True)
 
 
 def sql(dsn: str, query: str, *args: object) -> object:
@@ -67,41 +50,11 @@ def with_database(dsn: str, name: str) -> str:
 
 # -- MLflow ------------------------------------------------------------------------------------
 
-def start_mlflow(pg_dsn: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+def start_mlflow_server(pg_dsn: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     backend = with_database(pg_dsn, "mlflow_bench").replace("postgresql://", "postgresql+psycopg://", 1)
     (tmp / "mlartifacts").mkdir()
-    log = open(tmp / "mlflow-server.log", "wb")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(
-        [str(ANCHORS / "bin" / "mlflow"), "server", "--backend-store-uri", backend, "--workers", "2",
-         "--host", "127.0.0.1", "--port", str(port), "--artifacts-destination", str(tmp / "mlartifacts")],
-        cwd=tmp, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **QUIET},
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited ({proc.returncode}); see {tmp / 'mlflow-server.log'}")
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                if response.status == 200:
-                    return proc, uri
-        except OSError:
-            pass
-        time.sleep(0.5)
-    stop_mlflow(proc)
-    raise RuntimeError("mlflow server did not answer /health within 180 s")
-
-
-def stop_mlflow(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    return start_mlflow(["--backend-store-uri", backend, "--workers", "2",
+                         "--artifacts-destination", str(tmp / "mlartifacts")], tmp)
 
 
 def mlflow_load(uri: str, mode: str, seconds: float, threads: int) -> dict:
@@ -114,20 +67,6 @@ def mlflow_load(uri: str, mode: str, seconds: float, threads: int) -> dict:
 
 
 # -- trackd ------------------------------------------------------------------------------------
-
-def start_stack(tmp: Path, attempts: int = 3) -> EmbeddedStack:
-    """Free ports can be taken between choosing and binding them (tests may run beside us)."""
-    for attempt in range(1, attempts + 1):
-        stack = EmbeddedStack(tmp / f"stack-{attempt}", ports=StackPorts.free())
-        try:
-            stack.start()  # stops what it started when it fails
-            return stack
-        except RuntimeError as exc:
-            if attempt == attempts:
-                raise
-            console.print(f"[yellow]stack start failed ({exc}); retrying on other ports[/]")
-    raise AssertionError("unreachable")
-
 
 def trackd_load(seconds: float, threads: int) -> tuple[list[str], int, float]:
     """Each thread: log_metric as fast as it can for `seconds`, then end() (which flushes).
@@ -211,7 +150,7 @@ def main() -> None:
         sql(stack.pg_dsn, "CREATE DATABASE mlflow_bench")
         mlflow_dsn = with_database(stack.pg_dsn, "mlflow_bench")
         with console.status("starting the MLflow server (2 workers; migrations on first start)…"):
-            mlflow_proc, uri = start_mlflow(stack.pg_dsn, tmp)
+            mlflow_proc, uri = start_mlflow_server(stack.pg_dsn, tmp)
 
         with console.status(f"MLflow: log_batch×1000, {args.threads} threads, {args.seconds:.0f} s…"):
             ml = mlflow_load(uri, "batch", args.seconds, args.threads)

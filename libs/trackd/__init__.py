@@ -7,6 +7,7 @@
 
 from trackd import errors, events
 from trackd._client import Client
+from trackd._registry import ModelVersion, get_model_version, list_model_versions, register_model, set_model_alias
 from trackd._run import (
     Run,
     RunInfo,
@@ -18,5 +19,6 @@ from trackd._run import (
     start_run,
 )
 
-__all__ = ["Client", "Run", "RunInfo", "download_artifacts", "errors", "events", "get_run", "iter_runs",
-           "list_artifacts", "list_runs", "start_run"]
+__all__ = ["Client", "ModelVersion", "Run", "RunInfo", "download_artifacts", "errors", "events",
+           "get_model_version", "get_run", "iter_runs", "list_artifacts", "list_model_versions", "list_runs",
+           "register_model", "set_model_alias", "start_run"]

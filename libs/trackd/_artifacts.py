@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+from trackd_api.artifact.v1 import artifact_pb2
 
 from trackd._client import Client
 from trackd.errors import InvalidArgument, NotFound
-from trackd_api.artifact.v1 import artifact_pb2
 
 CHUNK = 1024 * 1024
 PROGRESS_FROM = 32 * 1024 * 1024  # files this large get a progress bar

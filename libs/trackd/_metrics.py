@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from trackd._spool import Spool
-from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 log = logging.getLogger("trackd")
 

@@ -6,11 +6,11 @@ import getpass
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -19,11 +19,11 @@ from trackd_api.run.v1 import run_pb2
 
 from trackd import _artifacts
 from trackd._capture import capture_environment, capture_source
+from trackd._client import Client, default_client
 from trackd._metrics import CONTEXTS, MetricWriter
+from trackd._params import flatten
 from trackd._spool import default_root
 from trackd._system import SystemMonitor
-from trackd._client import Client, default_client
-from trackd._params import flatten
 from trackd.errors import TrackdError
 
 log = logging.getLogger("trackd")
@@ -185,6 +185,17 @@ class Run:
         """A matplotlib figure, rendered in the format the path's extension names (PNG by default)."""
         _artifacts.upload(self._client, self.id, _artifacts.encode_figure(figure, artifact_path), artifact_path,
                           type="figure")
+
+    def log_model(self, local_path: str | Path, name: str | None = None, *, artifact_path: str = "model",
+                  metadata: Mapping[str, Any] | None = None) -> Any:
+        """Upload a model file or directory under `artifact_path`; with a `name`, also register
+        it as that model's next version (returned)."""
+        self.log_artifact(local_path, artifact_path, type="model", metadata=metadata)
+        if name is None:
+            return None
+        from trackd._registry import register_model
+
+        return register_model(name, run_id=self.id, path=artifact_path, metadata=metadata, client=self._client)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Nested dicts are flattened with dots; values become text. A param is immutable."""

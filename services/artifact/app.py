@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc
+from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc, registry_pb2, registry_pb2_grpc
 from trackd_platform.config import StoresConfig
 from trackd_platform.db import create_pool, migrate
+from trackd_platform.redis import create_redis
 from trackd_platform.s3 import ensure_bucket, s3_client
 from trackd_platform.server import GrpcServer, configure_logging
 from trackd_services.artifact.api import ArtifactServicer
+from trackd_services.artifact.registry import RegistryStore
+from trackd_services.artifact.registry_api import RegistryServicer
 from trackd_services.artifact.store import ArtifactStore, BlobStore
 
 
@@ -18,12 +21,20 @@ async def serve(config: StoresConfig) -> None:
     pool = await create_pool(config.postgres)
     server.add_closer(pool.close)
     await migrate(pool)
+    redis = create_redis(config.redis)
+    server.add_closer(redis.aclose)
+    artifacts = ArtifactStore(pool)
     async with s3_client(config.s3) as s3:
         await ensure_bucket(s3, config.s3.bucket)
         server.add_servicer(
             artifact_pb2_grpc.add_ArtifactServiceServicer_to_server,
-            ArtifactServicer(ArtifactStore(pool), BlobStore(s3, config.s3.bucket)),
+            ArtifactServicer(artifacts, BlobStore(s3, config.s3.bucket)),
             artifact_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name,
+        )
+        server.add_servicer(
+            registry_pb2_grpc.add_ModelRegistryServiceServicer_to_server,
+            RegistryServicer(RegistryStore(pool), artifacts, redis),
+            registry_pb2.DESCRIPTOR.services_by_name["ModelRegistryService"].full_name,
         )
         await server.run_until_signal()
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from trackd_platform.cache_keys import committed_points, latest_metrics
 from trackd_platform.errors import FailedPrecondition, InvalidArgument, NotFound
 from trackd_services.ingest.domain import Chunk, Summary, merge, summarize, unpack
 
@@ -151,14 +152,6 @@ return 1
 """
 
 
-def latest_key(run_id: uuid.UUID) -> str:
-    return f"trackd:{{{run_id.hex}}}:latest"  # the hash tag keeps one run on one cluster slot
-
-
-def points_channel(run_id: uuid.UUID) -> str:
-    return f"trackd:{{{run_id.hex}}}:points"
-
-
 def _number(value: float) -> str:
     if math.isinf(value):
         return "1e999" if value > 0 else "-1e999"
@@ -198,8 +191,8 @@ class LatestCache:
         try:
             args = [x for field, s in merged.items() for x in (field, encode_summary(s))]
             async with self._redis.pipeline(transaction=False) as pipe:
-                await self._merge(keys=[latest_key(run_id)], args=args, client=pipe)
-                pipe.publish(points_channel(run_id), published)
+                await self._merge(keys=[latest_metrics(run_id)], args=args, client=pipe)
+                pipe.publish(committed_points(run_id), published)
                 await pipe.execute()
         except (TimeoutError, RedisError, OSError) as exc:
             self._down_until = time.monotonic() + self._retry_after_s
@@ -215,9 +208,9 @@ class LatestCache:
             summaries = await self._store.summaries(run_id)
             try:
                 async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.delete(latest_key(run_id))
+                    pipe.delete(latest_metrics(run_id))
                     if summaries:
-                        pipe.hset(latest_key(run_id), mapping={
+                        pipe.hset(latest_metrics(run_id), mapping={
                             f"{k}\t{c}": encode_summary(s) for (k, c), s in summaries.items()})
                     await pipe.execute()
             except (TimeoutError, RedisError, OSError):

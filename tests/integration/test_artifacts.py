@@ -17,12 +17,11 @@ import boto3
 import grpc
 import psutil
 import pytest
-from typer.testing import CliRunner
-
 import trackd
 from trackd.cli import app
 from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc
 from trackd_platform.stack import HOST, EmbeddedStack
+from typer.testing import CliRunner
 
 pytestmark = pytest.mark.integration
 BUCKET = "trackd-artifacts"

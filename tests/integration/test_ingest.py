@@ -16,7 +16,6 @@ import asyncpg
 import grpc
 import pytest
 import redis
-
 import trackd
 from trackd._client import Client
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -227,9 +226,8 @@ async def test_the_spool_delivers_every_point_once_across_an_outage(
         service.wait_ready(60)
     spooled = list((tmp_path / "spool").iterdir())
     assert len(spooled) == 1
-    from typer.testing import CliRunner
-
     from trackd.cli import app
+    from typer.testing import CliRunner
     os.environ["TRACKD_SPOOL_DIR"] = str(tmp_path / "spool")
     try:
         import trackd._client as client_module

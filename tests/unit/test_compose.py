@@ -88,7 +88,7 @@ def _find(services: dict[str, dict[str, Any]], *needles: str) -> list[str]:
 
 
 def _grpc_service_names() -> dict[str, str]:
-    """{trackd service: gRPC full name}, from the generated stubs (the protos are the truth)."""
+    """{trackd service: its main gRPC full name}, from the generated stubs (the protos are the truth)."""
     names = {}
     for service in SERVICES:
         module = importlib.import_module(f"trackd_api.{service}.v1.{service}_pb2")
@@ -96,6 +96,21 @@ def _grpc_service_names() -> dict[str, str]:
         assert len(found) == 1, f"trackd_api.{service}.v1 defines services {found}, expected one"
         names[service] = found[0]
     return names
+
+
+def _all_grpc_services() -> list[tuple[str, str]]:
+    """(trackd service, gRPC full name) for every gRPC service in every proto file of a domain:
+    a domain's extra services (e.g. the model registry) are served by that domain's process."""
+    import pkgutil
+
+    found = []
+    for service in SERVICES:
+        package = importlib.import_module(f"trackd_api.{service}.v1")
+        for info in pkgutil.iter_modules(package.__path__):
+            if info.name.endswith("_pb2"):
+                module = importlib.import_module(f"trackd_api.{service}.v1.{info.name}")
+                found += [(service, s.full_name) for s in module.DESCRIPTOR.services_by_name.values()]
+    return found
 
 
 # -- docker-compose.yml ---------------------------------------------------------------------------
@@ -296,7 +311,7 @@ def test_envoy_routes_every_grpc_service_to_a_cluster_that_exists(envoy: dict[st
     routes = _envoy_routes(envoy)
     clusters = _envoy_clusters(envoy)
     assert routes, "deploy/envoy.yaml has no routes"
-    for service, full_name in _grpc_service_names().items():
+    for service, full_name in _all_grpc_services():
         prefix = f"/{full_name}/"
         assert prefix in routes, f"no route for prefix {prefix!r} (routes: {sorted(routes)})"
         assert routes[prefix] in clusters, (

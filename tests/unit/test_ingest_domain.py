@@ -6,7 +6,6 @@ import math
 from itertools import permutations
 
 import pytest
-
 from trackd_api.ingest.v1 import ingest_pb2
 from trackd_platform.errors import InvalidArgument
 from trackd_services.ingest.domain import Chunk, merge, summarize, to_chunks, unpack

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from trackd.cli import artifacts, events, stack, sync, tables
+from trackd.cli import artifacts, events, models, stack, sync, tables
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="trackd: experiment tracking and HPO.")
 app.command("up")(stack.up)
@@ -14,6 +14,7 @@ app.add_typer(tables.experiments, name="experiments")
 app.add_typer(tables.runs, name="runs")
 app.add_typer(events.app, name="events")
 app.add_typer(artifacts.app, name="artifacts")
+app.add_typer(models.app, name="models")
 
 
 def main() -> None:

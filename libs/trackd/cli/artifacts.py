@@ -7,11 +7,11 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from trackd_platform.errors import InvalidArgument
 
 from trackd._client import default_client
 from trackd._run import download_artifacts, list_artifacts
 from trackd.errors import TrackdError
-from trackd_platform.errors import InvalidArgument
 
 app = typer.Typer(no_args_is_help=True, help="Artifacts of a run.")
 console = Console()
