@@ -103,7 +103,10 @@ def download(client: Client, run_id: str, path: str, dst: Path) -> list[Path]:
         stat = None
     items = [ArtifactInfo.from_proto(stat)] if stat is not None else list_artifacts(client, run_id, path,
                                                                                    recursive=True)
-    base = path.rsplit("/", 1)[0] + "/" if stat is not None and "/" in path else (path.rstrip("/") + "/" if path else "")
+    if stat is not None:  # a file lands in dst under its own name
+        base = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+    else:  # a directory's files keep their paths below it
+        base = path.rstrip("/") + "/" if path else ""
     written = []
     for item in items:
         target = dst / item.path[len(base):] if base and item.path.startswith(base) else dst / item.path

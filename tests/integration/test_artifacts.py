@@ -175,8 +175,11 @@ async def test_ranges_presigned_urls_and_bad_input(
     assert b"".join(parts) == data[1000:6000]
     url = (await artifacts.CreatePresignedUrl(artifact_pb2.CreatePresignedUrlRequest(
         run_id=run.id, path="data/table.bin", expires_in_seconds=60))).url
-    with urllib.request.urlopen(url, timeout=10) as response:
-        assert response.read() == data
+    def fetch() -> bytes:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return bytes(response.read())
+
+    assert await asyncio.to_thread(fetch) == data
     # Same path, same content: a no-op. Other content: ALREADY_EXISTS.
     assert (await upload(artifacts, header, [data])).sha256 == stored.sha256
     codes = {}

@@ -15,7 +15,8 @@ from trackd_platform.stack import EmbeddedStack
 
 
 def up(
-    ingest_replicas: int = typer.Option(0, help="Ingest replicas (ports 50052, 50062, …); 0: TRACKD_INGEST_REPLICAS or 1."),
+    ingest_replicas: int = typer.Option(
+        0, help="Ingest replicas (ports 50052, 50062, …); 0: TRACKD_INGEST_REPLICAS or 1."),
 ) -> None:
     """Start PostgreSQL, Valkey, Kafka (Tansu), S3 (SeaweedFS) and the five services. Ctrl-C stops all."""
     console = Console()
