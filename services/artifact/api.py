@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,8 @@ from trackd_platform.paging import decode_token, encode_token, page_size
 from trackd_platform.timestamps import timestamp
 from trackd_services.artifact import domain
 from trackd_services.artifact.store import ArtifactStore, BlobStore
+
+DIRECT_PREFIX = "direct/"
 
 
 def _artifact(a: domain.Artifact) -> artifact_pb2.Artifact:
@@ -100,6 +103,41 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):  # type: igno
         expires = request.expires_in_seconds or 3600
         if not 1 <= expires <= 604_800:
             raise InvalidArgument("expires_in_seconds is between 1 and 604800 (7 days)")
-        artifact = await self._store.get(parse_id("run_id", request.run_id), domain.validate_path(request.path))
-        url = await self._blobs.presign(artifact.sha256, artifact.path.rsplit("/", 1)[-1], expires)
-        return artifact_pb2.CreatePresignedUrlResponse(url=url)
+        run_id = parse_id("run_id", request.run_id)
+        path = domain.validate_path(request.path)
+        if request.method == artifact_pb2.PRESIGNED_METHOD_GET:
+            artifact = await self._store.get(run_id, path)
+            url = await self._blobs.presign(artifact.sha256, artifact.path.rsplit("/", 1)[-1], expires)
+            return artifact_pb2.CreatePresignedUrlResponse(url=url)
+        if request.method != artifact_pb2.PRESIGNED_METHOD_PUT:
+            raise InvalidArgument("method is required: GET or PUT")
+        if not 0 <= request.part_count <= 10_000:
+            raise InvalidArgument("part_count is between 0 and 10000")
+        await self._store.check_run(run_id)
+        key = f"{DIRECT_PREFIX}{uuid.uuid4().hex}"
+        if request.part_count <= 1:
+            return artifact_pb2.CreatePresignedUrlResponse(
+                url=await self._blobs.presign_put(key, expires), upload_key=key)
+        upload_id, urls = await self._blobs.presign_parts(key, request.part_count, expires)
+        return artifact_pb2.CreatePresignedUrlResponse(upload_key=key, upload_id=upload_id, part_urls=urls)
+
+    async def CompleteDirectUpload(self, request: Any, context: Any) -> artifact_pb2.CompleteDirectUploadResponse:
+        run_id = parse_id("run_id", request.run_id)
+        path = domain.validate_path(request.path)
+        type_ = domain.validate_type(request.type)
+        metadata = domain.validate_metadata(request.metadata)
+        expected = domain.validate_sha256(request.expected_sha256)
+        key = request.upload_key
+        if not key.startswith(DIRECT_PREFIX) or len(key) != len(DIRECT_PREFIX) + 32:
+            raise InvalidArgument("upload_key is the one CreatePresignedUrl returned")
+        await self._store.check_run(run_id)
+        if request.upload_id:
+            await self._blobs.complete_parts(key, request.upload_id, [(p.number, p.etag) for p in request.parts])
+        digest, size = await self._blobs.digest(key)
+        if (expected and digest != expected) or size > domain.MAX_ARTIFACT_BYTES:
+            await self._blobs.delete_key(key)
+            raise InvalidArgument(f"sha256 mismatch: got {digest}, expected {expected}" if expected and
+                                  digest != expected else "the upload is larger than the artifact limit")
+        await self._blobs.promote(key, digest)
+        artifact = await self._store.record(run_id, path, digest, size, type_, metadata, self._blobs)
+        return artifact_pb2.CompleteDirectUploadResponse(artifact=_artifact(artifact))

@@ -148,6 +148,58 @@ class BlobStore:
         )
         return url
 
+    # -- direct uploads: the client PUTs to S3 itself, the server verifies and records ---------
+
+    async def presign_put(self, key: str, expires_s: int) -> str:
+        url: str = await self._client.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s)
+        return url
+
+    async def presign_parts(self, key: str, parts: int, expires_s: int) -> tuple[str, list[str]]:
+        created = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key)
+        upload_id: str = created["UploadId"]
+        urls = [await self._client.generate_presigned_url(
+            "upload_part", ExpiresIn=expires_s,
+            Params={"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": n})
+            for n in range(1, parts + 1)]
+        return upload_id, urls
+
+    async def complete_parts(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        try:
+            await self._client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]})
+        except ClientError as exc:
+            with contextlib.suppress(ClientError):
+                await self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise InvalidArgument(f"the multipart upload cannot be completed: {exc}") from None
+
+    async def digest(self, key: str) -> tuple[str, int]:
+        """sha256 and size of an object, read back in chunks (memory stays bounded)."""
+        h, size = hashlib.sha256(), 0
+        try:
+            response = await self._client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError:
+            raise NotFound("nothing was uploaded to that upload_key") from None
+        body = response["Body"]
+        try:
+            async for chunk in body.iter_chunks(READ_CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+        finally:
+            body.close()
+        return h.hexdigest(), size
+
+    async def promote(self, key: str, sha256: str) -> None:
+        """Move a verified direct upload to its content address."""
+        if not await self.exists(sha256):
+            await self._client.copy({"Bucket": self.bucket, "Key": key}, self.bucket, blob_key(sha256))
+        await self.delete_key(key)
+
+    async def delete_key(self, key: str) -> None:
+        with contextlib.suppress(ClientError):
+            await self._client.delete_object(Bucket=self.bucket, Key=key)
+
     async def open_uploads(self) -> int:
         """Multipart uploads not completed nor aborted (tests check none are left behind)."""
         listed = await self._client.list_multipart_uploads(Bucket=self.bucket)

@@ -174,7 +174,8 @@ async def test_ranges_presigned_urls_and_bad_input(
         run_id=run.id, path="data/table.bin", offset=1000, length=5000))]
     assert b"".join(parts) == data[1000:6000]
     url = (await artifacts.CreatePresignedUrl(artifact_pb2.CreatePresignedUrlRequest(
-        run_id=run.id, path="data/table.bin", expires_in_seconds=60))).url
+        run_id=run.id, path="data/table.bin", expires_in_seconds=60,
+        method=artifact_pb2.PRESIGNED_METHOD_GET))).url
     def fetch() -> bytes:
         with urllib.request.urlopen(url, timeout=10) as response:
             return bytes(response.read())
@@ -204,3 +205,59 @@ async def test_ranges_presigned_urls_and_bad_input(
     # Deleting the only reference removes the blob.
     await artifacts.DeleteArtifact(artifact_pb2.DeleteArtifactRequest(run_id=run.id, path="data/table.bin"))
     assert blobs_with(stack, stored.sha256) == 0
+
+
+def _put(url: str, body: bytes) -> str:
+    request = urllib.request.Request(url, data=body, method="PUT")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(response.headers["ETag"])
+
+
+async def test_direct_uploads_to_s3_are_verified_before_being_recorded(
+    stack: EmbeddedStack, artifacts: artifact_pb2_grpc.ArtifactServiceStub, unique: Callable[[str], str]
+) -> None:
+    run = trackd.start_run(unique("direct"), capture_env=False, system_metrics=False)
+    put = artifact_pb2.PRESIGNED_METHOD_PUT
+    # One PUT.
+    small = os.urandom(100_000)
+    single = await artifacts.CreatePresignedUrl(artifact_pb2.CreatePresignedUrlRequest(
+        run_id=run.id, path="direct/small.bin", method=put))
+    await asyncio.to_thread(_put, single.url, small)
+    done = (await artifacts.CompleteDirectUpload(artifact_pb2.CompleteDirectUploadRequest(
+        run_id=run.id, path="direct/small.bin", type=1, upload_key=single.upload_key,
+        expected_sha256=hashlib.sha256(small).hexdigest()))).artifact
+    assert done.size_bytes == len(small) and done.sha256 == hashlib.sha256(small).hexdigest()
+    # Multipart: parts of at least 5 MiB but the last.
+    big = os.urandom(6 * 1024 * 1024 + 12345)
+    pieces = [big[: 6 * 1024 * 1024], big[6 * 1024 * 1024:]]
+    multi = await artifacts.CreatePresignedUrl(artifact_pb2.CreatePresignedUrlRequest(
+        run_id=run.id, path="direct/big.bin", method=put, part_count=2))
+    etags = [await asyncio.to_thread(_put, url, piece) for url, piece in zip(multi.part_urls, pieces, strict=True)]
+    await artifacts.CompleteDirectUpload(artifact_pb2.CompleteDirectUploadRequest(
+        run_id=run.id, path="direct/big.bin", type=4, upload_key=multi.upload_key, upload_id=multi.upload_id,
+        parts=[artifact_pb2.UploadedPart(number=i + 1, etag=e) for i, e in enumerate(etags)]))
+    back = b"".join([r.chunk async for r in artifacts.DownloadArtifact(
+        artifact_pb2.DownloadArtifactRequest(run_id=run.id, path="direct/big.bin"))])
+    assert back == big
+    # A wrong digest records nothing and removes the upload.
+    wrong = await artifacts.CreatePresignedUrl(artifact_pb2.CreatePresignedUrlRequest(
+        run_id=run.id, path="direct/wrong.bin", method=put))
+    await asyncio.to_thread(_put, wrong.url, b"tampered")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await artifacts.CompleteDirectUpload(artifact_pb2.CompleteDirectUploadRequest(
+            run_id=run.id, path="direct/wrong.bin", type=1, upload_key=wrong.upload_key, expected_sha256="1" * 64))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert {a.path for a in trackd.list_artifacts(run.id, "direct", recursive=True)} == {
+        "direct/small.bin", "direct/big.bin"}
+    leftover = s3(stack).list_objects_v2(Bucket=BUCKET, Prefix="direct/").get("KeyCount", 0)
+    assert leftover == 0 and open_uploads(stack) == 0
+    for bad in (artifact_pb2.CreatePresignedUrlRequest(run_id=run.id, path="x"),  # no method
+                artifact_pb2.CreatePresignedUrlRequest(run_id=run.id, path="x", method=put, part_count=10_001)):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await artifacts.CreatePresignedUrl(bad)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.aio.AioRpcError) as forged:
+        await artifacts.CompleteDirectUpload(artifact_pb2.CompleteDirectUploadRequest(
+            run_id=run.id, path="x", type=1, upload_key="blobs/ab/" + "a" * 64))
+    assert forged.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    run.end()

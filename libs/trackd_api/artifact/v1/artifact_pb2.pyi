@@ -10,6 +10,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class PresignedMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRESIGNED_METHOD_UNSPECIFIED: _ClassVar[PresignedMethod]
+    PRESIGNED_METHOD_GET: _ClassVar[PresignedMethod]
+    PRESIGNED_METHOD_PUT: _ClassVar[PresignedMethod]
+
 class ArtifactType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ARTIFACT_TYPE_UNSPECIFIED: _ClassVar[ArtifactType]
@@ -18,6 +24,9 @@ class ArtifactType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ARTIFACT_TYPE_FIGURE: _ClassVar[ArtifactType]
     ARTIFACT_TYPE_DATA: _ClassVar[ArtifactType]
     ARTIFACT_TYPE_TEXT: _ClassVar[ArtifactType]
+PRESIGNED_METHOD_UNSPECIFIED: PresignedMethod
+PRESIGNED_METHOD_GET: PresignedMethod
+PRESIGNED_METHOD_PUT: PresignedMethod
 ARTIFACT_TYPE_UNSPECIFIED: ArtifactType
 ARTIFACT_TYPE_FILE: ArtifactType
 ARTIFACT_TYPE_MODEL: ArtifactType
@@ -154,17 +163,68 @@ class DeleteArtifactResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class CreatePresignedUrlRequest(_message.Message):
-    __slots__ = ("run_id", "path", "expires_in_seconds")
+    __slots__ = ("run_id", "path", "expires_in_seconds", "method", "part_count")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_IN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PART_COUNT_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     path: str
     expires_in_seconds: int
-    def __init__(self, run_id: _Optional[str] = ..., path: _Optional[str] = ..., expires_in_seconds: _Optional[int] = ...) -> None: ...
+    method: PresignedMethod
+    part_count: int
+    def __init__(self, run_id: _Optional[str] = ..., path: _Optional[str] = ..., expires_in_seconds: _Optional[int] = ..., method: _Optional[_Union[PresignedMethod, str]] = ..., part_count: _Optional[int] = ...) -> None: ...
 
 class CreatePresignedUrlResponse(_message.Message):
-    __slots__ = ("url",)
+    __slots__ = ("url", "upload_key", "upload_id", "part_urls")
     URL_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_KEY_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    PART_URLS_FIELD_NUMBER: _ClassVar[int]
     url: str
-    def __init__(self, url: _Optional[str] = ...) -> None: ...
+    upload_key: str
+    upload_id: str
+    part_urls: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, url: _Optional[str] = ..., upload_key: _Optional[str] = ..., upload_id: _Optional[str] = ..., part_urls: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UploadedPart(_message.Message):
+    __slots__ = ("number", "etag")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    etag: str
+    def __init__(self, number: _Optional[int] = ..., etag: _Optional[str] = ...) -> None: ...
+
+class CompleteDirectUploadRequest(_message.Message):
+    __slots__ = ("run_id", "path", "type", "metadata", "upload_key", "upload_id", "parts", "expected_sha256")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_KEY_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_SHA256_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    path: str
+    type: ArtifactType
+    metadata: _containers.ScalarMap[str, str]
+    upload_key: str
+    upload_id: str
+    parts: _containers.RepeatedCompositeFieldContainer[UploadedPart]
+    expected_sha256: str
+    def __init__(self, run_id: _Optional[str] = ..., path: _Optional[str] = ..., type: _Optional[_Union[ArtifactType, str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., upload_key: _Optional[str] = ..., upload_id: _Optional[str] = ..., parts: _Optional[_Iterable[_Union[UploadedPart, _Mapping]]] = ..., expected_sha256: _Optional[str] = ...) -> None: ...
+
+class CompleteDirectUploadResponse(_message.Message):
+    __slots__ = ("artifact",)
+    ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    artifact: Artifact
+    def __init__(self, artifact: _Optional[_Union[Artifact, _Mapping]] = ...) -> None: ...

@@ -66,6 +66,11 @@ class ArtifactServiceStub:
                 request_serializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.CreatePresignedUrlRequest.SerializeToString,
                 response_deserializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.CreatePresignedUrlResponse.FromString,
                 _registered_method=True)
+        self.CompleteDirectUpload = channel.unary_unary(
+                '/trackd.artifact.v1.ArtifactService/CompleteDirectUpload',
+                request_serializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.CompleteDirectUploadRequest.SerializeToString,
+                response_deserializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.CompleteDirectUploadResponse.FromString,
+                _registered_method=True)
 
 
 class ArtifactServiceServicer:
@@ -106,7 +111,15 @@ class ArtifactServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreatePresignedUrl(self, request, context):
-        """A presigned S3 GET URL for direct download.
+        """A presigned S3 URL: GET to download an artifact directly; PUT to upload a large file
+        straight to S3 (one URL, or one per part for a multipart upload), then CompleteDirectUpload.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteDirectUpload(self, request, context):
+        """Verifies a direct upload (size, sha256, read back from S3) and records it as an artifact.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,6 +157,11 @@ def add_ArtifactServiceServicer_to_server(servicer, server):
                     servicer.CreatePresignedUrl,
                     request_deserializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.CreatePresignedUrlRequest.FromString,
                     response_serializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.CreatePresignedUrlResponse.SerializeToString,
+            ),
+            'CompleteDirectUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteDirectUpload,
+                    request_deserializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.CompleteDirectUploadRequest.FromString,
+                    response_serializer=trackd_dot_artifact_dot_v1_dot_artifact__pb2.CompleteDirectUploadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +328,33 @@ class ArtifactService:
             '/trackd.artifact.v1.ArtifactService/CreatePresignedUrl',
             trackd_dot_artifact_dot_v1_dot_artifact__pb2.CreatePresignedUrlRequest.SerializeToString,
             trackd_dot_artifact_dot_v1_dot_artifact__pb2.CreatePresignedUrlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteDirectUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.artifact.v1.ArtifactService/CompleteDirectUpload',
+            trackd_dot_artifact_dot_v1_dot_artifact__pb2.CompleteDirectUploadRequest.SerializeToString,
+            trackd_dot_artifact_dot_v1_dot_artifact__pb2.CompleteDirectUploadResponse.FromString,
             options,
             channel_credentials,
             insecure,
