@@ -261,3 +261,31 @@ async def test_direct_uploads_to_s3_are_verified_before_being_recorded(
             run_id=run.id, path="x", type=1, upload_key="blobs/ab/" + "a" * 64))
     assert forged.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     run.end()
+
+
+def test_figures_and_resumed_downloads(stack: EmbeddedStack, unique: Callable[[str], str], tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots()
+    axes.plot([0, 1, 2], [3, 1, 2])
+    data = os.urandom(2 * 1024 * 1024)
+    with trackd.start_run(unique("figure"), capture_env=False, system_metrics=False) as run:
+        run.log_figure(figure, "diagnostics/curve.png")
+        run.log_text(data.hex(), "big.txt")
+    plt.close(figure)
+    [png] = trackd.download_artifacts(run.id, "diagnostics/curve.png", tmp_path)
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert trackd.list_artifacts(run.id, "diagnostics")[0].type == "figure"
+    # An interrupted download resumes from the partial file (byte range) and is verified.
+    text = data.hex().encode()
+    (tmp_path / "resume").mkdir()
+    (tmp_path / "resume" / "big.txt.part").write_bytes(text[:1_000_000])
+    [whole] = trackd.download_artifacts(run.id, "big.txt", tmp_path / "resume")
+    assert whole.read_bytes() == text
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "big.txt.part").write_bytes(b"garbage")
+    with pytest.raises(trackd.errors.InvalidArgument, match="does not match its sha256"):
+        trackd.download_artifacts(run.id, "big.txt", tmp_path / "bad")
