@@ -137,7 +137,8 @@ async def test_a_bad_checksum_or_a_short_stream_leaves_nothing(
     real = hashlib.sha256(data).hexdigest()
     wrong = artifact_pb2.UploadHeader(run_id=run.id, path="bad.bin", type=1, expected_sha256="0" * 64)
     short = artifact_pb2.UploadHeader(run_id=run.id, path="short.bin", type=1, expected_size_bytes=len(data) + 1)
-    for header in (wrong, short):
+    long = artifact_pb2.UploadHeader(run_id=run.id, path="long.bin", type=1, expected_size_bytes=len(data) - 1)
+    for header in (wrong, short, long):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await upload(artifacts, header, chunks)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (header.path, caught.value.details())
