@@ -86,10 +86,11 @@ def test_cli_tables(stack: EmbeddedStack, unique: Callable[[str], str]) -> None:
 
 
 def test_events_tail_prints_live_events(stack: EmbeddedStack, unique: Callable[[str], str]) -> None:
-    tail = subprocess.Popen([sys.executable, "-m", "trackd.cli", "events", "tail", "--json"],
+    # --from-beginning: a slow subscription cannot miss the run's first event.
+    tail = subprocess.Popen([sys.executable, "-m", "trackd.cli", "events", "tail", "--json", "--from-beginning"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
     try:
-        time.sleep(3)  # let it subscribe
+        time.sleep(1)
         run = trackd.start_run(unique("tail"), capture_env=False)
         run.end()
         lines: list[str] = []
