@@ -46,11 +46,6 @@ class Spool:
             meta.write_text(json.dumps({"run_id": run_id, "stream_id": stream_id}))
         self._writer = open(self._new_segment().path, "ab")  # noqa: SIM115 — closed in close()
 
-    @classmethod
-    def open_existing(cls, directory: Path) -> Spool:
-        meta = json.loads((directory / "meta.json").read_text())
-        return cls(directory, run_id=meta["run_id"], stream_id=meta["stream_id"])
-
     def _new_segment(self) -> _Segment:
         number = len(list(self.directory.glob("*.seg"))) + 1
         while (self.directory / f"{number:08d}.seg").exists():

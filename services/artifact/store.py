@@ -200,11 +200,6 @@ class BlobStore:
         with contextlib.suppress(ClientError):
             await self._client.delete_object(Bucket=self.bucket, Key=key)
 
-    async def open_uploads(self) -> int:
-        """Multipart uploads not completed nor aborted (tests check none are left behind)."""
-        listed = await self._client.list_multipart_uploads(Bucket=self.bucket)
-        return len(listed.get("Uploads", []))
-
 
 def _artifact(row: asyncpg.Record) -> Artifact:
     return Artifact(run_id=row["run_id"].hex, path=row["path"], size=row["size"], sha256=row["sha256"],

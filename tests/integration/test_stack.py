@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 import uuid
 
 import asyncpg
@@ -42,7 +43,7 @@ def test_a_dead_service_is_restarted(stack: EmbeddedStack, caplog: pytest.LogCap
     for _ in range(200):
         if query.restarts > before and grpc_serving(f"{HOST}:{stack.service_port('query')}"):
             break
-        asyncio.run(asyncio.sleep(0.1))
+        time.sleep(0.1)
     assert query.restarts == before + 1
     assert grpc_serving(f"{HOST}:{stack.service_port('query')}")
     assert any("restarting query" in r.getMessage() for r in caplog.records)
