@@ -7,6 +7,24 @@
 
 from trackd import errors, events
 from trackd._client import Client
+from trackd._query import (
+    Comparison,
+    Point,
+    aggregate_metric,
+    compare_runs,
+    contour,
+    export_metric,
+    get_latest_metrics,
+    get_metric_histories,
+    get_metric_history,
+    iter_search,
+    parallel_coordinates,
+    param_importance,
+    runs_to_frame,
+    search_runs,
+    summarize_experiment,
+    watch_run,
+)
 from trackd._registry import ModelVersion, get_model_version, list_model_versions, register_model, set_model_alias
 from trackd._run import (
     Run,
@@ -19,6 +37,9 @@ from trackd._run import (
     start_run,
 )
 
-__all__ = ["Client", "ModelVersion", "Run", "RunInfo", "download_artifacts", "errors", "events",
-           "get_model_version", "get_run", "iter_runs", "list_artifacts", "list_model_versions", "list_runs",
-           "register_model", "set_model_alias", "start_run"]
+__all__ = ["Client", "Comparison", "ModelVersion", "Point", "Run", "RunInfo", "aggregate_metric", "compare_runs",
+           "contour", "download_artifacts", "errors", "events", "export_metric", "get_latest_metrics",
+           "get_metric_histories", "get_metric_history", "get_model_version", "get_run", "iter_runs", "iter_search",
+           "list_artifacts", "list_model_versions", "list_runs", "parallel_coordinates", "param_importance",
+           "register_model", "runs_to_frame", "search_runs", "set_model_alias", "start_run", "summarize_experiment",
+           "watch_run"]

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -53,6 +53,8 @@ class RunInfo:
     parent_run_id: str
     user: str
     deleted: bool
+    # latest value per metric (`key`, or `key@eval` for a context): filled by search_runs
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_proto(cls, run: run_pb2.Run) -> RunInfo:

@@ -9,7 +9,7 @@ from typing import Any
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from trackd_platform.errors import InvalidArgument, ResourceExhausted
 from trackd_platform.ids import parse_id
-from trackd_services.ingest.domain import MAX_STREAMS_PER_REPLICA, to_chunks
+from trackd_services.ingest.domain import MAX_STREAMS_PER_REPLICA, Chunk, to_chunks
 from trackd_services.ingest.store import LatestCache, MetricStore
 
 
@@ -41,8 +41,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                     sequence=request.sequence, points_written=result.points, duplicate=result.duplicate
                 )
                 if not result.duplicate:  # after the acknowledgement: the cache never delays it
-                    published = ingest_pb2.LogMetricsRequest(run_id=request.run_id, series=request.series)
-                    await self._cache.update(run_id, chunks, published.SerializeToString())
+                    await self._cache.update(run_id, chunks, _published(request.run_id, chunks))
         finally:
             self._streams -= 1
 
@@ -51,5 +50,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         chunks = to_chunks(request.series)
         async with self._commit_slots:
             result = await self._store.commit(run_id, chunks)
-        await self._cache.update(run_id, chunks, request.SerializeToString())
+        await self._cache.update(run_id, chunks, _published(request.run_id, chunks))
         return ingest_pb2.LogMetricsResponse(points_written=result.points)
+
+
+def _published(run_id: str, chunks: list[Chunk]) -> bytes:
+    """What live watchers receive: the committed points, timestamps filled in."""
+    return ingest_pb2.LogMetricsRequest(run_id=run_id, series=[
+        ingest_pb2.MetricSeries(key=c.key, context=c.context, steps=c.steps, values=c.values,
+                                timestamps_ms=c.timestamps) for c in chunks
+    ]).SerializeToString()

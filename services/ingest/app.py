@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from trackd_platform.config import StoresConfig
@@ -29,6 +30,8 @@ async def serve(config: StoresConfig) -> None:
     )
 
     async def repair_cache() -> None:
+        if backfilled := await store.backfill_summaries():
+            logging.getLogger(__name__).info("filled the summaries of %d series written before 0005", backfilled)
         while True:
             await cache.repair_pending()
             await asyncio.sleep(1.0)

@@ -66,6 +66,7 @@ class MetricStore:
                     run_id, series_ids, [min(c.steps) for c in chunks], [max(c.steps) for c in chunks],
                     [c.points for c in chunks], *zip(*(c.packed() for c in chunks), strict=True),
                 )
+                await _update_summaries(conn, series_ids, chunks)
                 if stream_id is not None:
                     await conn.execute(
                         "UPDATE ingest_streams SET last_sequence = $2 WHERE stream_id = $1", stream_id, sequence
@@ -104,6 +105,25 @@ class MetricStore:
                 self._series.popitem(last=False)
         return [self._series[w] for w in wanted]
 
+    async def backfill_summaries(self) -> int:
+        """Fill the summary columns of series written before they existed (migration 0005).
+        Each series is locked while it is computed, so a concurrent commit waits for it."""
+        done = 0
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(
+                    """SELECT s.id FROM metric_series s WHERE s.points = 0
+                         AND EXISTS (SELECT 1 FROM metric_chunks c WHERE c.run_id = s.run_id AND c.series_id = s.id)
+                       LIMIT 1 FOR UPDATE SKIP LOCKED"""
+                )
+                if row is None:
+                    return done
+                chunks = [unpack(r["steps"], r["vals"], r["timestamps"]) for r in await conn.fetch(
+                    """SELECT c.steps, c.vals, c.timestamps FROM metric_chunks c JOIN metric_series s
+                         ON s.id = c.series_id AND s.run_id = c.run_id WHERE s.id = $1""", row["id"])]
+                await _update_summaries(conn, [row["id"]] * len(chunks), chunks)
+                done += 1
+
     async def queue_repair(self, run_id: uuid.UUID) -> None:
         await self._pool.execute(
             "INSERT INTO latest_cache_repairs (run_id) VALUES ($1) ON CONFLICT DO NOTHING", run_id
@@ -117,17 +137,52 @@ class MetricStore:
         await self._pool.execute("DELETE FROM latest_cache_repairs WHERE run_id = $1", run_id)
 
     async def summaries(self, run_id: uuid.UUID) -> dict[tuple[str, int], Summary]:
-        """The latest-metric summary of every series of a run, computed from the chunks."""
+        """The latest-metric summary of every series of a run, as committed in PostgreSQL."""
         rows = await self._pool.fetch(
-            """SELECT s.key, s.context, c.steps, c.vals, c.timestamps FROM metric_chunks c
-               JOIN metric_series s ON s.id = c.series_id WHERE c.run_id = $1""",
+            """SELECT key, context, last_step, last_value, last_ts, min_value, max_value, points
+               FROM metric_series WHERE run_id = $1 AND points > 0""",
             run_id,
         )
-        found: dict[tuple[str, int], Summary] = {}
-        for row in rows:
-            name = (row["key"], row["context"])
-            found[name] = merge(found.get(name), summarize(unpack(row["steps"], row["vals"], row["timestamps"])))
-        return found
+        return {(r["key"], r["context"]): summary_of(r) for r in rows}
+
+
+def summary_of(row: asyncpg.Record) -> Summary:
+    """A Summary from the summary columns of a metric_series row."""
+    return Summary(
+        step=row["last_step"], value=row["last_value"], timestamp=row["last_ts"],
+        min=math.nan if row["min_value"] is None else row["min_value"],
+        max=math.nan if row["max_value"] is None else row["max_value"], count=row["points"],
+    )
+
+
+# Whether the incoming point is the series' latest; written against the target row `s` (not a
+# joined copy) so a concurrent update re-evaluates it on the row version it waited for.
+_NEWER = "(s.last_step IS NULL OR (n.step, n.ts) >= (s.last_step, s.last_ts))"
+
+
+async def _update_summaries(conn: asyncpg.Connection, series_ids: Sequence[int], chunks: Sequence[Chunk]) -> None:
+    """Merge the chunks into their series' summary columns. Rows are updated in id order so two
+    transactions touching the same series cannot deadlock."""
+    merged: dict[int, Summary] = {}
+    for series_id, chunk in zip(series_ids, chunks, strict=True):
+        merged[series_id] = merge(merged.get(series_id), summarize(chunk))
+    ids = sorted(merged)
+    rows = [merged[i] for i in ids]
+    await conn.execute(
+        f"""UPDATE metric_series s SET
+               last_step  = CASE WHEN {_NEWER} THEN n.step ELSE s.last_step END,
+               last_value = CASE WHEN {_NEWER} THEN n.value ELSE s.last_value END,
+               last_ts    = CASE WHEN {_NEWER} THEN n.ts ELSE s.last_ts END,
+               min_value  = LEAST(s.min_value, n.min),
+               max_value  = GREATEST(s.max_value, n.max),
+               points     = s.points + n.count
+           FROM unnest($1::bigint[], $2::bigint[], $3::float8[], $4::bigint[], $5::float8[], $6::float8[],
+                       $7::bigint[]) AS n(id, step, value, ts, min, max, count)
+           WHERE s.id = n.id""",
+        ids, [r.step for r in rows], [r.value for r in rows], [r.timestamp for r in rows],
+        [None if math.isnan(r.min) else r.min for r in rows], [None if math.isnan(r.max) else r.max for r in rows],
+        [r.count for r in rows],
+    )
 
 
 # Merges summaries into a run's hash atomically, so batches of one run committed out of order by

@@ -1,13 +1,18 @@
-"""Wiring of the query service. Its API lands with its own issue; until then the process connects
-to its stores, applies migrations and reports health, so the suite's shape is complete."""
+"""Wiring of the query service: config → pool, Redis → stores → servicer → serve. The service
+only reads what the run and ingest services write."""
 
 from __future__ import annotations
 
 import asyncio
 
+from trackd_api.query.v1 import query_pb2, query_pb2_grpc
 from trackd_platform.config import StoresConfig
 from trackd_platform.db import create_pool, migrate
+from trackd_platform.redis import create_redis
 from trackd_platform.server import GrpcServer, configure_logging
+from trackd_services.query.api import QueryServicer
+from trackd_services.query.store import LatestReader, QueryStore
+from trackd_services.run.store import RunStore
 
 
 async def serve(config: StoresConfig) -> None:
@@ -15,6 +20,14 @@ async def serve(config: StoresConfig) -> None:
     pool = await create_pool(config.postgres)
     server.add_closer(pool.close)
     await migrate(pool)
+    redis = create_redis(config.redis)
+    server.add_closer(redis.aclose)
+    store = QueryStore(pool, RunStore(pool))
+    server.add_servicer(
+        query_pb2_grpc.add_QueryServiceServicer_to_server,
+        QueryServicer(store, LatestReader(redis, store), redis),
+        query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
+    )
     await server.run_until_signal()
 
 

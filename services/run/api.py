@@ -27,7 +27,7 @@ def _experiment(e: domain.Experiment) -> run_pb2.Experiment:
     )
 
 
-def _run(r: domain.Run) -> run_pb2.Run:
+def run_to_proto(r: domain.Run) -> run_pb2.Run:
     return run_pb2.Run(
         id=format_id(r.id), experiment_id=format_id(r.experiment_id), project_id=format_id(r.project_id),
         name=r.name, status=cast(run_pb2.RunStatus, int(r.status)),
@@ -144,10 +144,11 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
             user=request.user[: domain.NAME_MAX],
             notes=domain.validate_notes(request.notes),
         )
-        return run_pb2.StartRunResponse(run=_run(await self._store.start_run(new)))
+        return run_pb2.StartRunResponse(run=run_to_proto(await self._store.start_run(new)))
 
     async def GetRun(self, request: Any, context: Any) -> run_pb2.GetRunResponse:
-        return run_pb2.GetRunResponse(run=_run(await self._store.get_run(parse_id("run_id", request.run_id))))
+        run = await self._store.get_run(parse_id("run_id", request.run_id))
+        return run_pb2.GetRunResponse(run=run_to_proto(run))
 
     async def ListRuns(self, request: Any, context: Any) -> run_pb2.ListRunsResponse:
         limit = page_size(request.page_size)
@@ -159,14 +160,14 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
             after=decode_token(request.page_token, arity=2),
         )
         return run_pb2.ListRunsResponse(
-            runs=[_run(r) for r in runs],
+            runs=[run_to_proto(r) for r in runs],
             next_page_token=_next(runs, limit, lambda r: [r.start_time.isoformat(), r.id.hex]),
         )
 
     async def EndRun(self, request: Any, context: Any) -> run_pb2.EndRunResponse:
         run_id = parse_id("run_id", request.run_id)
         run = await self._store.end_run(run_id, domain.parse_status(request.status))
-        return run_pb2.EndRunResponse(run=_run(run))
+        return run_pb2.EndRunResponse(run=run_to_proto(run))
 
     async def LogParams(self, request: Any, context: Any) -> run_pb2.LogParamsResponse:
         run_id = parse_id("run_id", request.run_id)

@@ -219,15 +219,14 @@ class RunStore:
                     ORDER BY r.start_time DESC, r.id DESC LIMIT $5""",
                 experiment_ids, parent_run_id, _ts(after, 0), _uuid(after, 1), limit,
             )
-            ids = [r["id"] for r in rows]
-            params = await conn.fetch("SELECT run_id, key, value FROM run_params WHERE run_id = ANY($1)", ids)
-            tags = await conn.fetch("SELECT run_id, key, value FROM run_tags WHERE run_id = ANY($1)", ids)
-        by_run: dict[uuid.UUID, tuple[dict[str, str], dict[str, str]]] = {i: ({}, {}) for i in ids}
-        for p in params:
-            by_run[p["run_id"]][0][p["key"]] = p["value"]
-        for t in tags:
-            by_run[t["run_id"]][1][t["key"]] = t["value"]
-        return [_run(r, *by_run[r["id"]]) for r in rows]
+            return await _with_items(conn, rows)
+
+    async def get_runs(self, run_ids: list[uuid.UUID]) -> list[Run]:
+        """The runs with these ids, in this order; ids that do not exist are left out."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(f"SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} WHERE r.id = ANY($1::uuid[])", run_ids)
+            found = {r["id"]: r for r in rows}
+            return await _with_items(conn, [found[i] for i in run_ids if i in found])
 
     async def end_run(self, run_id: uuid.UUID, status: RunStatus) -> Run:
         event_id = uuid.uuid4()
@@ -311,6 +310,19 @@ class RunStore:
         )
         if found is None:
             raise NotFound(f"run {format_id(run_id)} does not exist")
+
+
+async def _with_items(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[Run]:
+    """Runs from their rows, with their params and tags (two queries for the whole list)."""
+    ids = [r["id"] for r in rows]
+    params = await conn.fetch("SELECT run_id, key, value FROM run_params WHERE run_id = ANY($1)", ids)
+    tags = await conn.fetch("SELECT run_id, key, value FROM run_tags WHERE run_id = ANY($1)", ids)
+    by_run: dict[uuid.UUID, tuple[dict[str, str], dict[str, str]]] = {i: ({}, {}) for i in ids}
+    for p in params:
+        by_run[p["run_id"]][0][p["key"]] = p["value"]
+    for t in tags:
+        by_run[t["run_id"]][1][t["key"]] = t["value"]
+    return [_run(r, *by_run[r["id"]]) for r in rows]
 
 
 async def _insert_pairs(conn: asyncpg.Connection, table: str, run_id: uuid.UUID, items: dict[str, str]) -> None:

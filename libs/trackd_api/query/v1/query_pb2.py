@@ -23,29 +23,94 @@ _sym_db = _symbol_database.Default()
 
 
 from trackd_api.ingest.v1 import ingest_pb2 as trackd_dot_ingest_dot_v1_dot_ingest__pb2
+from trackd_api.run.v1 import run_pb2 as trackd_dot_run_dot_v1_dot_run__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btrackd/query/v1/query.proto\x12\x0ftrackd.query.v1\x1a\x1dtrackd/ingest/v1/ingest.proto\"|\n\x17GetMetricHistoryRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x30\n\x07\x63ontext\x18\x03 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\x12\x12\n\nmax_points\x18\x04 \x01(\x05\"J\n\x18GetMetricHistoryResponse\x12.\n\x06series\x18\x01 \x01(\x0b\x32\x1e.trackd.ingest.v1.MetricSeries\"\xa9\x01\n\x0cLatestMetric\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x30\n\x07\x63ontext\x18\x02 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\r\n\x05value\x18\x04 \x01(\x01\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x03\x12\x0b\n\x03min\x18\x06 \x01(\x01\x12\x0b\n\x03max\x18\x07 \x01(\x01\x12\r\n\x05\x63ount\x18\x08 \x01(\x03\")\n\x17GetLatestMetricsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"J\n\x18GetLatestMetricsResponse\x12.\n\x07metrics\x18\x01 \x03(\x0b\x32\x1d.trackd.query.v1.LatestMetric\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"B\n\x10WatchRunResponse\x12.\n\x06series\x18\x01 \x03(\x0b\x32\x1e.trackd.ingest.v1.MetricSeries2\xb3\x02\n\x0cQueryService\x12g\n\x10GetMetricHistory\x12(.trackd.query.v1.GetMetricHistoryRequest\x1a).trackd.query.v1.GetMetricHistoryResponse\x12g\n\x10GetLatestMetrics\x12(.trackd.query.v1.GetLatestMetricsRequest\x1a).trackd.query.v1.GetLatestMetricsResponse\x12Q\n\x08WatchRun\x12 .trackd.query.v1.WatchRunRequest\x1a!.trackd.query.v1.WatchRunResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1btrackd/query/v1/query.proto\x12\x0ftrackd.query.v1\x1a\x1dtrackd/ingest/v1/ingest.proto\x1a\x17trackd/run/v1/run.proto\"\x8d\x01\n\x0cRunSelection\x12\x16\n\x0e\x65xperiment_ids\x18\x01 \x03(\t\x12\x18\n\x10\x65xperiment_names\x18\x02 \x03(\t\x12\x0f\n\x07project\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\x12*\n\tview_type\x18\x05 \x01(\x0e\x32\x17.trackd.run.v1.ViewType\"\xa9\x01\n\x0cLatestMetric\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x30\n\x07\x63ontext\x18\x02 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\r\n\x05value\x18\x04 \x01(\x01\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x03\x12\x0b\n\x03min\x18\x06 \x01(\x01\x12\x0b\n\x03max\x18\x07 \x01(\x01\x12\r\n\x05\x63ount\x18\x08 \x01(\x03\"~\n\x11SearchRunsRequest\x12\x30\n\tselection\x18\x01 \x01(\x0b\x32\x1d.trackd.query.v1.RunSelection\x12\x10\n\x08order_by\x18\x02 \x03(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"]\n\x12SearchRunsResponse\x12.\n\x07results\x18\x01 \x03(\x0b\x32\x1d.trackd.query.v1.SearchResult\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"_\n\x0cSearchResult\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x12.trackd.run.v1.Run\x12.\n\x07metrics\x18\x02 \x03(\x0b\x32\x1d.trackd.query.v1.LatestMetric\"\xc8\x01\n\x17GetMetricHistoryRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x30\n\x07\x63ontext\x18\x03 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\x12\x12\n\nmax_points\x18\x04 \x01(\x05\x12\x17\n\nstart_step\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x15\n\x08\x65nd_step\x18\x06 \x01(\x03H\x01\x88\x01\x01\x42\r\n\x0b_start_stepB\x0b\n\t_end_step\"u\n\x18GetMetricHistoryResponse\x12.\n\x06series\x18\x01 \x01(\x0b\x32\x1e.trackd.ingest.v1.MetricSeries\x12\x14\n\x0ctotal_points\x18\x02 \x01(\x03\x12\x13\n\x0b\x64ownsampled\x18\x03 \x01(\x08\"\x82\x01\n\x1bGetMetricHistoryBulkRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x0c\n\x04keys\x18\x02 \x03(\t\x12\x30\n\x07\x63ontext\x18\x03 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\x12\x12\n\nmax_points\x18\x04 \x01(\x05\"v\n\tRunSeries\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12.\n\x06series\x18\x02 \x01(\x0b\x32\x1e.trackd.ingest.v1.MetricSeries\x12\x14\n\x0ctotal_points\x18\x03 \x01(\x03\x12\x13\n\x0b\x64ownsampled\x18\x04 \x01(\x08\"J\n\x1cGetMetricHistoryBulkResponse\x12*\n\x06series\x18\x01 \x03(\x0b\x32\x1a.trackd.query.v1.RunSeries\"\x93\x01\n\x16\x41ggregateMetricRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x30\n\x07\x63ontext\x18\x03 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\x12\x14\n\x0c\x62ucket_width\x18\x04 \x01(\x03\x12\x13\n\x0bmax_buckets\x18\x05 \x01(\x05\"s\n\x06\x42ucket\x12\x12\n\nstart_step\x18\x01 \x01(\x03\x12\x10\n\x08\x65nd_step\x18\x02 \x01(\x03\x12\x0b\n\x03min\x18\x03 \x01(\x01\x12\x0b\n\x03max\x18\x04 \x01(\x01\x12\x0c\n\x04mean\x18\x05 \x01(\x01\x12\x0c\n\x04last\x18\x06 \x01(\x01\x12\r\n\x05\x63ount\x18\x07 \x01(\x03\"Y\n\x17\x41ggregateMetricResponse\x12\x14\n\x0c\x62ucket_width\x18\x01 \x01(\x03\x12(\n\x07\x62uckets\x18\x02 \x03(\x0b\x32\x17.trackd.query.v1.Bucket\"d\n\x13\x45xportMetricRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x30\n\x07\x63ontext\x18\x03 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\"F\n\x14\x45xportMetricResponse\x12.\n\x06series\x18\x01 \x01(\x0b\x32\x1e.trackd.ingest.v1.MetricSeries\")\n\x17GetLatestMetricsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"^\n\x18GetLatestMetricsResponse\x12.\n\x07metrics\x18\x01 \x03(\x0b\x32\x1d.trackd.query.v1.LatestMetric\x12\x12\n\nfrom_cache\x18\x02 \x01(\x08\"%\n\x12\x43ompareRunsRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\"+\n\tParamCell\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\t\"Y\n\rComparedParam\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x06values\x18\x02 \x03(\x0b\x32\x1a.trackd.query.v1.ParamCell\x12\x0f\n\x07\x64iffers\x18\x03 \x01(\x08\":\n\nMetricCell\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0c\n\x04step\x18\x03 \x01(\x03\"\x8d\x01\n\x0e\x43omparedMetric\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x30\n\x07\x63ontext\x18\x02 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\x12+\n\x06values\x18\x03 \x03(\x0b\x32\x1b.trackd.query.v1.MetricCell\x12\x0f\n\x07\x64iffers\x18\x04 \x01(\x08\"\x99\x01\n\x13\x43ompareRunsResponse\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.trackd.run.v1.Run\x12.\n\x06params\x18\x02 \x03(\x0b\x32\x1e.trackd.query.v1.ComparedParam\x12\x30\n\x07metrics\x18\x03 \x03(\x0b\x32\x1f.trackd.query.v1.ComparedMetric\"\xee\x01\n\x1aSummarizeExperimentRequest\x12\x30\n\tselection\x18\x01 \x01(\x0b\x32\x1d.trackd.query.v1.RunSelection\x12O\n\ndirections\x18\x02 \x03(\x0b\x32;.trackd.query.v1.SummarizeExperimentRequest.DirectionsEntry\x1aM\n\x0f\x44irectionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0e\x32\x1a.trackd.query.v1.Direction:\x02\x38\x01\"\xe8\x01\n\rMetricSummary\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x30\n\x07\x63ontext\x18\x02 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\x12-\n\tdirection\x18\x03 \x01(\x0e\x32\x1a.trackd.query.v1.Direction\x12\x0c\n\x04runs\x18\x04 \x01(\x03\x12\x0c\n\x04\x62\x65st\x18\x05 \x01(\x01\x12\r\n\x05worst\x18\x06 \x01(\x01\x12\x0c\n\x04mean\x18\x07 \x01(\x01\x12\x0b\n\x03std\x18\x08 \x01(\x01\x12\x0e\n\x06median\x18\t \x01(\x01\x12\x13\n\x0b\x62\x65st_run_id\x18\n \x01(\t\"\\\n\x1bSummarizeExperimentResponse\x12/\n\x07metrics\x18\x01 \x03(\x0b\x32\x1e.trackd.query.v1.MetricSummary\x12\x0c\n\x04runs\x18\x02 \x01(\x03\"\x9f\x01\n\x19GetParamImportanceRequest\x12\x30\n\tselection\x18\x01 \x01(\x0b\x32\x1d.trackd.query.v1.RunSelection\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\x30\n\x07\x63ontext\x18\x03 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\x12\x0e\n\x06params\x18\x04 \x03(\t\"/\n\nImportance\x12\r\n\x05param\x18\x01 \x01(\t\x12\x12\n\nimportance\x18\x02 \x01(\x01\"q\n\x1aGetParamImportanceResponse\x12\x30\n\x0bimportances\x18\x01 \x03(\x0b\x32\x1b.trackd.query.v1.Importance\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x11\n\truns_used\x18\x03 \x01(\x03\"8\n\x04\x41xis\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\x12\n\ncategories\x18\x03 \x03(\t\"\xa3\x01\n\x1dGetParallelCoordinatesRequest\x12\x30\n\tselection\x18\x01 \x01(\x0b\x32\x1d.trackd.query.v1.RunSelection\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\x30\n\x07\x63ontext\x18\x03 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\x12\x0e\n\x06params\x18\x04 \x03(\t\"V\n\x1eGetParallelCoordinatesResponse\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12#\n\x04\x61xes\x18\x02 \x03(\x0b\x32\x15.trackd.query.v1.Axis\"\xa9\x01\n\x11GetContourRequest\x12\x30\n\tselection\x18\x01 \x01(\x0b\x32\x1d.trackd.query.v1.RunSelection\x12\x0f\n\x07x_param\x18\x02 \x01(\t\x12\x0f\n\x07y_param\x18\x03 \x01(\t\x12\x0e\n\x06metric\x18\x04 \x01(\t\x12\x30\n\x07\x63ontext\x18\x05 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\"\xa4\x01\n\x12GetContourResponse\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12 \n\x01x\x18\x02 \x01(\x0b\x32\x15.trackd.query.v1.Axis\x12 \n\x01y\x18\x03 \x01(\x0b\x32\x15.trackd.query.v1.Axis\x12\t\n\x01z\x18\x04 \x03(\x01\x12\x0e\n\x06grid_x\x18\x05 \x03(\x01\x12\x0e\n\x06grid_y\x18\x06 \x03(\x01\x12\x0e\n\x06grid_z\x18\x07 \x03(\x01\"U\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x16\n\tfrom_step\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0c\n\x04keys\x18\x03 \x03(\tB\x0c\n\n_from_step\"B\n\x10WatchRunResponse\x12.\n\x06series\x18\x01 \x03(\x0b\x32\x1e.trackd.ingest.v1.MetricSeries*V\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44IRECTION_MINIMIZE\x10\x01\x12\x16\n\x12\x44IRECTION_MAXIMIZE\x10\x02\x32\xd1\t\n\x0cQueryService\x12U\n\nSearchRuns\x12\".trackd.query.v1.SearchRunsRequest\x1a#.trackd.query.v1.SearchRunsResponse\x12g\n\x10GetMetricHistory\x12(.trackd.query.v1.GetMetricHistoryRequest\x1a).trackd.query.v1.GetMetricHistoryResponse\x12s\n\x14GetMetricHistoryBulk\x12,.trackd.query.v1.GetMetricHistoryBulkRequest\x1a-.trackd.query.v1.GetMetricHistoryBulkResponse\x12\x64\n\x0f\x41ggregateMetric\x12\'.trackd.query.v1.AggregateMetricRequest\x1a(.trackd.query.v1.AggregateMetricResponse\x12]\n\x0c\x45xportMetric\x12$.trackd.query.v1.ExportMetricRequest\x1a%.trackd.query.v1.ExportMetricResponse0\x01\x12g\n\x10GetLatestMetrics\x12(.trackd.query.v1.GetLatestMetricsRequest\x1a).trackd.query.v1.GetLatestMetricsResponse\x12X\n\x0b\x43ompareRuns\x12#.trackd.query.v1.CompareRunsRequest\x1a$.trackd.query.v1.CompareRunsResponse\x12p\n\x13SummarizeExperiment\x12+.trackd.query.v1.SummarizeExperimentRequest\x1a,.trackd.query.v1.SummarizeExperimentResponse\x12m\n\x12GetParamImportance\x12*.trackd.query.v1.GetParamImportanceRequest\x1a+.trackd.query.v1.GetParamImportanceResponse\x12y\n\x16GetParallelCoordinates\x12..trackd.query.v1.GetParallelCoordinatesRequest\x1a/.trackd.query.v1.GetParallelCoordinatesResponse\x12U\n\nGetContour\x12\".trackd.query.v1.GetContourRequest\x1a#.trackd.query.v1.GetContourResponse\x12Q\n\x08WatchRun\x12 .trackd.query.v1.WatchRunRequest\x1a!.trackd.query.v1.WatchRunResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackd.query.v1.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETMETRICHISTORYREQUEST']._serialized_start=79
-  _globals['_GETMETRICHISTORYREQUEST']._serialized_end=203
-  _globals['_GETMETRICHISTORYRESPONSE']._serialized_start=205
-  _globals['_GETMETRICHISTORYRESPONSE']._serialized_end=279
-  _globals['_LATESTMETRIC']._serialized_start=282
-  _globals['_LATESTMETRIC']._serialized_end=451
-  _globals['_GETLATESTMETRICSREQUEST']._serialized_start=453
-  _globals['_GETLATESTMETRICSREQUEST']._serialized_end=494
-  _globals['_GETLATESTMETRICSRESPONSE']._serialized_start=496
-  _globals['_GETLATESTMETRICSRESPONSE']._serialized_end=570
-  _globals['_WATCHRUNREQUEST']._serialized_start=572
-  _globals['_WATCHRUNREQUEST']._serialized_end=605
-  _globals['_WATCHRUNRESPONSE']._serialized_start=607
-  _globals['_WATCHRUNRESPONSE']._serialized_end=673
-  _globals['_QUERYSERVICE']._serialized_start=676
-  _globals['_QUERYSERVICE']._serialized_end=983
+  _globals['_SUMMARIZEEXPERIMENTREQUEST_DIRECTIONSENTRY']._loaded_options = None
+  _globals['_SUMMARIZEEXPERIMENTREQUEST_DIRECTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_DIRECTION']._serialized_start=4299
+  _globals['_DIRECTION']._serialized_end=4385
+  _globals['_RUNSELECTION']._serialized_start=105
+  _globals['_RUNSELECTION']._serialized_end=246
+  _globals['_LATESTMETRIC']._serialized_start=249
+  _globals['_LATESTMETRIC']._serialized_end=418
+  _globals['_SEARCHRUNSREQUEST']._serialized_start=420
+  _globals['_SEARCHRUNSREQUEST']._serialized_end=546
+  _globals['_SEARCHRUNSRESPONSE']._serialized_start=548
+  _globals['_SEARCHRUNSRESPONSE']._serialized_end=641
+  _globals['_SEARCHRESULT']._serialized_start=643
+  _globals['_SEARCHRESULT']._serialized_end=738
+  _globals['_GETMETRICHISTORYREQUEST']._serialized_start=741
+  _globals['_GETMETRICHISTORYREQUEST']._serialized_end=941
+  _globals['_GETMETRICHISTORYRESPONSE']._serialized_start=943
+  _globals['_GETMETRICHISTORYRESPONSE']._serialized_end=1060
+  _globals['_GETMETRICHISTORYBULKREQUEST']._serialized_start=1063
+  _globals['_GETMETRICHISTORYBULKREQUEST']._serialized_end=1193
+  _globals['_RUNSERIES']._serialized_start=1195
+  _globals['_RUNSERIES']._serialized_end=1313
+  _globals['_GETMETRICHISTORYBULKRESPONSE']._serialized_start=1315
+  _globals['_GETMETRICHISTORYBULKRESPONSE']._serialized_end=1389
+  _globals['_AGGREGATEMETRICREQUEST']._serialized_start=1392
+  _globals['_AGGREGATEMETRICREQUEST']._serialized_end=1539
+  _globals['_BUCKET']._serialized_start=1541
+  _globals['_BUCKET']._serialized_end=1656
+  _globals['_AGGREGATEMETRICRESPONSE']._serialized_start=1658
+  _globals['_AGGREGATEMETRICRESPONSE']._serialized_end=1747
+  _globals['_EXPORTMETRICREQUEST']._serialized_start=1749
+  _globals['_EXPORTMETRICREQUEST']._serialized_end=1849
+  _globals['_EXPORTMETRICRESPONSE']._serialized_start=1851
+  _globals['_EXPORTMETRICRESPONSE']._serialized_end=1921
+  _globals['_GETLATESTMETRICSREQUEST']._serialized_start=1923
+  _globals['_GETLATESTMETRICSREQUEST']._serialized_end=1964
+  _globals['_GETLATESTMETRICSRESPONSE']._serialized_start=1966
+  _globals['_GETLATESTMETRICSRESPONSE']._serialized_end=2060
+  _globals['_COMPARERUNSREQUEST']._serialized_start=2062
+  _globals['_COMPARERUNSREQUEST']._serialized_end=2099
+  _globals['_PARAMCELL']._serialized_start=2101
+  _globals['_PARAMCELL']._serialized_end=2144
+  _globals['_COMPAREDPARAM']._serialized_start=2146
+  _globals['_COMPAREDPARAM']._serialized_end=2235
+  _globals['_METRICCELL']._serialized_start=2237
+  _globals['_METRICCELL']._serialized_end=2295
+  _globals['_COMPAREDMETRIC']._serialized_start=2298
+  _globals['_COMPAREDMETRIC']._serialized_end=2439
+  _globals['_COMPARERUNSRESPONSE']._serialized_start=2442
+  _globals['_COMPARERUNSRESPONSE']._serialized_end=2595
+  _globals['_SUMMARIZEEXPERIMENTREQUEST']._serialized_start=2598
+  _globals['_SUMMARIZEEXPERIMENTREQUEST']._serialized_end=2836
+  _globals['_SUMMARIZEEXPERIMENTREQUEST_DIRECTIONSENTRY']._serialized_start=2759
+  _globals['_SUMMARIZEEXPERIMENTREQUEST_DIRECTIONSENTRY']._serialized_end=2836
+  _globals['_METRICSUMMARY']._serialized_start=2839
+  _globals['_METRICSUMMARY']._serialized_end=3071
+  _globals['_SUMMARIZEEXPERIMENTRESPONSE']._serialized_start=3073
+  _globals['_SUMMARIZEEXPERIMENTRESPONSE']._serialized_end=3165
+  _globals['_GETPARAMIMPORTANCEREQUEST']._serialized_start=3168
+  _globals['_GETPARAMIMPORTANCEREQUEST']._serialized_end=3327
+  _globals['_IMPORTANCE']._serialized_start=3329
+  _globals['_IMPORTANCE']._serialized_end=3376
+  _globals['_GETPARAMIMPORTANCERESPONSE']._serialized_start=3378
+  _globals['_GETPARAMIMPORTANCERESPONSE']._serialized_end=3491
+  _globals['_AXIS']._serialized_start=3493
+  _globals['_AXIS']._serialized_end=3549
+  _globals['_GETPARALLELCOORDINATESREQUEST']._serialized_start=3552
+  _globals['_GETPARALLELCOORDINATESREQUEST']._serialized_end=3715
+  _globals['_GETPARALLELCOORDINATESRESPONSE']._serialized_start=3717
+  _globals['_GETPARALLELCOORDINATESRESPONSE']._serialized_end=3803
+  _globals['_GETCONTOURREQUEST']._serialized_start=3806
+  _globals['_GETCONTOURREQUEST']._serialized_end=3975
+  _globals['_GETCONTOURRESPONSE']._serialized_start=3978
+  _globals['_GETCONTOURRESPONSE']._serialized_end=4142
+  _globals['_WATCHRUNREQUEST']._serialized_start=4144
+  _globals['_WATCHRUNREQUEST']._serialized_end=4229
+  _globals['_WATCHRUNRESPONSE']._serialized_start=4231
+  _globals['_WATCHRUNRESPONSE']._serialized_end=4297
+  _globals['_QUERYSERVICE']._serialized_start=4388
+  _globals['_QUERYSERVICE']._serialized_end=5621
 # @@protoc_insertion_point(module_scope)

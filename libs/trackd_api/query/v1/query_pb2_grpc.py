@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class QueryServiceStub:
-    """QueryService is the read path over what the other services write.
+    """QueryService is the read path over what the other services write: search, metric history,
+    analysis and a live tail. It writes nothing.
     """
 
     def __init__(self, channel):
@@ -35,15 +36,60 @@ class QueryServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.SearchRuns = channel.unary_unary(
+                '/trackd.query.v1.QueryService/SearchRuns',
+                request_serializer=trackd_dot_query_dot_v1_dot_query__pb2.SearchRunsRequest.SerializeToString,
+                response_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.SearchRunsResponse.FromString,
+                _registered_method=True)
         self.GetMetricHistory = channel.unary_unary(
                 '/trackd.query.v1.QueryService/GetMetricHistory',
                 request_serializer=trackd_dot_query_dot_v1_dot_query__pb2.GetMetricHistoryRequest.SerializeToString,
                 response_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.GetMetricHistoryResponse.FromString,
                 _registered_method=True)
+        self.GetMetricHistoryBulk = channel.unary_unary(
+                '/trackd.query.v1.QueryService/GetMetricHistoryBulk',
+                request_serializer=trackd_dot_query_dot_v1_dot_query__pb2.GetMetricHistoryBulkRequest.SerializeToString,
+                response_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.GetMetricHistoryBulkResponse.FromString,
+                _registered_method=True)
+        self.AggregateMetric = channel.unary_unary(
+                '/trackd.query.v1.QueryService/AggregateMetric',
+                request_serializer=trackd_dot_query_dot_v1_dot_query__pb2.AggregateMetricRequest.SerializeToString,
+                response_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.AggregateMetricResponse.FromString,
+                _registered_method=True)
+        self.ExportMetric = channel.unary_stream(
+                '/trackd.query.v1.QueryService/ExportMetric',
+                request_serializer=trackd_dot_query_dot_v1_dot_query__pb2.ExportMetricRequest.SerializeToString,
+                response_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.ExportMetricResponse.FromString,
+                _registered_method=True)
         self.GetLatestMetrics = channel.unary_unary(
                 '/trackd.query.v1.QueryService/GetLatestMetrics',
                 request_serializer=trackd_dot_query_dot_v1_dot_query__pb2.GetLatestMetricsRequest.SerializeToString,
                 response_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.GetLatestMetricsResponse.FromString,
+                _registered_method=True)
+        self.CompareRuns = channel.unary_unary(
+                '/trackd.query.v1.QueryService/CompareRuns',
+                request_serializer=trackd_dot_query_dot_v1_dot_query__pb2.CompareRunsRequest.SerializeToString,
+                response_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.CompareRunsResponse.FromString,
+                _registered_method=True)
+        self.SummarizeExperiment = channel.unary_unary(
+                '/trackd.query.v1.QueryService/SummarizeExperiment',
+                request_serializer=trackd_dot_query_dot_v1_dot_query__pb2.SummarizeExperimentRequest.SerializeToString,
+                response_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.SummarizeExperimentResponse.FromString,
+                _registered_method=True)
+        self.GetParamImportance = channel.unary_unary(
+                '/trackd.query.v1.QueryService/GetParamImportance',
+                request_serializer=trackd_dot_query_dot_v1_dot_query__pb2.GetParamImportanceRequest.SerializeToString,
+                response_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.GetParamImportanceResponse.FromString,
+                _registered_method=True)
+        self.GetParallelCoordinates = channel.unary_unary(
+                '/trackd.query.v1.QueryService/GetParallelCoordinates',
+                request_serializer=trackd_dot_query_dot_v1_dot_query__pb2.GetParallelCoordinatesRequest.SerializeToString,
+                response_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.GetParallelCoordinatesResponse.FromString,
+                _registered_method=True)
+        self.GetContour = channel.unary_unary(
+                '/trackd.query.v1.QueryService/GetContour',
+                request_serializer=trackd_dot_query_dot_v1_dot_query__pb2.GetContourRequest.SerializeToString,
+                response_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.GetContourResponse.FromString,
                 _registered_method=True)
         self.WatchRun = channel.unary_stream(
                 '/trackd.query.v1.QueryService/WatchRun',
@@ -53,23 +99,84 @@ class QueryServiceStub:
 
 
 class QueryServiceServicer:
-    """QueryService is the read path over what the other services write.
+    """QueryService is the read path over what the other services write: search, metric history,
+    analysis and a live tail. It writes nothing.
     """
 
+    def SearchRuns(self, request, context):
+        """Runs matching a filter (see docs/search.md for the grammar), ordered and paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetMetricHistory(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One series, every point or downsampled keeping the extremes and the last point.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMetricHistoryBulk(self, request, context):
+        """Many runs × keys at once (comparison charts).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AggregateMetric(self, request, context):
+        """Per step bucket min / max / mean / last / count over the points of one or more runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportMetric(self, request, context):
+        """A full series in step order, streamed in parts, for offline analysis.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetLatestMetrics(self, request, context):
+        """The latest point of every series of a run: the Redis cache, else PostgreSQL.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompareRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SummarizeExperiment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetParamImportance(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetParallelCoordinates(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetContour(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchRun(self, request, context):
-        """A live tail of the points committed for one run.
+        """A live tail of the points committed for one run, resumable from a step.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,15 +185,60 @@ class QueryServiceServicer:
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'SearchRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchRuns,
+                    request_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.SearchRunsRequest.FromString,
+                    response_serializer=trackd_dot_query_dot_v1_dot_query__pb2.SearchRunsResponse.SerializeToString,
+            ),
             'GetMetricHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMetricHistory,
                     request_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.GetMetricHistoryRequest.FromString,
                     response_serializer=trackd_dot_query_dot_v1_dot_query__pb2.GetMetricHistoryResponse.SerializeToString,
             ),
+            'GetMetricHistoryBulk': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMetricHistoryBulk,
+                    request_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.GetMetricHistoryBulkRequest.FromString,
+                    response_serializer=trackd_dot_query_dot_v1_dot_query__pb2.GetMetricHistoryBulkResponse.SerializeToString,
+            ),
+            'AggregateMetric': grpc.unary_unary_rpc_method_handler(
+                    servicer.AggregateMetric,
+                    request_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.AggregateMetricRequest.FromString,
+                    response_serializer=trackd_dot_query_dot_v1_dot_query__pb2.AggregateMetricResponse.SerializeToString,
+            ),
+            'ExportMetric': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportMetric,
+                    request_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.ExportMetricRequest.FromString,
+                    response_serializer=trackd_dot_query_dot_v1_dot_query__pb2.ExportMetricResponse.SerializeToString,
+            ),
             'GetLatestMetrics': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLatestMetrics,
                     request_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.GetLatestMetricsRequest.FromString,
                     response_serializer=trackd_dot_query_dot_v1_dot_query__pb2.GetLatestMetricsResponse.SerializeToString,
+            ),
+            'CompareRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompareRuns,
+                    request_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.CompareRunsRequest.FromString,
+                    response_serializer=trackd_dot_query_dot_v1_dot_query__pb2.CompareRunsResponse.SerializeToString,
+            ),
+            'SummarizeExperiment': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummarizeExperiment,
+                    request_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.SummarizeExperimentRequest.FromString,
+                    response_serializer=trackd_dot_query_dot_v1_dot_query__pb2.SummarizeExperimentResponse.SerializeToString,
+            ),
+            'GetParamImportance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetParamImportance,
+                    request_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.GetParamImportanceRequest.FromString,
+                    response_serializer=trackd_dot_query_dot_v1_dot_query__pb2.GetParamImportanceResponse.SerializeToString,
+            ),
+            'GetParallelCoordinates': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetParallelCoordinates,
+                    request_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.GetParallelCoordinatesRequest.FromString,
+                    response_serializer=trackd_dot_query_dot_v1_dot_query__pb2.GetParallelCoordinatesResponse.SerializeToString,
+            ),
+            'GetContour': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetContour,
+                    request_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.GetContourRequest.FromString,
+                    response_serializer=trackd_dot_query_dot_v1_dot_query__pb2.GetContourResponse.SerializeToString,
             ),
             'WatchRun': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchRun,
@@ -102,8 +254,36 @@ def add_QueryServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class QueryService:
-    """QueryService is the read path over what the other services write.
+    """QueryService is the read path over what the other services write: search, metric history,
+    analysis and a live tail. It writes nothing.
     """
+
+    @staticmethod
+    def SearchRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.query.v1.QueryService/SearchRuns',
+            trackd_dot_query_dot_v1_dot_query__pb2.SearchRunsRequest.SerializeToString,
+            trackd_dot_query_dot_v1_dot_query__pb2.SearchRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetMetricHistory(request,
@@ -133,6 +313,87 @@ class QueryService:
             _registered_method=True)
 
     @staticmethod
+    def GetMetricHistoryBulk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.query.v1.QueryService/GetMetricHistoryBulk',
+            trackd_dot_query_dot_v1_dot_query__pb2.GetMetricHistoryBulkRequest.SerializeToString,
+            trackd_dot_query_dot_v1_dot_query__pb2.GetMetricHistoryBulkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AggregateMetric(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.query.v1.QueryService/AggregateMetric',
+            trackd_dot_query_dot_v1_dot_query__pb2.AggregateMetricRequest.SerializeToString,
+            trackd_dot_query_dot_v1_dot_query__pb2.AggregateMetricResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportMetric(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/trackd.query.v1.QueryService/ExportMetric',
+            trackd_dot_query_dot_v1_dot_query__pb2.ExportMetricRequest.SerializeToString,
+            trackd_dot_query_dot_v1_dot_query__pb2.ExportMetricResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetLatestMetrics(request,
             target,
             options=(),
@@ -149,6 +410,141 @@ class QueryService:
             '/trackd.query.v1.QueryService/GetLatestMetrics',
             trackd_dot_query_dot_v1_dot_query__pb2.GetLatestMetricsRequest.SerializeToString,
             trackd_dot_query_dot_v1_dot_query__pb2.GetLatestMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompareRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.query.v1.QueryService/CompareRuns',
+            trackd_dot_query_dot_v1_dot_query__pb2.CompareRunsRequest.SerializeToString,
+            trackd_dot_query_dot_v1_dot_query__pb2.CompareRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummarizeExperiment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.query.v1.QueryService/SummarizeExperiment',
+            trackd_dot_query_dot_v1_dot_query__pb2.SummarizeExperimentRequest.SerializeToString,
+            trackd_dot_query_dot_v1_dot_query__pb2.SummarizeExperimentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetParamImportance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.query.v1.QueryService/GetParamImportance',
+            trackd_dot_query_dot_v1_dot_query__pb2.GetParamImportanceRequest.SerializeToString,
+            trackd_dot_query_dot_v1_dot_query__pb2.GetParamImportanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetParallelCoordinates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.query.v1.QueryService/GetParallelCoordinates',
+            trackd_dot_query_dot_v1_dot_query__pb2.GetParallelCoordinatesRequest.SerializeToString,
+            trackd_dot_query_dot_v1_dot_query__pb2.GetParallelCoordinatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetContour(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.query.v1.QueryService/GetContour',
+            trackd_dot_query_dot_v1_dot_query__pb2.GetContourRequest.SerializeToString,
+            trackd_dot_query_dot_v1_dot_query__pb2.GetContourResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,255 @@
+"""The QueryService servicer: convert requests, call the stores and pure modules, convert back."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, cast
+
+import numpy as np
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from trackd_api.ingest.v1 import ingest_pb2
+from trackd_api.query.v1 import query_pb2, query_pb2_grpc
+from trackd_platform.cache_keys import committed_points
+from trackd_platform.errors import InvalidArgument, Unavailable
+from trackd_platform.ids import parse_id
+from trackd_platform.paging import page_size
+from trackd_services.ingest.domain import KEY_MAX, Summary
+from trackd_services.query import analysis, history
+from trackd_services.query.grammar import parse_filter, parse_order_by
+from trackd_services.query.store import Latest, LatestReader, QueryStore, Selection
+from trackd_services.run.api import run_to_proto
+from trackd_services.run.domain import RunStatus, format_id, parse_view
+
+MAX_BULK_RUNS, MAX_BULK_KEYS = 100, 20
+MAX_COMPARED_RUNS = 100
+MAX_POINTS_LIMIT = 1_000_000
+WATCH_IDLE_CHECK_S = 2.0
+_CONTEXTS = (0, 1, 2, 3)
+
+
+def _series(key: str, context: int, points: history.Points) -> ingest_pb2.MetricSeries:
+    return ingest_pb2.MetricSeries(key=key, context=context, steps=points.steps.tolist(),  # type: ignore[arg-type]
+                                   values=points.values.tolist(), timestamps_ms=points.timestamps.tolist())
+
+
+def _latest(metrics: Latest) -> list[query_pb2.LatestMetric]:
+    return [query_pb2.LatestMetric(key=key, context=context, step=s.step, value=s.value, timestamp_ms=s.timestamp,  # type: ignore[arg-type]
+                                   min=s.min, max=s.max, count=s.count)
+            for (key, context), s in metrics.items()]
+
+
+def _key(key: str, context: int) -> tuple[str, int]:
+    if not key or len(key) > KEY_MAX:
+        raise InvalidArgument(f"a metric key is 1–{KEY_MAX} characters")
+    if context not in _CONTEXTS:
+        raise InvalidArgument(f"unknown metric context {context}")
+    return key, context
+
+
+def _max_points(requested: int) -> int:
+    if requested < 0 or requested > MAX_POINTS_LIMIT:
+        raise InvalidArgument(f"max_points is 0 (every point) or 1–{MAX_POINTS_LIMIT}, got {requested}")
+    return requested
+
+
+def _ids(name: str, values: Iterable[str], *, low: int, high: int) -> list[uuid.UUID]:
+    ids = [parse_id(name, v) for v in values]
+    if not low <= len(ids) <= high:
+        raise InvalidArgument(f"{name}: give {low} to {high} ids, got {len(ids)}")
+    return list(dict.fromkeys(ids))
+
+
+class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
+    def __init__(self, store: QueryStore, latest: LatestReader, redis: aioredis.Redis) -> None:
+        self._store = store
+        self._latest = latest
+        self._redis = redis
+
+    async def _selection(self, message: Any) -> Selection:
+        ids = [parse_id("experiment_ids", i) for i in message.experiment_ids]
+        experiment_ids = await self._store.experiment_ids(ids, list(message.experiment_names), message.project)
+        return Selection(experiment_ids, parse_filter(message.filter), parse_view(message.view_type))
+
+    async def SearchRuns(self, request: Any, context: Any) -> query_pb2.SearchRunsResponse:
+        order = parse_order_by(list(request.order_by))
+        selection = await self._selection(request.selection)
+        runs, latest, token = await self._store.search(
+            selection, order, limit=page_size(request.page_size), page_token=request.page_token)
+        return query_pb2.SearchRunsResponse(
+            results=[query_pb2.SearchResult(run=run_to_proto(r), metrics=_latest(latest[r.id])) for r in runs],
+            next_page_token=token)
+
+    async def GetMetricHistory(self, request: Any, context: Any) -> query_pb2.GetMetricHistoryResponse:
+        run_id = parse_id("run_id", request.run_id)
+        key, ctx = _key(request.key, request.context)
+        limit = _max_points(request.max_points)
+        start = request.start_step if request.HasField("start_step") else None
+        end = request.end_step if request.HasField("end_step") else None
+        points = await self._store.points(run_id, key, ctx, start, end)
+        shown = history.downsample(points, limit)
+        return query_pb2.GetMetricHistoryResponse(series=_series(key, ctx, shown), total_points=len(points),
+                                                  downsampled=len(shown) < len(points))
+
+    async def GetMetricHistoryBulk(self, request: Any, context: Any) -> query_pb2.GetMetricHistoryBulkResponse:
+        run_ids = _ids("run_ids", request.run_ids, low=1, high=MAX_BULK_RUNS)
+        if not 1 <= len(request.keys) <= MAX_BULK_KEYS:
+            raise InvalidArgument(f"keys: give 1 to {MAX_BULK_KEYS} metric keys")
+        keys = [_key(k, request.context)[0] for k in request.keys]
+        limit = _max_points(request.max_points)
+        found = []
+        for run_id in run_ids:
+            for key in keys:
+                points = await self._store.points(run_id, key, request.context)
+                if len(points):
+                    shown = history.downsample(points, limit)
+                    found.append(query_pb2.RunSeries(
+                        run_id=format_id(run_id), series=_series(key, request.context, shown),
+                        total_points=len(points), downsampled=len(shown) < len(points)))
+        return query_pb2.GetMetricHistoryBulkResponse(series=found)
+
+    async def AggregateMetric(self, request: Any, context: Any) -> query_pb2.AggregateMetricResponse:
+        run_ids = _ids("run_ids", request.run_ids, low=1, high=MAX_BULK_RUNS)
+        key, ctx = _key(request.key, request.context)
+        if request.bucket_width < 0:
+            raise InvalidArgument("bucket_width is 0 (automatic) or a positive number of steps")
+        if not 0 <= request.max_buckets <= history.MAX_BUCKETS:
+            raise InvalidArgument(f"max_buckets is 0 (meaning {history.DEFAULT_BUCKETS}) to {history.MAX_BUCKETS}")
+        points = history.merge_sorted([await self._store.points(r, key, ctx) for r in run_ids])
+        width = history.bucket_width(points, request.bucket_width, request.max_buckets or history.DEFAULT_BUCKETS)
+        buckets = history.aggregate(points, width)
+        if len(buckets) > history.MAX_BUCKETS:
+            raise InvalidArgument(f"bucket_width {width} makes {len(buckets)} buckets; the limit is "
+                                  f"{history.MAX_BUCKETS}: widen the buckets")
+        return query_pb2.AggregateMetricResponse(bucket_width=width, buckets=[
+            query_pb2.Bucket(start_step=b.start_step, end_step=b.end_step, min=b.min, max=b.max, mean=b.mean,
+                             last=b.last, count=b.count) for b in buckets])
+
+    async def ExportMetric(self, request: Any, context: Any) -> AsyncIterator[query_pb2.ExportMetricResponse]:
+        run_id = parse_id("run_id", request.run_id)
+        key, ctx = _key(request.key, request.context)
+        async for part in self._store.export(run_id, key, ctx):
+            yield query_pb2.ExportMetricResponse(series=_series(key, ctx, part))
+
+    async def GetLatestMetrics(self, request: Any, context: Any) -> query_pb2.GetLatestMetricsResponse:
+        metrics, from_cache = await self._latest.latest(parse_id("run_id", request.run_id))
+        return query_pb2.GetLatestMetricsResponse(metrics=_latest(metrics), from_cache=from_cache)
+
+    async def CompareRuns(self, request: Any, context: Any) -> query_pb2.CompareRunsResponse:
+        run_ids = _ids("run_ids", request.run_ids, low=2, high=MAX_COMPARED_RUNS)
+        runs = await self._store.get_runs(run_ids)
+        params, metrics = analysis.compare(runs, await self._store.latest_from_db(run_ids))
+        return query_pb2.CompareRunsResponse(
+            runs=[run_to_proto(r) for r in runs],
+            params=[query_pb2.ComparedParam(key=p.key, differs=p.differs, values=[
+                query_pb2.ParamCell(present=v is not None, value=v or "") for v in p.values]) for p in params],
+            metrics=[query_pb2.ComparedMetric(key=m.key, context=m.context, differs=m.differs, values=[  # type: ignore[arg-type]
+                _metric_cell(s) for s in m.values]) for m in metrics])
+
+    async def SummarizeExperiment(self, request: Any, context: Any) -> query_pb2.SummarizeExperimentResponse:
+        directions = {k: int(v) for k, v in request.directions.items()}
+        if any(v not in (analysis.MINIMIZE, analysis.MAXIMIZE) for v in directions.values()):
+            raise InvalidArgument("directions are DIRECTION_MINIMIZE or DIRECTION_MAXIMIZE")
+        run_ids = await self._store.select_run_ids(await self._selection(request.selection))
+        summaries = analysis.summarize(run_ids, await self._store.latest_from_db(run_ids), directions)
+        return query_pb2.SummarizeExperimentResponse(runs=len(run_ids), metrics=[
+            query_pb2.MetricSummary(key=s.key, context=s.context, direction=s.direction, runs=s.runs,  # type: ignore[arg-type]
+                                    best=s.best, worst=s.worst, mean=s.mean, std=s.std, median=s.median,
+                                    best_run_id=format_id(cast(uuid.UUID, s.best_run))) for s in summaries])
+
+    async def _targets(self, message: Any, metric: str, ctx: int) -> tuple[list[Any], list[tuple[Any, float]]]:
+        _key(metric, ctx)
+        run_ids = await self._store.select_run_ids(await self._selection(message.selection))
+        runs = await self._store.get_runs(run_ids)
+        return runs, analysis.target_values(runs, await self._store.latest_from_db(run_ids), metric, ctx)
+
+    async def GetParamImportance(self, request: Any, context: Any) -> query_pb2.GetParamImportanceResponse:
+        runs, pairs = await self._targets(request, request.metric, request.context)
+        params = analysis.param_keys(runs, request.params)
+        # fANOVA fits a random forest: CPU work off the event loop
+        found, used = await asyncio.to_thread(analysis.importance, pairs, params)
+        return query_pb2.GetParamImportanceResponse(
+            importances=[query_pb2.Importance(param=k, importance=v) for k, v in found.items()],
+            method=analysis.IMPORTANCE_METHOD, runs_used=used)
+
+    async def GetParallelCoordinates(self, request: Any, context: Any) -> query_pb2.GetParallelCoordinatesResponse:
+        runs, pairs = await self._targets(request, request.metric, request.context)
+        run_ids, axes = analysis.parallel_coordinates(pairs, analysis.param_keys(runs, request.params), request.metric)
+        return query_pb2.GetParallelCoordinatesResponse(run_ids=[format_id(cast(uuid.UUID, i)) for i in run_ids],
+                                                        axes=[_axis(a) for a in axes])
+
+    async def GetContour(self, request: Any, context: Any) -> query_pb2.GetContourResponse:
+        if not request.x_param or not request.y_param:
+            raise InvalidArgument("x_param and y_param name two params")
+        _, pairs = await self._targets(request, request.metric, request.context)
+        c = analysis.contour(pairs, request.x_param, request.y_param)
+        return query_pb2.GetContourResponse(
+            run_ids=[format_id(cast(uuid.UUID, i)) for i in c.run_ids], x=_axis(c.x), y=_axis(c.y), z=c.z,
+            grid_x=c.grid_x, grid_y=c.grid_y, grid_z=c.grid_z)
+
+    async def WatchRun(self, request: Any, context: Any) -> AsyncIterator[query_pb2.WatchRunResponse]:
+        """Subscribes before reading the backlog, so nothing committed in between is missed; live
+        points of a series at or below the last backlog step are the overlap and are dropped. The
+        stream ends once the run has ended (FINISHED, FAILED, KILLED) and no point is pending."""
+        run_id = parse_id("run_id", request.run_id)
+        await self._store.require_run(run_id)
+        keys = set(request.keys)
+        pubsub = self._redis.pubsub()
+        try:
+            try:
+                await pubsub.subscribe(committed_points(run_id))
+            except (TimeoutError, RedisError, OSError) as exc:
+                raise Unavailable(f"live points need Redis, which is unreachable ({exc}); retry shortly") from None
+            seen: dict[tuple[str, int], int] = {}
+            if request.HasField("from_step"):
+                backlog = await self._store.points_since(run_id, request.from_step, list(keys))
+                for (key, ctx), points in sorted(backlog.items()):
+                    seen[(key, ctx)] = int(points.steps.max()) if len(points) else request.from_step - 1
+                    for start in range(0, len(points), 65_536):
+                        yield query_pb2.WatchRunResponse(series=[_series(key, ctx, points.take(
+                            slice(start, start + 65_536)))])
+            while True:
+                try:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=WATCH_IDLE_CHECK_S)
+                except (TimeoutError, RedisError, OSError) as exc:
+                    raise Unavailable(f"lost Redis while watching ({exc}); resume with from_step") from None
+                if message is None:
+                    if RunStatus(await self._store.require_run(run_id)) in (
+                            RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED):
+                        return
+                    continue
+                batch = ingest_pb2.LogMetricsRequest.FromString(message["data"])
+                series = [s for s in (_fresh(s, seen) for s in batch.series if not keys or s.key in keys) if s]
+                if series:
+                    yield query_pb2.WatchRunResponse(series=series)
+        finally:
+            await pubsub.aclose()
+
+
+def _fresh(series: Any, seen: dict[tuple[str, int], int]) -> Any:
+    """The points of a live batch not already sent with the backlog."""
+    last = seen.get((series.key, series.context))
+    if last is None:
+        return series
+    steps = np.asarray(series.steps, np.int64)
+    keep = steps > last
+    if keep.all():
+        return series
+    if not keep.any():
+        return None
+    return ingest_pb2.MetricSeries(
+        key=series.key, context=series.context, steps=steps[keep].tolist(),
+        values=np.asarray(series.values)[keep].tolist(), timestamps_ms=np.asarray(series.timestamps_ms)[keep].tolist())
+
+
+def _metric_cell(s: Summary | None) -> query_pb2.MetricCell:
+    if s is None:
+        return query_pb2.MetricCell(present=False, value=math.nan)
+    return query_pb2.MetricCell(present=True, value=s.value, step=s.step)
+
+
+def _axis(a: analysis.Axis) -> query_pb2.Axis:
+    return query_pb2.Axis(name=a.name, values=a.values, categories=a.categories)

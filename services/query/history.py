@@ -1,0 +1,147 @@
+"""Metric history in numpy: merge stored chunks into step order, downsample keeping the
+extremes, aggregate into step buckets. Pure: no database, no gRPC."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from tsdownsample import MinMaxLTTBDownsampler
+
+MAX_BUCKETS = 10_000
+DEFAULT_BUCKETS = 1_000
+
+
+@dataclass(frozen=True)
+class Points:
+    steps: np.ndarray  # int64
+    values: np.ndarray  # float64
+    timestamps: np.ndarray  # int64, unix milliseconds
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def take(self, index: np.ndarray | slice) -> Points:
+        return Points(self.steps[index], self.values[index], self.timestamps[index])
+
+
+EMPTY = Points(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64))
+
+
+def from_packed(chunks: Iterable[tuple[bytes, bytes, bytes]]) -> Points:
+    """Stored chunks (packed little-endian arrays) → points sorted by (step, timestamp). Chunks of
+    one series may overlap (streams committed out of order); the sort is stable."""
+    parts = list(chunks)
+    if not parts:
+        return EMPTY
+    steps = np.concatenate([np.frombuffer(s, "<i8") for s, _, _ in parts])
+    values = np.concatenate([np.frombuffer(v, "<f8") for _, v, _ in parts])
+    stamps = np.concatenate([np.frombuffer(t, "<i8") for _, _, t in parts])
+    points = Points(steps, values, stamps)
+    if len(steps) > 1 and not _ordered(points):
+        points = points.take(np.lexsort((stamps, steps)))
+    return points
+
+
+def _ordered(p: Points) -> bool:
+    ds = np.diff(p.steps)
+    if (ds < 0).any():
+        return False
+    same = ds == 0
+    return not (same & (np.diff(p.timestamps) < 0)).any()
+
+
+def in_range(points: Points, start: int | None, end: int | None) -> Points:
+    if start is None and end is None:
+        return points
+    lo = 0 if start is None else int(np.searchsorted(points.steps, start, "left"))
+    hi = len(points) if end is None else int(np.searchsorted(points.steps, end, "right"))
+    return points.take(slice(lo, hi))
+
+
+def downsample(points: Points, max_points: int) -> Points:
+    """At most `max_points` points: all of them when they fit; otherwise MinMaxLTTB over the
+    finite values, plus — always — the first point, the last point and the global minimum and
+    maximum (NaN ignored). Deterministic: the same input gives the same output."""
+    n = len(points)
+    if max_points <= 0 or n <= max_points:
+        return points
+    values = points.values
+    keep = [n - 1]  # in priority order, for budgets too small to hold them all
+    if not np.isnan(values).all():
+        keep += [int(np.nanargmax(values)), int(np.nanargmin(values))]
+    keep.append(0)
+    essential = list(dict.fromkeys(keep))[:max_points]
+    budget = max_points - len(essential)
+    finite = np.flatnonzero(np.isfinite(values))
+    chosen: np.ndarray = np.empty(0, np.int64)
+    if len(finite) <= budget:
+        chosen = finite
+    elif budget >= 3:
+        picked = MinMaxLTTBDownsampler().downsample(
+            points.steps[finite].astype(np.float64), values[finite], n_out=budget)
+        chosen = finite[picked.astype(np.int64)]
+    index = np.union1d(np.asarray(essential, np.int64), chosen)
+    if len(index) > max_points:  # overlap-free union larger than asked: drop non-essential points
+        extra = np.setdiff1d(index, essential)[: max_points - len(essential)]
+        index = np.union1d(np.asarray(essential, np.int64), extra)
+    return points.take(index)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start_step: int
+    end_step: int
+    min: float
+    max: float
+    mean: float
+    last: float
+    count: int
+
+
+def bucket_width(points: Points, requested: int, max_buckets: int) -> int:
+    if requested > 0:
+        return requested
+    if not len(points):
+        return 1
+    span = int(points.steps[-1]) - int(points.steps[0]) + 1
+    return max(1, math.ceil(span / max_buckets))
+
+
+def aggregate(points: Points, width: int) -> list[Bucket]:
+    """Per bucket of `width` steps (starting at the first step): min / max / mean over the
+    non-NaN values, the value of the last point (highest step, then timestamp) and the count of
+    every point. `points` must be sorted (from_packed / merge_sorted)."""
+    if not len(points):
+        return []
+    origin = int(points.steps[0])
+    ids = (points.steps - origin) // width
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], len(points)] - 1
+    values = points.values
+    nan = np.isnan(values)
+    present = np.add.reduceat((~nan).astype(np.int64), starts)
+    total = np.add.reduceat(np.where(nan, 0.0, values), starts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(present > 0, total / np.maximum(present, 1), np.nan)
+    low = np.fmin.reduceat(values, starts)
+    high = np.fmax.reduceat(values, starts)
+    counts = np.diff(np.r_[starts, len(points)])
+    return [
+        Bucket(start_step=origin + int(ids[s]) * width, end_step=origin + int(ids[s]) * width + width - 1,
+               min=float(low[k]), max=float(high[k]), mean=float(mean[k]), last=float(values[e]),
+               count=int(counts[k]))
+        for k, (s, e) in enumerate(zip(starts, ends, strict=True))
+    ]
+
+
+def merge_sorted(parts: Iterable[Points]) -> Points:
+    """Points of several series (e.g. the seeds of one configuration) in (step, timestamp) order."""
+    items = [p for p in parts if len(p)]
+    if not items:
+        return EMPTY
+    merged = Points(np.concatenate([p.steps for p in items]), np.concatenate([p.values for p in items]),
+                    np.concatenate([p.timestamps for p in items]))
+    return merged.take(np.lexsort((merged.timestamps, merged.steps)))

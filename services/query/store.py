@@ -1,0 +1,209 @@
+"""Read access for the query service: PostgreSQL (runs, params, metric summaries and chunks)
+and the Redis latest-metric cache. Writes nothing."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import numpy as np
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from trackd_platform.cache_keys import latest_metrics
+from trackd_platform.errors import InvalidArgument, NotFound
+from trackd_services.ingest.domain import Summary
+from trackd_services.ingest.store import decode_summary, summary_of
+from trackd_services.query import history
+from trackd_services.query.grammar import Expr, OrderKey
+from trackd_services.query.search_sql import compile_search, next_token
+from trackd_services.run.domain import Run, View, format_id
+from trackd_services.run.store import RunStore
+
+log = logging.getLogger(__name__)
+
+MAX_ANALYZED_RUNS = 10_000
+EXPORT_PART_POINTS = 65_536
+
+# (run, key, context) → summary
+Latest = dict[tuple[str, int], Summary]
+
+
+@dataclass(frozen=True)
+class Selection:
+    experiment_ids: list[uuid.UUID]
+    expr: Expr | None
+    view: View
+
+
+def deleted_of(view: View) -> str:
+    return {View.ACTIVE_ONLY: "active", View.DELETED_ONLY: "deleted", View.ALL: "all"}[view]
+
+
+class QueryStore:
+    def __init__(self, pool: asyncpg.Pool, runs: RunStore) -> None:
+        self._pool = pool
+        self._runs = runs
+
+    async def experiment_ids(self, ids: list[uuid.UUID], names: list[str], project: str) -> list[uuid.UUID]:
+        """The experiments to search: the given ids and names (NOT_FOUND for unknown ones), or
+        every experiment of `project` (of every project when empty) when none is given."""
+        if not ids and not names:
+            rows = await self._pool.fetch(
+                """SELECT e.id FROM experiments e JOIN projects p ON p.id = e.project_id
+                   WHERE $1 = '' OR p.name = $1""", project)
+            return [r["id"] for r in rows]
+        found = list(ids)
+        if ids:
+            known = {r["id"] for r in await self._pool.fetch(
+                "SELECT id FROM experiments WHERE id = ANY($1::uuid[])", ids)}
+            if missing := [i for i in ids if i not in known]:
+                raise NotFound(f"experiment {format_id(missing[0])} does not exist")
+        if names:
+            rows = await self._pool.fetch(
+                """SELECT e.id, e.name FROM experiments e JOIN projects p ON p.id = e.project_id
+                   WHERE p.name = $1 AND e.name = ANY($2::text[])""", project or "default", names)
+            by_name = {r["name"]: r["id"] for r in rows}
+            if missing_names := [n for n in names if n not in by_name]:
+                raise NotFound(f"experiment {missing_names[0]!r} does not exist in project "
+                               f"{project or 'default'!r}: check the name with `trackd experiments`")
+            found += [by_name[n] for n in names]
+        return list(dict.fromkeys(found))
+
+    async def search(
+        self, selection: Selection, order: list[OrderKey], *, limit: int, page_token: str
+    ) -> tuple[list[Run], dict[uuid.UUID, Latest], str]:
+        """One page of runs, their latest metrics and the next page token ("" on the last page)."""
+        deleted = deleted_of(selection.view)
+        search = compile_search(selection.expr, order, experiment_ids=selection.experiment_ids, deleted=deleted,
+                                limit=limit, page_token=page_token)
+        try:
+            rows = await self._pool.fetch(search.sql, *search.args)
+        except asyncpg.DataError as exc:  # e.g. a time beyond PostgreSQL's range
+            raise InvalidArgument(f"the filter cannot be evaluated: {exc}") from None
+        token = ""
+        if len(rows) > limit:
+            rows = rows[:limit]
+            token = next_token(search, selection.expr, experiment_ids=selection.experiment_ids, deleted=deleted,
+                               last_row=rows[-1])
+        ids = [r["id"] for r in rows]
+        return await self._runs.get_runs(ids), await self.latest_from_db(ids), token
+
+    async def select_run_ids(self, selection: Selection) -> list[uuid.UUID]:
+        """Every run a selection covers (for analysis), newest first; at most MAX_ANALYZED_RUNS."""
+        search = compile_search(selection.expr, [], experiment_ids=selection.experiment_ids,
+                                deleted=deleted_of(selection.view), limit=MAX_ANALYZED_RUNS, page_token="")
+        rows = await self._pool.fetch(search.sql, *search.args)
+        if len(rows) > MAX_ANALYZED_RUNS:
+            raise InvalidArgument(f"more than {MAX_ANALYZED_RUNS} runs selected: narrow the filter")
+        return [r["id"] for r in rows]
+
+    async def get_runs(self, run_ids: list[uuid.UUID]) -> list[Run]:
+        runs = await self._runs.get_runs(run_ids)
+        if len(runs) < len(set(run_ids)):
+            missing = set(run_ids) - {r.id for r in runs}
+            raise NotFound(f"run {format_id(next(iter(missing)))} does not exist")
+        return runs
+
+    async def latest_from_db(self, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, Latest]:
+        rows = await self._pool.fetch(
+            """SELECT run_id, key, context, last_step, last_value, last_ts, min_value, max_value, points
+               FROM metric_series WHERE run_id = ANY($1::uuid[]) AND points > 0 ORDER BY key, context""",
+            run_ids)
+        found: dict[uuid.UUID, Latest] = {i: {} for i in run_ids}
+        for r in rows:
+            found[r["run_id"]][(r["key"], r["context"])] = summary_of(r)
+        return found
+
+    async def require_run(self, run_id: uuid.UUID) -> int:
+        """The run's status; NOT_FOUND when it does not exist."""
+        status = await self._pool.fetchval("SELECT status FROM runs WHERE id = $1", run_id)
+        if status is None:
+            raise NotFound(f"run {format_id(run_id)} does not exist")
+        return int(status)
+
+    async def needs_repair(self, run_id: uuid.UUID) -> bool:
+        """Whether the Redis cache of this run missed updates (ingest queued it for repair)."""
+        return bool(await self._pool.fetchval("SELECT 1 FROM latest_cache_repairs WHERE run_id = $1", run_id))
+
+    async def points(self, run_id: uuid.UUID, key: str, context: int, start: int | None = None,
+                     end: int | None = None) -> history.Points:
+        """Every point of a series within [start, end], in (step, timestamp) order."""
+        rows = await self._pool.fetch(
+            """SELECT c.steps, c.vals, c.timestamps FROM metric_series s
+               JOIN metric_chunks c ON c.run_id = s.run_id AND c.series_id = s.id
+               WHERE s.run_id = $1 AND s.key = $2 AND s.context = $3
+                 AND ($4::bigint IS NULL OR c.last_step >= $4) AND ($5::bigint IS NULL OR c.first_step <= $5)""",
+            run_id, key, context, start, end)
+        if not rows:
+            await self.require_run(run_id)
+        points = history.from_packed((r["steps"], r["vals"], r["timestamps"]) for r in rows)
+        return history.in_range(points, start, end)
+
+    async def points_since(self, run_id: uuid.UUID, from_step: int, keys: list[str]
+                           ) -> dict[tuple[str, int], history.Points]:
+        """Every series of a run (or only `keys`) from `from_step` on."""
+        rows = await self._pool.fetch(
+            """SELECT s.key, s.context, c.steps, c.vals, c.timestamps FROM metric_series s
+               JOIN metric_chunks c ON c.run_id = s.run_id AND c.series_id = s.id
+               WHERE s.run_id = $1 AND c.last_step >= $2 AND (cardinality($3::text[]) = 0 OR s.key = ANY($3))""",
+            run_id, from_step, keys)
+        grouped: dict[tuple[str, int], list[tuple[bytes, bytes, bytes]]] = {}
+        for r in rows:
+            grouped.setdefault((r["key"], r["context"]), []).append((r["steps"], r["vals"], r["timestamps"]))
+        return {name: history.in_range(history.from_packed(parts), from_step, None)
+                for name, parts in grouped.items()}
+
+    async def export(self, run_id: uuid.UUID, key: str, context: int) -> AsyncIterator[history.Points]:
+        """A series in step order, in parts of about EXPORT_PART_POINTS, holding in memory only
+        the chunks whose steps overlap (chunks are read in first_step order)."""
+        await self.require_run(run_id)
+        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            pending: list[history.Points] = []
+            size = 0
+            cursor = conn.cursor(
+                """SELECT c.first_step, c.steps, c.vals, c.timestamps FROM metric_series s
+                   JOIN metric_chunks c ON c.run_id = s.run_id AND c.series_id = s.id
+                   WHERE s.run_id = $1 AND s.key = $2 AND s.context = $3 ORDER BY c.first_step, c.chunk_id""",
+                run_id, key, context, prefetch=64)
+            async for row in cursor:
+                if size >= EXPORT_PART_POINTS:  # every pending point below this chunk's first step is final
+                    merged = history.merge_sorted(pending)
+                    cut = int(np.searchsorted(merged.steps, row["first_step"], "left"))
+                    for start in range(0, cut, EXPORT_PART_POINTS):
+                        yield merged.take(slice(start, min(start + EXPORT_PART_POINTS, cut)))
+                    pending, size = [merged.take(slice(cut, None))], len(merged) - cut
+                chunk = history.from_packed([(row["steps"], row["vals"], row["timestamps"])])
+                pending.append(chunk)
+                size += len(chunk)
+            rest = history.merge_sorted(pending)
+            for start in range(0, len(rest), EXPORT_PART_POINTS):
+                yield rest.take(slice(start, start + EXPORT_PART_POINTS))
+
+
+class LatestReader:
+    """Latest metrics from the Redis cache, falling back to PostgreSQL when the cache is cold,
+    marked for repair, or Redis is unreachable. Both hold the same numbers (ingest writes both)."""
+
+    def __init__(self, redis: aioredis.Redis, store: QueryStore) -> None:
+        self._redis = redis
+        self._store = store
+
+    async def latest(self, run_id: uuid.UUID) -> tuple[Latest, bool]:
+        """(summaries, True when from the cache)."""
+        if not await self._store.needs_repair(run_id):
+            try:
+                raw = await self._redis.hgetall(latest_metrics(run_id))
+            except (TimeoutError, RedisError, OSError) as exc:
+                log.warning("Redis unavailable (%s): latest metrics of %s read from PostgreSQL", exc, run_id.hex)
+                raw = {}
+            if raw:
+                found: Latest = {}
+                for field, value in raw.items():
+                    key, _, context = field.decode().rpartition("\t")
+                    found[(key, int(context))] = decode_summary(value)
+                return dict(sorted(found.items())), True
+        await self._store.require_run(run_id)
+        return (await self._store.latest_from_db([run_id]))[run_id], False
