@@ -313,5 +313,5 @@ def watch_run(run_id: str, *, from_step: int | None = None, keys: Sequence[str] 
         if hasattr(error, "code"):
             raise from_rpc_error(error, client.settings.target("query")) from None  # type: ignore[arg-type]
         raise
-    finally:
-        stream.cancel()
+    finally:  # a call object (cancel) or, through the tracing interceptor, a generator (close)
+        (getattr(stream, "cancel", None) or stream.close)()

@@ -76,17 +76,23 @@ def downsample(points: Points, max_points: int) -> Points:
     essential = list(dict.fromkeys(keep))[:max_points]
     budget = max_points - len(essential)
     finite = np.flatnonzero(np.isfinite(values))
-    chosen: np.ndarray = np.empty(0, np.int64)
+    essentials = np.asarray(essential, np.int64)
     if len(finite) <= budget:
-        chosen = finite
-    elif budget >= 3:
-        picked = MinMaxLTTBDownsampler().downsample(
-            points.steps[finite].astype(np.float64), values[finite], n_out=budget)
-        chosen = finite[picked.astype(np.int64)]
-    index = np.union1d(np.asarray(essential, np.int64), chosen)
-    if len(index) > max_points:  # overlap-free union larger than asked: drop non-essential points
-        extra = np.setdiff1d(index, essential)[: max_points - len(essential)]
-        index = np.union1d(np.asarray(essential, np.int64), extra)
+        index = np.union1d(essentials, finite)
+    elif budget < 3:  # too few points left for LTTB: the essential ones only
+        index = np.unique(essentials)
+    else:
+        x, y = points.steps[finite].astype(np.float64), values[finite]
+        n_out = budget
+        for _ in range(3):  # LTTB's picks may coincide with the essential points: top up
+            picked = finite[MinMaxLTTBDownsampler().downsample(x, y, n_out=n_out).astype(np.int64)]
+            index = np.union1d(essentials, picked)
+            if len(index) >= max_points or n_out >= len(finite):
+                break
+            n_out = min(len(finite), n_out + max_points - len(index))
+    if len(index) > max_points:  # drop non-essential points beyond the budget
+        extra = np.setdiff1d(index, essentials)[: max_points - len(essentials)]
+        index = np.union1d(essentials, extra)
     return points.take(index)
 
 

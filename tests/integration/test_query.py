@@ -298,7 +298,7 @@ def test_watch_run_receives_points_written_through_ingest(stack: EmbeddedStack, 
         run.log_metric("loss", 1.0 / (step + 1), step=step)
         run.flush()
     run.end()
-    assert done.wait(15), "the watch ends once the run has ended"
+    assert done.wait(15), f"the watch ends once the run has ended; got {received}"
     assert [p.step for _, p in received] == [3, 4, 5, 6, 7, 8, 9]
     assert all(name == "loss" for name, _ in received)
     assert received[-1][1].value == pytest.approx(0.1)
