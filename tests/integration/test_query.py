@@ -302,3 +302,23 @@ def test_watch_run_receives_points_written_through_ingest(stack: EmbeddedStack, 
     assert [p.step for _, p in received] == [3, 4, 5, 6, 7, 8, 9]
     assert all(name == "loss" for name, _ in received)
     assert received[-1][1].value == pytest.approx(0.1)
+
+
+def test_cli_search_compare_and_watch(dataset: tuple[str, dict[str, str]]) -> None:
+    from trackd.cli import app
+    from typer.testing import CliRunner
+
+    experiment, ids = dataset
+    cli = CliRunner()
+    found = cli.invoke(app, ["runs", "search", "metrics.val_auc > 0.85", "-e", experiment,
+                             "--order-by", "metrics.val_auc DESC"], env={"COLUMNS": "250"})
+    assert found.exit_code == 0, found.output
+    assert "2 runs" in found.output and found.output.index(ids["c"]) < found.output.index(ids["a"])
+    bad = cli.invoke(app, ["runs", "search", "metrics.val_auc >", "-e", experiment])
+    assert bad.exit_code == 1 and "expected a value" in bad.output
+    compared = cli.invoke(app, ["runs", "compare", ids["a"], ids["b"]], env={"COLUMNS": "250"})
+    assert compared.exit_code == 0, compared.output
+    assert "params.lr" in compared.output and "1e-4" in compared.output and "3e-4" in compared.output
+    watched = cli.invoke(app, ["runs", "watch", ids["a"], "--from-step", "0"], env={"COLUMNS": "250"})
+    assert watched.exit_code == 0, watched.output
+    assert "watched 4 points" in watched.output  # val_auc and loss, two steps each; the run has ended

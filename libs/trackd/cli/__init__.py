@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from trackd.cli import artifacts, events, models, stack, sync, tables
+from trackd.cli import artifacts, events, models, search, stack, sync, tables  # noqa: F401  (search adds runs commands)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="trackd: experiment tracking and HPO.")
 app.command("up")(stack.up)

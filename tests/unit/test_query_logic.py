@@ -1,0 +1,104 @@
+"""The search grammar, its SQL compilation and the metric-history numerics (pure logic)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import numpy as np
+import pytest
+from trackd_platform.errors import InvalidArgument
+from trackd_services.query import history
+from trackd_services.query.grammar import And, Compare, Field, In, IsNull, Not, Or, parse_filter, parse_order_by
+from trackd_services.query.search_sql import compile_search
+
+
+def test_precedence_not_binds_tighter_than_and_than_or() -> None:
+    expr = parse_filter("metrics.a > 1 OR NOT params.b = 'x' AND tags.c IS NULL")
+    assert expr == Or((
+        Compare(Field("metric", "a"), ">", 1.0),
+        And((Not(Compare(Field("param", "b"), "=", "x")), IsNull(Field("tag", "c"), negated=False))),
+    ))
+
+
+def test_fields_keys_contexts_and_literals() -> None:
+    assert parse_filter("max(metrics.`val loss`@eval) <= -1e-3") == Compare(
+        Field("metric", "val loss", "max", 2), "<=", -0.001)
+    assert parse_filter('metric."a/b:c" <> 2') == Compare(Field("metric", "a/b:c"), "!=", 2.0)
+    assert parse_filter("attributes.run_name == 'it''s'") == Compare(Field("attribute", "name"), "=", "it's")
+    assert parse_filter("attr.status in ('finished', 'FAILED')") == In(
+        Field("attribute", "status"), ("FINISHED", "FAILED"), negated=False)
+    assert parse_filter("tags.t NOT ILIKE 'a\\\\%'") == Compare(Field("tag", "t"), "NOT ILIKE", "a\\%")
+    start = parse_filter("attributes.start_time > '2026-01-01T00:00:00Z'")
+    assert isinstance(start, Compare) and start.value == 1767225600000.0
+    assert parse_filter("   ") is None
+
+
+@pytest.mark.parametrize(("text", "position", "expected"), [
+    ("metrics.a >", 12, "expected a value"),
+    ("metrics.a > 1 AND", 18, "expected a field"),
+    ("(metrics.a > 1", 15, "expected ')'"),
+    ("metrics.a > 1 metrics.b > 2", 15, "expected AND, OR"),
+    ("metrics.a = 'x'", 13, "compares with numbers"),
+    ("params.a = 'x", 12, "unterminated string"),
+    ("lr = 1", 1, "unknown name 'lr'"),
+    ("attributes.colour = 'red'", 12, "unknown attribute"),
+])
+def test_syntax_errors_name_the_position_and_what_was_expected(text: str, position: int, expected: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        parse_filter(text)
+    assert expected in str(caught.value) and f"character {position} " in str(caught.value), str(caught.value)
+
+
+def test_order_by_clauses() -> None:
+    keys = parse_order_by(["metrics.acc DESC", "attributes.start_time", "min(metrics.loss) asc"])
+    assert [(k.field.key, k.field.agg, k.descending) for k in keys] == [
+        ("acc", "last", True), ("start_time", "last", False), ("loss", "min", False)]
+    with pytest.raises(InvalidArgument):
+        parse_order_by(["metrics.acc sideways"])
+
+
+def test_user_text_only_ever_travels_as_bind_parameters() -> None:
+    evil = "x'; DROP TABLE runs; --"
+    expr = parse_filter(f"params.`{evil}` = '{evil.replace(chr(39), chr(39) * 2)}' OR tags.t LIKE '%{evil[2:]}'")
+    search = compile_search(expr, parse_order_by([f"params.`{evil}` DESC"]), experiment_ids=[uuid.uuid4()],
+                            deleted="active", limit=10, page_token="")
+    assert "DROP" not in search.sql and evil not in search.sql
+    assert evil in search.args and f"%{evil[2:]}" in search.args
+
+
+def test_downsampling_keeps_first_last_min_max_and_is_deterministic() -> None:
+    rng = np.random.default_rng(3)
+    n = 100_000
+    values = rng.normal(size=n)
+    values[4321], values[77_777], values[10] = 50.0, -60.0, math.nan
+    points = history.Points(np.arange(n, dtype=np.int64), values, np.zeros(n, np.int64))
+    small = history.downsample(points, 1000)
+    assert len(small) == 1000
+    assert small.steps[0] == 0 and small.steps[-1] == n - 1
+    assert np.nanmax(small.values) == 50.0 and np.nanmin(small.values) == -60.0
+    assert (np.diff(small.steps) > 0).all()
+    again = history.downsample(points, 1000)
+    assert (again.steps == small.steps).all()
+    assert history.downsample(points, 2).steps.tolist() == [4321, n - 1]  # the last point, then the max
+    assert len(history.downsample(points, 0)) == n
+
+
+def test_chunks_merge_into_step_then_timestamp_order() -> None:
+    def packed(steps: list[int], stamps: list[int]) -> tuple[bytes, bytes, bytes]:
+        return (np.asarray(steps, "<i8").tobytes(), np.asarray(steps, "<f8").tobytes(),
+                np.asarray(stamps, "<i8").tobytes())
+    points = history.from_packed([packed([5, 6, 7], [1, 1, 1]), packed([1, 5, 9], [0, 0, 0])])
+    assert points.steps.tolist() == [1, 5, 5, 6, 7, 9] and points.timestamps.tolist() == [0, 0, 1, 1, 1, 0]
+    assert history.in_range(points, 5, 7).steps.tolist() == [5, 5, 6, 7]
+
+
+def test_aggregation_per_bucket_ignores_nan_but_counts_it() -> None:
+    steps = np.array([0, 1, 2, 3, 10], np.int64)
+    values = np.array([1.0, math.nan, 3.0, 5.0, 7.0])
+    points = history.Points(steps, values, np.arange(5, dtype=np.int64))
+    buckets = history.aggregate(points, 2)
+    assert [(b.start_step, b.end_step, b.count) for b in buckets] == [(0, 1, 2), (2, 3, 2), (10, 11, 1)]
+    assert (buckets[0].min, buckets[0].max, buckets[0].mean) == (1.0, 1.0, 1.0)
+    assert math.isnan(buckets[0].last) and buckets[1].mean == 4.0 and buckets[1].last == 5.0
+    assert history.bucket_width(points, 0, 3) == 4
