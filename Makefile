@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test unit integration protos lint typecheck bench-ingest bench-artifacts clean
+.PHONY: up test unit integration protos lint typecheck bench-ingest bench-artifacts bench-query clean
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "trackd needs Python 3.11+"'
@@ -49,6 +49,10 @@ bench-ingest: $(STAMP)
 ## bench-artifacts: upload/download MB/s, trackd SDK vs direct S3 vs an MLflow artifact proxy (ARGS="--size-mb 256")
 bench-artifacts: $(STAMP)
 	$(PY) bench/artifacts.py $(ARGS)
+
+## bench-query: metric history and run search, trackd vs an MLflow server on the same PostgreSQL (ARGS="--runs 20000")
+bench-query: $(STAMP)
+	$(PY) bench/query.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@ starting / stopping an MLflow server from the anchors venv in its own process gr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -13,6 +14,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import asyncpg
 from rich.console import Console
 from trackd_platform.processes import free_port
 from trackd_platform.stack import EmbeddedStack, StackPorts
@@ -37,6 +39,21 @@ def ensure_anchors(*modules: str) -> None:
     if missing:
         console.print(f"[dim]installing {', '.join(missing)} into {ANCHORS}…[/]")
         subprocess.run([str(ANCHORS / "bin" / "pip"), "install", "--quiet", *missing], check=True)
+
+
+def sql(dsn: str, query: str, *args: object) -> object:
+    """One statement on a fresh connection: its first column of the first row."""
+    async def go() -> object:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetchval(query, *args)
+        finally:
+            await conn.close()
+    return asyncio.run(go())
+
+
+def with_database(dsn: str, name: str) -> str:
+    return dsn.rsplit("/", 1)[0] + "/" + name
 
 
 def start_stack(tmp: Path, attempts: int = 3) -> EmbeddedStack:

@@ -14,7 +14,6 @@ first use; its load generator is bench/_mlflow_load.py. Figures go to bench/resu
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -26,26 +25,22 @@ import time
 import uuid
 from pathlib import Path
 
-import asyncpg
-from _common import ANCHORS, BENCH, QUIET, console, ensure_anchors, start_mlflow, start_stack, stop_mlflow
+from _common import (
+    ANCHORS,
+    BENCH,
+    QUIET,
+    console,
+    ensure_anchors,
+    sql,
+    start_mlflow,
+    start_stack,
+    stop_mlflow,
+    with_database,
+)
 from rich.table import Table
 from trackd_platform.stack import EmbeddedStack, StackPorts
 
 RESULTS = BENCH / "results" / "ingest.json"
-
-
-def sql(dsn: str, query: str, *args: object) -> object:
-    async def go() -> object:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await conn.fetchval(query, *args)
-        finally:
-            await conn.close()
-    return asyncio.run(go())
-
-
-def with_database(dsn: str, name: str) -> str:
-    return dsn.rsplit("/", 1)[0] + "/" + name
 
 
 # -- MLflow ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from trackd_services.ingest.domain import MAX_STREAMS_PER_REPLICA, Chunk, to_chu
 from trackd_services.ingest.store import LatestCache, MetricStore
 
 
-class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]
+class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(self, store: MetricStore, cache: LatestCache, *, max_concurrent_commits: int) -> None:
         self._store = store
         self._cache = cache
@@ -56,7 +56,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
 
 def _published(run_id: str, chunks: list[Chunk]) -> bytes:
     """What live watchers receive: the committed points, timestamps filled in."""
-    return ingest_pb2.LogMetricsRequest(run_id=run_id, series=[
+    message = ingest_pb2.LogMetricsRequest(run_id=run_id, series=[
         ingest_pb2.MetricSeries(key=c.key, context=c.context, steps=c.steps, values=c.values,
                                 timestamps_ms=c.timestamps) for c in chunks
-    ]).SerializeToString()
+    ])
+    return bytes(message.SerializeToString())

@@ -39,9 +39,9 @@ class Chunk:
 
     key: str
     context: int
-    steps: array  # 'q': int64
-    values: array  # 'd': float64
-    timestamps: array  # 'q': unix milliseconds
+    steps: array[int]  # 'q': int64
+    values: array[float]  # 'd': float64
+    timestamps: array[int]  # 'q': unix milliseconds
 
     @property
     def points(self) -> int:

@@ -37,7 +37,7 @@ def _series(key: str, context: int, points: history.Points) -> ingest_pb2.Metric
 
 
 def _latest(metrics: Latest) -> list[query_pb2.LatestMetric]:
-    return [query_pb2.LatestMetric(key=key, context=context, step=s.step, value=s.value, timestamp_ms=s.timestamp,  # type: ignore[arg-type]
+    return [query_pb2.LatestMetric(key=key, context=context, step=s.step, value=s.value, timestamp_ms=s.timestamp,
                                    min=s.min, max=s.max, count=s.count)
             for (key, context), s in metrics.items()]
 
@@ -63,7 +63,7 @@ def _ids(name: str, values: Iterable[str], *, low: int, high: int) -> list[uuid.
     return list(dict.fromkeys(ids))
 
 
-class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
+class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     def __init__(self, store: QueryStore, latest: LatestReader, redis: aioredis.Redis) -> None:
         self._store = store
         self._latest = latest
@@ -146,7 +146,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
             runs=[run_to_proto(r) for r in runs],
             params=[query_pb2.ComparedParam(key=p.key, differs=p.differs, values=[
                 query_pb2.ParamCell(present=v is not None, value=v or "") for v in p.values]) for p in params],
-            metrics=[query_pb2.ComparedMetric(key=m.key, context=m.context, differs=m.differs, values=[  # type: ignore[arg-type]
+            metrics=[query_pb2.ComparedMetric(key=m.key, context=m.context, differs=m.differs, values=[
                 _metric_cell(s) for s in m.values]) for m in metrics])
 
     async def SummarizeExperiment(self, request: Any, context: Any) -> query_pb2.SummarizeExperimentResponse:
@@ -156,7 +156,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         run_ids = await self._store.select_run_ids(await self._selection(request.selection))
         summaries = analysis.summarize(run_ids, await self._store.latest_from_db(run_ids), directions)
         return query_pb2.SummarizeExperimentResponse(runs=len(run_ids), metrics=[
-            query_pb2.MetricSummary(key=s.key, context=s.context, direction=s.direction, runs=s.runs,  # type: ignore[arg-type]
+            query_pb2.MetricSummary(key=s.key, context=s.context, direction=s.direction, runs=s.runs,
                                     best=s.best, worst=s.worst, mean=s.mean, std=s.std, median=s.median,
                                     best_run_id=format_id(cast(uuid.UUID, s.best_run))) for s in summaries])
 
@@ -226,7 +226,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
                 if series:
                     yield query_pb2.WatchRunResponse(series=series)
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 def _fresh(series: Any, seen: dict[tuple[str, int], int]) -> Any:

@@ -85,7 +85,7 @@ def downsample(points: Points, max_points: int) -> Points:
         x, y = points.steps[finite].astype(np.float64), values[finite]
         n_out = budget
         for _ in range(3):  # LTTB's picks may coincide with the essential points: top up
-            picked = finite[MinMaxLTTBDownsampler().downsample(x, y, n_out=n_out).astype(np.int64)]
+            picked = finite[MinMaxLTTBDownsampler().downsample(x, y, n_out=n_out).astype(np.int64)]  # type: ignore[no-untyped-call]
             index = np.union1d(essentials, picked)
             if len(index) >= max_points or n_out >= len(finite):
                 break

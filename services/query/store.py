@@ -98,10 +98,10 @@ class QueryStore:
         rows = await self._pool.fetch(search.sql, *search.args)
         if len(rows) > MAX_ANALYZED_RUNS:
             raise InvalidArgument(f"more than {MAX_ANALYZED_RUNS} runs selected: narrow the filter")
-        return [r["id"] for r in rows]
+        return [uuid.UUID(str(r["id"])) for r in rows]
 
     async def get_runs(self, run_ids: list[uuid.UUID]) -> list[Run]:
-        runs = await self._runs.get_runs(run_ids)
+        runs: list[Run] = await self._runs.get_runs(run_ids)
         if len(runs) < len(set(run_ids)):
             missing = set(run_ids) - {r.id for r in runs}
             raise NotFound(f"run {format_id(next(iter(missing)))} does not exist")
@@ -202,7 +202,8 @@ class LatestReader:
             if raw:
                 found: Latest = {}
                 for field, value in raw.items():
-                    key, _, context = field.decode().rpartition("\t")
+                    name = field.decode() if isinstance(field, bytes) else field
+                    key, _, context = name.rpartition("\t")
                     found[(key, int(context))] = decode_summary(value)
                 return dict(sorted(found.items())), True
         await self._store.require_run(run_id)

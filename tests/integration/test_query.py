@@ -14,6 +14,7 @@ import trackd
 from trackd.errors import FailedPrecondition, InvalidArgument, NotFound
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from trackd_api.query.v1 import query_pb2, query_pb2_grpc
+from trackd_api.run.v1 import run_pb2
 from trackd_platform.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
@@ -322,3 +323,26 @@ def test_cli_search_compare_and_watch(dataset: tuple[str, dict[str, str]]) -> No
     watched = cli.invoke(app, ["runs", "watch", ids["a"], "--from-step", "0"], env={"COLUMNS": "250"})
     assert watched.exit_code == 0, watched.output
     assert "watched 4 points" in watched.output  # val_auc and loss, two steps each; the run has ended
+
+
+def test_views_several_experiments_and_a_frame(stack: EmbeddedStack, unique: Callable[[str], str]) -> None:
+    first, second = unique("exp-a"), unique("exp-b")
+    ids = {}
+    for experiment, name in [(first, "kept"), (first, "gone"), (second, "other")]:
+        with trackd.start_run(experiment=experiment, name=name, params={"lr": 0.1}, system_metrics=False) as run:
+            run.log_metric("acc", 0.5, step=0)
+            run.log_metric("acc", 0.75, step=1, context="eval")
+        ids[name] = run.info.id
+    client = trackd.Client()
+    client.call("run", client.runs.DeleteRun, run_pb2.DeleteRunRequest(run_id=ids["gone"]))
+    assert {r.name for r in trackd.search_runs([first, second])} == {"kept", "other"}
+    assert [r.name for r in trackd.search_runs(first, view="deleted")] == ["gone"]
+    assert {r.name for r in trackd.search_runs(first, view="all")} == {"kept", "gone"}
+    assert [r.name for r in trackd.search_runs(second, "metrics.acc@eval = 0.75 AND metrics.acc = 0.5")] == ["other"]
+    with pytest.raises(NotFound, match="does not exist"):
+        trackd.search_runs([first, "no-such-experiment"])
+    frame = trackd.runs_to_frame(trackd.search_runs([first, second], order_by=["attributes.name"]))
+    assert list(frame["name"]) == ["kept", "other"]
+    assert list(frame["metrics.acc"]) == [0.5, 0.5] and list(frame["metrics.acc@eval"]) == [0.75, 0.75]
+    assert list(frame["params.lr"]) == ["0.1", "0.1"]
+    client.close()

@@ -10,6 +10,11 @@ ALTER TABLE metric_series
     ADD COLUMN max_value  float8,
     ADD COLUMN points     bigint NOT NULL DEFAULT 0;
 CREATE INDEX metric_series_key_last ON metric_series (key, context, last_value);
+-- Search joins each run to one of its series to filter or order by it: with the summary inside
+-- the unique index that lookup is an index-only scan. Replaces 0002's UNIQUE (run_id, key, context).
+CREATE UNIQUE INDEX metric_series_run_key ON metric_series (run_id, key, context)
+    INCLUDE (last_value, min_value, max_value, points);
+ALTER TABLE metric_series DROP CONSTRAINT metric_series_run_id_key_context_key;
 
 -- Filters on params and tags look up (key, value) across runs. Values may be longer than a btree
 -- entry can hold, so the index keeps their first 200 characters (the search compiler matches
