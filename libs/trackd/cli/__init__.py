@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from trackd.cli import artifacts, events, models, search, stack, sync, tables  # noqa: F401  (search adds runs commands)
+from trackd.cli import artifacts, events, models, report, search, stack, sync, tables  # noqa: F401  (search adds runs commands)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="trackd: experiment tracking and HPO.")
 app.command("up")(stack.up)
 app.command("sync")(sync.sync)
+app.command("report")(report.report)
 app.add_typer(tables.projects, name="projects")
 app.add_typer(tables.experiments, name="experiments")
 app.add_typer(tables.runs, name="runs")
