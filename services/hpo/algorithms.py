@@ -1,0 +1,99 @@
+"""Optuna's samplers and pruners by name. trackd does not reimplement them: the controller
+drives them through ask-and-tell with the study's trials, as trackd keeps them, as history.
+
+Samplers: random, grid, tpe (options: multivariate), gp (needs torch), cmaes (needs cmaes),
+nsga2 (several objectives). Pruners: none, median, percentile (option: percentile),
+asha (successive halving; options: min_resource, reduction_factor), hyperband (options:
+min_resource, max_resource, reduction_factor), wilcoxon (option: p_threshold).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+from trackd_platform.errors import InvalidArgument
+from trackd_services.hpo.space import Space
+
+SAMPLERS = ("random", "grid", "tpe", "gp", "cmaes", "nsga2")
+PRUNERS = ("none", "median", "percentile", "asha", "hyperband", "wilcoxon")
+_SINGLE_OBJECTIVE_SAMPLERS = {"gp", "cmaes"}
+
+
+def _options(kind: str, name: str, options: Mapping[str, Any], allowed: set[str]) -> dict[str, Any]:
+    if unknown := set(options) - allowed:
+        raise InvalidArgument(f"{kind} {name!r} has no option {sorted(unknown)[0]!r}"
+                              + (f" (options: {', '.join(sorted(allowed))})" if allowed else " (it takes none)"))
+    return dict(options)
+
+
+def check(sampler: str, pruner: str, objectives: int, space: Space) -> None:
+    """Raise InvalidArgument unless this sampler and pruner can run this study."""
+    if sampler not in SAMPLERS:
+        raise InvalidArgument(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
+    if pruner not in PRUNERS:
+        raise InvalidArgument(f"unknown pruner {pruner!r}: use one of {', '.join(PRUNERS)}")
+    if objectives > 1 and pruner != "none":
+        raise InvalidArgument("pruning needs a single objective: Optuna's pruners cannot compare several")
+    if objectives > 1 and sampler in _SINGLE_OBJECTIVE_SAMPLERS:
+        raise InvalidArgument(f"sampler {sampler!r} handles one objective: use nsga2, tpe or random")
+    if sampler == "grid":
+        grid_space(space)
+
+
+def grid_space(space: Space) -> dict[str, list[Any]]:
+    """The grid of a space: categorical choices, and every step of stepped int / float params."""
+    grid: dict[str, list[Any]] = {}
+    for p in space.params:
+        if p.when:
+            raise InvalidArgument(f"the grid sampler cannot handle the conditional param {p.name!r}")
+        if p.type == "categorical":
+            grid[p.name] = list(p.choices)
+        elif p.type == "int" and not p.log:
+            grid[p.name] = list(range(int(p.low), int(p.high) + 1, int(p.step or 1)))
+        elif p.step is not None:
+            count = round((p.high - p.low) / p.step)
+            grid[p.name] = [p.low + i * p.step for i in range(count + 1)]
+        else:
+            raise InvalidArgument(f"the grid sampler needs a step for the float param {p.name!r}")
+    return grid
+
+
+def make_sampler(
+    name: str, options: Mapping[str, Any], *, seed: int | None, space: Space
+) -> optuna.samplers.BaseSampler:
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed, **_options("sampler", name, options, set()))
+    if name == "grid":
+        return optuna.samplers.GridSampler(grid_space(space), seed=seed)
+    if name == "tpe":
+        opts = _options("sampler", name, options, {"multivariate", "n_startup_trials", "group"})
+        return optuna.samplers.TPESampler(seed=seed, **opts)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, **_options("sampler", name, options, {"population_size"}))
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, **_options("sampler", name, options, {"n_startup_trials"}))
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, **_options("sampler", name, options, {"n_startup_trials"}))
+    raise InvalidArgument(f"unknown sampler {name!r}: use one of {', '.join(SAMPLERS)}")
+
+
+def make_pruner(name: str, options: Mapping[str, Any]) -> optuna.pruners.BasePruner:
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "median":
+        opts = _options("pruner", name, options, {"n_startup_trials", "n_warmup_steps", "interval_steps"})
+        return optuna.pruners.MedianPruner(**opts)
+    if name == "percentile":
+        opts = _options("pruner", name, options, {"percentile", "n_startup_trials", "n_warmup_steps"})
+        return optuna.pruners.PercentilePruner(**{"percentile": 25.0, **opts})
+    if name == "asha":
+        opts = _options("pruner", name, options, {"min_resource", "reduction_factor", "min_early_stopping_rate"})
+        return optuna.pruners.SuccessiveHalvingPruner(**opts)
+    if name == "hyperband":
+        opts = _options("pruner", name, options, {"min_resource", "max_resource", "reduction_factor"})
+        return optuna.pruners.HyperbandPruner(**opts)
+    if name == "wilcoxon":
+        return optuna.pruners.WilcoxonPruner(**_options("pruner", name, options, {"p_threshold", "n_startup_steps"}))
+    raise InvalidArgument(f"unknown pruner {name!r}: use one of {', '.join(PRUNERS)}")

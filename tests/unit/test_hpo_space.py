@@ -1,0 +1,87 @@
+"""HPO search spaces and the sampler / pruner choices (pure logic, Optuna in memory)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from trackd_platform.errors import InvalidArgument
+from trackd_services.hpo import algorithms
+from trackd_services.hpo.space import env_name, parse, parse_yaml
+
+SEEDS_EXAMPLE = """
+lr:        {type: float, low: 1.0e-6, high: 1.0e-3, log: true}
+layers:    {type: int, low: 1, high: 8}
+optimizer: {type: categorical, choices: [adam, sgd]}
+momentum:  {type: float, low: 0.0, high: 0.99, step: 0.01, when: {optimizer: sgd}}
+nesterov:  {type: categorical, choices: [true, false], when: {momentum: [0.9, 0.95]}}
+"""
+
+
+def test_conditional_params_appear_only_when_their_condition_holds() -> None:
+    space = parse_yaml(SEEDS_EXAMPLE)
+    assert [p.name for p in space.params][:3] == ["lr", "layers", "optimizer"]  # parents first
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen_sgd = seen_adam = 0
+    for _ in range(60):
+        trial = study.ask()
+        params = space.suggest(trial)
+        assert ("momentum" in params) == (params["optimizer"] == "sgd")
+        assert "nesterov" not in params or params.get("momentum") in (0.9, 0.95)
+        assert 1e-6 <= params["lr"] <= 1e-3 and 1 <= params["layers"] <= 8
+        assert space.active(params)
+        seen_sgd += params["optimizer"] == "sgd"
+        seen_adam += params["optimizer"] == "adam"
+        study.tell(trial, params["lr"])
+    assert seen_sgd and seen_adam
+    assert not space.active({"lr": 1e-4, "layers": 2, "optimizer": "adam", "momentum": 0.5})
+    assert not space.active({"lr": 1.0, "layers": 2, "optimizer": "adam"})
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"x": {"type": "float", "low": 2, "high": 1}}, "above high"),
+    ({"x": {"type": "float", "low": 0, "high": 1, "log": True}}, "log scale needs low > 0"),
+    ({"x": {"type": "categorical", "choices": []}}, "non-empty list"),
+    ({"x": {"type": "categorical", "choices": ["a", "a"]}}, "distinct"),
+    ({"x": {"type": "float", "low": 0, "high": 1, "step": 0.3}}, "does not divide"),
+    ({"x": {"type": "int", "low": 0, "high": 10, "step": 3}}, "does not divide"),
+    ({"x": {"type": "int", "low": 0.5, "high": 10}}, "whole numbers"),
+    ({"x": {"type": "float", "low": 0, "high": 1, "when": {"ghost": "a"}}}, "not in the space"),
+    ({"a": {"type": "categorical", "choices": [1], "when": {"b": 1}},
+      "b": {"type": "categorical", "choices": [1], "when": {"a": 1}}}, "cycle"),
+    ({"o": {"type": "categorical", "choices": ["adam"]},
+      "m": {"type": "float", "low": 0, "high": 1, "when": {"o": "sgd"}}}, "not one of"),
+    ({"x": {"type": "normal", "low": 0, "high": 1}}, "type must be"),
+    ({"x": {"type": "float", "low": 0, "high": float("inf")}}, "finite number"),
+    ({"x": {"type": "float", "low": 0, "high": 1, "colour": "red"}}, "unknown field"),
+    ({"1x": {"type": "float", "low": 0, "high": 1}}, "param name"),
+    ({}, "at least one"),
+])
+def test_invalid_spaces_name_the_problem(spec: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        parse(spec)
+
+
+def test_bad_yaml_is_invalid_argument() -> None:
+    with pytest.raises(InvalidArgument, match="YAML"):
+        parse_yaml("lr: {type: float, low: [")
+
+
+def test_sampler_and_pruner_choices_are_checked() -> None:
+    space = parse({"x": {"type": "float", "low": 0, "high": 1, "step": 0.25}, "k": {"type": "int", "low": 1,
+                                                                                   "high": 3}})
+    algorithms.check("tpe", "asha", 1, space)
+    with pytest.raises(InvalidArgument, match="unknown sampler"):
+        algorithms.check("bayes", "none", 1, space)
+    with pytest.raises(InvalidArgument, match="unknown pruner"):
+        algorithms.check("tpe", "early", 1, space)
+    with pytest.raises(InvalidArgument, match="single objective"):
+        algorithms.check("nsga2", "median", 2, space)
+    with pytest.raises(InvalidArgument, match="one objective"):
+        algorithms.check("cmaes", "none", 2, space)
+    assert algorithms.grid_space(space) == {"x": [0.0, 0.25, 0.5, 0.75, 1.0], "k": [1, 2, 3]}
+    with pytest.raises(InvalidArgument, match="needs a step"):
+        algorithms.check("grid", "none", 1, parse({"x": {"type": "float", "low": 0, "high": 1}}))
+    with pytest.raises(InvalidArgument, match="has no option"):
+        algorithms.make_sampler("tpe", {"bogus": 1}, seed=0, space=space)
+    assert isinstance(algorithms.make_pruner("asha", {"min_resource": 2}), optuna.pruners.SuccessiveHalvingPruner)
+    assert env_name("model.lr-max") == "HP_MODEL_LR_MAX"
