@@ -257,6 +257,43 @@ def measure_trackd(target: str, run_id: str, args: argparse.Namespace) -> dict[s
     }
 
 
+def watch_latency(ingest_target: str, query_target: str, calls: int) -> Timing:
+    """Seconds from a LogMetrics acknowledgement to the point arriving on a WatchRun stream."""
+    import queue
+    import threading
+
+    import trackd
+
+    run = trackd.start_run("bench-watch", capture_env=False, system_metrics=False)
+    arrived: queue.Queue[tuple[int, float]] = queue.Queue()
+    with grpc.insecure_channel(query_target) as qc, grpc.insecure_channel(ingest_target) as ic:
+        stream = query_pb2_grpc.QueryServiceStub(qc).WatchRun(query_pb2.WatchRunRequest(run_id=run.id))
+
+        def listen() -> None:
+            try:
+                for response in stream:
+                    for s in response.series:
+                        for step in s.steps:
+                            arrived.put((step, time.perf_counter()))
+            except grpc.RpcError:
+                pass  # cancelled below
+
+        threading.Thread(target=listen, daemon=True).start()
+        time.sleep(0.5)  # let the subscription settle
+        ingest = ingest_pb2_grpc.IngestServiceStub(ic)
+        samples = []
+        for step in range(calls):
+            ingest.LogMetrics(ingest_pb2.LogMetricsRequest(run_id=run.id, series=[ingest_pb2.MetricSeries(
+                key="live", steps=[step], values=[float(step)])]), timeout=10)
+            acknowledged = time.perf_counter()
+            got, at = arrived.get(timeout=10)
+            assert got == step, (got, step)
+            samples.append(at - acknowledged)
+        stream.cancel()
+    run.end()
+    return Timing(samples)
+
+
 # -- MLflow ------------------------------------------------------------------------------------
 
 def mlflow_helper(*args: str) -> dict[str, Any]:
@@ -316,6 +353,9 @@ def main() -> None:
 
         with console.status("trackd: GetMetricHistory, ExportMetric, SearchRuns…"):
             td = measure_trackd(f"127.0.0.1:{stack.service_port('query')}", run_id, args)
+        with console.status("trackd: WatchRun delivery after the ingest acknowledgement…"):
+            td["watch"] = watch_latency(f"127.0.0.1:{stack.service_port('ingest')}",
+                                        f"127.0.0.1:{stack.service_port('query')}", args.history_calls).to_json()
         with console.status("MLflow: get_metric_history, sampled history, search_runs…"):
             ml = mlflow_helper("measure", "--uri", uri, "--run-id", setup["series_run_id"],
                                "--experiment-id", str(setup["search_experiment_id"]),
@@ -374,6 +414,9 @@ def print_table(r: dict[str, Any]) -> None:
     table.add_row(f"search {r['runs']:,} runs, first page of {PAGE}\n[dim]{r['filter']}\norder by {r['order_by']}[/]",
                   cell(t["td_search"], "SearchRuns", f"{len(td['search']['run_ids'])} runs"),
                   cell(t["ml_search"], "search_runs", f"{len(ml['search']['run_ids'])} runs"), "≤ 200 ms")
+    if "td_watch" in t:
+        table.add_row("a committed point reaches a WatchRun stream\n[dim]after the LogMetrics acknowledgement[/]",
+                      cell(t["td_watch"], "Redis pub/sub → WatchRun"), "[dim]no live tail[/]", "≤ 1 s")
     same = "yes" if r["same_first_page"] else "[red]NO[/]"
     table.add_row("both return the same first page (ids, in order)", same, same, "")
     console.print(table)
