@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class HpoServiceStub:
-    """HpoService runs studies: it samples trials, hands them to workers under leases and prunes.
+    """HpoService runs studies: it samples trials with Optuna's samplers (ask-and-tell over the
+    trials trackd keeps), hands them to workers under leases and prunes them with Optuna's pruners.
     """
 
     def __init__(self, channel):
@@ -45,20 +46,66 @@ class HpoServiceStub:
                 request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.GetStudyRequest.SerializeToString,
                 response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.GetStudyResponse.FromString,
                 _registered_method=True)
+        self.ListStudies = channel.unary_unary(
+                '/trackd.hpo.v1.HpoService/ListStudies',
+                request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.ListStudiesRequest.SerializeToString,
+                response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.ListStudiesResponse.FromString,
+                _registered_method=True)
+        self.StartStudy = channel.unary_unary(
+                '/trackd.hpo.v1.HpoService/StartStudy',
+                request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.StartStudyRequest.SerializeToString,
+                response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.StartStudyResponse.FromString,
+                _registered_method=True)
+        self.PauseStudy = channel.unary_unary(
+                '/trackd.hpo.v1.HpoService/PauseStudy',
+                request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.PauseStudyRequest.SerializeToString,
+                response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.PauseStudyResponse.FromString,
+                _registered_method=True)
+        self.StopStudy = channel.unary_unary(
+                '/trackd.hpo.v1.HpoService/StopStudy',
+                request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.StopStudyRequest.SerializeToString,
+                response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.StopStudyResponse.FromString,
+                _registered_method=True)
+        self.ListTrials = channel.unary_unary(
+                '/trackd.hpo.v1.HpoService/ListTrials',
+                request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.ListTrialsRequest.SerializeToString,
+                response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.ListTrialsResponse.FromString,
+                _registered_method=True)
+        self.GetBestTrials = channel.unary_unary(
+                '/trackd.hpo.v1.HpoService/GetBestTrials',
+                request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.GetBestTrialsRequest.SerializeToString,
+                response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.GetBestTrialsResponse.FromString,
+                _registered_method=True)
         self.AcquireTrial = channel.unary_unary(
                 '/trackd.hpo.v1.HpoService/AcquireTrial',
                 request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.AcquireTrialRequest.SerializeToString,
                 response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.AcquireTrialResponse.FromString,
+                _registered_method=True)
+        self.HeartbeatTrial = channel.unary_unary(
+                '/trackd.hpo.v1.HpoService/HeartbeatTrial',
+                request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.HeartbeatTrialRequest.SerializeToString,
+                response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.HeartbeatTrialResponse.FromString,
+                _registered_method=True)
+        self.ReportIntermediate = channel.unary_unary(
+                '/trackd.hpo.v1.HpoService/ReportIntermediate',
+                request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.ReportIntermediateRequest.SerializeToString,
+                response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.ReportIntermediateResponse.FromString,
                 _registered_method=True)
         self.CompleteTrial = channel.unary_unary(
                 '/trackd.hpo.v1.HpoService/CompleteTrial',
                 request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.CompleteTrialRequest.SerializeToString,
                 response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.CompleteTrialResponse.FromString,
                 _registered_method=True)
+        self.FailTrial = channel.unary_unary(
+                '/trackd.hpo.v1.HpoService/FailTrial',
+                request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.FailTrialRequest.SerializeToString,
+                response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.FailTrialResponse.FromString,
+                _registered_method=True)
 
 
 class HpoServiceServicer:
-    """HpoService runs studies: it samples trials, hands them to workers under leases and prunes.
+    """HpoService runs studies: it samples trials with Optuna's samplers (ask-and-tell over the
+    trials trackd keeps), hands them to workers under leases and prunes them with Optuna's pruners.
     """
 
     def CreateStudy(self, request, context):
@@ -73,13 +120,71 @@ class HpoServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def AcquireTrial(self, request, context):
+    def ListStudies(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartStudy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseStudy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopStudy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrials(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBestTrials(self, request, context):
+        """The best trial, or the Pareto front when the study has several objectives.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcquireTrial(self, request, context):
+        """The next trial to evaluate, with its params and a lease the worker must keep alive.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HeartbeatTrial(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportIntermediate(self, request, context):
+        """An intermediate value; the answer says whether to stop (pruned).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CompleteTrial(self, request, context):
+        """Idempotent: completing a completed trial again with the same values is a no-op.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FailTrial(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,15 +203,60 @@ def add_HpoServiceServicer_to_server(servicer, server):
                     request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.GetStudyRequest.FromString,
                     response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.GetStudyResponse.SerializeToString,
             ),
+            'ListStudies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStudies,
+                    request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.ListStudiesRequest.FromString,
+                    response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.ListStudiesResponse.SerializeToString,
+            ),
+            'StartStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartStudy,
+                    request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.StartStudyRequest.FromString,
+                    response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.StartStudyResponse.SerializeToString,
+            ),
+            'PauseStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseStudy,
+                    request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.PauseStudyRequest.FromString,
+                    response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.PauseStudyResponse.SerializeToString,
+            ),
+            'StopStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopStudy,
+                    request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.StopStudyRequest.FromString,
+                    response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.StopStudyResponse.SerializeToString,
+            ),
+            'ListTrials': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrials,
+                    request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.ListTrialsRequest.FromString,
+                    response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.ListTrialsResponse.SerializeToString,
+            ),
+            'GetBestTrials': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBestTrials,
+                    request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.GetBestTrialsRequest.FromString,
+                    response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.GetBestTrialsResponse.SerializeToString,
+            ),
             'AcquireTrial': grpc.unary_unary_rpc_method_handler(
                     servicer.AcquireTrial,
                     request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.AcquireTrialRequest.FromString,
                     response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.AcquireTrialResponse.SerializeToString,
             ),
+            'HeartbeatTrial': grpc.unary_unary_rpc_method_handler(
+                    servicer.HeartbeatTrial,
+                    request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.HeartbeatTrialRequest.FromString,
+                    response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.HeartbeatTrialResponse.SerializeToString,
+            ),
+            'ReportIntermediate': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportIntermediate,
+                    request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.ReportIntermediateRequest.FromString,
+                    response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.ReportIntermediateResponse.SerializeToString,
+            ),
             'CompleteTrial': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteTrial,
                     request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.CompleteTrialRequest.FromString,
                     response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.CompleteTrialResponse.SerializeToString,
+            ),
+            'FailTrial': grpc.unary_unary_rpc_method_handler(
+                    servicer.FailTrial,
+                    request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.FailTrialRequest.FromString,
+                    response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.FailTrialResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -117,7 +267,8 @@ def add_HpoServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class HpoService:
-    """HpoService runs studies: it samples trials, hands them to workers under leases and prunes.
+    """HpoService runs studies: it samples trials with Optuna's samplers (ask-and-tell over the
+    trials trackd keeps), hands them to workers under leases and prunes them with Optuna's pruners.
     """
 
     @staticmethod
@@ -175,6 +326,168 @@ class HpoService:
             _registered_method=True)
 
     @staticmethod
+    def ListStudies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.hpo.v1.HpoService/ListStudies',
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.ListStudiesRequest.SerializeToString,
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.ListStudiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.hpo.v1.HpoService/StartStudy',
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.StartStudyRequest.SerializeToString,
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.StartStudyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.hpo.v1.HpoService/PauseStudy',
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.PauseStudyRequest.SerializeToString,
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.PauseStudyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.hpo.v1.HpoService/StopStudy',
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.StopStudyRequest.SerializeToString,
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.StopStudyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.hpo.v1.HpoService/ListTrials',
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.ListTrialsRequest.SerializeToString,
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.ListTrialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBestTrials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.hpo.v1.HpoService/GetBestTrials',
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.GetBestTrialsRequest.SerializeToString,
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.GetBestTrialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def AcquireTrial(request,
             target,
             options=(),
@@ -202,6 +515,60 @@ class HpoService:
             _registered_method=True)
 
     @staticmethod
+    def HeartbeatTrial(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.hpo.v1.HpoService/HeartbeatTrial',
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.HeartbeatTrialRequest.SerializeToString,
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.HeartbeatTrialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportIntermediate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.hpo.v1.HpoService/ReportIntermediate',
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.ReportIntermediateRequest.SerializeToString,
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.ReportIntermediateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CompleteTrial(request,
             target,
             options=(),
@@ -218,6 +585,33 @@ class HpoService:
             '/trackd.hpo.v1.HpoService/CompleteTrial',
             trackd_dot_hpo_dot_v1_dot_hpo__pb2.CompleteTrialRequest.SerializeToString,
             trackd_dot_hpo_dot_v1_dot_hpo__pb2.CompleteTrialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FailTrial(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.hpo.v1.HpoService/FailTrial',
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.FailTrialRequest.SerializeToString,
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.FailTrialResponse.FromString,
             options,
             channel_credentials,
             insecure,
