@@ -1,0 +1,122 @@
+"""One study's Optuna side: an in-memory Optuna study mirroring the trials trackd keeps in
+PostgreSQL, driven by ask-and-tell. It is rebuilt from PostgreSQL whenever the controller
+starts (or loses track), so it never holds anything that is not also stored. Not thread-safe:
+the controller serializes calls per study."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState as OptunaState
+from trackd_services.hpo import algorithms
+from trackd_services.hpo.space import Space
+
+# trackd.hpo.v1.TrialState numbers
+WAITING, RUNNING, COMPLETE, PRUNED, FAIL = 1, 2, 3, 4, 5
+_TO_OPTUNA = {WAITING: OptunaState.WAITING, RUNNING: OptunaState.RUNNING, COMPLETE: OptunaState.COMPLETE,
+              PRUNED: OptunaState.PRUNED, FAIL: OptunaState.FAIL}
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    directions: tuple[str, ...]  # "minimize" / "maximize", one per objective
+    space: Space
+    sampler: str
+    sampler_options: Mapping[str, Any]
+    pruner: str
+    pruner_options: Mapping[str, Any]
+    seed: int | None
+
+
+@dataclass(frozen=True)
+class StoredTrial:
+    """A trial as PostgreSQL holds it."""
+
+    number: int
+    state: int
+    params: Mapping[str, Any]
+    values: Sequence[float] | None
+    intermediates: Mapping[int, float] = field(default_factory=dict)
+
+
+class Engine:
+    """Optuna's public ask-and-tell API only: finished trials are added as history, open ones
+    (waiting or running) are re-asked with their stored params and re-reported, so pruners see
+    what they saw before a restart."""
+
+    def __init__(self, spec: StudySpec, trials: Sequence[StoredTrial]) -> None:
+        self.spec = spec
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._study = optuna.create_study(
+            directions=list(spec.directions),
+            sampler=algorithms.make_sampler(spec.sampler, spec.sampler_options, seed=spec.seed, space=spec.space),
+            pruner=algorithms.make_pruner(spec.pruner, spec.pruner_options),
+        )
+        self._open: dict[int, optuna.Trial] = {}  # trackd number → the Optuna trial being evaluated
+        self._numbers: dict[int, int] = {}  # Optuna number → trackd number
+        distributions = spec.space.distributions()
+        for t in sorted(trials, key=lambda t: t.number):
+            if t.state in (WAITING, RUNNING):
+                self._study.enqueue_trial(dict(t.params))
+                self._register(t.number, self._study.ask())
+                for step, value in sorted(t.intermediates.items()):
+                    self._open[t.number].report(value, step)
+                continue
+            self._study.add_trial(optuna.trial.create_trial(
+                state=_TO_OPTUNA[t.state], params=dict(t.params),
+                distributions={k: distributions[k] for k in t.params},
+                values=list(t.values) if t.state == COMPLETE and t.values else None,
+                intermediate_values=dict(t.intermediates)))
+            self._numbers[self._study.trials[-1].number] = t.number
+
+    def _register(self, number: int, trial: optuna.Trial) -> dict[str, Any]:
+        params = self.spec.space.suggest(trial)  # an enqueued trial gets its stored params back
+        self._open[number] = trial
+        self._numbers[trial.number] = number
+        return params
+
+    def ask(self, number: int) -> dict[str, Any]:
+        """Params for the new trial `number`, sampled from the study's history."""
+        return self._register(number, self._study.ask())
+
+    def report(self, number: int, step: int, value: float) -> bool:
+        """Record an intermediate value; True when the pruner says stop."""
+        trial = self._open[number]
+        trial.report(value, step)
+        return bool(trial.should_prune())
+
+    def tell(self, number: int, state: int, values: Sequence[float] | None = None) -> None:
+        """End an open trial (COMPLETE with values, PRUNED or FAIL); ending it again is a no-op."""
+        trial = self._open.pop(number, None)
+        if trial is None:
+            return
+        if state == COMPLETE:
+            self._study.tell(trial, list(values or []))
+        else:
+            self._study.tell(trial, state=OptunaState.PRUNED if state == PRUNED else OptunaState.FAIL)
+
+    def best(self) -> list[int]:
+        """Numbers of the best trial, or of the Pareto front with several objectives."""
+        if not any(t.state == OptunaState.COMPLETE for t in self._study.trials):
+            return []
+        return sorted(self._numbers[t.number] for t in self._study.best_trials)
+
+    def importance(self) -> dict[str, float]:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(self._study).items()}
+
+
+def direction_name(number: int) -> str:
+    return "minimize" if number == 1 else "maximize"
+
+
+def finite(values: Sequence[float]) -> bool:
+    return all(math.isfinite(v) for v in values)
+
+
+def dumps(params: Mapping[str, Any]) -> str:
+    return json.dumps(dict(params), sort_keys=True)
