@@ -416,7 +416,8 @@ def print_table(r: dict[str, Any]) -> None:
                   cell(t["ml_search"], "search_runs", f"{len(ml['search']['run_ids'])} runs"), "≤ 200 ms")
     if "td_watch" in t:
         table.add_row("a committed point reaches a WatchRun stream\n[dim]after the LogMetrics acknowledgement[/]",
-                      cell(t["td_watch"], "Redis pub/sub → WatchRun"), "[dim]no live tail[/]", "≤ 1 s")
+                      cell(t["td_watch"], "Redis pub/sub → WatchRun", "(< 0: before the ack itself)"),
+                      "[dim]no live tail[/]", "≤ 1 s")
     same = "yes" if r["same_first_page"] else "[red]NO[/]"
     table.add_row("both return the same first page (ids, in order)", same, same, "")
     console.print(table)
