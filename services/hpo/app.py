@@ -1,13 +1,23 @@
-"""Wiring of the hpo service. Its API lands with its own issue; until then the process connects
-to its stores, applies migrations and reports health, so the suite's shape is complete."""
+"""Wiring of the hpo service: config → pool → stores → controller → servicer → serve."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
+from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
 from trackd_platform.config import StoresConfig
 from trackd_platform.db import create_pool, migrate
 from trackd_platform.server import GrpcServer, configure_logging
+from trackd_services.hpo.api import HpoServicer
+from trackd_services.hpo.controller import Controller
+from trackd_services.hpo.store import StudyStore
+from trackd_services.run.store import RunStore
+
+LEASE_S = 30.0  # a worker heartbeats every third of it
+REAP_INTERVAL_S = 2.0
+
+log = logging.getLogger(__name__)
 
 
 async def serve(config: StoresConfig) -> None:
@@ -15,6 +25,23 @@ async def serve(config: StoresConfig) -> None:
     pool = await create_pool(config.postgres)
     server.add_closer(pool.close)
     await migrate(pool)
+    store = StudyStore(pool)
+    controller = Controller(store, RunStore(pool), lease_s=LEASE_S)
+    server.add_servicer(
+        hpo_pb2_grpc.add_HpoServiceServicer_to_server,
+        HpoServicer(controller, store),
+        hpo_pb2.DESCRIPTOR.services_by_name["HpoService"].full_name,
+    )
+
+    async def reap() -> None:
+        while True:
+            try:
+                await controller.reap_all()
+            except Exception:
+                log.exception("reaping leases failed; retrying")
+            await asyncio.sleep(REAP_INTERVAL_S)
+
+    server.add_background(reap)
     await server.run_until_signal()
 
 

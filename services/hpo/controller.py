@@ -1,0 +1,293 @@
+"""The HPO controller: studies' lifecycles, handing out trials under leases, pruning and
+results. PostgreSQL is the record; each study's Optuna engine is an in-memory mirror rebuilt from
+it on first use after a (re)start, so a SIGKILL loses nothing. Calls for one study are serialized
+by an asyncio lock here and by the study's row lock in PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from trackd_platform.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from trackd_services.hpo import algorithms
+from trackd_services.hpo.engine import COMPLETE, FAIL, PRUNED, RUNNING, Engine, StudySpec
+from trackd_services.hpo.space import parse
+from trackd_services.hpo.store import (
+    CREATED,
+    ENDED,
+    FINISHED,
+    PAUSED,
+    STOPPED,
+    STUDY_RUNNING,
+    StudyRow,
+    StudyStore,
+    TrialRow,
+)
+from trackd_services.run.domain import NewRun, RunStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Acquired:
+    trial: TrialRow | None
+    study: StudyRow
+
+
+def spec_of(study: StudyRow) -> StudySpec:
+    return StudySpec(
+        directions=tuple("minimize" if o["direction"] == 1 else "maximize" for o in study.objectives),
+        space=parse(study.search_space), sampler=study.sampler, sampler_options=study.sampler_options,
+        pruner=study.pruner, pruner_options=study.pruner_options, seed=study.seed)
+
+
+class Controller:
+    def __init__(self, store: StudyStore, runs: Any, *, lease_s: float) -> None:
+        self._store = store
+        self._runs = runs  # trackd_services.run.store.RunStore: trials are runs
+        self.lease_s = lease_s
+        self._engines: dict[uuid.UUID, Engine] = {}
+        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+
+    def _lock(self, study_id: uuid.UUID) -> asyncio.Lock:
+        return self._locks.setdefault(study_id, asyncio.Lock())
+
+    async def _engine(self, study: StudyRow) -> Engine:
+        if study.id not in self._engines:
+            history = await self._store.history(study.id)
+            self._engines[study.id] = await asyncio.to_thread(Engine, spec_of(study), history)
+        return self._engines[study.id]
+
+    def _forget(self, study_id: uuid.UUID) -> None:
+        """Drop the mirror after a failure between PostgreSQL and Optuna: rebuilt on next use."""
+        self._engines.pop(study_id, None)
+
+    # -- studies --------------------------------------------------------------------------
+
+    async def create(self, fields: dict[str, Any], *, experiment: str, project: str, paused: bool) -> StudyRow:
+        space = parse(fields["search_space"])
+        algorithms.check(fields["sampler"], fields["pruner"], len(fields["objectives"]), space)
+        spec = StudySpec(tuple("minimize" if o["direction"] == 1 else "maximize" for o in fields["objectives"]),
+                         space, fields["sampler"], fields["sampler_options"], fields["pruner"],
+                         fields["pruner_options"], fields["seed"])
+        Engine(spec, [])  # options Optuna refuses fail here, before anything is stored
+        run = await self._runs.start_run(NewRun(
+            experiment_id=None, project_name=project, experiment_name=experiment, name=f"study {fields['name']}",
+            params={}, tags={"trackd.hpo.study": fields["name"]}, source={}, environment={}, parent_run_id=None,
+            user="", notes=""))
+        try:
+            study_id = await self._store.create({**fields, "experiment_id": run.experiment_id, "run_id": run.id,
+                                                 "state": PAUSED if paused else STUDY_RUNNING})
+        except Exception:
+            await self._runs.end_run(run.id, RunStatus.KILLED)
+            raise
+        if not paused:
+            async with self._store.pool.acquire() as conn:
+                await self._store.set_state(conn, study_id, STUDY_RUNNING)
+        return await self._store.get(study_id=study_id)
+
+    async def transition(self, study_id: uuid.UUID, target: int) -> StudyRow:
+        async with self._lock(study_id), self._store.pool.acquire() as conn, conn.transaction():
+            study = await self._store.get(conn, study_id=study_id, lock=True)
+            if study.state in (STOPPED, FINISHED):
+                raise FailedPrecondition(f"study {study.name!r} has ended; create a new one to search again")
+            if target == PAUSED and study.state not in (STUDY_RUNNING, CREATED):
+                raise FailedPrecondition(f"study {study.name!r} is not running")
+            await self._store.set_state(conn, study_id, target)
+        if target == STOPPED:
+            await self._end_study_run(study, RunStatus.KILLED)
+        return await self._store.get(study_id=study_id)
+
+    async def _end_study_run(self, study: StudyRow, status: RunStatus) -> None:
+        if study.run_id is not None:
+            try:
+                await self._runs.end_run(study.run_id, status)
+            except (FailedPrecondition, NotFound):
+                pass  # ended already
+
+    def _exhausted(self, study: StudyRow) -> bool:
+        counts = study.counts
+        failed = counts.get(FAIL, 0)
+        if study.max_failed_trials and failed >= study.max_failed_trials:
+            return True
+        if study.max_duration_s and study.started_at is not None and (
+                datetime.now(UTC) - study.started_at > timedelta(seconds=study.max_duration_s)):
+            return True
+        return bool(study.max_trials and sum(counts.values()) >= study.max_trials)
+
+    # -- trials ---------------------------------------------------------------------------
+
+    async def acquire(self, study_id: uuid.UUID, worker: str) -> Acquired:
+        """A trial to run: a retry waiting for a worker first, else a new one sampled by the
+        study's sampler, as long as fewer than `parallelism` run and the limits allow."""
+        if not worker:
+            raise InvalidArgument("worker names who asks (e.g. host:pid): it is needed to keep the lease")
+        async with self._lock(study_id):
+            try:
+                return await self._acquire(study_id, worker)
+            except BaseException:
+                self._forget(study_id)
+                raise
+
+    async def _acquire(self, study_id: uuid.UUID, worker: str) -> Acquired:
+        new_run: TrialRow | None = None
+        async with self._store.pool.acquire() as conn, conn.transaction():
+            study = await self._store.get(conn, study_id=study_id, lock=True)
+            if study.state == STOPPED:
+                raise FailedPrecondition(f"study {study.name!r} was stopped: no more trials")
+            if study.state == FINISHED:  # workers see the state and leave
+                return Acquired(None, study)
+            engine = await self._engine(study)
+            await self._reap(conn, study, engine)
+            study = await self._store.get(conn, study_id=study_id)
+            if study.state != STUDY_RUNNING or study.counts.get(RUNNING, 0) >= study.parallelism:
+                return Acquired(None, study)
+            trial = await self._store.next_waiting(conn, study_id)
+            if trial is None:
+                if self._exhausted(study):
+                    return Acquired(None, study)
+                number = await self._store.next_number(conn, study_id)
+                params = await asyncio.to_thread(engine.ask, number)
+                trial_id = await self._store.insert_trial(conn, study_id, number, params)
+                trial = await self._store.trial(conn, trial_id)
+            await self._store.lease(conn, trial.id, worker, self.lease_s, None)
+            new_run = await self._store.trial(conn, trial.id)
+        run = await self._runs.start_run(NewRun(
+            experiment_id=study.experiment_id, project_name="", experiment_name="",
+            name=f"{study.name} #{new_run.number}" + (f" (attempt {new_run.attempt})" if new_run.attempt > 1 else ""),
+            params={k: str(v) for k, v in new_run.params.items()},
+            tags={"trackd.hpo.study": study.name, "trackd.hpo.trial": str(new_run.number)},
+            source={}, environment={}, parent_run_id=study.run_id, user="", notes=""))
+        await self._store.set_trial_run(new_run.id, run.id)
+        return Acquired(await self._store.trial(self._store.pool, new_run.id), await self._store.get(study_id=study_id))
+
+    async def _reap(self, conn: Any, study: StudyRow, engine: Engine) -> None:
+        """Expired leases: retried while attempts remain, else failed (counted once)."""
+        for trial in await self._store.expired(conn, study.id):
+            await self._end_run(trial, RunStatus.FAILED)
+            if trial.attempt <= study.retries_per_trial:
+                log.info("trial %d of %s lost its lease: retrying", trial.number, study.name)
+                await self._store.requeue(conn, trial.id)
+            else:
+                log.info("trial %d of %s lost its lease and has no retry left: failed", trial.number, study.name)
+                await self._store.end_trial(conn, trial.id, FAIL, None)
+                engine.tell(trial.number, FAIL)
+
+    async def reap_all(self) -> None:
+        """Background duty: expire leases, finish exhausted studies, keep study and trial runs alive."""
+        for study_id, run_id in await self._store.active_studies():
+            async with self._lock(study_id):
+                try:
+                    async with self._store.pool.acquire() as conn, conn.transaction():
+                        study = await self._store.get(conn, study_id=study_id, lock=True)
+                        await self._reap(conn, study, await self._engine(study))
+                        await self._maybe_finish(conn, study_id)
+                except BaseException:
+                    self._forget(study_id)
+                    raise
+            if run_id is not None:
+                await self._heartbeat_run(run_id)
+        for run_id in await self._store.running_trial_runs():
+            await self._heartbeat_run(run_id)
+
+    async def _heartbeat_run(self, run_id: uuid.UUID) -> None:
+        try:
+            await self._runs.heartbeat(run_id)
+        except (FailedPrecondition, NotFound):
+            pass
+
+    async def _maybe_finish(self, conn: Any, study_id: uuid.UUID) -> None:
+        study = await self._store.get(conn, study_id=study_id)
+        open_trials = study.counts.get(RUNNING, 0) + study.counts.get(1, 0)
+        if study.state == STUDY_RUNNING and self._exhausted(study) and open_trials == 0:
+            await self._store.set_state(conn, study_id, FINISHED)
+            await self._end_study_run(study, RunStatus.FINISHED)
+
+    async def _owned(self, conn: Any, trial_id: uuid.UUID, worker: str) -> tuple[TrialRow, StudyRow]:
+        trial = await self._store.trial(conn, trial_id)
+        study = await self._store.get(conn, study_id=trial.study_id, lock=True)
+        trial = await self._store.trial(conn, trial_id)
+        if trial.state == RUNNING and worker and trial.worker != worker:
+            raise Aborted(f"trial {trial.number} is leased by {trial.worker!r}, not {worker!r}")
+        return trial, study
+
+    async def heartbeat(self, trial_id: uuid.UUID, worker: str) -> tuple[datetime | None, bool]:
+        study_id = await self._store.study_of(trial_id)
+        async with self._lock(study_id), self._store.pool.acquire() as conn, conn.transaction():
+            trial, study = await self._owned(conn, trial_id, worker)
+            if trial.state != RUNNING or study.state in (STOPPED, FINISHED):
+                return None, True
+            expires = await self._store.extend(conn, trial_id, self.lease_s)
+        if trial.run_id is not None:
+            await self._heartbeat_run(trial.run_id)
+        return expires, False
+
+    async def report(self, trial_id: uuid.UUID, worker: str, step: int, value: float) -> bool:
+        if not math.isfinite(value):
+            raise InvalidArgument("an intermediate value must be a finite number")
+        study_id = await self._store.study_of(trial_id)
+        async with self._lock(study_id):
+            try:
+                async with self._store.pool.acquire() as conn, conn.transaction():
+                    trial, study = await self._owned(conn, trial_id, worker)
+                    if trial.state != RUNNING:
+                        raise FailedPrecondition(f"trial {trial.number} is not running: nothing to report")
+                    if len(study.objectives) > 1:
+                        raise FailedPrecondition("intermediate values need a single-objective study")
+                    engine = await self._engine(study)
+                    if not await self._store.add_intermediate(conn, trial_id, step, value):
+                        return False
+                    return await asyncio.to_thread(engine.report, trial.number, step, value)
+            except BaseException:
+                self._forget(study_id)
+                raise
+
+    async def finish(self, trial_id: uuid.UUID, worker: str, state: int, values: Sequence[float]) -> TrialRow:
+        """COMPLETE (with one value per objective), PRUNED or FAIL. Finishing a trial again in the
+        same way is a no-op (idempotent); differently, FAILED_PRECONDITION."""
+        study_id = await self._store.study_of(trial_id)
+        async with self._lock(study_id):
+            try:
+                trial = await self._finish(trial_id, worker, state, list(values))
+            except BaseException:
+                self._forget(study_id)
+                raise
+        return trial
+
+    async def _finish(self, trial_id: uuid.UUID, worker: str, state: int, values: list[float]) -> TrialRow:
+        async with self._store.pool.acquire() as conn, conn.transaction():
+            trial, study = await self._owned(conn, trial_id, worker)
+            if state == COMPLETE and (len(values) != len(study.objectives) or not all(map(math.isfinite, values))):
+                raise InvalidArgument(f"give {len(study.objectives)} finite value(s), one per objective")
+            if trial.state in ENDED:
+                if trial.state == state and (state != COMPLETE or trial.values == values):
+                    return trial
+                raise FailedPrecondition(f"trial {trial.number} has ended already")
+            if state == PRUNED:
+                last = await self._store.last_intermediate(conn, trial_id)
+                values = [last] if last is not None else []
+            engine = await self._engine(study)
+            await self._store.end_trial(conn, trial_id, state, values or None)
+            engine.tell(trial.number, state, values)
+            await self._maybe_finish(conn, study.id)
+        await self._end_run(trial, RunStatus.FINISHED if state in (COMPLETE, PRUNED) else RunStatus.FAILED)
+        return await self._store.trial(self._store.pool, trial_id)
+
+    async def _end_run(self, trial: TrialRow, status: RunStatus) -> None:
+        if trial.run_id is not None:
+            try:
+                await self._runs.end_run(trial.run_id, status)
+            except (FailedPrecondition, NotFound):
+                pass
+
+    async def best(self, study_id: uuid.UUID) -> list[TrialRow]:
+        study = await self._store.get(study_id=study_id)
+        async with self._lock(study_id):
+            numbers = (await self._engine(study)).best()
+        return await self._store.trials_by_number(study_id, numbers)

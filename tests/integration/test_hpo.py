@@ -1,0 +1,147 @@
+"""The HPO service on the real stack: a study driven through AcquireTrial / CompleteTrial,
+pruning through ReportIntermediate, conditional params, idempotent completion, trials as runs,
+and bad input with its status."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+import trackd
+from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
+from trackd_platform.stack import EmbeddedStack
+
+pytestmark = pytest.mark.integration
+
+SPACE = {"x": {"type": "float", "low": -5, "high": 5}, "opt": {"type": "categorical", "choices": ["adam", "sgd"]},
+         "momentum": {"type": "float", "low": 0, "high": 0.99, "when": {"opt": "sgd"}}}
+
+
+@pytest.fixture
+def hpo(stack: EmbeddedStack) -> Iterator[hpo_pb2_grpc.HpoServiceStub]:
+    with grpc.insecure_channel(stack.client_env()["TRACKD_HPO_TARGET"]) as channel:
+        yield hpo_pb2_grpc.HpoServiceStub(channel)
+
+
+def create(hpo: hpo_pb2_grpc.HpoServiceStub, name: str, **fields: object) -> hpo_pb2.Study:
+    request = hpo_pb2.CreateStudyRequest(
+        name=name, experiment=name, search_space_json=json.dumps(fields.pop("space", SPACE)),
+        objectives=[hpo_pb2.Objective(metric="loss", direction=hpo_pb2.DIRECTION_MINIMIZE)], **fields)
+    return hpo.CreateStudy(request, timeout=30).study
+
+
+def test_a_study_runs_to_its_trial_limit_with_conditional_params(
+        hpo: hpo_pb2_grpc.HpoServiceStub, unique: Callable[[str], str]) -> None:
+    study = create(hpo, unique("study"), sampler="tpe", max_trials=12, parallelism=3, seed=7)
+    assert study.state == hpo_pb2.STUDY_STATE_RUNNING and study.run_id
+    held = [hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study.id, worker=f"w{i}")).trial for i in range(3)]
+    assert [t.number for t in held] == [0, 1, 2]
+    full = hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study.id, worker="w9"))
+    assert not full.HasField("trial") and full.study.trials_running == 3  # parallelism reached
+    done = 0
+    while True:
+        for trial in held:
+            params = json.loads(trial.params_json)
+            assert ("momentum" in params) == (params["opt"] == "sgd")
+            value = (params["x"] - 2) ** 2
+            finished = hpo.CompleteTrial(hpo_pb2.CompleteTrialRequest(trial_id=trial.id, worker=trial.worker,
+                                                                      values=[value])).trial
+            assert finished.state == hpo_pb2.TRIAL_STATE_COMPLETE
+            again = hpo.CompleteTrial(hpo_pb2.CompleteTrialRequest(trial_id=trial.id, worker=trial.worker,
+                                                                   values=[value])).trial
+            assert again == finished  # idempotent
+            done += 1
+        replies = [hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study.id, worker=f"w{i}")) for i in range(3)]
+        held = [r.trial for r in replies if r.HasField("trial")]
+        if not held:
+            break
+    assert done == 12
+    final = hpo.GetStudy(hpo_pb2.GetStudyRequest(study_id=study.id)).study
+    assert final.state == hpo_pb2.STUDY_STATE_FINISHED and final.trials_complete == 12
+    trials = hpo.ListTrials(hpo_pb2.ListTrialsRequest(study_id=study.id)).trials
+    assert [t.number for t in trials] == list(range(12))
+    [best] = hpo.GetBestTrials(hpo_pb2.GetBestTrialsRequest(study_id=study.id)).trials
+    assert best.values[0] == min(t.values[0] for t in trials)
+    run = trackd.get_run(best.run_id)  # every trial is a run, child of the study's run
+    assert run.parent_run_id == study.run_id and run.status == "FINISHED"
+    assert float(run.params["x"]) == json.loads(best.params_json)["x"]
+    late = hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study.id, worker="late"))
+    assert not late.HasField("trial") and late.study.state == hpo_pb2.STUDY_STATE_FINISHED
+
+
+def test_reports_prune_a_bad_trial(hpo: hpo_pb2_grpc.HpoServiceStub, unique: Callable[[str], str]) -> None:
+    study = create(hpo, unique("prune"), sampler="random", pruner="median", parallelism=1,
+                   pruner_options_json=json.dumps({"n_startup_trials": 2, "n_warmup_steps": 0}))
+    for _ in range(3):
+        trial = hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study.id, worker="w")).trial
+        for step in range(4):
+            reply = hpo.ReportIntermediate(hpo_pb2.ReportIntermediateRequest(
+                trial_id=trial.id, worker="w", step=step, value=1.0 / (step + 1)))
+            assert not reply.should_prune
+        hpo.CompleteTrial(hpo_pb2.CompleteTrialRequest(trial_id=trial.id, worker="w", values=[0.25]))
+    bad = hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study.id, worker="w")).trial
+    assert hpo.ReportIntermediate(hpo_pb2.ReportIntermediateRequest(
+        trial_id=bad.id, worker="w", step=0, value=50.0)).should_prune
+    pruned = hpo.CompleteTrial(hpo_pb2.CompleteTrialRequest(trial_id=bad.id, worker="w", pruned=True)).trial
+    assert pruned.state == hpo_pb2.TRIAL_STATE_PRUNED and list(pruned.values) == [50.0]
+
+
+@pytest.mark.parametrize(("fields", "code"), [
+    ({"space": {"x": {"type": "float", "low": 2, "high": 1}}}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"space": {"x": {"type": "float", "low": 0, "high": 1, "log": True}}}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"space": {"x": {"type": "categorical", "choices": []}}}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"space": {"x": {"type": "float", "low": 0, "high": 1, "when": {"y": 1}}}}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"space": {"x": {"type": "float", "low": 0, "high": 1, "step": 0.3}}}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"sampler": "bayes"}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"pruner": "early"}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"parallelism": -1}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"sampler_options_json": "{not json"}, grpc.StatusCode.INVALID_ARGUMENT),
+    ({"sampler_options_json": json.dumps({"bogus": 1})}, grpc.StatusCode.INVALID_ARGUMENT),
+])
+def test_bad_studies_are_refused(hpo: hpo_pb2_grpc.HpoServiceStub, unique: Callable[[str], str],
+                                 fields: dict[str, object], code: grpc.StatusCode) -> None:
+    name = unique("bad")
+    with pytest.raises(grpc.RpcError) as caught:
+        create(hpo, name, **fields)
+    assert caught.value.code() == code, caught.value.details()
+    with pytest.raises(grpc.RpcError) as missing:
+        hpo.GetStudy(hpo_pb2.GetStudyRequest(name=name))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND  # nothing was stored
+
+
+def test_bad_trial_calls_are_refused(hpo: hpo_pb2_grpc.HpoServiceStub, unique: Callable[[str], str]) -> None:
+    name = unique("calls")
+    study = create(hpo, name, parallelism=2)
+    with pytest.raises(grpc.RpcError) as duplicate:
+        create(hpo, name)
+    assert duplicate.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    several = hpo_pb2.CreateStudyRequest(
+        name=unique("multi"), search_space_json=json.dumps(SPACE), pruner="median",
+        objectives=[hpo_pb2.Objective(metric="a", direction=1), hpo_pb2.Objective(metric="b", direction=2)])
+    with pytest.raises(grpc.RpcError) as multi:
+        hpo.CreateStudy(several)
+    assert multi.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    trial = hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study.id, worker="owner")).trial
+    cases = [
+        (lambda: hpo.ReportIntermediate(hpo_pb2.ReportIntermediateRequest(trial_id="0" * 32, worker="w", step=0,
+                                                                          value=1.0)), grpc.StatusCode.NOT_FOUND),
+        (lambda: hpo.HeartbeatTrial(hpo_pb2.HeartbeatTrialRequest(trial_id=trial.id, worker="thief")),
+         grpc.StatusCode.ABORTED),
+        (lambda: hpo.CompleteTrial(hpo_pb2.CompleteTrialRequest(trial_id=trial.id, worker="owner", values=[1, 2])),
+         grpc.StatusCode.INVALID_ARGUMENT),
+        (lambda: hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study.id)), grpc.StatusCode.INVALID_ARGUMENT),
+    ]
+    for call, code in cases:
+        with pytest.raises(grpc.RpcError) as caught:
+            call()
+        assert caught.value.code() == code, caught.value.details()
+    hpo.FailTrial(hpo_pb2.FailTrialRequest(trial_id=trial.id, worker="owner", reason="oom"))
+    with pytest.raises(grpc.RpcError) as ended:
+        hpo.ReportIntermediate(hpo_pb2.ReportIntermediateRequest(trial_id=trial.id, worker="owner", step=1, value=1))
+    assert ended.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    hpo.StopStudy(hpo_pb2.StopStudyRequest(study_id=study.id))
+    with pytest.raises(grpc.RpcError) as stopped:
+        hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study.id, worker="owner"))
+    assert stopped.value.code() == grpc.StatusCode.FAILED_PRECONDITION
