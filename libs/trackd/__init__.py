@@ -5,7 +5,7 @@
         run.set_tags({"stage": "baseline"})
 """
 
-from trackd import errors, events
+from trackd import errors, events, hpo
 from trackd._client import Client
 from trackd._query import (
     Comparison,
@@ -38,7 +38,7 @@ from trackd._run import (
 )
 
 __all__ = ["Client", "Comparison", "ModelVersion", "Point", "Run", "RunInfo", "aggregate_metric", "compare_runs",
-           "contour", "download_artifacts", "errors", "events", "export_metric", "get_latest_metrics",
+           "contour", "download_artifacts", "errors", "events", "export_metric", "hpo", "get_latest_metrics",
            "get_metric_histories", "get_metric_history", "get_model_version", "get_run", "iter_runs", "iter_search",
            "list_artifacts", "list_model_versions", "list_runs", "parallel_coordinates", "param_importance",
            "register_model", "runs_to_frame", "search_runs", "set_model_alias", "start_run", "summarize_experiment",

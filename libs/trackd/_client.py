@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import grpc
 from opentelemetry.instrumentation.grpc import client_interceptor, grpcext
 from trackd_api.artifact.v1 import artifact_pb2_grpc
+from trackd_api.hpo.v1 import hpo_pb2_grpc
 from trackd_api.query.v1 import query_pb2_grpc
 from trackd_api.run.v1 import run_pb2_grpc
 from trackd_platform.config import ClientSettings
@@ -52,6 +53,10 @@ class Client:
     @property
     def artifacts(self) -> artifact_pb2_grpc.ArtifactServiceStub:
         return artifact_pb2_grpc.ArtifactServiceStub(self.channel("artifact"))
+
+    @property
+    def hpo(self) -> hpo_pb2_grpc.HpoServiceStub:
+        return hpo_pb2_grpc.HpoServiceStub(self.channel("hpo"))
 
     @property
     def query(self) -> query_pb2_grpc.QueryServiceStub:

@@ -190,7 +190,3 @@ def parse_yaml(text: str) -> Space:
     except yaml.YAMLError as exc:
         raise InvalidArgument(f"the search space is not valid YAML: {exc}") from None
 
-
-def env_name(param: str) -> str:
-    """The environment variable a worker passes a param in: HP_<NAME>, upper-cased."""
-    return "HP_" + re.sub(r"[^A-Za-z0-9]", "_", param).upper()

@@ -5,7 +5,10 @@ and bad input with its status."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -145,3 +148,51 @@ def test_bad_trial_calls_are_refused(hpo: hpo_pb2_grpc.HpoServiceStub, unique: C
     with pytest.raises(grpc.RpcError) as stopped:
         hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study.id, worker="owner"))
     assert stopped.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+TRAIN = """
+import os, sys
+import trackd
+trial = trackd.hpo.current_trial()
+x = float(os.environ["HP_X"])
+assert trial.params["x"] == x
+if trial.params["opt"] == "sgd" and "HP_MOMENTUM" not in os.environ:
+    sys.exit(3)
+for step in range(3):
+    if trial.report(step, (x - 2) ** 2 + 1 / (step + 1), metric="loss"):
+        trial.prune()
+        sys.exit(0)
+if x > 4.5:
+    sys.exit(1)  # a crash without ending the trial: the worker fails it with the exit status
+trial.complete((x - 2) ** 2)
+"""
+
+
+def test_worker_processes_run_a_study_to_its_limit(stack: EmbeddedStack, tmp_path: Path,
+                                                   unique: Callable[[str], str]) -> None:
+
+    name = unique("workers")
+    study = trackd.hpo.create_study(name, metric="loss", search_space=SPACE, sampler="random", max_trials=10,
+                                    parallelism=4, seed=3)
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN)
+    trackd_cli = str(Path(sys.executable).with_name("trackd"))
+    workers = [subprocess.Popen([trackd_cli, "hpo", "worker", name, "--max-concurrent", "2", "--",
+                                 sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=180)[0].decode() for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    trials = trackd.hpo.list_trials(name)
+    assert [t.number for t in trials] == list(range(10)), outputs
+    assert all(t.state in ("COMPLETE", "FAIL", "PRUNED") for t in trials)
+    for t in trials:
+        expected = "FAIL" if t.params["x"] > 4.5 else "COMPLETE"
+        assert t.state == expected, (t, outputs)
+        if expected == "COMPLETE":
+            assert t.value == pytest.approx((t.params["x"] - 2) ** 2)
+        history = trackd.get_metric_history(t.run_id, "loss")
+        assert [p.step for p in history] == [0, 1, 2]  # intermediate values are the run's metrics
+        assert trackd.get_run(t.run_id).parent_run_id == study.run_id
+    assert trackd.hpo.get_study(name).state == "FINISHED"
+    best = trackd.hpo.best_trials(name)[0]
+    assert best.value == min(t.value for t in trials if t.state == "COMPLETE")

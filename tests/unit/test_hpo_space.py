@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import optuna
 import pytest
+from trackd.hpo import env_name
 from trackd_platform.errors import InvalidArgument
 from trackd_services.hpo import algorithms
-from trackd_services.hpo.space import env_name, parse, parse_yaml
+from trackd_services.hpo.space import parse, parse_yaml
 
 SEEDS_EXAMPLE = """
 lr:        {type: float, low: 1.0e-6, high: 1.0e-3, log: true}

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from trackd.cli import artifacts, events, models, report, search, stack, sync, tables  # noqa: F401  (search adds runs commands)
+from trackd.cli import (  # noqa: F401  (search adds runs commands)
+    artifacts,
+    events,
+    hpo,
+    models,
+    report,
+    search,
+    stack,
+    sync,
+    tables,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="trackd: experiment tracking and HPO.")
 app.command("up")(stack.up)
@@ -16,6 +26,7 @@ app.add_typer(tables.runs, name="runs")
 app.add_typer(events.app, name="events")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(models.app, name="models")
+app.add_typer(hpo.app, name="hpo")
 
 
 def main() -> None:

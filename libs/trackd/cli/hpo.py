@@ -1,0 +1,176 @@
+"""`trackd hpo …`: create studies, run workers, look at trials."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import typer
+from trackd_api.hpo.v1 import hpo_pb2
+
+from trackd import hpo as sdk
+from trackd._client import Client
+from trackd.cli.tables import _fail, _table, console
+from trackd.errors import FailedPrecondition, TrackdError
+
+app = typer.Typer(no_args_is_help=True, help="Hyperparameter optimization studies.")
+POLL_S = 1.0
+
+
+@app.command("create")
+def create(
+    name: str,
+    space: Path = typer.Option(..., "--space", help="YAML search space."),
+    experiment: str = typer.Option(None, "--experiment", "-e"),
+    project: str = typer.Option("default", "--project", "-p"),
+    direction: list[str] = typer.Option(["minimize"], "--direction", help="minimize or maximize (repeatable)."),
+    metric: list[str] = typer.Option(["value"], "--metric", help="Objective metric (repeatable)."),
+    sampler: str = typer.Option("tpe"), pruner: str = typer.Option("none"),
+    max_trials: int = typer.Option(0, "--max-trials"), parallelism: int = typer.Option(1, "--parallelism"),
+    retries: int = typer.Option(0, "--retries", help="Retries of a trial whose worker vanished."),
+) -> None:
+    """Create a RUNNING study."""
+    try:
+        study = sdk.create_study(name, experiment=experiment, project=project, directions=direction, metric=metric,
+                                 search_space=space, sampler=sampler, pruner=pruner, max_trials=max_trials,
+                                 parallelism=parallelism, retries_per_trial=retries)
+    except TrackdError as exc:
+        raise _fail(exc) from None
+    console.print(f"created study [bold]{study.name}[/] ({study.id}): run workers with "
+                  f"`trackd hpo worker {study.name} -- CMD …`")
+
+
+@app.command("list")
+def list_() -> None:
+    """Every study."""
+    client = Client()
+    try:
+        studies = client.call("hpo", client.hpo.ListStudies, hpo_pb2.ListStudiesRequest(page_size=1000)).studies
+    except TrackdError as exc:
+        raise _fail(exc) from None
+    _table("studies", ("name", "state", "sampler", "pruner", "complete", "pruned", "failed", "running"),
+           ((s.name, sdk.STUDY_STATES[s.state], s.sampler, s.pruner, str(s.trials_complete), str(s.trials_pruned),
+             str(s.trials_failed), str(s.trials_running)) for s in studies))
+
+
+@app.command("show")
+def show(study: str) -> None:
+    """A study: progress and its best trials."""
+    try:
+        info, best = sdk.get_study(study), sdk.best_trials(study)
+    except TrackdError as exc:
+        raise _fail(exc) from None
+    console.print(f"[bold]{info.name}[/] {info.state}: {info.complete} complete, {info.pruned} pruned, "
+                  f"{info.failed} failed, {info.running} running (max {info.max_trials or '∞'})")
+    _table("best trials", ("#", "values", "params", "run"),
+           ((str(t.number), ", ".join(f"{v:.6g}" for v in t.values), json.dumps(t.params), t.run_id) for t in best))
+
+
+@app.command("trials")
+def trials(study: str) -> None:
+    """Every trial of a study."""
+    try:
+        found = sdk.list_trials(study)
+    except TrackdError as exc:
+        raise _fail(exc) from None
+    _table(f"trials of {study}", ("#", "state", "values", "params", "attempt"),
+           ((str(t.number), t.state, ", ".join(f"{v:.6g}" for v in t.values), json.dumps(t.params), str(t.attempt))
+            for t in found))
+
+
+@app.command("stop")
+def stop(study: str) -> None:
+    """Stop a study: no new trials; workers stop the running ones."""
+    try:
+        info = sdk.stop_study(study)
+    except TrackdError as exc:
+        raise _fail(exc) from None
+    console.print(f"study {info.name}: {info.state}")
+
+
+def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s: int) -> str:
+    """Run one trial as a subprocess: params in HP_<NAME>, heartbeats while it runs, killed when
+    pruned or stopped; a trial the process did not end is failed with its exit status."""
+    params = json.loads(trial.params_json)
+    env = {**os.environ, **{sdk.env_name(k): str(v) for k, v in params.items()},
+           sdk.ENV_TRIAL_ID: trial.id, sdk.ENV_RUN_ID: trial.run_id, sdk.ENV_WORKER: trial.worker,
+           sdk.ENV_PARAMS: trial.params_json}
+    child = subprocess.Popen(command, env=env)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(max(1.0, lease_s / 3)):
+            try:
+                reply = client.call("hpo", client.hpo.HeartbeatTrial, hpo_pb2.HeartbeatTrialRequest(
+                    trial_id=trial.id, worker=trial.worker))
+            except TrackdError:
+                continue  # the controller may be restarting: the lease outlives a few misses
+            if reply.should_stop and child.poll() is None:
+                child.terminate()
+
+    threading.Thread(target=beat, daemon=True).start()
+    code = child.wait()
+    stop.set()
+    try:  # a trial the process ended itself refuses this: that is the normal case
+        failed = client.call("hpo", client.hpo.FailTrial, hpo_pb2.FailTrialRequest(
+            trial_id=trial.id, worker=trial.worker,
+            reason=f"the process exited with status {code} without ending the trial"))
+    except FailedPrecondition:
+        return "ended by the trial process" if code == 0 else f"ended, exit status {code}"
+    return f"FAIL (exit status {code})" if failed.trial.state == hpo_pb2.TRIAL_STATE_FAIL else "ended"
+
+
+@app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def worker(
+    ctx: typer.Context,
+    study: str,
+    n_trials: int = typer.Option(0, "--n-trials", help="Stop after this many trials (0: until the study ends)."),
+    max_concurrent: int = typer.Option(1, "--max-concurrent", help="Trials run at once by this worker."),
+) -> None:
+    """Run trials of STUDY: `trackd hpo worker STUDY -- python train.py`."""
+    command = list(ctx.args)
+    if not command:
+        raise typer.BadParameter("give the command after `--`, e.g. -- python train.py")
+    client = Client()
+    try:
+        study_id = sdk.get_study(study, client=client).id
+    except TrackdError as exc:
+        raise _fail(exc) from None
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    started = 0
+    lock = threading.Lock()
+    threads: list[threading.Thread] = []
+
+    def slot(index: int) -> None:
+        nonlocal started
+        while True:
+            with lock:
+                if n_trials and started >= n_trials:
+                    return
+            reply = client.call("hpo", client.hpo.AcquireTrial, hpo_pb2.AcquireTrialRequest(
+                study_id=study_id, worker=f"{name}/{index}"))
+            if not reply.HasField("trial"):
+                if reply.study.state in (hpo_pb2.STUDY_STATE_FINISHED, hpo_pb2.STUDY_STATE_STOPPED):
+                    return
+                time.sleep(POLL_S)
+                continue
+            with lock:
+                started += 1
+            outcome = _run_trial(client, reply.trial, command, reply.lease_s)
+            console.print(f"trial {reply.trial.number}: {outcome}")
+
+    for index in range(max_concurrent):
+        thread = threading.Thread(target=slot, args=(index,), daemon=True)
+        thread.start()
+        threads.append(thread)
+    try:
+        for thread in threads:
+            thread.join()
+    except TrackdError as exc:
+        raise _fail(exc) from None
+    console.print(f"worker done: {started} trials")
