@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from trackd_api.hpo.v1 import hpo_pb2
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from trackd._client import Client, default_client
+from trackd.errors import Unavailable
 
 DIRECTIONS = {"minimize": hpo_pb2.DIRECTION_MINIMIZE, "maximize": hpo_pb2.DIRECTION_MAXIMIZE}
 STATES = {v: k.removeprefix("TRIAL_STATE_") for k, v in hpo_pb2.TrialState.items()}
@@ -79,6 +81,22 @@ class TrialInfo:
                    t.attempt)
 
 
+RETRY_FOR_S = 90.0  # how long calls wait out a restarting controller
+
+
+def call(client: Client, method: str, request: Any) -> Any:
+    """One HpoService call, retried while the service is unavailable (a controller restart);
+    every HpoService call is safe to repeat."""
+    deadline = time.monotonic() + RETRY_FOR_S
+    while True:
+        try:
+            return client.call("hpo", getattr(client.hpo, method), request)
+        except Unavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def env_name(param: str) -> str:
     """The environment variable a worker passes a param in: HP_<NAME>, upper-cased."""
     return "HP_" + re.sub(r"[^A-Za-z0-9]", "_", param).upper()
@@ -124,7 +142,7 @@ def create_study(
 
 def get_study(name: str, *, client: Client | None = None) -> StudyInfo:
     client = client or default_client()
-    return StudyInfo.from_proto(client.call("hpo", client.hpo.GetStudy, hpo_pb2.GetStudyRequest(name=name)).study)
+    return StudyInfo.from_proto(call(client, "GetStudy", hpo_pb2.GetStudyRequest(name=name)).study)
 
 
 def list_trials(study: str, *, client: Client | None = None) -> list[TrialInfo]:
@@ -132,7 +150,7 @@ def list_trials(study: str, *, client: Client | None = None) -> list[TrialInfo]:
     study_id = get_study(study, client=client).id
     trials, token = [], ""
     while True:
-        response = client.call("hpo", client.hpo.ListTrials, hpo_pb2.ListTrialsRequest(
+        response = call(client, "ListTrials", hpo_pb2.ListTrialsRequest(
             study_id=study_id, page_size=1000, page_token=token))
         trials += [TrialInfo.from_proto(t) for t in response.trials]
         token = response.next_page_token
@@ -144,15 +162,14 @@ def best_trials(study: str, *, client: Client | None = None) -> list[TrialInfo]:
     """The best trial, or the Pareto front of a study with several objectives."""
     client = client or default_client()
     study_id = get_study(study, client=client).id
-    response = client.call("hpo", client.hpo.GetBestTrials, hpo_pb2.GetBestTrialsRequest(study_id=study_id))
+    response = call(client, "GetBestTrials", hpo_pb2.GetBestTrialsRequest(study_id=study_id))
     return [TrialInfo.from_proto(t) for t in response.trials]
 
 
 def stop_study(study: str, *, client: Client | None = None) -> StudyInfo:
     client = client or default_client()
     study_id = get_study(study, client=client).id
-    return StudyInfo.from_proto(client.call("hpo", client.hpo.StopStudy, hpo_pb2.StopStudyRequest(
-        study_id=study_id)).study)
+    return StudyInfo.from_proto(call(client, "StopStudy", hpo_pb2.StopStudyRequest(study_id=study_id)).study)
 
 
 class Trial:
@@ -171,24 +188,24 @@ class Trial:
             stub = ingest_pb2_grpc.IngestServiceStub(client.channel("ingest"))
             client.call("ingest", stub.LogMetrics, ingest_pb2.LogMetricsRequest(run_id=self.run_id, series=[
                 ingest_pb2.MetricSeries(key=metric, steps=[step], values=[float(value)])]))
-        response = client.call("hpo", client.hpo.ReportIntermediate, hpo_pb2.ReportIntermediateRequest(
+        response = call(client, "ReportIntermediate", hpo_pb2.ReportIntermediateRequest(
             trial_id=self.id, worker=self.worker, step=step, value=float(value)))
         return bool(response.should_prune)
 
     def complete(self, value: float | Sequence[float]) -> TrialInfo:
         values = [float(value)] if isinstance(value, int | float) else [float(v) for v in value]
-        response = self._client.call("hpo", self._client.hpo.CompleteTrial, hpo_pb2.CompleteTrialRequest(
+        response = call(self._client, "CompleteTrial", hpo_pb2.CompleteTrialRequest(
             trial_id=self.id, worker=self.worker, values=values))
         return TrialInfo.from_proto(response.trial)
 
     def prune(self) -> TrialInfo:
         """End the trial PRUNED (after `report` said so); its last reported value stands."""
-        response = self._client.call("hpo", self._client.hpo.CompleteTrial, hpo_pb2.CompleteTrialRequest(
+        response = call(self._client, "CompleteTrial", hpo_pb2.CompleteTrialRequest(
             trial_id=self.id, worker=self.worker, pruned=True))
         return TrialInfo.from_proto(response.trial)
 
     def fail(self, reason: str = "") -> TrialInfo:
-        response = self._client.call("hpo", self._client.hpo.FailTrial, hpo_pb2.FailTrialRequest(
+        response = call(self._client, "FailTrial", hpo_pb2.FailTrialRequest(
             trial_id=self.id, worker=self.worker, reason=reason))
         return TrialInfo.from_proto(response.trial)
 

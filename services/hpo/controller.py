@@ -146,9 +146,13 @@ class Controller:
             engine = await self._engine(study)
             await self._reap(conn, study, engine)
             study = await self._store.get(conn, study_id=study_id)
-            if study.state != STUDY_RUNNING or study.counts.get(RUNNING, 0) >= study.parallelism:
+            held = await self._store.leased_to(conn, study_id, worker)
+            if held is None and (study.state != STUDY_RUNNING or study.counts.get(RUNNING, 0) >= study.parallelism):
                 return Acquired(None, study)
-            trial = await self._store.next_waiting(conn, study_id)
+            # A worker slot runs one trial at a time: one already leased to it lost its answer
+            # (e.g. the controller died before replying), so it is handed back, not lost.
+            trial = await self._store.leased_to(conn, study_id, worker) or await self._store.next_waiting(
+                conn, study_id)
             if trial is None:
                 if self._exhausted(study):
                     return Acquired(None, study)
@@ -158,6 +162,8 @@ class Controller:
                 trial = await self._store.trial(conn, trial_id)
             await self._store.lease(conn, trial.id, worker, self.lease_s, None)
             new_run = await self._store.trial(conn, trial.id)
+        if new_run.run_id is not None:
+            return Acquired(new_run, await self._store.get(study_id=study_id))
         run = await self._runs.start_run(NewRun(
             experiment_id=study.experiment_id, project_name="", experiment_name="",
             name=f"{study.name} #{new_run.number}" + (f" (attempt {new_run.attempt})" if new_run.attempt > 1 else ""),

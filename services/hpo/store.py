@@ -169,6 +169,12 @@ class StudyStore:
             """UPDATE trials SET state = $2, attempt = attempt + 1, worker = '', lease_expires = NULL, run_id = NULL
                WHERE id = $1""", trial_id, WAITING)
 
+    async def leased_to(self, conn: asyncpg.Connection, study_id: uuid.UUID, worker: str) -> TrialRow | None:
+        row = await conn.fetchrow(
+            "SELECT * FROM trials WHERE study_id = $1 AND state = $2 AND worker = $3 ORDER BY number LIMIT 1",
+            study_id, RUNNING, worker)
+        return _trial(row) if row else None
+
     async def next_waiting(self, conn: asyncpg.Connection, study_id: uuid.UUID) -> TrialRow | None:
         row = await conn.fetchrow(
             "SELECT * FROM trials WHERE study_id = $1 AND state = $2 ORDER BY number LIMIT 1", study_id, WAITING)

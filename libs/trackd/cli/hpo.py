@@ -117,7 +117,7 @@ def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s
     code = child.wait()
     stop.set()
     try:  # a trial the process ended itself refuses this: that is the normal case
-        failed = client.call("hpo", client.hpo.FailTrial, hpo_pb2.FailTrialRequest(
+        failed = sdk.call(client, "FailTrial", hpo_pb2.FailTrialRequest(
             trial_id=trial.id, worker=trial.worker,
             reason=f"the process exited with status {code} without ending the trial"))
     except FailedPrecondition:
@@ -152,7 +152,7 @@ def worker(
             with lock:
                 if n_trials and started >= n_trials:
                     return
-            reply = client.call("hpo", client.hpo.AcquireTrial, hpo_pb2.AcquireTrialRequest(
+            reply = sdk.call(client, "AcquireTrial", hpo_pb2.AcquireTrialRequest(
                 study_id=study_id, worker=f"{name}/{index}"))
             if not reply.HasField("trial"):
                 if reply.study.state in (hpo_pb2.STUDY_STATE_FINISHED, hpo_pb2.STUDY_STATE_STOPPED):
