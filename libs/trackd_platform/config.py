@@ -37,6 +37,7 @@ ENV_NAMES = frozenset(
         "TRACKD_SHUTDOWN_GRACE_S",
         "TRACKD_HEARTBEAT_TIMEOUT_S",
         "TRACKD_CRASH_CHECK_INTERVAL_S",
+        "TRACKD_HPO_LEASE_S",
         "TRACKD_TARGET",
         "TRACKD_RUN_TARGET",
         "TRACKD_INGEST_TARGET",
@@ -213,6 +214,8 @@ class StoresConfig:
     kafka: KafkaSettings
     s3: S3Settings
     run_target: str
+    # hpo: how long a trial's lease lasts without a heartbeat (workers beat every third of it)
+    hpo_lease_s: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, service: str) -> StoresConfig:
@@ -224,6 +227,7 @@ class StoresConfig:
             kafka=KafkaSettings.from_env(env),
             s3=S3Settings.from_env(env),
             run_target=ClientSettings.from_env(env).target("run"),
+            hpo_lease_s=_number(env, "TRACKD_HPO_LEASE_S", 30.0),
         )
 
 

@@ -14,7 +14,6 @@ from trackd_services.hpo.controller import Controller
 from trackd_services.hpo.store import StudyStore
 from trackd_services.run.store import RunStore
 
-LEASE_S = 30.0  # a worker heartbeats every third of it
 REAP_INTERVAL_S = 2.0
 
 log = logging.getLogger(__name__)
@@ -26,7 +25,7 @@ async def serve(config: StoresConfig) -> None:
     server.add_closer(pool.close)
     await migrate(pool)
     store = StudyStore(pool)
-    controller = Controller(store, RunStore(pool), lease_s=LEASE_S)
+    controller = Controller(store, RunStore(pool), lease_s=config.hpo_lease_s)
     server.add_servicer(
         hpo_pb2_grpc.add_HpoServiceServicer_to_server,
         HpoServicer(controller, store),

@@ -19,6 +19,7 @@ from trackd_platform.kafka import TOPICS, Event, to_event
 from trackd_platform.stack import EmbeddedStack, StackPorts
 
 HEARTBEAT_TIMEOUT_S = 4.0
+HPO_LEASE_S = 3.0
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
             "TRACKD_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
             "TRACKD_CRASH_CHECK_INTERVAL_S": "0.5",
             "TRACKD_SHUTDOWN_GRACE_S": "2",
+            "TRACKD_HPO_LEASE_S": str(HPO_LEASE_S),
         },
     )
     stack.start()

@@ -236,3 +236,42 @@ def test_the_controller_killed_twice_changes_nothing(stack: EmbeddedStack, tmp_p
     assert all(t.value == pytest.approx(t.params["x"] ** 2) for t in trials)
     assert trackd.hpo.get_study(name).state == "FINISHED"
     assert controller.restarts >= 2
+
+
+FIRST_ATTEMPT_HANGS = """
+import os, time
+import trackd
+trial = trackd.hpo.current_trial()
+if not os.path.exists({done!r}):
+    open({marker!r}, "w").close()  # tell the test the first attempt runs, then hang until killed
+    time.sleep(600)
+trial.complete(1.0)
+"""
+
+
+def test_a_worker_killed_mid_trial_gets_its_trial_retried_once(stack: EmbeddedStack, tmp_path: Path,
+                                                               unique: Callable[[str], str]) -> None:
+    import os
+    import signal
+
+    name = unique("retry")
+    trackd.hpo.create_study(name, search_space={"x": {"type": "categorical", "choices": [0]}}, sampler="random",
+                            max_trials=2, parallelism=1, retries_per_trial=1)
+    marker = tmp_path / "started"
+    script = tmp_path / "train.py"
+    script.write_text(FIRST_ATTEMPT_HANGS.format(marker=str(marker), done=str(tmp_path / "done")))
+    command = [str(Path(sys.executable).with_name("trackd")), "hpo", "worker", name, "--", sys.executable,
+               str(script)]
+    first = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)  # the worker and its trial process vanish
+    first.wait()
+    (tmp_path / "done").touch()
+    second = subprocess.run(command, capture_output=True, timeout=120)
+    assert second.returncode == 0, second.stdout.decode() + second.stderr.decode()
+    trials = trackd.hpo.list_trials(name)
+    assert [(t.number, t.state, t.attempt) for t in trials] == [(0, "COMPLETE", 2), (1, "COMPLETE", 1)]
+    assert trackd.hpo.get_study(name).state == "FINISHED"
