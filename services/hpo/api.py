@@ -100,7 +100,7 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
     async def ListStudies(self, request: Any, context: Any) -> hpo_pb2.ListStudiesResponse:
         limit = page_size(request.page_size)
         after = decode_token(request.page_token, arity=1)
-        studies = await self._store.list(limit=limit, after=after[0] if after else None)
+        studies = await self._store.list_studies(limit=limit, after=after[0] if after else None)
         token = encode_token([studies[-1].name]) if len(studies) == limit else ""
         return hpo_pb2.ListStudiesResponse(studies=[study_to_proto(s) for s in studies], next_page_token=token)
 

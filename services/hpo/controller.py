@@ -296,4 +296,5 @@ class Controller:
         study = await self._store.get(study_id=study_id)
         async with self._lock(study_id):
             numbers = (await self._engine(study)).best()
-        return await self._store.trials_by_number(study_id, numbers)
+        found: list[TrialRow] = await self._store.trials_by_number(study_id, numbers)
+        return found

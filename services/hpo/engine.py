@@ -9,7 +9,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import TrialState as OptunaState
@@ -24,7 +24,7 @@ _TO_OPTUNA = {WAITING: OptunaState.WAITING, RUNNING: OptunaState.RUNNING, COMPLE
 
 @dataclass(frozen=True)
 class StudySpec:
-    directions: tuple[str, ...]  # "minimize" / "maximize", one per objective
+    directions: tuple[Literal["minimize", "maximize"], ...]  # one per objective
     space: Space
     sampler: str
     sampler_options: Mapping[str, Any]
@@ -75,7 +75,7 @@ class Engine:
             self._numbers[self._study.trials[-1].number] = t.number
 
     def _register(self, number: int, trial: optuna.Trial) -> dict[str, Any]:
-        params = self.spec.space.suggest(trial)  # an enqueued trial gets its stored params back
+        params: dict[str, Any] = self.spec.space.suggest(trial)  # an enqueued trial gets its stored params back
         self._open[number] = trial
         self._numbers[trial.number] = number
         return params

@@ -48,7 +48,7 @@ class Param:
 
     def suggest(self, trial: optuna.Trial) -> Choice:
         if self.type == "categorical":
-            return trial.suggest_categorical(self.name, self.choices)  # type: ignore[arg-type]
+            return trial.suggest_categorical(self.name, self.choices)
         if self.type == "int":
             return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)

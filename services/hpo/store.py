@@ -111,7 +111,7 @@ class StudyStore:
             "SELECT state, count(*) AS n FROM trials WHERE study_id = $1 GROUP BY state", row["id"])}
         return _study(row, counts)
 
-    async def list(self, *, limit: int, after: str | None) -> list[StudyRow]:
+    async def list_studies(self, *, limit: int, after: str | None) -> list[StudyRow]:
         rows = await self.pool.fetch(
             "SELECT * FROM studies WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2", after, limit)
         return [_study(r, {}) for r in rows]
