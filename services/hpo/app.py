@@ -25,6 +25,8 @@ async def serve(config: StoresConfig) -> None:
     server.add_closer(pool.close)
     await migrate(pool)
     store = StudyStore(pool)
+    if renewed := await store.renew_all_leases(config.hpo_lease_s):
+        log.info("renewed the leases of %d running trials after the restart", renewed)
     controller = Controller(store, RunStore(pool), lease_s=config.hpo_lease_s)
     server.add_servicer(
         hpo_pb2_grpc.add_HpoServiceServicer_to_server,

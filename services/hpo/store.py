@@ -227,6 +227,14 @@ class StudyStore:
             "SELECT value FROM trial_intermediates WHERE trial_id = $1 ORDER BY step DESC LIMIT 1", trial_id)
         return None if value is None else float(value)
 
+    async def renew_all_leases(self, lease_s: float) -> int:
+        """After a controller (re)start: workers could not heartbeat while it was down, so every
+        running trial gets a full lease again instead of being reaped for the outage."""
+        status = await self.pool.execute(
+            """UPDATE trials SET lease_expires = greatest(lease_expires, now() + make_interval(secs => $2::float8))
+               WHERE state = $1""", RUNNING, lease_s)
+        return int(status.split()[-1])
+
     async def active_studies(self) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
         rows = await self.pool.fetch("SELECT id, run_id FROM studies WHERE state IN ($1, $2)", STUDY_RUNNING, PAUSED)
         return [(r["id"], r["run_id"]) for r in rows]

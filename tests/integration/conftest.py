@@ -19,7 +19,7 @@ from trackd_platform.kafka import TOPICS, Event, to_event
 from trackd_platform.stack import EmbeddedStack, StackPorts
 
 HEARTBEAT_TIMEOUT_S = 4.0
-HPO_LEASE_S = 3.0
+HPO_LEASE_S = 5.0
 
 pytestmark = pytest.mark.integration
 
