@@ -108,7 +108,10 @@ def _space(search_space: Mapping[str, Any] | str | Path | None) -> str:
     if isinstance(search_space, str | Path):
         import yaml
 
-        return json.dumps(yaml.safe_load(Path(search_space).read_text()))
+        try:
+            return json.dumps(yaml.safe_load(Path(search_space).read_text()))
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{search_space} is not valid YAML: {exc}") from None
     return json.dumps(dict(search_space))
 
 

@@ -275,3 +275,40 @@ def test_a_worker_killed_mid_trial_gets_its_trial_retried_once(stack: EmbeddedSt
     trials = trackd.hpo.list_trials(name)
     assert [(t.number, t.state, t.attempt) for t in trials] == [(0, "COMPLETE", 2), (1, "COMPLETE", 1)]
     assert trackd.hpo.get_study(name).state == "FINISHED"
+
+
+def test_hpo_cli_shows_progress_importance_and_a_history_png(
+        stack: EmbeddedStack, tmp_path: Path, unique: Callable[[str], str]) -> None:
+    from matplotlib.image import imread
+    from trackd.cli import app
+    from typer.testing import CliRunner
+
+    name = unique("cli")
+    space = tmp_path / "space.yaml"
+    space.write_text("x: {type: float, low: -3, high: 3}\nnoise: {type: float, low: 0, high: 1}\n")
+    cli = CliRunner()
+    created = cli.invoke(app, ["hpo", "create", name, "--space", str(space), "--max-trials", "12",
+                               "--sampler", "random"])
+    assert created.exit_code == 0, created.output
+    client = trackd.Client()
+    study_id = trackd.hpo.get_study(name).id
+    while True:
+        reply = client.hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study_id, worker="w"))
+        if not reply.HasField("trial"):
+            break
+        params = json.loads(reply.trial.params_json)
+        client.hpo.CompleteTrial(hpo_pb2.CompleteTrialRequest(trial_id=reply.trial.id, worker="w",
+                                                              values=[params["x"] ** 2 + 0.01 * params["noise"]]))
+    png = tmp_path / "history.png"
+    shown = cli.invoke(app, ["hpo", "show", name, "--plot", str(png)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "12 complete" in shown.output and "param importance" in shown.output
+    lines = shown.output.splitlines()
+    title = next(i for i, line in enumerate(lines) if "param importance" in line)
+    header_end = next(i for i in range(title, len(lines)) if lines[i].startswith("┡"))
+    assert lines[header_end + 1].split("│")[1].strip() == "x"  # x drives the value: listed first
+    image = imread(png)
+    assert image.shape[0] > 200 and image.shape[1] > 200 and image.std() > 0
+    listed = cli.invoke(app, ["hpo", "list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and name in listed.output
+    client.close()

@@ -41,6 +41,8 @@ def create(
                                  parallelism=parallelism, retries_per_trial=retries)
     except TrackdError as exc:
         raise _fail(exc) from None
+    except (ValueError, OSError) as exc:
+        raise typer.BadParameter(str(exc)) from None
     console.print(f"created study [bold]{study.name}[/] ({study.id}): run workers with "
                   f"`trackd hpo worker {study.name} -- CMD …`")
 
@@ -59,16 +61,77 @@ def list_() -> None:
 
 
 @app.command("show")
-def show(study: str) -> None:
-    """A study: progress and its best trials."""
+def show(
+    study: str,
+    plot: Path = typer.Option(None, "--plot", help="Write the optimization history as a PNG here."),
+) -> None:
+    """A study: progress, best trials, param importance (Optuna's fANOVA) and its history."""
     try:
-        info, best = sdk.get_study(study), sdk.best_trials(study)
+        info, best, found = sdk.get_study(study), sdk.best_trials(study), sdk.list_trials(study)
     except TrackdError as exc:
         raise _fail(exc) from None
     console.print(f"[bold]{info.name}[/] {info.state}: {info.complete} complete, {info.pruned} pruned, "
                   f"{info.failed} failed, {info.running} running (max {info.max_trials or '∞'})")
     _table("best trials", ("#", "values", "params", "run"),
            ((str(t.number), ", ".join(f"{v:.6g}" for v in t.values), json.dumps(t.params), t.run_id) for t in best))
+    complete = [t for t in found if t.state == "COMPLETE" and len(t.values) == 1]
+    if len(info.objectives) == 1 and len(complete) >= 2:
+        importance = _importance(complete)
+        _table("param importance (optuna fANOVA, seed 0)", ("param", "importance"),
+               ((k, f"{v:.3f}") for k, v in importance.items()))
+    if plot is not None:
+        _history_png(info, complete, plot)
+        console.print(f"wrote {plot}")
+
+
+def _importance(trials: list[sdk.TrialInfo]) -> dict[str, float]:
+    """fANOVA over the params every completed trial has (conditional ones are left out)."""
+    import optuna
+    from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+
+    shared = set.intersection(*(set(t.params) for t in trials))
+    distributions: dict[str, BaseDistribution] = {}
+    for name in sorted(shared):
+        values = [t.params[name] for t in trials]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            low, high = float(min(values)), float(max(values))
+            distributions[name] = FloatDistribution(low, high if high > low else low + 1.0)
+        else:
+            distributions[name] = CategoricalDistribution(sorted({json.dumps(v) for v in values}))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    history = optuna.create_study()
+    for t in trials:
+        params = {k: (float(t.params[k]) if isinstance(d, FloatDistribution) else json.dumps(t.params[k]))
+                  for k, d in distributions.items()}
+        history.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=t.values[0]))
+    if not distributions:
+        return {}
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    return dict(optuna.importance.get_param_importances(history, evaluator=evaluator))
+
+
+def _history_png(info: sdk.StudyInfo, trials: list[sdk.TrialInfo], path: Path) -> None:
+    """Each completed trial's value by trial number, and the best so far."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    metric, direction = info.objectives[0]
+    numbers = [t.number for t in trials]
+    values = [t.values[0] for t in trials]
+    best, running = [], None
+    for v in values:
+        running = v if running is None else (min(running, v) if direction == "minimize" else max(running, v))
+        best.append(running)
+    figure = Figure(figsize=(9, 5.5), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.scatter(numbers, values, s=18, alpha=0.7, label="trial")
+    axes.step(numbers, best, where="post", color="tab:red", linewidth=2, label=f"best so far ({direction})")
+    axes.set(xlabel="trial", ylabel=metric, title=f"{info.name}: optimization history ({len(trials)} trials)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
 
 
 @app.command("trials")
