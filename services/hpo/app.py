@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from trackd_api.events.v1 import events_pb2
 from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
+from trackd_api.run.v1 import run_pb2
 from trackd_platform.config import StoresConfig
 from trackd_platform.db import create_pool, migrate
+from trackd_platform.ids import parse_id
+from trackd_platform.kafka import RUN_ENDED, create_consumer, ensure_topics
 from trackd_platform.server import GrpcServer, configure_logging
 from trackd_services.hpo.api import HpoServicer
 from trackd_services.hpo.controller import Controller
@@ -42,7 +46,28 @@ async def serve(config: StoresConfig) -> None:
                 log.exception("reaping leases failed; retrying")
             await asyncio.sleep(REAP_INTERVAL_S)
 
+    async def follow_run_ended() -> None:
+        """`run.ended` FAILED / CRASHED for a running trial: the retry policy, at once rather than
+        at lease expiry (which stays the backstop for events missed while this was down)."""
+        while True:
+            try:
+                await ensure_topics(config.kafka)  # so every partition is known before assigning them
+                consumer = await create_consumer(config.kafka, (RUN_ENDED,), group_id=None, from_beginning=False)
+                try:
+                    async for message in consumer:
+                        event = events_pb2.RunEnded.FromString(message.value or b"")
+                        if event.status in (run_pb2.RUN_STATUS_FAILED, run_pb2.RUN_STATUS_CRASHED):
+                            await controller.run_ended(parse_id("run_id", event.run_id))
+                finally:
+                    await consumer.stop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("following run.ended failed; reconnecting")
+                await asyncio.sleep(2.0)
+
     server.add_background(reap)
+    server.add_background(follow_run_ended)
     await server.run_until_signal()
 
 

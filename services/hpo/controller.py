@@ -177,13 +177,38 @@ class Controller:
         """Expired leases: retried while attempts remain, else failed (counted once)."""
         for trial in await self._store.expired(conn, study.id):
             await self._end_run(trial, RunStatus.FAILED)
-            if trial.attempt <= study.retries_per_trial:
-                log.info("trial %d of %s lost its lease: retrying", trial.number, study.name)
-                await self._store.requeue(conn, trial.id)
-            else:
-                log.info("trial %d of %s lost its lease and has no retry left: failed", trial.number, study.name)
-                await self._store.end_trial(conn, trial.id, FAIL, None)
-                engine.tell(trial.number, FAIL)
+            await self._retry_or_fail(conn, study, engine, trial, "its lease expired")
+
+    async def run_ended(self, run_id: uuid.UUID) -> bool:
+        """A trial's run ended FAILED or CRASHED (a `run.ended` event) while the trial still runs:
+        handled like a lost lease — retried while attempts remain, else failed. True if it was."""
+        trial_id = await self._store.pool.fetchval(
+            "SELECT id FROM trials WHERE run_id = $1 AND state = $2", run_id, RUNNING)
+        if trial_id is None:
+            return False  # ended by its trial (complete, pruned, failed) or not a trial's run
+        study_id = await self._store.study_of(trial_id)
+        async with self._lock(study_id):
+            try:
+                async with self._store.pool.acquire() as conn, conn.transaction():
+                    study = await self._store.get(conn, study_id=study_id, lock=True)
+                    trial = await self._store.trial(conn, trial_id)
+                    if trial.state != RUNNING or trial.run_id != run_id:
+                        return False
+                    await self._retry_or_fail(conn, study, await self._engine(study), trial, "its run ended")
+                    await self._maybe_finish(conn, study_id)
+            except BaseException:
+                self._forget(study_id)
+                raise
+        return True
+
+    async def _retry_or_fail(self, conn: Any, study: StudyRow, engine: Engine, trial: TrialRow, why: str) -> None:
+        if trial.attempt <= study.retries_per_trial:
+            log.info("trial %d of %s: %s; retrying", trial.number, study.name, why)
+            await self._store.requeue(conn, trial.id)
+        else:
+            log.info("trial %d of %s: %s and no retry is left: failed", trial.number, study.name, why)
+            await self._store.end_trial(conn, trial.id, FAIL, None)
+            engine.tell(trial.number, FAIL)
 
     async def reap_all(self) -> None:
         """Background duty: expire leases, finish exhausted studies, keep study and trial runs alive."""

@@ -312,3 +312,33 @@ def test_hpo_cli_shows_progress_importance_and_a_history_png(
     listed = cli.invoke(app, ["hpo", "list"], env={"COLUMNS": "200"})
     assert listed.exit_code == 0 and name in listed.output
     client.close()
+
+
+def test_a_trial_whose_run_fails_is_retried_then_failed(
+        hpo: hpo_pb2_grpc.HpoServiceStub, runs: object, unique: Callable[[str], str]) -> None:
+    from trackd_api.run.v1 import run_pb2
+
+    study = create(hpo, unique("run-ended"), sampler="random", retries_per_trial=1, max_trials=1)
+    first = hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study.id, worker="w1")).trial
+    client = trackd.Client()
+
+    def end_run_and_wait(trial: hpo_pb2.Trial) -> hpo_pb2.Trial:
+        client.call("run", client.runs.EndRun, run_pb2.EndRunRequest(run_id=trial.run_id,
+                                                                     status=run_pb2.RUN_STATUS_FAILED))
+        deadline = time.monotonic() + 20  # the run.ended event, well before the 5 s lease could matter
+        while time.monotonic() < deadline:
+            [now] = hpo.ListTrials(hpo_pb2.ListTrialsRequest(study_id=study.id)).trials
+            if now.state != hpo_pb2.TRIAL_STATE_RUNNING or now.attempt != trial.attempt:
+                return now
+            hpo.HeartbeatTrial(hpo_pb2.HeartbeatTrialRequest(trial_id=trial.id, worker=trial.worker))
+            time.sleep(0.2)
+        raise AssertionError("the trial did not react to its run's end")
+
+    retried = end_run_and_wait(first)
+    assert (retried.state, retried.attempt) == (hpo_pb2.TRIAL_STATE_WAITING, 2)
+    second = hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study.id, worker="w2")).trial
+    assert (second.number, second.attempt) == (0, 2) and second.run_id != first.run_id
+    failed = end_run_and_wait(second)
+    assert failed.state == hpo_pb2.TRIAL_STATE_FAIL  # no retry left: counted once, as failed
+    assert hpo.GetStudy(hpo_pb2.GetStudyRequest(study_id=study.id)).study.state == hpo_pb2.STUDY_STATE_FINISHED
+    client.close()
