@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test unit integration protos lint typecheck bench-ingest bench-artifacts bench-query clean
+.PHONY: up test unit integration protos lint typecheck bench-ingest bench-artifacts bench-query bench-hpo clean
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "trackd needs Python 3.11+"'
@@ -53,6 +53,10 @@ bench-artifacts: $(STAMP)
 ## bench-query: metric history and run search, trackd vs an MLflow server on the same PostgreSQL (ARGS="--runs 20000")
 bench-query: $(STAMP)
 	$(PY) bench/query.py $(ARGS)
+
+## bench-hpo: HPO ask+tell overhead and 32 concurrent workers, trackd vs Optuna RDB storage on the same PostgreSQL (ARGS="--trials 200 --workers 8")
+bench-hpo: $(STAMP)
+	$(PY) bench/hpo.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,227 @@
+"""HPO controller overhead and concurrent workers, side by side with Optuna's RDB storage on the
+same PostgreSQL, on this machine, in one run (`make bench-hpo`).
+
+1. controller overhead: a TPE study over 5 floats (the sphere function) filled with 1,000 completed
+   trials, then 50 timed ask+tell pairs, one after the other from one client. trackd: AcquireTrial +
+   CompleteTrial on a gRPC stub; Optuna 5: study.ask() with the 5 suggest_float calls + study.tell()
+   on a `postgresql+psycopg://` RDBStorage (TPESampler(seed=0)).
+2. 32 concurrent workers, each with its own gRPC channel (Optuna: its own RDBStorage), looping over a
+   cheap objective until 640 trials are complete; trials per second, and a check that no trial was
+   lost or duplicated (exactly 640 trials, numbers 0..639, all COMPLETE).
+
+Optuna runs in bench/.venv-anchors (bench/_optuna_rdb.py), which has the psycopg driver. Figures go
+to bench/results/hpo.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from _common import ANCHORS, BENCH, console, ensure_anchors, sql, start_stack, with_database
+from rich.table import Table
+from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
+from trackd_platform.stack import EmbeddedStack, StackPorts
+
+RESULTS = BENCH / "results" / "hpo.json"
+LOW, HIGH = -5.0, 5.0
+ENDED = (hpo_pb2.STUDY_STATE_FINISHED, hpo_pb2.STUDY_STATE_STOPPED)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms"
+
+
+def sphere(params_json: str) -> float:
+    return float(sum(v * v for v in json.loads(params_json).values()))
+
+
+def create_study(name: str, params: int, *, max_trials: int, parallelism: int) -> str:
+    import trackd.hpo
+
+    space = {f"x{i}": {"type": "float", "low": LOW, "high": HIGH} for i in range(params)}
+    return trackd.hpo.create_study(name, search_space=space, sampler="tpe", direction="minimize", seed=1,
+                                   max_trials=max_trials, parallelism=parallelism).id
+
+
+def ask_tell(stub: hpo_pb2_grpc.HpoServiceStub, study_id: str, worker: str) -> hpo_pb2.Trial | None:
+    """One AcquireTrial (+ CompleteTrial of the sphere function when a trial was handed out)."""
+    got = stub.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study_id, worker=worker), timeout=60)
+    if not got.HasField("trial"):
+        return None if got.study.state in ENDED else hpo_pb2.Trial()  # empty: parallelism reached, ask again
+    stub.CompleteTrial(hpo_pb2.CompleteTrialRequest(trial_id=got.trial.id, worker=worker,
+                                                    values=[sphere(got.trial.params_json)]), timeout=60)
+    return got.trial
+
+
+def trackd_overhead(target: str, params: int, trials: int, timed: int) -> dict[str, Any]:
+    study_id = create_study("bench-overhead", params, max_trials=0, parallelism=1)
+    with grpc.insecure_channel(target) as channel:
+        stub = hpo_pb2_grpc.HpoServiceStub(channel)
+
+        def one() -> None:
+            trial = ask_tell(stub, study_id, "bench-0")
+            assert trial is not None and trial.id, "parallelism 1, one client: a trial every time"
+
+        start = time.perf_counter()
+        for _ in range(trials):
+            one()
+        fill_s = time.perf_counter() - start
+        samples = []
+        for _ in range(timed):
+            start = time.perf_counter()
+            one()
+            samples.append(time.perf_counter() - start)
+    return {"fill_s": fill_s, "samples_s": samples}
+
+
+def list_trials(stub: hpo_pb2_grpc.HpoServiceStub, study_id: str) -> list[hpo_pb2.Trial]:
+    trials: list[hpo_pb2.Trial] = []
+    token = ""
+    while True:
+        page = stub.ListTrials(hpo_pb2.ListTrialsRequest(study_id=study_id, page_size=1000, page_token=token),
+                               timeout=60)
+        trials += page.trials
+        token = page.next_page_token
+        if not token:
+            return trials
+
+
+def trackd_concurrent(target: str, params: int, trials: int, workers: int) -> dict[str, Any]:
+    study_id = create_study("bench-concurrent", params, max_trials=trials, parallelism=workers)
+    done, empty, errors = [0] * workers, [0] * workers, []
+
+    def worker(i: int) -> None:
+        try:
+            with grpc.insecure_channel(target) as channel:
+                stub = hpo_pb2_grpc.HpoServiceStub(channel)
+                while (trial := ask_tell(stub, study_id, f"bench-{i}")) is not None:
+                    if trial.id:
+                        done[i] += 1
+                    else:
+                        empty[i] += 1
+                        time.sleep(0.002)
+        except Exception as exc:  # reported, not swallowed
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    with grpc.insecure_channel(target) as channel:
+        found = list_trials(hpo_pb2_grpc.HpoServiceStub(channel), study_id)
+    return {"elapsed_s": elapsed, "trials": len(found), "acquired": sum(done), "empty_acquires": sum(empty),
+            "complete": sum(t.state == hpo_pb2.TRIAL_STATE_COMPLETE for t in found),
+            "numbers_ok": sorted(t.number for t in found) == list(range(trials)), "errors": errors[:5]}
+
+
+def optuna_helper(*args: str) -> dict[str, Any]:
+    out = subprocess.run([str(ANCHORS / "bin" / "python"), str(BENCH / "_optuna_rdb.py"), *args],
+                         check=True, capture_output=True, text=True)
+    found: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=1000, help="completed trials before the timed ask+tell pairs")
+    parser.add_argument("--timed", type=int, default=50, help="timed ask+tell pairs")
+    parser.add_argument("--params", type=int, default=5, help="floats in the search space")
+    parser.add_argument("--workers", type=int, default=32, help="concurrent workers")
+    parser.add_argument("--concurrent-trials", type=int, default=640, help="trials of the concurrent study")
+    parser.add_argument("--show", action="store_true", help=f"print the table of {RESULTS.name} and exit")
+    args = parser.parse_args()
+    if args.show:
+        print_table(json.loads(RESULTS.read_text()))
+        return
+
+    ensure_anchors("optuna", "psycopg")
+    tmp = Path(tempfile.mkdtemp(prefix="trackd-bench-"))
+    stack = EmbeddedStack(tmp / "stack", ports=StackPorts.free())
+    failed = True
+    try:
+        with console.status("starting the embedded stack (PostgreSQL, Valkey, Kafka, S3, services)…"):
+            stack = start_stack(tmp)
+        os.environ.update({**stack.client_env(), "TRACKD_SYSTEM_METRICS_INTERVAL_S": "0",
+                           "TRACKD_SPOOL_DIR": str(tmp / "spool")})
+        sql(stack.pg_dsn, "CREATE DATABASE optuna_bench")
+        url = with_database(stack.pg_dsn, "optuna_bench").replace("postgresql://", "postgresql+psycopg://", 1)
+        target = f"127.0.0.1:{stack.service_port('hpo')}"
+        common = ["--url", url, "--params", str(args.params)]
+
+        with console.status(f"trackd: {args.trials:,} TPE trials, then {args.timed} timed AcquireTrial+CompleteTrial…"):
+            td = {"overhead": trackd_overhead(target, args.params, args.trials, args.timed)}
+        with console.status(f"Optuna: {args.trials:,} TPE trials on RDBStorage, then {args.timed} timed ask+tell…"):
+            op = {"overhead": optuna_helper("overhead", *common, "--study", "bench-overhead",
+                                            "--trials", str(args.trials), "--timed", str(args.timed))}
+        with console.status(f"trackd: {args.workers} workers, {args.concurrent_trials} trials…"):
+            td["concurrent"] = trackd_concurrent(target, args.params, args.concurrent_trials, args.workers)
+        with console.status(f"Optuna: {args.workers} threads, {args.concurrent_trials} trials…"):
+            op["concurrent"] = optuna_helper("concurrent", *common, "--study", "bench-concurrent",
+                                             "--trials", str(args.concurrent_trials), "--workers", str(args.workers))
+        failed = False
+    finally:
+        stack.stop()
+        if failed:
+            console.print(f"[red]failed; logs kept in {tmp}[/]")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    results = {"trials": args.trials, "timed": args.timed, "params": args.params, "workers": args.workers,
+               "concurrent_trials": args.concurrent_trials, "trackd": td, "optuna": op}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+
+
+def print_table(r: dict[str, Any]) -> None:
+    def latency(found: dict[str, Any]) -> str:
+        s = found["samples_s"]
+        return (f"p50 {ms(statistics.median(s))}\n[dim]p95 {ms(percentile(s, 0.95))}, {len(s)} pairs\n"
+                f"fill: {r['trials'] / found['fill_s']:,.0f} trials/s[/]")
+
+    def rate(found: dict[str, Any]) -> str:
+        ok = (found["trials"] == found["complete"] == r["concurrent_trials"] and found["numbers_ok"]
+              and not found["errors"])
+        check = "[green]no trial lost[/]" if ok else f"[red]LOST / FAILED: {found['errors'] or ''}[/]"
+        return (f"{r['concurrent_trials'] / found['elapsed_s']:,.1f} trials/s\n"
+                f"[dim]{found['elapsed_s']:,.1f} s, {found['complete']}/{found['trials']} COMPLETE[/]\n{check}")
+
+    td, op = r["trackd"], r["optuna"]
+    table = Table(title=f"HPO controller — same PostgreSQL, same machine ({os.cpu_count()} cores)")
+    table.add_column("measurement", ratio=3, overflow="fold")
+    table.add_column("trackd", justify="right", ratio=2, overflow="fold")
+    table.add_column(f"Optuna {op['overhead'].get('optuna', '')} RDB", justify="right", ratio=2, overflow="fold")
+    table.add_column("target", justify="right", ratio=1, overflow="fold")
+    table.add_row(f"ask+tell, TPE, {r['params']} floats, at {r['trials']:,} completed trials\n"
+                  "[dim]trackd: AcquireTrial + CompleteTrial (gRPC); Optuna: ask + suggest_float + tell[/]",
+                  latency(td["overhead"]), latency(op["overhead"]), "p50 ≤ 15 ms")
+    table.add_row(f"{r['workers']} concurrent workers, {r['concurrent_trials']} trials, TPE\n"
+                  "[dim]each with its own channel (Optuna: its own RDBStorage)[/]",
+                  rate(td["concurrent"]) + f"\n[dim]{td['concurrent']['empty_acquires']:,} empty acquires[/]",
+                  rate(op["concurrent"]), "no trial lost")
+    console.print(table)
+    console.print(f"[dim]Objective: the sphere function over x_i ∈ [{LOW:g}, {HIGH:g}]. Timed pairs run one after "
+                  f"the other from one client after the fill. Figures in {RESULTS.relative_to(BENCH.parent)}.[/]")
+
+
+if __name__ == "__main__":
+    main()
