@@ -41,7 +41,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                     sequence=request.sequence, points_written=result.points, duplicate=result.duplicate
                 )
                 if not result.duplicate:  # after the acknowledgement: the cache never delays it
-                    await self._cache.update(run_id, chunks, _published(request.run_id, chunks))
+                    await self._cache.update(run_id, result.summaries, _published(request.run_id, chunks))
         finally:
             self._streams -= 1
 
@@ -50,7 +50,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         chunks = to_chunks(request.series)
         async with self._commit_slots:
             result = await self._store.commit(run_id, chunks)
-        await self._cache.update(run_id, chunks, _published(request.run_id, chunks))
+        await self._cache.update(run_id, result.summaries, _published(request.run_id, chunks))
         return ingest_pb2.LogMetricsResponse(points_written=result.points)
 
 

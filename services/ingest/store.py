@@ -9,7 +9,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -28,6 +28,8 @@ _SERIES_CACHE_MAX = 100_000
 class Committed:
     points: int
     duplicate: bool
+    # each touched series' summary as committed (merged with earlier batches), keyed (key, context)
+    summaries: dict[tuple[str, int], Summary] = field(default_factory=dict)
 
 
 class MetricStore:
@@ -66,12 +68,12 @@ class MetricStore:
                     run_id, series_ids, [min(c.steps) for c in chunks], [max(c.steps) for c in chunks],
                     [c.points for c in chunks], *zip(*(c.packed() for c in chunks), strict=True),
                 )
-                await _update_summaries(conn, series_ids, chunks)
+                summaries = await _update_summaries(conn, series_ids, chunks)
                 if stream_id is not None:
                     await conn.execute(
                         "UPDATE ingest_streams SET last_sequence = $2 WHERE stream_id = $1", stream_id, sequence
                     )
-        return Committed(points=sum(c.points for c in chunks), duplicate=False)
+        return Committed(points=sum(c.points for c in chunks), duplicate=False, summaries=summaries)
 
     async def _check_run(self, conn: asyncpg.Connection, run_id: uuid.UUID) -> None:
         status = await conn.fetchval("SELECT status FROM runs WHERE id = $1", run_id)
@@ -160,15 +162,17 @@ def summary_of(row: asyncpg.Record) -> Summary:
 _NEWER = "(s.last_step IS NULL OR (n.step, n.ts) >= (s.last_step, s.last_ts))"
 
 
-async def _update_summaries(conn: asyncpg.Connection, series_ids: Sequence[int], chunks: Sequence[Chunk]) -> None:
-    """Merge the chunks into their series' summary columns. Rows are updated in id order so two
-    transactions touching the same series cannot deadlock."""
+async def _update_summaries(
+    conn: asyncpg.Connection, series_ids: Sequence[int], chunks: Sequence[Chunk]
+) -> dict[tuple[str, int], Summary]:
+    """Merge the chunks into their series' summary columns; returns the merged summaries. Rows
+    are updated in id order so two transactions touching the same series cannot deadlock."""
     merged: dict[int, Summary] = {}
     for series_id, chunk in zip(series_ids, chunks, strict=True):
         merged[series_id] = merge(merged.get(series_id), summarize(chunk))
     ids = sorted(merged)
     rows = [merged[i] for i in ids]
-    await conn.execute(
+    updated = await conn.fetch(
         f"""UPDATE metric_series s SET
                last_step  = CASE WHEN {_NEWER} THEN n.step ELSE s.last_step END,
                last_value = CASE WHEN {_NEWER} THEN n.value ELSE s.last_value END,
@@ -178,30 +182,24 @@ async def _update_summaries(conn: asyncpg.Connection, series_ids: Sequence[int],
                points     = s.points + n.count
            FROM unnest($1::bigint[], $2::bigint[], $3::float8[], $4::bigint[], $5::float8[], $6::float8[],
                        $7::bigint[]) AS n(id, step, value, ts, min, max, count)
-           WHERE s.id = n.id""",
+           WHERE s.id = n.id
+           RETURNING s.key, s.context, s.last_step, s.last_value, s.last_ts, s.min_value, s.max_value, s.points""",
         ids, [r.step for r in rows], [r.value for r in rows], [r.timestamp for r in rows],
         [None if math.isnan(r.min) else r.min for r in rows], [None if math.isnan(r.max) else r.max for r in rows],
         [r.count for r in rows],
     )
+    return {(r["key"], r["context"]): summary_of(r) for r in updated}
 
 
-# Merges summaries into a run's hash atomically, so batches of one run committed out of order by
-# different replicas leave the same result. Numbers travel as strings; ±1e999 stands for ±inf.
-_MERGE = """
-for i = 1, #ARGV, 2 do
-  local new = cjson.decode(ARGV[i + 1])
+# Stores committed summaries (PostgreSQL merged them) unless the hash already holds a later one:
+# a series' point count only grows, so the higher count is the later commit, whatever order
+# replicas reach Redis in.
+_STORE_NEWER = """
+for i = 1, #ARGV, 3 do
   local raw = redis.call('HGET', KEYS[1], ARGV[i])
-  if raw then
-    local old = cjson.decode(raw)
-    local ns, os = tonumber(new.step), tonumber(old.step)
-    if ns < os or (ns == os and tonumber(new.ts) < tonumber(old.ts)) then
-      new.step, new.value, new.ts = old.step, old.value, old.ts
-    end
-    if old.min ~= 'nan' and (new.min == 'nan' or tonumber(old.min) < tonumber(new.min)) then new.min = old.min end
-    if old.max ~= 'nan' and (new.max == 'nan' or tonumber(old.max) > tonumber(new.max)) then new.max = old.max end
-    new.count = old.count + new.count
+  if not raw or cjson.decode(raw).count < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
   end
-  redis.call('HSET', KEYS[1], ARGV[i], cjson.encode(new))
 end
 return 1
 """
@@ -231,22 +229,20 @@ class LatestCache:
     def __init__(self, redis: aioredis.Redis, store: MetricStore, *, retry_after_s: float = 2.0) -> None:
         self._redis = redis
         self._store = store
-        self._merge = redis.register_script(_MERGE)
+        self._store_newer = redis.register_script(_STORE_NEWER)
         self._retry_after_s = retry_after_s
         self._down_until = 0.0
 
-    async def update(self, run_id: uuid.UUID, chunks: Sequence[Chunk], published: bytes) -> None:
-        merged: dict[str, Summary] = {}
-        for chunk in chunks:
-            field = f"{chunk.key}\t{chunk.context}"
-            merged[field] = merge(merged.get(field), summarize(chunk))
+    async def update(self, run_id: uuid.UUID, summaries: dict[tuple[str, int], Summary], published: bytes) -> None:
+        """Store the committed summaries of a run's series and publish its new points."""
         if time.monotonic() < self._down_until:
             await self._store.queue_repair(run_id)
             return
         try:
-            args = [x for field, s in merged.items() for x in (field, encode_summary(s))]
+            args = [x for (key, context), s in summaries.items()
+                    for x in (f"{key}\t{context}", s.count, encode_summary(s))]
             async with self._redis.pipeline(transaction=False) as pipe:
-                await self._merge(keys=[latest_metrics(run_id)], args=args, client=pipe)
+                await self._store_newer(keys=[latest_metrics(run_id)], args=args, client=pipe)
                 pipe.publish(committed_points(run_id), published)
                 await pipe.execute()
         except (TimeoutError, RedisError, OSError) as exc:
