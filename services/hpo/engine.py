@@ -5,8 +5,6 @@ the controller serializes calls per study."""
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,8 +16,7 @@ from trackd_services.hpo.space import Space
 
 # trackd.hpo.v1.TrialState numbers
 WAITING, RUNNING, COMPLETE, PRUNED, FAIL = 1, 2, 3, 4, 5
-_TO_OPTUNA = {WAITING: OptunaState.WAITING, RUNNING: OptunaState.RUNNING, COMPLETE: OptunaState.COMPLETE,
-              PRUNED: OptunaState.PRUNED, FAIL: OptunaState.FAIL}
+_FINISHED = {COMPLETE: OptunaState.COMPLETE, PRUNED: OptunaState.PRUNED, FAIL: OptunaState.FAIL}
 
 
 @dataclass(frozen=True)
@@ -68,7 +65,7 @@ class Engine:
                     self._open[t.number].report(value, step)
                 continue
             self._study.add_trial(optuna.trial.create_trial(
-                state=_TO_OPTUNA[t.state], params=dict(t.params),
+                state=_FINISHED[t.state], params=dict(t.params),
                 distributions={k: distributions[k] for k in t.params},
                 values=list(t.values) if t.state == COMPLETE and t.values else None,
                 intermediate_values=dict(t.intermediates)))
@@ -105,18 +102,3 @@ class Engine:
         if not any(t.state == OptunaState.COMPLETE for t in self._study.trials):
             return []
         return sorted(self._numbers[t.number] for t in self._study.best_trials)
-
-    def importance(self) -> dict[str, float]:
-        return {k: float(v) for k, v in optuna.importance.get_param_importances(self._study).items()}
-
-
-def direction_name(number: int) -> str:
-    return "minimize" if number == 1 else "maximize"
-
-
-def finite(values: Sequence[float]) -> bool:
-    return all(math.isfinite(v) for v in values)
-
-
-def dumps(params: Mapping[str, Any]) -> str:
-    return json.dumps(dict(params), sort_keys=True)

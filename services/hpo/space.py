@@ -53,16 +53,6 @@ class Param:
             return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
 
-    def contains(self, value: Any) -> bool:
-        if self.type == "categorical":
-            return any(value == c and type(value) is type(c) for c in self.choices)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not self.low <= value <= self.high:
-            return False
-        if self.type == "int" and value != int(value):
-            return False
-        step = self.step or (1 if self.type == "int" else None)
-        return step is None or abs((value - self.low) / step - round((value - self.low) / step)) < 1e-9
-
 
 @dataclass(frozen=True)
 class Space:
@@ -81,11 +71,6 @@ class Space:
             if all(chosen.get(parent, _MISSING) in values for parent, values in p.when.items()):
                 chosen[p.name] = p.suggest(trial)
         return chosen
-
-    def active(self, params: Mapping[str, Any]) -> bool:
-        """Whether `params` is exactly a configuration this space can produce."""
-        expected = [p for p in self.params if all(params.get(k, _MISSING) in v for k, v in p.when.items())]
-        return {p.name for p in expected} == set(params) and all(p.contains(params[p.name]) for p in expected)
 
 
 _MISSING = object()
