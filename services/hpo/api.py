@@ -87,9 +87,6 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
             project=validate_name("project", request.project or "default"), paused=request.paused)
         return hpo_pb2.CreateStudyResponse(study=study_to_proto(study))
 
-    async def _study_id(self, study_id: str) -> Any:
-        return parse_id("study_id", study_id)
-
     async def GetStudy(self, request: Any, context: Any) -> hpo_pb2.GetStudyResponse:
         if request.study_id:
             study = await self._store.get(study_id=parse_id("study_id", request.study_id))

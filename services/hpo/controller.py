@@ -16,7 +16,7 @@ from typing import Any
 
 from trackd_platform.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from trackd_services.hpo import algorithms
-from trackd_services.hpo.engine import COMPLETE, FAIL, PRUNED, RUNNING, Engine, StudySpec
+from trackd_services.hpo.engine import COMPLETE, FAIL, PRUNED, RUNNING, WAITING, Engine, StudySpec
 from trackd_services.hpo.space import parse
 from trackd_services.hpo.store import (
     CREATED,
@@ -136,7 +136,6 @@ class Controller:
                 raise
 
     async def _acquire(self, study_id: uuid.UUID, worker: str) -> Acquired:
-        new_run: TrialRow | None = None
         async with self._store.pool.acquire() as conn, conn.transaction():
             study = await self._store.get(conn, study_id=study_id, lock=True)
             if study.state == STOPPED:
@@ -144,46 +143,45 @@ class Controller:
             if study.state == FINISHED:  # workers see the state and leave
                 return Acquired(None, study)
             engine = await self._engine(study)
-            await self._reap(conn, study, engine)
-            study = await self._store.get(conn, study_id=study_id)
-            held = await self._store.leased_to(conn, study_id, worker)
-            if held is None and (study.state != STUDY_RUNNING or study.counts.get(RUNNING, 0) >= study.parallelism):
-                return Acquired(None, study)
+            if await self._reap(conn, study, engine):
+                study = await self._store.get(conn, study_id=study_id)
             # A worker slot runs one trial at a time: one already leased to it lost its answer
             # (e.g. the controller died before replying), so it is handed back, not lost.
-            trial = await self._store.leased_to(conn, study_id, worker) or await self._store.next_waiting(
-                conn, study_id)
+            trial = await self._store.leased_to(conn, study_id, worker)
+            if trial is None:
+                if study.state != STUDY_RUNNING or study.counts.get(RUNNING, 0) >= study.parallelism:
+                    return Acquired(None, study)
+                trial = await self._store.next_waiting(conn, study_id)
             if trial is None:
                 if self._exhausted(study):
                     return Acquired(None, study)
                 number = await self._store.next_number(conn, study_id)
                 params = await asyncio.to_thread(engine.ask, number)
-                trial_id = await self._store.insert_trial(conn, study_id, number, params)
-                trial = await self._store.trial(conn, trial_id)
-            await self._store.lease(conn, trial.id, worker, self.lease_s, None)
-            new_run = await self._store.trial(conn, trial.id)
-        if new_run.run_id is not None:
-            return Acquired(new_run, await self._store.get(study_id=study_id))
-        run = await self._runs.start_run(NewRun(
-            experiment_id=study.experiment_id, project_name="", experiment_name="",
-            name=f"{study.name} #{new_run.number}" + (f" (attempt {new_run.attempt})" if new_run.attempt > 1 else ""),
-            params={k: str(v) for k, v in new_run.params.items()},
-            tags={"trackd.hpo.study": study.name, "trackd.hpo.trial": str(new_run.number)},
-            source={}, environment={}, parent_run_id=study.run_id, user="", notes=""))
-        await self._store.set_trial_run(new_run.id, run.id)
-        return Acquired(await self._store.trial(self._store.pool, new_run.id), await self._store.get(study_id=study_id))
+                trial = await self._store.insert_trial(conn, study_id, number, params)
+            trial = await self._store.lease(conn, trial.id, worker, self.lease_s)
+        if trial.run_id is None:
+            run = await self._runs.start_run(NewRun(
+                experiment_id=study.experiment_id, project_name="", experiment_name="",
+                name=f"{study.name} #{trial.number}" + (f" (attempt {trial.attempt})" if trial.attempt > 1 else ""),
+                params={k: str(v) for k, v in trial.params.items()},
+                tags={"trackd.hpo.study": study.name, "trackd.hpo.trial": str(trial.number)},
+                source={}, environment={}, parent_run_id=study.run_id, user="", notes=""))
+            trial = await self._store.set_trial_run(trial.id, run.id)
+        return Acquired(trial, await self._store.get(study_id=study_id))
 
-    async def _reap(self, conn: Any, study: StudyRow, engine: Engine) -> None:
-        """Expired leases: retried while attempts remain, else failed (counted once)."""
-        for trial in await self._store.expired(conn, study.id):
+    async def _reap(self, conn: Any, study: StudyRow, engine: Engine) -> int:
+        """Expired leases: retried while attempts remain, else failed (counted once). Returns how
+        many trials it handled."""
+        expired = await self._store.expired(conn, study.id)
+        for trial in expired:
             await self._end_run(trial, RunStatus.FAILED)
             await self._retry_or_fail(conn, study, engine, trial, "its lease expired")
+        return len(expired)
 
     async def run_ended(self, run_id: uuid.UUID) -> bool:
         """A trial's run ended FAILED or CRASHED (a `run.ended` event) while the trial still runs:
         handled like a lost lease — retried while attempts remain, else failed. True if it was."""
-        trial_id = await self._store.pool.fetchval(
-            "SELECT id FROM trials WHERE run_id = $1 AND state = $2", run_id, RUNNING)
+        trial_id = await self._store.running_trial_of_run(run_id)
         if trial_id is None:
             return False  # ended by its trial (complete, pruned, failed) or not a trial's run
         study_id = await self._store.study_of(trial_id)
@@ -235,7 +233,7 @@ class Controller:
 
     async def _maybe_finish(self, conn: Any, study_id: uuid.UUID) -> None:
         study = await self._store.get(conn, study_id=study_id)
-        open_trials = study.counts.get(RUNNING, 0) + study.counts.get(1, 0)
+        open_trials = study.counts.get(RUNNING, 0) + study.counts.get(WAITING, 0)
         if study.state == STUDY_RUNNING and self._exhausted(study) and open_trials == 0:
             await self._store.set_state(conn, study_id, FINISHED)
             await self._end_study_run(study, RunStatus.FINISHED)

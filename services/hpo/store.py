@@ -97,9 +97,6 @@ class StudyStore:
             raise AlreadyExists(f"a study named {study['name']!r} exists already") from None
         return study_id
 
-    async def set_run(self, study_id: uuid.UUID, run_id: uuid.UUID) -> None:
-        await self.pool.execute("UPDATE studies SET run_id = $2 WHERE id = $1", study_id, run_id)
-
     async def get(self, conn: asyncpg.Connection | asyncpg.Pool | None = None, *, study_id: uuid.UUID | None = None,
                   name: str = "", lock: bool = False) -> StudyRow:
         db = conn or self.pool
@@ -185,22 +182,25 @@ class StudyStore:
                                        study_id))
 
     async def insert_trial(self, conn: asyncpg.Connection, study_id: uuid.UUID, number: int,
-                           params: dict[str, Any]) -> uuid.UUID:
-        trial_id = uuid.uuid4()
-        await conn.execute(
-            "INSERT INTO trials (id, study_id, number, state, params) VALUES ($1, $2, $3, $4, $5)",
-            trial_id, study_id, number, WAITING, json.dumps(params))
-        return trial_id
+                           params: dict[str, Any]) -> TrialRow:
+        return _trial(await conn.fetchrow(
+            "INSERT INTO trials (id, study_id, number, state, params) VALUES ($1, $2, $3, $4, $5) RETURNING *",
+            uuid.uuid4(), study_id, number, WAITING, json.dumps(params)))
 
-    async def lease(self, conn: asyncpg.Connection, trial_id: uuid.UUID, worker: str, lease_s: float,
-                    run_id: uuid.UUID | None) -> None:
-        await conn.execute(
+    async def lease(self, conn: asyncpg.Connection, trial_id: uuid.UUID, worker: str, lease_s: float) -> TrialRow:
+        return _trial(await conn.fetchrow(
             """UPDATE trials SET state = $2, worker = $3, lease_expires = now() + make_interval(secs => $4::float8),
-                                 started_at = coalesce(started_at, now()), run_id = coalesce($5, run_id)
-               WHERE id = $1""", trial_id, RUNNING, worker, lease_s, run_id)
+                                 started_at = coalesce(started_at, now())
+               WHERE id = $1 RETURNING *""", trial_id, RUNNING, worker, lease_s))
 
-    async def set_trial_run(self, trial_id: uuid.UUID, run_id: uuid.UUID) -> None:
-        await self.pool.execute("UPDATE trials SET run_id = $2 WHERE id = $1", trial_id, run_id)
+    async def set_trial_run(self, trial_id: uuid.UUID, run_id: uuid.UUID) -> TrialRow:
+        return _trial(await self.pool.fetchrow("UPDATE trials SET run_id = $2 WHERE id = $1 RETURNING *",
+                                               trial_id, run_id))
+
+    async def running_trial_of_run(self, run_id: uuid.UUID) -> uuid.UUID | None:
+        """The running trial whose run this is, if any."""
+        found = await self.pool.fetchval("SELECT id FROM trials WHERE run_id = $1 AND state = $2", run_id, RUNNING)
+        return None if found is None else uuid.UUID(str(found))
 
     async def extend(self, conn: asyncpg.Connection, trial_id: uuid.UUID, lease_s: float) -> datetime:
         expires: datetime = await conn.fetchval(
