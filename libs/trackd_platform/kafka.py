@@ -71,7 +71,10 @@ async def create_consumer(
     from_beginning: bool,
 ) -> AIOKafkaConsumer:
     """A started consumer. With a group id it joins the group (committed offsets win over
-    `from_beginning`); without one it is assigned every partition directly."""
+    `from_beginning`); without one it is assigned every partition directly — the topics are
+    created first, so a topic nobody has written to yet is not taken for a single partition."""
+    if not group_id:
+        await ensure_topics(settings, topics)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
         group_id=group_id,

@@ -11,7 +11,7 @@ from trackd_api.run.v1 import run_pb2
 from trackd_platform.config import StoresConfig
 from trackd_platform.db import create_pool, migrate
 from trackd_platform.ids import parse_id
-from trackd_platform.kafka import RUN_ENDED, create_consumer, ensure_topics
+from trackd_platform.kafka import RUN_ENDED, create_consumer
 from trackd_platform.server import GrpcServer, configure_logging
 from trackd_services.hpo.api import HpoServicer
 from trackd_services.hpo.controller import Controller
@@ -51,7 +51,6 @@ async def serve(config: StoresConfig) -> None:
         at lease expiry (which stays the backstop for events missed while this was down)."""
         while True:
             try:
-                await ensure_topics(config.kafka)  # so every partition is known before assigning them
                 consumer = await create_consumer(config.kafka, (RUN_ENDED,), group_id=None, from_beginning=False)
                 try:
                     async for message in consumer:
