@@ -1,4 +1,4 @@
-"""Compiles a parsed search (grammar.py) to one parameterised PostgreSQL query. Pure Python.
+"""Compiles a parsed search (grammar.py) to one parameterised PostgreSQL query (no database access).
 
 Nothing a user typed becomes SQL text: keys and values travel as bind parameters ($n), and the
 SQL text is built only from this module's fragments. Semantics (the property test checks them
@@ -37,6 +37,8 @@ from trackd_services.query.grammar import (
     Or,
     OrderKey,
 )
+from trackd_services.run.domain import View
+from trackd_services.run.store import VIEW_FILTER
 
 PREFIX = 200  # characters of a param / tag value the (key, left(value, 200)) indexes hold
 _TABLES = {"param": "run_params", "tag": "run_tags"}
@@ -178,10 +180,10 @@ def _after(order: list[OrderKey], casts: list[str], position: list[Any], bind: _
 
 
 def compile_search(
-    expr: Expr | None, order: list[OrderKey], *, experiment_ids: list[uuid.UUID], deleted: str,
+    expr: Expr | None, order: list[OrderKey], *, experiment_ids: list[uuid.UUID], view: View,
     limit: int, page_token: str,
 ) -> Search:
-    """The page query. `deleted` is one of "active", "deleted", "all"."""
+    """The page query over the runs of `experiment_ids` that `view` covers."""
     order = order or DEFAULT_ORDER
     bind = _Binds()
     selects, joins, casts = [], [], []
@@ -191,7 +193,7 @@ def compile_search(
         joins.append(join)
         casts.append(cast)
     where = [f"r.experiment_id = ANY({bind(experiment_ids, 'uuid[]')})"]
-    where.append({"active": "r.deleted_at IS NULL", "deleted": "r.deleted_at IS NOT NULL", "all": "true"}[deleted])
+    where.append(VIEW_FILTER[view])
     if expr is not None:
         where.append(compile_filter(expr, bind))
     inner = (f"SELECT r.id, {', '.join(selects)} FROM runs r {' '.join(j for j in joins if j)} "
@@ -199,7 +201,7 @@ def compile_search(
     position = decode_token(page_token, arity=len(order) + 2)
     outer_where = "true"
     if position is not None:
-        if position[0] != _fingerprint(expr, order, experiment_ids, deleted):
+        if position[0] != _fingerprint(expr, order, experiment_ids, view):
             raise InvalidArgument("page_token belongs to another search: pass the same filter, order and experiments")
         outer_where = _after(order, casts, position[1:], bind)
     directions = ", ".join(f"q.o{i} {'DESC' if k.descending else 'ASC'} NULLS LAST" for i, k in enumerate(order))
@@ -208,15 +210,15 @@ def compile_search(
     return Search(sql, bind.values, order)
 
 
-def next_token(search: Search, expr: Expr | None, *, experiment_ids: list[uuid.UUID], deleted: str,
+def next_token(search: Search, expr: Expr | None, *, experiment_ids: list[uuid.UUID], view: View,
                last_row: Any) -> str:
     """The token of the page after the one ending with `last_row` (a row of the page query)."""
     values = [_to_token(last_row[f"o{i}"]) for i in range(len(search.order))]
-    return encode_token([_fingerprint(expr, search.order, experiment_ids, deleted), *values, str(last_row["id"])])
+    return encode_token([_fingerprint(expr, search.order, experiment_ids, view), *values, str(last_row["id"])])
 
 
-def _fingerprint(expr: Expr | None, order: list[OrderKey], experiment_ids: list[uuid.UUID], deleted: str) -> str:
-    text = json.dumps([repr(expr), repr(order), sorted(str(i) for i in experiment_ids), deleted])
+def _fingerprint(expr: Expr | None, order: list[OrderKey], experiment_ids: list[uuid.UUID], view: View) -> str:
+    text = json.dumps([repr(expr), repr(order), sorted(str(i) for i in experiment_ids), int(view)])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -38,10 +38,6 @@ class Selection:
     view: View
 
 
-def deleted_of(view: View) -> str:
-    return {View.ACTIVE_ONLY: "active", View.DELETED_ONLY: "deleted", View.ALL: "all"}[view]
-
-
 class QueryStore:
     def __init__(self, pool: asyncpg.Pool, runs: RunStore) -> None:
         self._pool = pool
@@ -76,8 +72,7 @@ class QueryStore:
         self, selection: Selection, order: list[OrderKey], *, limit: int, page_token: str
     ) -> tuple[list[Run], dict[uuid.UUID, Latest], str]:
         """One page of runs, their latest metrics and the next page token ("" on the last page)."""
-        deleted = deleted_of(selection.view)
-        search = compile_search(selection.expr, order, experiment_ids=selection.experiment_ids, deleted=deleted,
+        search = compile_search(selection.expr, order, experiment_ids=selection.experiment_ids, view=selection.view,
                                 limit=limit, page_token=page_token)
         try:
             rows = await self._pool.fetch(search.sql, *search.args)
@@ -86,7 +81,7 @@ class QueryStore:
         token = ""
         if len(rows) > limit:
             rows = rows[:limit]
-            token = next_token(search, selection.expr, experiment_ids=selection.experiment_ids, deleted=deleted,
+            token = next_token(search, selection.expr, experiment_ids=selection.experiment_ids, view=selection.view,
                                last_row=rows[-1])
         ids = [r["id"] for r in rows]
         return await self._runs.get_runs(ids), await self.latest_from_db(ids), token
@@ -94,7 +89,7 @@ class QueryStore:
     async def select_run_ids(self, selection: Selection) -> list[uuid.UUID]:
         """Every run a selection covers (for analysis), newest first; at most MAX_ANALYZED_RUNS."""
         search = compile_search(selection.expr, [], experiment_ids=selection.experiment_ids,
-                                deleted=deleted_of(selection.view), limit=MAX_ANALYZED_RUNS, page_token="")
+                                view=selection.view, limit=MAX_ANALYZED_RUNS, page_token="")
         rows = await self._pool.fetch(search.sql, *search.args)
         if len(rows) > MAX_ANALYZED_RUNS:
             raise InvalidArgument(f"more than {MAX_ANALYZED_RUNS} runs selected: narrow the filter")

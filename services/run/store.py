@@ -29,6 +29,9 @@ _RUN_COLUMNS = """r.id, r.experiment_id, e.project_id, r.name, r.status, r.start
     r.last_heartbeat, r.parent_run_id, r.user_name, r.notes, r.source, r.environment,
     r.deleted_at IS NOT NULL AS deleted"""
 _RUN_FROM = "runs r JOIN experiments e ON e.id = r.experiment_id"
+# The runs a view covers, as a condition on `runs r` (the query service's search uses it too).
+VIEW_FILTER = {View.ACTIVE_ONLY: "r.deleted_at IS NULL", View.DELETED_ONLY: "r.deleted_at IS NOT NULL",
+               View.ALL: "true"}
 
 
 def _project(row: asyncpg.Record) -> Project:
@@ -208,8 +211,7 @@ class RunStore:
         self, *, experiment_ids: list[uuid.UUID], view: View, parent_run_id: uuid.UUID | None,
         limit: int, after: list[Any] | None,
     ) -> list[Run]:
-        deleted = {View.ACTIVE_ONLY: "r.deleted_at IS NULL", View.DELETED_ONLY: "r.deleted_at IS NOT NULL",
-                   View.ALL: "true"}[view]
+        deleted = VIEW_FILTER[view]
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 f"""SELECT {_RUN_COLUMNS} FROM {_RUN_FROM}

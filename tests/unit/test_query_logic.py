@@ -11,6 +11,7 @@ from trackd_platform.errors import InvalidArgument
 from trackd_services.query import history
 from trackd_services.query.grammar import And, Compare, Field, In, IsNull, Not, Or, parse_filter, parse_order_by
 from trackd_services.query.search_sql import compile_search
+from trackd_services.run.domain import View
 
 
 def test_precedence_not_binds_tighter_than_and_than_or() -> None:
@@ -62,7 +63,7 @@ def test_user_text_only_ever_travels_as_bind_parameters() -> None:
     evil = "x'; DROP TABLE runs; --"
     expr = parse_filter(f"params.`{evil}` = '{evil.replace(chr(39), chr(39) * 2)}' OR tags.t LIKE '%{evil[2:]}'")
     search = compile_search(expr, parse_order_by([f"params.`{evil}` DESC"]), experiment_ids=[uuid.uuid4()],
-                            deleted="active", limit=10, page_token="")
+                            view=View.ACTIVE_ONLY, limit=10, page_token="")
     assert "DROP" not in search.sql and evil not in search.sql
     assert evil in search.args and f"%{evil[2:]}" in search.args
 
