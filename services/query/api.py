@@ -17,7 +17,7 @@ from trackd_platform.cache_keys import committed_points
 from trackd_platform.errors import InvalidArgument, Unavailable
 from trackd_platform.ids import parse_id
 from trackd_platform.paging import page_size
-from trackd_services.ingest.domain import KEY_MAX, Summary
+from trackd_services.ingest.domain import CONTEXTS, KEY_MAX, Summary
 from trackd_services.query import analysis, history
 from trackd_services.query.grammar import parse_filter, parse_order_by
 from trackd_services.query.store import Latest, LatestReader, QueryStore, Selection
@@ -28,7 +28,6 @@ MAX_BULK_RUNS, MAX_BULK_KEYS = 100, 20
 MAX_COMPARED_RUNS = 100
 MAX_POINTS_LIMIT = 1_000_000
 WATCH_IDLE_CHECK_S = 2.0
-_CONTEXTS = (0, 1, 2, 3)
 
 
 def _series(key: str, context: int, points: history.Points) -> ingest_pb2.MetricSeries:
@@ -45,7 +44,7 @@ def _latest(metrics: Latest) -> list[query_pb2.LatestMetric]:
 def _key(key: str, context: int) -> tuple[str, int]:
     if not key or len(key) > KEY_MAX:
         raise InvalidArgument(f"a metric key is 1–{KEY_MAX} characters")
-    if context not in _CONTEXTS:
+    if context not in CONTEXTS:
         raise InvalidArgument(f"unknown metric context {context}")
     return key, context
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from trackd_platform.errors import InvalidArgument
+from trackd_services.ingest.domain import CONTEXTS as INGEST_CONTEXTS
 
 MAX_FILTER_LENGTH = 10_000
 MAX_IN_VALUES = 1_000
@@ -38,7 +39,7 @@ _PREFIXES: dict[str, Kind] = {
     "metrics": "metric", "metric": "metric", "params": "param", "param": "param",
     "tags": "tag", "tag": "tag", "attributes": "attribute", "attribute": "attribute", "attr": "attribute",
 }
-CONTEXTS = {"": 0, "train": 1, "eval": 2, "test": 3}
+CONTEXTS = {name: number for number, name in INGEST_CONTEXTS.items()}  # "eval" → 2
 
 # attribute name (and its MLflow aliases) → (canonical name, type)
 ATTRIBUTES: dict[str, tuple[str, str]] = {
@@ -162,12 +163,11 @@ def _field(source: str, pos: int, word: str, end: int) -> tuple[Field, int]:
     context = 0
     if source[i:i + 1] == "@":
         m = _WORD.match(source, i + 1)
-        name = m.group().lower() if m else ""
-        if name not in CONTEXTS or not name:
+        if m is None or not CONTEXTS.get(m.group().lower()):
             raise _error(source, i + 1, "expected a metric context: train, eval or test")
         if kind != "metric":
             raise _error(source, i, "only metrics have a context")
-        context, i = CONTEXTS[name], m.end() if m else i
+        context, i = CONTEXTS[m.group().lower()], m.end()
     if not key:
         raise _error(source, end + 1, f"empty key after '{word}.'")
     if kind == "attribute":
