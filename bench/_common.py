@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from rich.console import Console
@@ -39,6 +41,17 @@ def ensure_anchors(*modules: str) -> None:
     if missing:
         console.print(f"[dim]installing {', '.join(missing)} into {ANCHORS}…[/]")
         subprocess.run([str(ANCHORS / "bin" / "pip"), "install", "--quiet", *missing], check=True)
+
+
+def anchor_json(script: str, *args: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run bench/`script` in the anchors venv (the environment plus QUIET unless `env` is given);
+    its last line of output is a JSON object, returned."""
+    out = subprocess.run([str(ANCHORS / "bin" / "python"), str(BENCH / script), *args], capture_output=True,
+                         text=True, env=dict(env) if env is not None else {**os.environ, **QUIET}, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{script} failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    found: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return found
 
 
 def sql(dsn: str, query: str, *args: object) -> object:

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ANCHORS, BENCH, QUIET, console, ensure_anchors, start_mlflow, start_stack, stop_mlflow
+from _common import BENCH, QUIET, anchor_json, console, ensure_anchors, start_mlflow, start_stack, stop_mlflow
 from rich.table import Table
 from trackd_platform.stack import EmbeddedStack
 
@@ -138,14 +138,8 @@ def mlflow_transfer(uri: str, source: Path, dst: Path) -> tuple[float, float, Pa
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_", "MLFLOW_S3_", "TRACKD_"))}
     env.update(QUIET, MLFLOW_HTTP_REQUEST_TIMEOUT="3600")
-    out = subprocess.run(
-        [str(ANCHORS / "bin" / "python"), str(BENCH / "_mlflow_artifacts.py"), "--uri", uri,
-         "--file", str(source), "--artifact-dir", ARTIFACT.rsplit("/", 1)[0], "--dst", str(dst)],
-        capture_output=True, text=True, env=env, check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"MLflow client failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = anchor_json("_mlflow_artifacts.py", "--uri", uri, "--file", str(source),
+                         "--artifact-dir", ARTIFACT.rsplit("/", 1)[0], "--dst", str(dst), env=env)
     return result["upload_s"], result["download_s"], Path(result["local_path"]), result
 
 

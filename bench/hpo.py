@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from _common import ANCHORS, BENCH, console, ensure_anchors, sql, start_stack, with_database
+from _common import BENCH, anchor_json, console, ensure_anchors, sql, start_stack, with_database
 from rich.table import Table
 from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
 from trackd_platform.stack import EmbeddedStack, StackPorts
@@ -134,10 +133,7 @@ def trackd_concurrent(target: str, params: int, trials: int, workers: int) -> di
 
 
 def optuna_helper(*args: str) -> dict[str, Any]:
-    out = subprocess.run([str(ANCHORS / "bin" / "python"), str(BENCH / "_optuna_rdb.py"), *args],
-                         check=True, capture_output=True, text=True)
-    found: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return found
+    return anchor_json("_optuna_rdb.py", *args)
 
 
 def main() -> None:

@@ -26,9 +26,8 @@ import uuid
 from pathlib import Path
 
 from _common import (
-    ANCHORS,
     BENCH,
-    QUIET,
+    anchor_json,
     console,
     ensure_anchors,
     sql,
@@ -53,12 +52,8 @@ def start_mlflow_server(pg_dsn: str, tmp: Path) -> tuple[subprocess.Popen[bytes]
 
 
 def mlflow_load(uri: str, mode: str, seconds: float, threads: int) -> dict:
-    out = subprocess.run(
-        [str(ANCHORS / "bin" / "python"), str(BENCH / "_mlflow_load.py"), "--uri", uri, "--mode", mode,
-         "--seconds", str(seconds), "--threads", str(threads)],
-        check=True, capture_output=True, text=True, env={**os.environ, **QUIET},
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return anchor_json("_mlflow_load.py", "--uri", uri, "--mode", mode, "--seconds", str(seconds),
+                       "--threads", str(threads))
 
 
 # -- trackd ------------------------------------------------------------------------------------

@@ -36,9 +36,8 @@ from typing import Any, TypeVar
 import asyncpg
 import grpc
 from _common import (
-    ANCHORS,
     BENCH,
-    QUIET,
+    anchor_json,
     console,
     ensure_anchors,
     sql,
@@ -297,10 +296,7 @@ def watch_latency(ingest_target: str, query_target: str, calls: int) -> Timing:
 # -- MLflow ------------------------------------------------------------------------------------
 
 def mlflow_helper(*args: str) -> dict[str, Any]:
-    out = subprocess.run([str(ANCHORS / "bin" / "python"), str(BENCH / "_mlflow_query.py"), *args],
-                         check=True, capture_output=True, text=True, env={**os.environ, **QUIET})
-    found: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return found
+    return anchor_json("_mlflow_query.py", *args)
 
 
 # -- the benchmark -----------------------------------------------------------------------------
