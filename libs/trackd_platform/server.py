@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import prometheus_client
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
@@ -36,6 +37,37 @@ STATUS_OF: dict[type[errors.TrackdError], grpc.StatusCode] = {
 
 # Every message size is bounded; larger requests are refused by gRPC with RESOURCE_EXHAUSTED.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class _Undecodable:
+    """A request message that did not parse (corrupt wire format, bad UTF-8 in a string field).
+    gRPC itself would answer UNKNOWN; the edge answers INVALID_ARGUMENT instead."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def refuse(self) -> errors.InvalidArgument:
+        return errors.InvalidArgument(f"the request message could not be parsed: {self.error}")
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserialize(raw)
+        except DecodeError as exc:
+            return _Undecodable(exc)
+
+    return parse
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise request.refuse()
+        yield request
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -83,7 +115,9 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 started = time.perf_counter()
                 try:
-                    response = await inner(request, context)
+                    if isinstance(request, _Undecodable):
+                        raise request.refuse()
+                    response = await inner(_checked(request) if handler.stream_unary else request, context)
                 except (grpc.aio.AbortError, asyncio.CancelledError):
                     raise
                 except Exception as exc:  # noqa: BLE001 — the edge: every error gets a status
@@ -103,7 +137,10 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 started = time.perf_counter()
                 try:
-                    async for response in inner(request, context):
+                    if isinstance(request, _Undecodable):
+                        raise request.refuse()
+                    requests = _checked(request) if handler.stream_stream else request
+                    async for response in inner(requests, context):
                         yield response
                 except (grpc.aio.AbortError, asyncio.CancelledError):
                     raise
@@ -119,7 +156,7 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             wrapped = streaming
         return factory(
             wrapped,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 

@@ -85,3 +85,16 @@ async def test_health_serves_every_registered_service(served: tuple[FailingStore
     for name in ("", "trackd.run.v1.RunService"):
         response = await health.Check(health_pb2.HealthCheckRequest(service=name))
         assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("raw", [b"\x0a\x03\xff\xfe\xfd", b"\x0a\x09ab", b"\xff\xff\xff\xff"],
+                         ids=["bad-utf8", "truncated", "corrupt"])
+async def test_an_unparsable_request_is_invalid_argument_not_unknown(
+    served: tuple[FailingStore, grpc.aio.Channel], raw: bytes
+) -> None:
+    _, channel = served
+    get_run = channel.unary_unary("/trackd.run.v1.RunService/GetRun")  # raw bytes, no serializer
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await get_run(raw)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    assert "could not be parsed" in caught.value.details()

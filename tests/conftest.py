@@ -1,0 +1,109 @@
+"""The real embedded stack (PostgreSQL, Valkey, Tansu, SeaweedFS and the five services), started
+once per session on free ports by the same launcher `trackd up` uses. Shared by tests/integration,
+tests/faults and tests/fuzz: one stack per session whichever of them run (unit tests never start it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+from trackd_api.run.v1 import run_pb2_grpc
+from trackd_platform.kafka import TOPICS, Event, to_event
+from trackd_platform.stack import EmbeddedStack, StackPorts
+
+HEARTBEAT_TIMEOUT_S = 4.0
+HPO_LEASE_S = 5.0
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    home = Path(tmp_path_factory.mktemp("trackd-home"))
+    stack = EmbeddedStack(
+        home,
+        ports=StackPorts.free(),
+        service_env={
+            "TRACKD_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
+            "TRACKD_CRASH_CHECK_INTERVAL_S": "0.5",
+            "TRACKD_SHUTDOWN_GRACE_S": "2",
+            "TRACKD_HPO_LEASE_S": str(HPO_LEASE_S),
+        },
+    )
+    stack.start()
+    saved = dict(os.environ)
+    os.environ.update(stack.client_env())
+    os.environ["TRACKD_HEARTBEAT_INTERVAL_S"] = "1"
+    try:
+        yield stack
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        stack.stop()
+
+
+@pytest.fixture
+async def runs(stack: EmbeddedStack) -> AsyncIterator[run_pb2_grpc.RunServiceStub]:
+    async with grpc.aio.insecure_channel(stack.client_env()["TRACKD_RUN_TARGET"]) as channel:
+        yield run_pb2_grpc.RunServiceStub(channel)
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    return lambda prefix: f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+async def collect_events(
+    bootstrap: str,
+    wanted: Callable[[Event], bool],
+    count: int,
+    *,
+    timeout_s: float = 30.0,
+    topics: tuple[str, ...] = TOPICS,
+) -> list[Event]:
+    """Read every partition of `topics` from the beginning until `count` wanted events arrived.
+    Every broker call has a deadline; a consumer that stalls (a broker just restarted) is
+    replaced."""
+    found: dict[tuple[str, int, int], Event] = {}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while len(found) < count and loop.time() < deadline:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+            request_timeout_ms=5000,
+        )
+        try:
+            async with asyncio.timeout(max(1.0, deadline - loop.time())):
+                await consumer.start()
+                await _read(consumer, topics, wanted, count, found)
+        except (TimeoutError, KafkaError):
+            await asyncio.sleep(0.5)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), 5)
+    return list(found.values())
+
+
+async def _read(
+    consumer: AIOKafkaConsumer, topics: tuple[str, ...], wanted: Callable[[Event], bool], count: int,
+    found: dict[tuple[str, int, int], Event],
+) -> None:
+    assigned: set[TopicPartition] = set()
+    while len(found) < count:
+        await asyncio.wait_for(consumer._client.force_metadata_update(), 5)
+        partitions = {TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())}
+        if partitions != assigned:
+            consumer.assign(sorted(partitions))
+            await asyncio.wait_for(consumer.seek_to_beginning(*partitions), 5)
+            assigned = partitions
+        batch = await asyncio.wait_for(consumer.getmany(timeout_ms=500), 5)
+        for messages in batch.values():
+            for event in map(to_event, messages):
+                if wanted(event):
+                    found[(event.topic, event.partition, event.offset)] = event
