@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test unit integration protos lint typecheck bench-ingest bench-artifacts bench-query bench-hpo clean
+.PHONY: up test unit integration protos lint typecheck bench-ingest bench-artifacts bench-query bench-hpo bench-hpo-quality clean
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "trackd needs Python 3.11+"'
@@ -57,6 +57,10 @@ bench-query: $(STAMP)
 ## bench-hpo: HPO ask+tell overhead and 32 concurrent workers, trackd vs Optuna RDB storage on the same PostgreSQL (ARGS="--trials 200 --workers 8")
 bench-hpo: $(STAMP)
 	$(PY) bench/hpo.py $(ARGS)
+
+## bench-hpo-quality: TPE best values (Branin, Hartmann-6, Rosenbrock-10) and ASHA pruning, trackd vs Optuna in-process (ARGS="--seeds 3")
+bench-hpo-quality: $(STAMP)
+	$(PY) bench/hpo_quality.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
