@@ -9,14 +9,16 @@ from trackd_platform.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     TrackdError,
+    Unauthenticated,
     Unavailable,
 )
 
 __all__ = [
     "Aborted", "AlreadyExists", "FailedPrecondition", "InvalidArgument", "NotFound",
-    "ResourceExhausted", "TrackdError", "Unavailable", "from_rpc_error",
+    "PermissionDenied", "ResourceExhausted", "TrackdError", "Unauthenticated", "Unavailable", "from_rpc_error",
 ]
 
 _BY_CODE: dict[grpc.StatusCode, type[TrackdError]] = {
@@ -28,6 +30,8 @@ _BY_CODE: dict[grpc.StatusCode, type[TrackdError]] = {
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
 }
 
 

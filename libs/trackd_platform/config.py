@@ -50,6 +50,14 @@ ENV_NAMES = frozenset(
         "TRACKD_MODE",
         "TRACKD_FLUSH_TIMEOUT_S",
         "TRACKD_SYSTEM_METRICS_INTERVAL_S",
+        "TRACKD_AUTH",
+        "TRACKD_ADMIN_TOKEN",
+        "TRACKD_TOKEN",
+        "TRACKD_TLS_CERT_FILE",
+        "TRACKD_TLS_KEY_FILE",
+        "TRACKD_TLS_CA_FILE",
+        "TRACKD_RATE_LIMIT_WRITES_PER_S",
+        "TRACKD_RATE_LIMIT_BURST",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_SERVICE_NAME",
     }
@@ -161,6 +169,58 @@ class TelemetrySettings:
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    """Server side of docs/auth.md: bearer tokens checked per project when `enabled`; the admin
+    secret is a global admin (how the first project token is created); writes limited per token
+    to `writes_per_s` (0: unlimited) with bursts of `burst` (0: one second's worth)."""
+
+    enabled: bool = False
+    admin_token: str = field(default="", repr=False)
+    writes_per_s: float = 0.0
+    burst: float = 0.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AuthSettings:
+        mode = _get(env, "TRACKD_AUTH", "off").lower()
+        if mode not in ("on", "off"):
+            raise InvalidArgument(f"TRACKD_AUTH={mode!r}: use on or off")
+        settings = cls(
+            enabled=mode == "on",
+            admin_token=_get(env, "TRACKD_ADMIN_TOKEN", ""),
+            writes_per_s=_number(env, "TRACKD_RATE_LIMIT_WRITES_PER_S", 0.0),
+            burst=_number(env, "TRACKD_RATE_LIMIT_BURST", 0.0),
+        )
+        if settings.admin_token and len(settings.admin_token) < 16:
+            raise InvalidArgument("TRACKD_ADMIN_TOKEN must be at least 16 characters")
+        return settings
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """Servers serve TLS when both `cert_file` and `key_file` are set; clients (and services calling
+    services) verify servers against `ca_file` (empty: the system roots) when TLS is on."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TlsSettings:
+        settings = cls(
+            cert_file=_get(env, "TRACKD_TLS_CERT_FILE", ""),
+            key_file=_get(env, "TRACKD_TLS_KEY_FILE", ""),
+            ca_file=_get(env, "TRACKD_TLS_CA_FILE", ""),
+        )
+        if bool(settings.cert_file) != bool(settings.key_file):
+            raise InvalidArgument("set both TRACKD_TLS_CERT_FILE and TRACKD_TLS_KEY_FILE, or neither")
+        return settings
+
+    @property
+    def serving(self) -> bool:
+        return bool(self.cert_file and self.key_file)
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """How one service process serves: its gRPC address, metrics port and shutdown grace."""
 
@@ -170,6 +230,8 @@ class ServerSettings:
     metrics_port: int  # 0: no /metrics endpoint
     shutdown_grace_s: float
     telemetry: TelemetrySettings
+    auth: AuthSettings = AuthSettings()
+    tls: TlsSettings = TlsSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, service: str) -> ServerSettings:
@@ -181,6 +243,8 @@ class ServerSettings:
             metrics_port=_int(env, "TRACKD_METRICS_PORT", port + 1000),
             shutdown_grace_s=_number(env, "TRACKD_SHUTDOWN_GRACE_S", 10.0),
             telemetry=TelemetrySettings.from_env(env, service=service),
+            auth=AuthSettings.from_env(env),
+            tls=TlsSettings.from_env(env),
         )
 
 
@@ -191,6 +255,7 @@ class RunServiceConfig:
     kafka: KafkaSettings
     heartbeat_timeout_s: float
     crash_check_interval_s: float
+    redis: RedisSettings | None = None  # rate limits only (TRACKD_RATE_LIMIT_WRITES_PER_S)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RunServiceConfig:
@@ -201,6 +266,7 @@ class RunServiceConfig:
             kafka=KafkaSettings.from_env(env),
             heartbeat_timeout_s=_number(env, "TRACKD_HEARTBEAT_TIMEOUT_S", 120.0),
             crash_check_interval_s=_number(env, "TRACKD_CRASH_CHECK_INTERVAL_S", 5.0),
+            redis=RedisSettings.from_env(env),
         )
 
 
@@ -243,6 +309,8 @@ class ClientSettings:
     offline: bool = False  # TRACKD_MODE=offline: metrics go to the spool only (`trackd sync` sends)
     flush_timeout_s: float = 30.0
     system_metrics_interval_s: float = 10.0  # 0: off
+    token: str = field(default="", repr=False)  # TRACKD_TOKEN: sent as `authorization: Bearer …`
+    tls_ca_file: str = ""  # TRACKD_TLS_CA_FILE: speak TLS, trusting this CA
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClientSettings:
@@ -261,6 +329,8 @@ class ClientSettings:
             offline=_mode(env) == "offline",
             flush_timeout_s=_number(env, "TRACKD_FLUSH_TIMEOUT_S", 30.0),
             system_metrics_interval_s=_number(env, "TRACKD_SYSTEM_METRICS_INTERVAL_S", 10.0),
+            token=_get(env, "TRACKD_TOKEN", ""),
+            tls_ca_file=_get(env, "TRACKD_TLS_CA_FILE", ""),
         )
 
     def target(self, service: str) -> str:

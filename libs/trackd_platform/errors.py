@@ -34,3 +34,11 @@ class Unavailable(TrackdError):
 
 class ResourceExhausted(TrackdError):
     """A quota or a bound was hit; slow down or send less."""
+
+
+class Unauthenticated(TrackdError):
+    """No valid credentials: send `authorization: Bearer <token>` (docs/auth.md)."""
+
+
+class PermissionDenied(TrackdError):
+    """The caller's token does not allow this operation on this project."""

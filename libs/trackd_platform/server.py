@@ -9,7 +9,7 @@ import io
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import grpc
@@ -22,6 +22,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from trackd_platform import errors
 from trackd_platform.config import ServerSettings
 from trackd_platform.telemetry import current_trace_id, setup_tracing
+from trackd_platform.tls import server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ STATUS_OF: dict[type[errors.TrackdError], grpc.StatusCode] = {
     errors.Aborted: grpc.StatusCode.ABORTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 
 # Every message size is bounded; larger requests are refused by gRPC with RESOURCE_EXHAUSTED.
@@ -165,12 +168,13 @@ class GrpcServer:
     """A service process's server. `app.py` adds servicers, background tasks and closers, then
     calls `run_until_signal()`."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, *, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> None:
         self.settings = settings
         self.registry = prometheus_client.CollectorRegistry()
         setup_tracing(settings.telemetry)
         self._server = grpc.aio.server(
-            interceptors=[aio_server_interceptor(), _EdgeInterceptor(self.registry)],
+            # after the edge, so access errors (auth, rate limits) get their status codes there
+            interceptors=[aio_server_interceptor(), _EdgeInterceptor(self.registry), *interceptors],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -198,7 +202,11 @@ class GrpcServer:
 
     async def start(self) -> None:
         reflection.enable_server_reflection(self._service_names, self._server)
-        self.port = self._server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        address = f"{self.settings.host}:{self.settings.port}"
+        if self.settings.tls.serving:
+            self.port = self._server.add_secure_port(address, server_credentials(self.settings.tls))
+        else:
+            self.port = self._server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.host}:{self.settings.port}")
         await self._server.start()

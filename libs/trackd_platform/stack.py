@@ -203,6 +203,9 @@ class EmbeddedStack:
     def start_services(self) -> None:
         env = {**os.environ, **self.infra_env(), **self.extra_env}
         env.setdefault("TRACKD_GRPC_HOST", HOST)
+        # services serving TLS are probed over TLS, trusting TRACKD_TLS_CA_FILE (else their own certificate)
+        probe_ca = (env.get("TRACKD_TLS_CA_FILE") or env.get("TRACKD_TLS_CERT_FILE", "")) \
+            if env.get("TRACKD_TLS_KEY_FILE") else ""
         names = [(s, r) for s in SERVICES for r in range(self.ingest_replicas if s == "ingest" else 1)]
         for service, replica in names:
             port = self.service_port(service, replica)
@@ -212,7 +215,7 @@ class EmbeddedStack:
                 argv=[sys.executable, "-m", f"trackd_services.{service}"],
                 env={**env, "TRACKD_GRPC_PORT": str(port), "TRACKD_METRICS_PORT": str(port + 1000)},
                 log_path=self.home / "logs" / f"{name}.log",
-                ready=functools.partial(grpc_serving, f"{HOST}:{port}"),
+                ready=functools.partial(grpc_serving, f"{HOST}:{port}", ca_file=probe_ca),
             )
             self.services[name] = managed
             managed.start()
@@ -351,11 +354,14 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def grpc_serving(target: str, timeout_s: float = 1.0) -> bool:
+def grpc_serving(target: str, timeout_s: float = 1.0, *, ca_file: str = "") -> bool:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    with grpc.insecure_channel(target) as channel:
+    from trackd_platform.tls import channel_credentials
+
+    with (grpc.secure_channel(target, channel_credentials(ca_file)) if ca_file else grpc.insecure_channel(target)) \
+            as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=timeout_s

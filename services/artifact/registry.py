@@ -62,10 +62,13 @@ class RegistryStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def create_model(self, name: str, description: str, tags: dict[str, str]) -> RegisteredModel:
+    async def create_model(self, name: str, description: str, tags: dict[str, str],
+                           project_id: uuid.UUID | None = None) -> RegisteredModel:
+        """`project_id`: the owning project (docs/auth.md); None: set by the first version's run."""
         try:
-            await self._pool.execute("INSERT INTO registered_models (name, description, tags) VALUES ($1, $2, $3)",
-                                     name, description, tags)
+            await self._pool.execute(
+                "INSERT INTO registered_models (name, description, tags, project_id) VALUES ($1, $2, $3, $4)",
+                name, description, tags, project_id)
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(f"model {name!r} is registered already") from None
         return await self.get_model(name)

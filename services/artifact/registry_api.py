@@ -11,6 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from trackd_api.artifact.v1 import registry_pb2, registry_pb2_grpc
+from trackd_platform.auth import current_principal
 from trackd_platform.cache_keys import latest_metrics
 from trackd_platform.errors import InvalidArgument, NotFound
 from trackd_platform.ids import parse_id
@@ -50,7 +51,8 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):  # type:
 
     async def CreateRegisteredModel(self, request: Any, context: Any) -> registry_pb2.CreateRegisteredModelResponse:
         model = await self._registry.create_model(validate_name(request.name), request.description,
-                                                  domain.validate_metadata(request.tags))
+                                                  domain.validate_metadata(request.tags),
+                                                  project_id=current_principal.get().project_id)
         return registry_pb2.CreateRegisteredModelResponse(model=_model(model))
 
     async def GetRegisteredModel(self, request: Any, context: Any) -> registry_pb2.GetRegisteredModelResponse:

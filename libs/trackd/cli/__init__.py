@@ -14,6 +14,7 @@ from trackd.cli import (  # noqa: F401  (search adds runs commands)
     stack,
     sync,
     tables,
+    tokens,
 )
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="trackd: experiment tracking and HPO.")
@@ -27,6 +28,7 @@ app.add_typer(events.app, name="events")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(models.app, name="models")
 app.add_typer(hpo.app, name="hpo")
+app.add_typer(tokens.app, name="tokens")
 
 
 def main() -> None:
