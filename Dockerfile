@@ -1,6 +1,7 @@
-# One image for all five trackd services; docker-compose.yml picks the service with
-# `command: ["python", "-m", "trackd_services.<name>"]`.
-FROM python:3.11-slim
+# One image for all five trackd services; docker-compose.yml and the Kubernetes manifests
+# (deploy/base/services/*.yaml) pick the service with `python -m trackd_services.<name>`.
+#   docker build -t trackd:dev .
+FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -15,10 +16,14 @@ COPY libs ./libs
 COPY services ./services
 
 RUN pip install . \
-    && useradd --create-home --uid 10001 trackd
+    && groupadd --gid 10001 trackd \
+    && useradd --create-home --uid 10001 --gid 10001 trackd
 
 WORKDIR /home/trackd
-USER trackd
+# numeric, so Kubernetes' runAsNonRoot can check it
+USER 10001:10001
+# gRPC 50051-50055 (one per service), Prometheus /metrics on gRPC port + 1000
+EXPOSE 50051 50052 50053 50054 50055 51051 51052 51053 51054 51055
 
 # Overridden per service by docker-compose.yml.
 CMD ["python", "-m", "trackd_services.run"]

@@ -4,6 +4,10 @@
 the state change committed. `OutboxRelay` publishes unsent rows in id order and marks them sent;
 while the broker is down rows wait, and are published when it returns. One relay is active at a
 time (a PostgreSQL advisory lock elects it among replicas) so one run's events keep their order.
+
+The active relay exports its backlog (`trackd_outbox_backlog`, `trackd_outbox_oldest_unsent_seconds`),
+what it published (`trackd_outbox_published_total{topic}`, `trackd_runs_ended_total{status}`) and
+its failed attempts (`trackd_outbox_publish_failures_total`).
 """
 
 from __future__ import annotations
@@ -11,21 +15,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 
 import asyncpg
+import prometheus_client
 from aiokafka import AIOKafkaProducer
+from google.protobuf.message import DecodeError
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from trackd_api.events.v1 import events_pb2
+from trackd_api.run.v1 import run_pb2
 
 from trackd_platform.config import KafkaSettings, PostgresSettings
-from trackd_platform.kafka import CONTENT_TYPE, EVENT_TYPES, create_producer, ensure_topics
-from trackd_platform.telemetry import context_from_traceparent, current_traceparent
+from trackd_platform.kafka import CONTENT_TYPE, EVENT_TYPES, RUN_ENDED, create_producer, ensure_topics
+from trackd_platform.telemetry import context_from_traceparent, current_traceparent, kafka_instrumented
 
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "trackd_outbox"
 _LEADER_LOCK = 0x6F7574  # "out"
+BACKLOG_EVERY_S = 5.0  # how often the active relay counts unsent rows (a count scans the backlog)
 
 
 async def enqueue(conn: asyncpg.Connection, *, topic: str, key: str, event_id: uuid.UUID, payload: bytes) -> None:
@@ -64,6 +73,7 @@ class OutboxRelay:
         batch_size: int = 200,
         poll_interval_s: float = 1.0,
         send_timeout_s: float = 15.0,
+        registry: prometheus_client.CollectorRegistry | None = None,
     ) -> None:
         self._postgres = postgres
         self._kafka = kafka
@@ -71,7 +81,20 @@ class OutboxRelay:
         self._poll_interval_s = poll_interval_s
         self._send_timeout_s = send_timeout_s
         self._wakeup = asyncio.Event()
-        self._tracer = trace.get_tracer(__name__)
+        self._backlog_at = 0.0
+        self._backlog = prometheus_client.Gauge(
+            "trackd_outbox_backlog", "Events written but not yet published (active relay only)", registry=registry)
+        self._oldest = prometheus_client.Gauge(
+            "trackd_outbox_oldest_unsent_seconds", "Age of the oldest unpublished event (active relay only)",
+            registry=registry)
+        self._published = prometheus_client.Counter(
+            "trackd_outbox_published", "Events published to Kafka", ["topic"], registry=registry)
+        self._failures = prometheus_client.Counter(
+            "trackd_outbox_publish_failures", "Publish attempts that failed (the rows are retried)",
+            registry=registry)
+        self._runs_ended = prometheus_client.Counter(
+            "trackd_runs_ended", "Runs ended, by final status (counted when run.ended is published)",
+            ["status"], registry=registry)
 
     async def run(self) -> None:
         conn: asyncpg.Connection = await asyncpg.connect(self._postgres.dsn)
@@ -83,6 +106,7 @@ class OutboxRelay:
             log.info("outbox relay active")
             backoff = 0.5
             while True:
+                await self._observe_backlog(conn)
                 try:
                     while await self.publish_batch(conn) == self._batch_size:
                         pass
@@ -90,6 +114,7 @@ class OutboxRelay:
                 except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
                     raise
                 except Exception as exc:  # noqa: BLE001 — a broker failure: keep the rows, retry
+                    self._failures.inc()
                     log.warning("outbox relay: broker unavailable (%s); retrying in %.1fs", exc, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 10.0)
@@ -131,27 +156,48 @@ class OutboxRelay:
             await conn.execute(
                 "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )
+        for row in rows:
+            self._published.labels(row["topic"]).inc()
+            if row["topic"] == RUN_ENDED:
+                self._runs_ended.labels(ended_status(bytes(row["payload"]))).inc()
         return len(rows)
 
+    async def _observe_backlog(self, conn: asyncpg.Connection) -> None:
+        if time.monotonic() - self._backlog_at < BACKLOG_EVERY_S:
+            return
+        self._backlog_at = time.monotonic()
+        row = await conn.fetchrow(
+            """SELECT count(*) AS unsent, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age
+               FROM outbox WHERE sent_at IS NULL"""
+        )
+        self._backlog.set(row["unsent"])
+        self._oldest.set(float(row["age"]))
+
     async def _send(self, producer: AIOKafkaProducer, row: asyncpg.Record) -> asyncio.Future[object]:
-        # Continue the trace of the request that wrote the event, not the relay's own.
+        # Continue the trace of the request that wrote the event, not the relay's own: the aiokafka
+        # instrumentation (telemetry.setup_tracing) opens the producer span under it and writes
+        # its `traceparent` header; without the instrumentation the row's own value is sent.
         token = otel_context.attach(context_from_traceparent(row["traceparent"]))
         try:
-            with self._tracer.start_as_current_span(
-                f"{row['topic']} publish", kind=trace.SpanKind.PRODUCER,
-                attributes={"messaging.system": "kafka", "messaging.destination.name": row["topic"]},
-            ):
-                headers = [
-                    ("ce_id", str(row["event_id"]).encode()),
-                    ("ce_type", row["event_type"].encode()),
-                    ("content-type", CONTENT_TYPE.encode()),
-                ]
-                traceparent = current_traceparent()
-                if traceparent:
-                    headers.append(("traceparent", traceparent.encode()))
-                future: asyncio.Future[object] = await producer.send(
-                    row["topic"], bytes(row["payload"]), key=row["key"].encode(), headers=headers
-                )
-                return future
+            headers = [
+                ("ce_id", str(row["event_id"]).encode()),
+                ("ce_type", row["event_type"].encode()),
+                ("content-type", CONTENT_TYPE.encode()),
+            ]
+            if not kafka_instrumented() and row["traceparent"]:
+                headers.append(("traceparent", row["traceparent"].encode()))
+            future: asyncio.Future[object] = await producer.send(
+                row["topic"], bytes(row["payload"]), key=row["key"].encode(), headers=headers
+            )
+            return future
         finally:
             otel_context.detach(token)
+
+
+def ended_status(payload: bytes) -> str:
+    """The final status a `run.ended` payload carries, e.g. "FAILED" ("UNKNOWN" if undecodable)."""
+    try:
+        status = events_pb2.RunEnded.FromString(payload).status
+        return run_pb2.RunStatus.Name(status).removeprefix("RUN_STATUS_")
+    except (DecodeError, ValueError):  # ValueError: an enum number this build does not know
+        return "UNKNOWN"

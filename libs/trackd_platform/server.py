@@ -21,7 +21,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from trackd_platform import errors
 from trackd_platform.config import ServerSettings
-from trackd_platform.telemetry import current_trace_id, setup_tracing
+from trackd_platform.telemetry import annotate_current_span, current_trace_id, setup_tracing
 from trackd_platform.tls import server_credentials
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,13 @@ def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 
 
 async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    first = True
     async for request in requests:
         if isinstance(request, _Undecodable):
             raise request.refuse()
+        if first:  # a stream is about what its first message names (e.g. StreamMetrics' run)
+            annotate_current_span(request)
+            first = False
         yield request
 
 
@@ -120,7 +124,9 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 try:
                     if isinstance(request, _Undecodable):
                         raise request.refuse()
+                    annotate_current_span(request)  # the RPC span gets the run / study / trial ids
                     response = await inner(_checked(request) if handler.stream_unary else request, context)
+                    annotate_current_span(response)  # ids the call created (StartRun's run …)
                 except (grpc.aio.AbortError, asyncio.CancelledError):
                     raise
                 except Exception as exc:  # noqa: BLE001 — the edge: every error gets a status
@@ -143,6 +149,7 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     if isinstance(request, _Undecodable):
                         raise request.refuse()
                     requests = _checked(request) if handler.stream_stream else request
+                    annotate_current_span(request)
                     async for response in inner(requests, context):
                         yield response
                 except (grpc.aio.AbortError, asyncio.CancelledError):

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import prometheus_client
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from trackd_platform.errors import InvalidArgument, ResourceExhausted
 from trackd_platform.ids import parse_id
@@ -14,9 +15,20 @@ from trackd_services.ingest.store import LatestCache, MetricStore
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
-    def __init__(self, store: MetricStore, cache: LatestCache, *, max_concurrent_commits: int) -> None:
+    def __init__(
+        self, store: MetricStore, cache: LatestCache, *, max_concurrent_commits: int,
+        registry: prometheus_client.CollectorRegistry | None = None,
+    ) -> None:
         self._store = store
         self._cache = cache
+        self._points = prometheus_client.Counter(
+            "trackd_ingest_points", "Metric points committed (replayed batches not counted)", registry=registry)
+        self._batches = prometheus_client.Counter(
+            "trackd_ingest_batches", "Batches acknowledged: committed, or duplicate (a replay, not written again)",
+            ["outcome"], registry=registry)
+        self._batch_points = prometheus_client.Histogram(
+            "trackd_ingest_batch_points", "Points per committed batch", registry=registry,
+            buckets=(1, 10, 100, 1_000, 5_000, 10_000, 25_000, 50_000, 100_000))
         # Bounds the replica's work in flight: streams beyond it wait, and gRPC flow control
         # then slows their clients down.
         self._commit_slots = asyncio.Semaphore(max_concurrent_commits)
@@ -37,6 +49,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 chunks = to_chunks(request.series)
                 async with self._commit_slots:
                     result = await self._store.commit(run_id, chunks, stream_id=stream_id, sequence=request.sequence)
+                self._count(result.points, duplicate=result.duplicate)
                 yield ingest_pb2.StreamMetricsResponse(
                     sequence=request.sequence, points_written=result.points, duplicate=result.duplicate
                 )
@@ -50,8 +63,15 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         chunks = to_chunks(request.series)
         async with self._commit_slots:
             result = await self._store.commit(run_id, chunks)
+        self._count(result.points, duplicate=False)
         await self._cache.update(run_id, result.summaries, _published(request.run_id, chunks))
         return ingest_pb2.LogMetricsResponse(points_written=result.points)
+
+    def _count(self, points: int, *, duplicate: bool) -> None:
+        self._batches.labels("duplicate" if duplicate else "committed").inc()
+        if not duplicate:
+            self._points.inc(points)
+            self._batch_points.observe(points)
 
 
 def _published(run_id: str, chunks: list[Chunk]) -> bytes:

@@ -28,7 +28,7 @@ async def serve(config: StoresConfig) -> None:
     store = QueryStore(pool, RunStore(pool))
     server.add_servicer(
         query_pb2_grpc.add_QueryServiceServicer_to_server,
-        QueryServicer(store, LatestReader(redis, store), redis),
+        QueryServicer(store, LatestReader(redis, store, registry=server.registry), redis),
         query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
     )
     await server.run_until_signal()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import numpy as np
+import prometheus_client
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from trackd_platform.cache_keys import latest_metrics
@@ -182,9 +183,14 @@ class LatestReader:
     """Latest metrics from the Redis cache, falling back to PostgreSQL when the cache is cold,
     marked for repair, or Redis is unreachable. Both hold the same numbers (ingest writes both)."""
 
-    def __init__(self, redis: aioredis.Redis, store: QueryStore) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, store: QueryStore, *, registry: prometheus_client.CollectorRegistry | None = None,
+    ) -> None:
         self._redis = redis
         self._store = store
+        self._lookups = prometheus_client.Counter(
+            "trackd_query_latest_cache", "Latest-metric reads: hit (from Redis) or miss (from PostgreSQL)",
+            ["result"], registry=registry)
 
     async def latest(self, run_id: uuid.UUID) -> tuple[Latest, bool]:
         """(summaries, True when from the cache)."""
@@ -200,6 +206,8 @@ class LatestReader:
                     name = field.decode() if isinstance(field, bytes) else field
                     key, _, context = name.rpartition("\t")
                     found[(key, int(context))] = decode_summary(value)
+                self._lookups.labels("hit").inc()
                 return dict(sorted(found.items())), True
+        self._lookups.labels("miss").inc()
         await self._store.require_run(run_id)
         return (await self._store.latest_from_db([run_id]))[run_id], False

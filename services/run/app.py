@@ -42,7 +42,7 @@ async def serve(config: RunServiceConfig) -> None:
         TokenServicer(TokenStore(pool)),
         auth_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
     )
-    relay = OutboxRelay(postgres=config.postgres, kafka=config.kafka)
+    relay = OutboxRelay(postgres=config.postgres, kafka=config.kafka, registry=server.registry)
     server.add_background(relay.run)
 
     async def detect_crashes() -> None:
