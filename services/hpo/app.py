@@ -8,13 +8,17 @@ import logging
 from trackd_api.events.v1 import events_pb2
 from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
 from trackd_api.run.v1 import run_pb2
+from trackd_platform.access import access_interceptors
 from trackd_platform.config import StoresConfig
 from trackd_platform.db import create_pool, migrate
 from trackd_platform.ids import parse_id
 from trackd_platform.kafka import RUN_ENDED, create_consumer
+from trackd_platform.redis import create_redis
 from trackd_platform.server import GrpcServer, configure_logging
+from trackd_services.hpo.access import RULES
 from trackd_services.hpo.api import HpoServicer
 from trackd_services.hpo.controller import Controller
+from trackd_services.hpo.queue import ReadyQueue
 from trackd_services.hpo.store import StudyStore
 from trackd_services.run.store import RunStore
 
@@ -24,14 +28,21 @@ log = logging.getLogger(__name__)
 
 
 async def serve(config: StoresConfig) -> None:
-    server = GrpcServer(config.server)
     pool = await create_pool(config.postgres)
-    server.add_closer(pool.close)
     await migrate(pool)
+    limits = create_redis(config.redis)  # per-token write limits (docs/auth.md)
+    server = GrpcServer(config.server, interceptors=access_interceptors(
+        RULES, auth=config.server.auth, pool=pool, redis=limits))
+    server.add_closer(pool.close)
+    server.add_closer(limits.aclose)
     store = StudyStore(pool)
     if renewed := await store.renew_all_leases(config.hpo_lease_s):
         log.info("renewed the leases of %d running trials after the restart", renewed)
-    controller = Controller(store, RunStore(pool), lease_s=config.hpo_lease_s)
+    redis = create_redis(config.redis)
+    server.add_closer(redis.aclose)
+    controller = Controller(store, RunStore(pool), ReadyQueue(redis), lease_s=config.hpo_lease_s,
+                            registry=server.registry)
+    await controller.recover()
     server.add_servicer(
         hpo_pb2_grpc.add_HpoServiceServicer_to_server,
         HpoServicer(controller, store),

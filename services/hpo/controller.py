@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import prometheus_client
 from trackd_platform.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from trackd_services.hpo import algorithms
 from trackd_services.hpo.engine import COMPLETE, FAIL, PRUNED, RUNNING, WAITING, Engine, StudySpec
+from trackd_services.hpo.queue import ReadyQueue
 from trackd_services.hpo.space import parse
 from trackd_services.hpo.store import (
     CREATED,
@@ -48,12 +50,21 @@ def spec_of(study: StudyRow) -> StudySpec:
 
 
 class Controller:
-    def __init__(self, store: StudyStore, runs: Any, *, lease_s: float) -> None:
+    def __init__(self, store: StudyStore, runs: Any, queue: ReadyQueue, *, lease_s: float,
+                 registry: prometheus_client.CollectorRegistry | None = None) -> None:
         self._store = store
         self._runs = runs  # trackd_services.run.store.RunStore: trials are runs
+        self._queue = queue
         self.lease_s = lease_s
         self._engines: dict[uuid.UUID, Engine] = {}
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self._refills: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._refill_again: set[uuid.UUID] = set()
+        self._ready_gauge = prometheus_client.Gauge(
+            "trackd_hpo_ready_trials", "Trials sampled ahead, waiting in the ready queue", ["study"],
+            registry=registry)
+        self._expiries = prometheus_client.Counter(
+            "trackd_hpo_lease_expiries", "Trial leases that expired (worker lost)", ["study"], registry=registry)
 
     def _lock(self, study_id: uuid.UUID) -> asyncio.Lock:
         return self._locks.setdefault(study_id, asyncio.Lock())
@@ -90,6 +101,7 @@ class Controller:
         if not paused:
             async with self._store.pool.acquire() as conn:
                 await self._store.set_state(conn, study_id, STUDY_RUNNING)
+            self.refill_soon(study_id)
         return await self._store.get(study_id=study_id)
 
     async def transition(self, study_id: uuid.UUID, target: int) -> StudyRow:
@@ -100,8 +112,14 @@ class Controller:
             if target == PAUSED and study.state not in (STUDY_RUNNING, CREATED):
                 raise FailedPrecondition(f"study {study.name!r} is not running")
             await self._store.set_state(conn, study_id, target)
+            if target == STOPPED and await self._store.drop_unstarted(conn, study_id):
+                self._forget(study_id)
         if target == STOPPED:
+            await self._queue.drop(study_id)
             await self._end_study_run(study, RunStatus.KILLED)
+        elif target == STUDY_RUNNING:
+            await self.rebuild_queue(study_id)
+            self.refill_soon(study_id)
         return await self._store.get(study_id=study_id)
 
     async def _end_study_run(self, study: StudyRow, status: RunStatus) -> None:
@@ -111,55 +129,36 @@ class Controller:
             except (FailedPrecondition, NotFound):
                 pass  # ended already
 
-    def _exhausted(self, study: StudyRow) -> bool:
+    def _exhausted(self, study: StudyRow) -> str:
+        """Which limit the study has reached ("" for none): no trial is sampled past it."""
         counts = study.counts
-        failed = counts.get(FAIL, 0)
-        if study.max_failed_trials and failed >= study.max_failed_trials:
-            return True
+        if study.max_failed_trials and counts.get(FAIL, 0) >= study.max_failed_trials:
+            return "max_failed_trials"
         if study.max_duration_s and study.started_at is not None and (
                 datetime.now(UTC) - study.started_at > timedelta(seconds=study.max_duration_s)):
-            return True
-        return bool(study.max_trials and sum(counts.values()) >= study.max_trials)
+            return "max_duration"
+        return "max_trials" if study.max_trials and sum(counts.values()) >= study.max_trials else ""
 
     # -- trials ---------------------------------------------------------------------------
 
     async def acquire(self, study_id: uuid.UUID, worker: str) -> Acquired:
-        """A trial to run: a retry waiting for a worker first, else a new one sampled by the
-        study's sampler, as long as fewer than `parallelism` run and the limits allow."""
+        """A trial to run: the one already leased to this worker (its answer was lost), else the
+        next from the ready queue (sampled ahead: no sampler call, no study lock), else — queue
+        empty or Redis down — from PostgreSQL under the study lock, sampling if none waits."""
         if not worker:
             raise InvalidArgument("worker names who asks (e.g. host:pid): it is needed to keep the lease")
-        async with self._lock(study_id):
-            try:
-                return await self._acquire(study_id, worker)
-            except BaseException:
-                self._forget(study_id)
-                raise
-
-    async def _acquire(self, study_id: uuid.UUID, worker: str) -> Acquired:
-        async with self._store.pool.acquire() as conn, conn.transaction():
-            study = await self._store.get(conn, study_id=study_id, lock=True)
-            if study.state == STOPPED:
-                raise FailedPrecondition(f"study {study.name!r} was stopped: no more trials")
-            if study.state == FINISHED:  # workers see the state and leave
-                return Acquired(None, study)
-            engine = await self._engine(study)
-            if await self._reap(conn, study, engine):
-                study = await self._store.get(conn, study_id=study_id)
-            # A worker slot runs one trial at a time: one already leased to it lost its answer
-            # (e.g. the controller died before replying), so it is handed back, not lost.
-            trial = await self._store.leased_to(conn, study_id, worker)
-            if trial is None:
-                if study.state != STUDY_RUNNING or study.counts.get(RUNNING, 0) >= study.parallelism:
-                    return Acquired(None, study)
-                trial = await self._store.next_waiting(conn, study_id)
-            if trial is None:
-                if self._exhausted(study):
-                    return Acquired(None, study)
-                number = await self._store.next_number(conn, study_id)
-                params = await asyncio.to_thread(engine.ask, number)
-                trial = await self._store.insert_trial(conn, study_id, number, params)
-            trial = await self._store.lease(conn, trial.id, worker, self.lease_s)
-        if trial.run_id is None:
+        trial = None
+        if await self._store.leased_to(self._store.pool, study_id, worker) is None:
+            trial = await self._take_ready(study_id, worker)
+        if trial is None:
+            async with self._lock(study_id):
+                try:
+                    trial = await self._acquire(study_id, worker)
+                except BaseException:
+                    self._forget(study_id)
+                    raise
+        study = await self._store.get(study_id=study_id)
+        if trial is not None and trial.run_id is None:
             run = await self._runs.start_run(NewRun(
                 experiment_id=study.experiment_id, project_name="", experiment_name="",
                 name=f"{study.name} #{trial.number}" + (f" (attempt {trial.attempt})" if trial.attempt > 1 else ""),
@@ -167,13 +166,114 @@ class Controller:
                 tags={"trackd.hpo.study": study.name, "trackd.hpo.trial": str(trial.number)},
                 source={}, environment={}, parent_run_id=study.run_id, user="", notes=""))
             trial = await self._store.set_trial_run(trial.id, run.id)
-        return Acquired(trial, await self._store.get(study_id=study_id))
+        return Acquired(trial, study)
+
+    async def _take_ready(self, study_id: uuid.UUID, worker: str) -> TrialRow | None:
+        while (entry := await self._queue.pop(study_id, worker)) is not None:
+            entry_id, trial_id = entry
+            try:
+                async with self._store.pool.acquire() as conn:
+                    trial = await self._store.claim(conn, study_id, trial_id, worker, self.lease_s)
+            finally:
+                await self._queue.done(study_id, entry_id)
+            if trial is not None:
+                self.refill_soon(study_id)  # sample its replacement while it trains
+                return trial
+        return None
+
+    async def _acquire(self, study_id: uuid.UUID, worker: str) -> TrialRow | None:
+        async with self._store.pool.acquire() as conn, conn.transaction():
+            study = await self._store.get(conn, study_id=study_id, lock=True)
+            if study.state == STOPPED:
+                raise FailedPrecondition(f"study {study.name!r} was stopped: no more trials")
+            if study.state == FINISHED:  # workers see the state and leave
+                return None
+            engine = await self._engine(study)
+            if await self._reap(conn, study, engine):
+                study = await self._store.get(conn, study_id=study_id)
+            if trial := await self._store.leased_to(conn, study_id, worker):
+                return trial
+            if study.state != STUDY_RUNNING or study.counts.get(RUNNING, 0) >= study.parallelism:
+                return None
+            # Waiting trials the queue did not hand out (Redis down or behind); the fast path may
+            # take some meanwhile, or fill the study: then there is nothing for this worker yet.
+            if waiting := await self._store.waiting_ids(conn, study_id):
+                for trial_id in waiting:
+                    if trial := await self._store.claim(conn, study_id, trial_id, worker, self.lease_s):
+                        return trial
+                return None
+            if self._exhausted(study):
+                return None
+            number = await self._store.next_number(conn, study_id)
+            params = await asyncio.to_thread(engine.ask, number)
+            trial = await self._store.insert_trial(conn, study_id, number, params)
+            return await self._store.claim(conn, study_id, trial.id, worker, self.lease_s)
+
+    # -- the ready queue -------------------------------------------------------------------
+
+    def refill_soon(self, study_id: uuid.UUID) -> None:
+        """Sample ahead for this study in the background: calls while one runs coalesce into
+        one more pass."""
+        if (task := self._refills.get(study_id)) is not None and not task.done():
+            self._refill_again.add(study_id)
+            return
+
+        async def run() -> None:
+            try:
+                while True:
+                    self._refill_again.discard(study_id)
+                    await self._refill(study_id)
+                    if study_id not in self._refill_again:
+                        return
+            except Exception:
+                log.exception("sampling ahead for study %s failed; the reaper retries", study_id.hex)
+
+        self._refills[study_id] = asyncio.create_task(run())
+
+    async def _refill(self, study_id: uuid.UUID) -> None:
+        """Keep `parallelism` trials ready (WAITING) besides those running, so a worker never
+        waits for the sampler: sample the missing ones (within the study's limits), store them
+        and append them to the ready queue. The price: a trial sampled ahead does not see the
+        results that arrive while it waits (as with any batch of parallel trials)."""
+        added: list[uuid.UUID] = []
+        async with self._lock(study_id):
+            try:
+                async with self._store.pool.acquire() as conn, conn.transaction():
+                    study = await self._store.get(conn, study_id=study_id, lock=True)
+                    if study.state != STUDY_RUNNING or self._exhausted(study):
+                        return
+                    missing = study.parallelism - study.counts.get(WAITING, 0)
+                    if study.max_trials:
+                        missing = min(missing, study.max_trials - sum(study.counts.values()))
+                    if missing <= 0:
+                        return
+                    engine = await self._engine(study)
+                    number = await self._store.next_number(conn, study_id)
+                    for n in range(number, number + missing):
+                        params = await asyncio.to_thread(engine.ask, n)
+                        added.append((await self._store.insert_trial(conn, study_id, n, params)).id)
+            except BaseException:
+                self._forget(study_id)
+                raise
+        await self._queue.push(study_id, added)
+
+    async def rebuild_queue(self, study_id: uuid.UUID) -> None:
+        """Make the stream hold exactly the study's WAITING trials (after a start, a pause, or
+        Redis losing it)."""
+        await self._queue.push(study_id, await self._store.waiting_ids(self._store.pool, study_id), replace=True)
+
+    async def recover(self) -> None:
+        """After a (re)start: streams rebuilt from PostgreSQL, sampling ahead resumed."""
+        for study_id, _ in await self._store.active_studies():
+            await self.rebuild_queue(study_id)
+            self.refill_soon(study_id)
 
     async def _reap(self, conn: Any, study: StudyRow, engine: Engine) -> int:
         """Expired leases: retried while attempts remain, else failed (counted once). Returns how
         many trials it handled."""
         expired = await self._store.expired(conn, study.id)
         for trial in expired:
+            self._expiries.labels(study.name).inc()
             await self._end_run(trial, RunStatus.FAILED)
             await self._retry_or_fail(conn, study, engine, trial, "its lease expired")
         return len(expired)
@@ -197,6 +297,8 @@ class Controller:
             except BaseException:
                 self._forget(study_id)
                 raise
+        await self.rebuild_queue(study_id)  # a retry waits for a worker
+        self.refill_soon(study_id)
         return True
 
     async def _retry_or_fail(self, conn: Any, study: StudyRow, engine: Engine, trial: TrialRow, why: str) -> None:
@@ -209,17 +311,25 @@ class Controller:
             engine.tell(trial.number, FAIL)
 
     async def reap_all(self) -> None:
-        """Background duty: expire leases, finish exhausted studies, keep study and trial runs alive."""
+        """Background duty: expire leases, finish exhausted studies, keep each running study's
+        ready queue full and in step with PostgreSQL, keep study and trial runs alive."""
         for study_id, run_id in await self._store.active_studies():
             async with self._lock(study_id):
                 try:
                     async with self._store.pool.acquire() as conn, conn.transaction():
                         study = await self._store.get(conn, study_id=study_id, lock=True)
-                        await self._reap(conn, study, await self._engine(study))
+                        reaped = await self._reap(conn, study, await self._engine(study))
                         await self._maybe_finish(conn, study_id)
                 except BaseException:
                     self._forget(study_id)
                     raise
+            if study.state == STUDY_RUNNING:
+                waiting = await self._store.waiting_ids(self._store.pool, study_id)
+                queued = await self._queue.trial_ids(study_id)
+                if reaped or (queued is not None and set(queued) != set(waiting)):  # retries, or Redis lost some
+                    await self._queue.push(study_id, waiting, replace=True)
+                self._ready_gauge.labels(study.name).set(len(waiting))
+                self.refill_soon(study_id)
             if run_id is not None:
                 await self._heartbeat_run(run_id)
         for run_id in await self._store.running_trial_runs():
@@ -233,8 +343,13 @@ class Controller:
 
     async def _maybe_finish(self, conn: Any, study_id: uuid.UUID) -> None:
         study = await self._store.get(conn, study_id=study_id)
-        open_trials = study.counts.get(RUNNING, 0) + study.counts.get(WAITING, 0)
-        if study.state == STUDY_RUNNING and self._exhausted(study) and open_trials == 0:
+        if study.state != STUDY_RUNNING or not (why := self._exhausted(study)):
+            return
+        # Out of time or failures: trials sampled ahead are not needed (those within max_trials are).
+        if why != "max_trials" and await self._store.drop_unstarted(conn, study_id):
+            self._forget(study_id)
+            study = await self._store.get(conn, study_id=study_id)
+        if study.counts.get(RUNNING, 0) + study.counts.get(WAITING, 0) == 0:
             await self._store.set_state(conn, study_id, FINISHED)
             await self._end_study_run(study, RunStatus.FINISHED)
 
@@ -287,6 +402,7 @@ class Controller:
             except BaseException:
                 self._forget(study_id)
                 raise
+        self.refill_soon(study_id)
         return trial
 
     async def _finish(self, trial_id: uuid.UUID, worker: str, state: int, values: list[float]) -> TrialRow:

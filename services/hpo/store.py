@@ -172,11 +172,6 @@ class StudyStore:
             study_id, RUNNING, worker)
         return _trial(row) if row else None
 
-    async def next_waiting(self, conn: asyncpg.Connection, study_id: uuid.UUID) -> TrialRow | None:
-        row = await conn.fetchrow(
-            "SELECT * FROM trials WHERE study_id = $1 AND state = $2 ORDER BY number LIMIT 1", study_id, WAITING)
-        return _trial(row) if row else None
-
     async def next_number(self, conn: asyncpg.Connection, study_id: uuid.UUID) -> int:
         return int(await conn.fetchval("SELECT coalesce(max(number) + 1, 0) FROM trials WHERE study_id = $1",
                                        study_id))
@@ -187,11 +182,36 @@ class StudyStore:
             "INSERT INTO trials (id, study_id, number, state, params) VALUES ($1, $2, $3, $4, $5) RETURNING *",
             uuid.uuid4(), study_id, number, WAITING, json.dumps(params)))
 
-    async def lease(self, conn: asyncpg.Connection, trial_id: uuid.UUID, worker: str, lease_s: float) -> TrialRow:
-        return _trial(await conn.fetchrow(
-            """UPDATE trials SET state = $2, worker = $3, lease_expires = now() + make_interval(secs => $4::float8),
-                                 started_at = coalesce(started_at, now())
-               WHERE id = $1 RETURNING *""", trial_id, RUNNING, worker, lease_s))
+    async def claim(self, conn: asyncpg.Connection, study_id: uuid.UUID, trial_id: uuid.UUID, worker: str,
+                    lease_s: float) -> TrialRow | None:
+        """Lease a WAITING trial to `worker` if its study runs and has fewer than `parallelism`
+        trials running; None otherwise (taken by another worker, deleted, study paused or full).
+        Claims of one study are serialized by an advisory lock rather than the study row lock,
+        so they do not wait for the sampler, which holds the row lock while sampling ahead."""
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))", study_id.hex)
+            row = await conn.fetchrow(
+                """UPDATE trials t SET state = $2, worker = $3,
+                                       lease_expires = now() + make_interval(secs => $4::float8),
+                                       started_at = coalesce(t.started_at, now())
+                   FROM studies s
+                   WHERE t.id = $1 AND t.state = $5 AND s.id = t.study_id AND s.state = $6
+                     AND (SELECT count(*) FROM trials r WHERE r.study_id = s.id AND r.state = $2) < s.parallelism
+                   RETURNING t.*""",
+                trial_id, RUNNING, worker, lease_s, WAITING, STUDY_RUNNING)
+        return _trial(row) if row else None
+
+    async def waiting_ids(self, conn: asyncpg.Connection | asyncpg.Pool, study_id: uuid.UUID) -> list[uuid.UUID]:
+        rows = await conn.fetch("SELECT id FROM trials WHERE study_id = $1 AND state = $2 ORDER BY number",
+                                study_id, WAITING)
+        return [r["id"] for r in rows]
+
+    async def drop_unstarted(self, conn: asyncpg.Connection, study_id: uuid.UUID) -> int:
+        """Delete the trials sampled ahead that no worker ever started (the study ended before
+        they were needed); retries waiting for a worker stay."""
+        status = await conn.execute(
+            "DELETE FROM trials WHERE study_id = $1 AND state = $2 AND started_at IS NULL", study_id, WAITING)
+        return int(status.split()[-1])
 
     async def set_trial_run(self, trial_id: uuid.UUID, run_id: uuid.UUID) -> TrialRow:
         return _trial(await self.pool.fetchrow("UPDATE trials SET run_id = $2 WHERE id = $1 RETURNING *",
