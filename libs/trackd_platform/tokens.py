@@ -48,23 +48,25 @@ _SELECT = """SELECT t.*, p.name AS project_name FROM api_tokens t JOIN projects 
 class TokenStore:
     def __init__(self, pool: asyncpg.Pool, *, cache_ttl_s: float = CACHE_TTL_S) -> None:
         self._pool = pool
-        self._cache: cachetools.TTLCache[str, Principal | None] = cachetools.TTLCache(CACHE_ENTRIES, cache_ttl_s)
+        # secret hash → (principal, expiry) or None; an expiry is honoured to the second even when cached
+        self._cache: cachetools.TTLCache[str, tuple[Principal, dt.datetime | None] | None] = cachetools.TTLCache(
+            CACHE_ENTRIES, cache_ttl_s)
 
     async def authenticate(self, secret: str) -> Principal:
         """The principal of a token secret; Unauthenticated when unknown, expired or revoked."""
         digest = hash_secret(secret)
         if digest in self._cache:
-            principal = self._cache[digest]
+            found = self._cache[digest]
         else:
             row = await self._pool.fetchrow(
-                """SELECT id, project_id, role FROM api_tokens WHERE secret_hash = $1 AND revoked_at IS NULL
-                   AND (expires_at IS NULL OR expires_at > now())""", digest)
-            principal = (Principal(key=row["id"].hex, project_id=row["project_id"], role=Role(row["role"]))
-                         if row else None)
-            self._cache[digest] = principal
-        if principal is None:
+                """SELECT id, project_id, role, expires_at FROM api_tokens WHERE secret_hash = $1
+                   AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())""", digest)
+            found = (Principal(key=row["id"].hex, project_id=row["project_id"], role=Role(row["role"])),
+                     row["expires_at"]) if row else None
+            self._cache[digest] = found
+        if found is None or (found[1] is not None and found[1] <= dt.datetime.now(dt.UTC)):
             raise Unauthenticated("the token is unknown, expired or revoked: create one with `trackd tokens create`")
-        return principal
+        return found[0]
 
     async def create(self, project: str, role: Role, name: str, expires_in_s: int) -> tuple[Token, str]:
         """A new token and its secret (returned this once; only its sha256 is kept)."""
