@@ -36,7 +36,7 @@ class _Details(grpc.ClientCallDetails):  # type: ignore[misc]
 
 
 class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
-              grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+              grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[misc]
     """Adds `authorization: Bearer <token>` to every call (metadata, so plain-text channels inside a
     cluster work too; call credentials would demand TLS)."""
 

@@ -16,11 +16,11 @@ from trackd_platform.tokens import Token, TokenStore
 def token_to_proto(token: Token) -> auth_pb2.Token:
     return auth_pb2.Token(
         id=token.id.hex, project_id=token.project_id.hex, project_name=token.project_name, name=token.name,
-        role=int(token.role), create_time=timestamp(token.created_at), expire_time=timestamp(token.expires_at),
-        revoke_time=timestamp(token.revoked_at))
+        role=auth_pb2.Role.Value(f"ROLE_{token.role.name}"), create_time=timestamp(token.created_at),
+        expire_time=timestamp(token.expires_at), revoke_time=timestamp(token.revoked_at))
 
 
-class TokenServicer(auth_pb2_grpc.TokenServiceServicer):  # type: ignore[misc]
+class TokenServicer(auth_pb2_grpc.TokenServiceServicer):
     def __init__(self, store: TokenStore) -> None:
         self._store = store
 
