@@ -362,3 +362,52 @@ def test_write_limit_answers_resource_exhausted_with_a_hint_the_sdk_honours(
         client.close()
     assert len(attempts) == 2
     print(f"the SDK waited {attempts[1] - attempts[0]:.2f}s before retrying")
+
+
+def test_the_sdk_and_cli_send_trackd_token(
+    world: World, unique: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trackd
+    import trackd._client
+    from trackd.cli import app
+    from typer.testing import CliRunner
+
+    a = make_project(world, unique)
+    env = {**world.stack.client_env(), "TRACKD_TLS_CA_FILE": str(world.ca), "TRACKD_TOKEN": ADMIN_SECRET,
+           "TRACKD_SPOOL_DIR": str(tmp_path / "spool")}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(trackd._client, "_default", None)  # the CLI's client is built from this environment
+
+    cli = CliRunner()
+    made = cli.invoke(app, ["tokens", "create", "--project", a.name, "--role", "write", "--name", "ci",
+                            "--expires", "30d"])
+    assert made.exit_code == 0, made.output
+    secret = made.output.strip().splitlines()[-1]
+    assert secret.startswith("trk_")
+    listed = cli.invoke(app, ["tokens", "list", "--project", a.name])
+    assert listed.exit_code == 0 and "ci" in listed.output and secret not in listed.output
+
+    # the SDK as a trainer uses it: TRACKD_TOKEN, TLS, the metric stream included
+    client = Client(ClientSettings.from_env({**env, "TRACKD_TOKEN": secret}))
+    try:
+        with trackd.start_run("trained", project=a.name, capture_env=False, system_metrics=False,
+                              client=client) as run:
+            for step in range(100):
+                run.log_metric("loss", 1 / (step + 1), step=step)
+        history = client.call("query", client.query.GetMetricHistory,
+                              query_pb2.GetMetricHistoryRequest(run_id=run.id, key="loss"))
+        assert history.total_points == 100
+        with pytest.raises(trackd.errors.PermissionDenied):
+            trackd.start_run("elsewhere", project="default", capture_env=False, system_metrics=False, client=client)
+    finally:
+        client.close()
+
+    token_id = next(line.split()[1] for line in made.output.splitlines() if line.startswith("token "))
+    revoked = cli.invoke(app, ["tokens", "revoke", token_id])
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+    monkeypatch.setenv("TRACKD_TOKEN", secret)
+    monkeypatch.setattr(trackd._client, "_default", None)
+    print(f"revoked via the CLI; refused after {wait_until_refused(world, secret, a.run_id):.1f}s")
+    refused = cli.invoke(app, ["runs", "show", a.run_id])
+    assert refused.exit_code != 0 and "token" in refused.output
