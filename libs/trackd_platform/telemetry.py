@@ -80,13 +80,17 @@ def context_from_traceparent(traceparent: str) -> otel_context.Context:
 
 
 @contextmanager
-def continue_trace(headers: Mapping[str, str], name: str, **attributes: str) -> Iterator[trace.Span]:
-    """A current CONSUMER span continuing the trace of a message's `traceparent` header, for the
-    work a consumer does on one message (so its database calls join the producer's trace)."""
+def continue_trace(
+    headers: Mapping[str, str], name: str, *, attributes: Mapping[str, str] | None = None,
+    tracer: trace.Tracer | None = None,
+) -> Iterator[trace.Span]:
+    """A current CONSUMER span continuing the trace of a message's `traceparent` header (a new
+    trace without one), for the work a consumer does on one message: its database calls then join
+    the producer's trace. `headers` as `kafka.to_event` decodes them."""
     parent = context_from_traceparent(headers.get("traceparent", ""))
-    tracer = trace.get_tracer(__name__)
+    tracer = tracer or trace.get_tracer(__name__)
     with tracer.start_as_current_span(name, context=parent, kind=trace.SpanKind.CONSUMER,
-                                      attributes=attributes) as span:
+                                      attributes=dict(attributes or {})) as span:
         yield span
 
 
