@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from trackd_api.hpo.v1 import hpo_pb2
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from trackd._client import Client, default_client
-from trackd.errors import Unavailable
+from trackd.errors import TrackdError, Unavailable
 
 DIRECTIONS = {"minimize": hpo_pb2.DIRECTION_MINIMIZE, "maximize": hpo_pb2.DIRECTION_MAXIMIZE}
 STATES = {v: k.removeprefix("TRIAL_STATE_") for k, v in hpo_pb2.TrialState.items()}
@@ -175,13 +176,54 @@ def stop_study(study: str, *, client: Client | None = None) -> StudyInfo:
     return StudyInfo.from_proto(call(client, "StopStudy", hpo_pb2.StopStudyRequest(study_id=study_id)).study)
 
 
+class TrialPruned(Exception):  # noqa: N818 (Optuna's name, which users know)
+    """Raise it in an `optimize` objective after `report` returned True: the trial ends PRUNED."""
+
+
 class Trial:
-    """The trial a worker started this process for (see `current_trial`)."""
+    """A trial to evaluate: the one a worker started this process for (`current_trial`), or the
+    one `optimize` passes its objective."""
 
     def __init__(self, trial_id: str, run_id: str, worker: str, params: dict[str, Any], *,
-                 client: Client | None = None) -> None:
+                 client: Client | None = None, space: Mapping[str, Any] | None = None) -> None:
         self.id, self.run_id, self.worker, self.params = trial_id, run_id, worker, params
         self._client = client or default_client()
+        self._space = dict(space or {})
+        self._stop = False
+
+    def request_stop(self) -> None:
+        """The controller wants this trial to stop: `report` returns True from now on."""
+        self._stop = True
+
+    # Optuna-style accessors. The study's search space decides the value (it was sampled by the
+    # controller before the trial started); the arguments are checked against it so a mismatch
+    # is an error rather than a silent surprise.
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
+                      log: bool = False) -> float:
+        return float(self._suggest(name, {"type": "float", "low": low, "high": high, "step": step, "log": log}))
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        return int(self._suggest(name, {"type": "int", "low": low, "high": high, "step": step, "log": log}))
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._suggest(name, {"type": "categorical", "choices": list(choices)})
+
+    def _suggest(self, name: str, asked: dict[str, Any]) -> Any:
+        declared = self._space.get(name)
+        if declared is None and self._space:
+            raise ValueError(f"param {name!r} is not in the study's search space ({', '.join(self._space)}): "
+                             "declare it in create_study(search_space=…)")
+        if declared is not None:
+            defaults = {"step": 1 if asked["type"] == "int" else None, "log": False}
+            different = [k for k, v in asked.items() if declared.get(k, defaults.get(k)) != v]
+            if different:
+                raise ValueError(f"suggest for {name!r} asks {({k: asked[k] for k in different})} but the study "
+                                 f"declares {({k: declared.get(k, defaults.get(k)) for k in different})}: the "
+                                 "study's search space decides; make them agree")
+        if name not in self.params:
+            raise ValueError(f"param {name!r} has no value in this trial: its condition "
+                             f"({(declared or {}).get('when')}) does not hold")
+        return self.params[name]
 
     def report(self, step: int, value: float, *, metric: str = "objective") -> bool:
         """Record an intermediate value (also logged on the trial's run as `metric`); True when
@@ -193,7 +235,7 @@ class Trial:
                 ingest_pb2.MetricSeries(key=metric, steps=[step], values=[float(value)])]))
         response = call(client, "ReportIntermediate", hpo_pb2.ReportIntermediateRequest(
             trial_id=self.id, worker=self.worker, step=step, value=float(value)))
-        return bool(response.should_prune)
+        return bool(response.should_prune) or self._stop
 
     def complete(self, value: float | Sequence[float]) -> TrialInfo:
         values = [float(value)] if isinstance(value, int | float) else [float(v) for v in value]
@@ -220,3 +262,91 @@ def current_trial(*, client: Client | None = None) -> Trial:
         raise RuntimeError(f"no trial here: {ENV_TRIAL_ID} is unset (run under `trackd hpo worker STUDY -- CMD`)")
     return Trial(trial_id, os.environ.get(ENV_RUN_ID, ""), os.environ.get(ENV_WORKER, ""),
                  json.loads(os.environ.get(ENV_PARAMS, "{}")), client=client)
+
+
+def optimize(objective: Callable[[Trial], float | Sequence[float]], study: str, *, n_trials: int | None = None,
+             n_workers: int = 1, processes: bool = True, show_progress: bool = True,
+             client: Client | None = None) -> list[TrialInfo]:
+    """Evaluate `objective(trial)` on trials of `study` (created with `create_study`, whose
+    search space the `trial.suggest_*` calls must match) until `n_trials` have run here or the
+    study ends. `n_workers` evaluate at once: separate processes by default (the objective is
+    sent to them with cloudpickle, so a notebook's functions work), threads with
+    `processes=False`. The objective returns the value (a sequence with several objectives),
+    raises `TrialPruned` to prune; any other exception fails that trial and the search goes on.
+    Returns the study's trials."""
+    from trackd import _hpo_worker
+
+    client = client or default_client()
+    info = call(client, "GetStudy", hpo_pb2.GetStudyRequest(name=study)).study
+    if n_workers < 1 or (n_trials is not None and n_trials < 1):
+        raise ValueError("n_workers and n_trials are at least 1")
+    shares = [0] * n_workers if n_trials is None else [n_trials // n_workers + (i < n_trials % n_workers)
+                                                          for i in range(n_workers)]
+    worker = f"{os.uname().nodename}:{os.getpid()}"
+    with _progress(client, info, n_trials, show_progress):
+        if processes:
+            _optimize_in_processes(objective, study, shares, worker)
+        else:
+            space = json.loads(info.search_space_json or "{}")
+            _hpo_worker.run_slots(client, info.id, worker,
+                                  lambda t, lease: _hpo_worker.call_objective(client, objective, space, t, lease),
+                                  n_trials=n_trials or 0, slots=n_workers)
+    return list_trials(study, client=client)
+
+
+def _optimize_in_processes(objective: Callable[..., Any], study: str, shares: list[int], worker: str) -> None:
+    import subprocess
+    import sys
+
+    import cloudpickle
+
+    payload = cloudpickle.dumps(objective)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # the caller's modules
+    children = [subprocess.Popen([sys.executable, "-m", "trackd._hpo_worker", study, str(share), f"{worker}-{i}"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                for i, share in enumerate(shares) if share or not any(shares)]
+    outputs = [child.communicate(payload)[1].decode(errors="replace") for child in children]
+    for child, err in zip(children, outputs, strict=True):
+        if err.strip():
+            print(err, end="", file=sys.stderr)  # the failed trials' tracebacks
+        if child.returncode != 0:
+            raise RuntimeError(f"an optimize worker process exited with status {child.returncode}:\n{err[-2000:]}")
+
+
+class _progress:
+    """A tqdm bar of this study's finished trials while optimize runs (polled from the service)."""
+
+    def __init__(self, client: Client, info: hpo_pb2.Study, n_trials: int | None, show: bool) -> None:
+        self._client, self._info, self._total, self._show = client, info, n_trials, show
+        self._done = threading.Event()
+
+    @staticmethod
+    def _finished(study: hpo_pb2.Study) -> int:
+        return study.trials_complete + study.trials_pruned + study.trials_failed
+
+    def __enter__(self) -> None:
+        if not self._show:
+            return
+        from tqdm.auto import tqdm
+
+        start = self._finished(self._info)
+        bar = tqdm(total=self._total or (self._info.max_trials - start if self._info.max_trials else None),
+                   desc=f"study {self._info.name}", unit="trial")
+
+        def poll() -> None:
+            while not self._done.wait(0.5):
+                try:
+                    now = self._finished(call(self._client, "GetStudy", hpo_pb2.GetStudyRequest(
+                        study_id=self._info.id)).study)
+                except TrackdError:
+                    continue
+                bar.update(max(0, now - start - bar.n))
+            bar.close()
+
+        self._thread = threading.Thread(target=poll, daemon=True)
+        self._thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._show:
+            self._thread.join()

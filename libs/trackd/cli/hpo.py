@@ -6,8 +6,6 @@ import json
 import os
 import socket
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import typer
@@ -15,11 +13,11 @@ from trackd_api.hpo.v1 import hpo_pb2
 
 from trackd import hpo as sdk
 from trackd._client import Client
+from trackd._hpo_worker import heartbeats, run_slots
 from trackd.cli.tables import _fail, _table, console
 from trackd.errors import FailedPrecondition, TrackdError
 
 app = typer.Typer(no_args_is_help=True, help="Hyperparameter optimization studies.")
-POLL_S = 1.0
 
 
 @app.command("create")
@@ -164,21 +162,8 @@ def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s
            sdk.ENV_TRIAL_ID: trial.id, sdk.ENV_RUN_ID: trial.run_id, sdk.ENV_WORKER: trial.worker,
            sdk.ENV_PARAMS: trial.params_json}
     child = subprocess.Popen(command, env=env)
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(max(1.0, lease_s / 3)):
-            try:
-                reply = client.call("hpo", client.hpo.HeartbeatTrial, hpo_pb2.HeartbeatTrialRequest(
-                    trial_id=trial.id, worker=trial.worker))
-            except TrackdError:
-                continue  # the controller may be restarting: the lease outlives a few misses
-            if reply.should_stop and child.poll() is None:
-                child.terminate()
-
-    threading.Thread(target=beat, daemon=True).start()
-    code = child.wait()
-    stop.set()
+    with heartbeats(client, trial, lease_s, on_stop=lambda: child.poll() is None and child.terminate()):
+        code = child.wait()
     try:  # a trial the process ended itself refuses this: that is the normal case
         failed = sdk.call(client, "FailTrial", hpo_pb2.FailTrialRequest(
             trial_id=trial.id, worker=trial.worker,
@@ -200,40 +185,14 @@ def worker(
     if not command:
         raise typer.BadParameter("give the command after `--`, e.g. -- python train.py")
     client = Client()
+
+    def run(trial: hpo_pb2.Trial, lease_s: int) -> None:
+        console.print(f"trial {trial.number}: {_run_trial(client, trial, command, lease_s)}")
+
     try:
         study_id = sdk.get_study(study, client=client).id
-    except TrackdError as exc:
-        raise _fail(exc) from None
-    name = f"{socket.gethostname()}:{os.getpid()}"
-    started = 0
-    lock = threading.Lock()
-    threads: list[threading.Thread] = []
-
-    def slot(index: int) -> None:
-        nonlocal started
-        while True:
-            with lock:
-                if n_trials and started >= n_trials:
-                    return
-            reply = sdk.call(client, "AcquireTrial", hpo_pb2.AcquireTrialRequest(
-                study_id=study_id, worker=f"{name}/{index}"))
-            if not reply.HasField("trial"):
-                if reply.study.state in (hpo_pb2.STUDY_STATE_FINISHED, hpo_pb2.STUDY_STATE_STOPPED):
-                    return
-                time.sleep(POLL_S)
-                continue
-            with lock:
-                started += 1
-            outcome = _run_trial(client, reply.trial, command, reply.lease_s)
-            console.print(f"trial {reply.trial.number}: {outcome}")
-
-    for index in range(max_concurrent):
-        thread = threading.Thread(target=slot, args=(index,), daemon=True)
-        thread.start()
-        threads.append(thread)
-    try:
-        for thread in threads:
-            thread.join()
+        started = run_slots(client, study_id, f"{socket.gethostname()}:{os.getpid()}", run, n_trials=n_trials,
+                            slots=max_concurrent)
     except TrackdError as exc:
         raise _fail(exc) from None
     console.print(f"worker done: {started} trials")

@@ -1,0 +1,128 @@
+"""The worker side of a study, shared by `trackd hpo worker` (a subprocess per trial) and
+`trackd.hpo.optimize` (a Python function per trial): acquire trials under a lease, heartbeat
+while one runs, stop when the study ends or this worker's budget is spent.
+
+Run as `python -m trackd._hpo_worker STUDY N_TRIALS WORKER` with a cloudpickled objective on
+stdin, it is one of `optimize`'s worker processes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from trackd_api.hpo.v1 import hpo_pb2
+
+from trackd import hpo
+from trackd._client import Client
+from trackd.errors import TrackdError
+
+POLL_S = 1.0
+ENDED = (hpo_pb2.STUDY_STATE_FINISHED, hpo_pb2.STUDY_STATE_STOPPED)
+
+
+@contextmanager
+def heartbeats(client: Client, trial: hpo_pb2.Trial, lease_s: int, on_stop: Callable[[], None]) -> Iterator[None]:
+    """Keep the trial's lease while the block runs; `on_stop` when the controller says the
+    trial should stop (pruned elsewhere, study stopped)."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(max(1.0, lease_s / 3)):
+            try:
+                reply = client.call("hpo", client.hpo.HeartbeatTrial, hpo_pb2.HeartbeatTrialRequest(
+                    trial_id=trial.id, worker=trial.worker))
+            except TrackdError:
+                continue  # the controller may be restarting: the lease outlives a few misses
+            if reply.should_stop:
+                on_stop()
+
+    threading.Thread(target=beat, daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def run_slots(client: Client, study_id: str, worker: str, run: Callable[[hpo_pb2.Trial, int], object], *,
+              n_trials: int = 0, slots: int = 1) -> int:
+    """Acquire and run trials in `slots` threads (worker names `worker/<slot>`) until the study
+    ends or `n_trials` (0: no limit) were started here. Returns how many were started; the
+    first error a slot met is raised after all slots stopped."""
+    started = 0
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def slot(index: int) -> None:
+        nonlocal started
+        try:
+            while True:
+                with lock:
+                    if n_trials and started >= n_trials:
+                        return
+                reply = hpo.call(client, "AcquireTrial", hpo_pb2.AcquireTrialRequest(
+                    study_id=study_id, worker=f"{worker}/{index}"))
+                if not reply.HasField("trial"):
+                    if reply.study.state in ENDED:
+                        return
+                    time.sleep(POLL_S)
+                    continue
+                with lock:
+                    started += 1
+                run(reply.trial, reply.lease_s)
+        except BaseException as exc:  # handed to the caller below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=slot, args=(i,), daemon=True) for i in range(slots)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return started
+
+
+def call_objective(client: Client, objective: Callable[[hpo.Trial], Any], space: dict[str, Any],
+                   trial: hpo_pb2.Trial, lease_s: int) -> str:
+    """One trial in this process: COMPLETE with what the objective returns, PRUNED when it
+    raises TrialPruned, FAIL (traceback on stderr) when it raises anything else."""
+    current = hpo.Trial(trial.id, trial.run_id, trial.worker, json.loads(trial.params_json), client=client,
+                        space=space)
+    with heartbeats(client, trial, lease_s, on_stop=current.request_stop):
+        try:
+            value = objective(current)
+        except hpo.TrialPruned:
+            current.prune()
+            return "PRUNED"
+        except Exception as exc:
+            traceback.print_exc()
+            current.fail(f"{type(exc).__name__}: {exc}")
+            return "FAIL"
+    if value is None:
+        current.fail("the objective returned None: return the value to optimize")
+        return "FAIL"
+    current.complete(value)
+    return "COMPLETE"
+
+
+def main() -> None:
+    import cloudpickle
+
+    study, n_trials, worker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    objective = cloudpickle.loads(sys.stdin.buffer.read())
+    client = Client()
+    info = hpo.call(client, "GetStudy", hpo_pb2.GetStudyRequest(name=study)).study
+    space = json.loads(info.search_space_json or "{}")
+    run_slots(client, info.id, worker, lambda t, lease: print(f"trial {t.number}: "
+                                                              f"{call_objective(client, objective, space, t, lease)}",
+                                                              flush=True), n_trials=n_trials)
+
+
+if __name__ == "__main__":
+    main()
