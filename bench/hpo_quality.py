@@ -144,6 +144,19 @@ def percentile_of(value: float, finals: list[float]) -> float:
     """The share (%) of random configurations whose final loss is at most `value`."""
     return 100.0 * float(np.searchsorted(np.asarray(finals), value, side="right")) / len(finals)
 
+
+def best_found(trials: list[dict[str, Any]]) -> float:
+    """The lowest final loss among the trials that ran every step (a pruned trial found nothing)."""
+    return min((t["value"] for t in trials if not t["pruned"]), default=float("inf"))
+
+
+def place_best(side: dict[str, Any], ref: dict[str, Any]) -> None:
+    """Store, per pruner and seed, the best final loss found and its percentile in the reference."""
+    for runs in side["pruning"].values():
+        runs["best"] = {seed: {"value": best_found(trials), "percentile": percentile_of(best_found(trials),
+                                                                                       ref["finals"][seed])}
+                        for seed, trials in runs["trials"].items()}
+
 # -- run -------------------------------------------------------------------------------------
 
 
@@ -209,10 +222,15 @@ def main() -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    for side in (td, op):
+        place_best(side, ref)
+    quantiles = {seed: {q: float(np.percentile(f, q)) for q in (1, 5, 50)} for seed, f in ref["finals"].items()}
     results = {"trials": args.trials, "seeds": seeds, "pruning_trials": args.pruning_trials,
                "pruning_seeds": pruning_seeds, "steps": STEPS, "asha_options": ASHA_OPTIONS,
                "optuna": next(iter(op["quality"].values()), op["pruning"]["asha"])["optuna"],
-               "reference": ref, "trackd": td, "anchor": op, "wall_s": time.perf_counter() - began}
+               "reference": {"size": ref["size"], "spearman_at_rungs": ref["spearman_at_rungs"],
+                             "final_loss_percentiles": quantiles},
+               "trackd": td, "anchor": op, "wall_s": time.perf_counter() - began}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results) + "\n")
     print_tables(results)
@@ -225,25 +243,34 @@ def quality_summary(r: dict[str, Any], function: str) -> dict[str, Any]:
     td = [min(v) for v in r["trackd"]["quality"][function]["values"].values()]
     op = [min(v) for v in r["anchor"]["quality"][function]["values"].values()]
     p = float(mannwhitneyu(td, op, alternative="two-sided").pvalue)
-    same = sum(r["trackd"]["quality"][function]["values"][s] == r["anchor"]["quality"][function]["values"][s]
-               for s in r["trackd"]["quality"][function]["values"])
+    # With the same seed and the same information TPE samples the very same trials: where they part
+    # shows whether trackd's sampler saw less (e.g. trials sampled before earlier results were in).
+    parted = [next((i for i, (a, b) in enumerate(zip(mine, r["anchor"]["quality"][function]["values"][s],
+                                                      strict=True)) if a != b), None)
+              for s, mine in r["trackd"]["quality"][function]["values"].items()]
     return {"trackd": td, "optuna": op, "p": p, "worse": p < ALPHA and statistics.median(td) > statistics.median(op),
-            "identical_seeds": same}
+            "identical_seeds": parted.count(None), "first_difference": [i for i in parted if i is not None]}
 
 
 def pruning_summary(r: dict[str, Any], side: str, seed: str) -> dict[str, Any]:
-    asha, none = r[side]["pruning"]["asha"]["trials"][seed], r[side]["pruning"]["none"]["trials"][seed]
-    finals = r["reference"]["finals"][seed]
-
-    def best(trials: list[dict[str, Any]]) -> float:
-        return min((t["value"] for t in trials if not t["pruned"]), default=float("inf"))
-
-    steps_asha, steps_none = sum(t["steps"] for t in asha), sum(t["steps"] for t in none)
+    asha, none = r[side]["pruning"]["asha"], r[side]["pruning"]["none"]
+    steps_asha = sum(t["steps"] for t in asha["trials"][seed])
+    steps_none = sum(t["steps"] for t in none["trials"][seed])
     return {"steps_asha": steps_asha, "steps_none": steps_none, "ratio": steps_none / steps_asha,
-            "pruned": sum(t["pruned"] for t in asha), "best_asha": best(asha), "best_none": best(none),
-            "pct_asha": percentile_of(best(asha), finals), "pct_none": percentile_of(best(none), finals)}
+            "pruned": sum(t["pruned"] for t in asha["trials"][seed]),
+            "best_asha": asha["best"][seed]["value"], "pct_asha": asha["best"][seed]["percentile"],
+            "best_none": none["best"][seed]["value"], "pct_none": none["best"][seed]["percentile"]}
 
 # -- tables ----------------------------------------------------------------------------------
+
+
+def parting(s: dict[str, Any]) -> str:
+    """Where trackd's trials stop being Optuna's (same seed)."""
+    found = f"same trials as Optuna in {s['identical_seeds']}/{len(s['trackd'])} seeds"
+    if not (parted := s["first_difference"]):
+        return found
+    where = f"#{min(parted)}" if min(parted) == max(parted) else f"#{min(parted)}–#{max(parted)}"
+    return f"{found}; the others part at trial {where}"
 
 
 def print_tables(r: dict[str, Any]) -> None:
@@ -264,9 +291,12 @@ def print_tables(r: dict[str, Any]) -> None:
         verdict = "[red]worse beyond noise[/]" if s["worse"] else "[green]not worse beyond noise[/]"
         table.add_row(f"{function}\n[dim]{len(FUNCTIONS[function][1])}-D, f* = {FUNCTIONS[function][2]:g}[/]",
                       cell(s["trackd"]), cell(s["optuna"]),
-                      f"p = {s['p']:.3f}\n{verdict}\n[dim]same trials as Optuna: {s['identical_seeds']}/"
-                      f"{len(s['trackd'])} seeds[/]")
+                      f"p = {s['p']:.3f}\n{verdict}\n[dim]{parting(s)}[/]")
     console.print(table)
+    timing = "; ".join(f"{f}: trackd {r['trackd']['quality'][f]['elapsed_s']:.0f} s, Optuna "
+                       f"{r['anchor']['quality'][f]['elapsed_s']:.1f} s" for f in r["trackd"]["quality"])
+    console.print(f"[dim]Wall time for {len(r['seeds'])} × {r['trials']} trials (trackd: AcquireTrial + "
+                  f"CompleteTrial over gRPC, each trial a run): {timing}.[/]")
 
     rho = ", ".join(f"step {k}: {v:.2f}" for k, v in r["reference"]["spearman_at_rungs"].items())
     table = Table(title=f"Pruning — ASHA {r['asha_options']} vs none, TPE, {r['pruning_trials']} trials of "
@@ -294,14 +324,16 @@ def print_tables(r: dict[str, Any]) -> None:
     table.add_row("all", *[x for side in ("trackd", "anchor") for x in (
         f"median {statistics.median(ratios[side]):.1f}× fewer", f"{tops[side]}/{n} seeds in the top {TOP:g} %")])
     console.print(table)
-    wall = f"; whole run {r['wall_s'] / 60:.1f} min" if "wall_s" in r else ""
+    reports = sum(t["steps"] for trials in r["trackd"]["pruning"]["asha"]["trials"].values() for t in trials)
+    wall = (f" trackd ASHA: {reports:,} ReportIntermediate calls, {r['trackd']['pruning']['asha']['elapsed_s']:.0f} s "
+            f"with the trials' AcquireTrial + CompleteTrial. Whole run {r['wall_s'] / 60:.1f} min.")
     console.print(
         f"[dim]Percentile: share of {r['reference']['size']:,} random configurations (same space, same seed's noise) "
         f"whose final loss is at most the best found (lower is better; target ≤ {TOP:g} %, ≥ 3× fewer steps). "
         f"Spearman ρ of the loss at the ASHA rungs vs the final loss over those configurations: {rho}. "
         f"Without a pruner trials run all steps and report only the final loss. The verdict is 'worse beyond "
-        f"noise' when p < {ALPHA} and trackd's median is higher. Figures in {RESULTS.relative_to(BENCH.parent)}"
-        f"{wall}.[/]")
+        f"noise' when p < {ALPHA} and trackd's median is higher. Figures in {RESULTS.relative_to(BENCH.parent)}."
+        f"{wall}[/]")
 
 # -- charts ----------------------------------------------------------------------------------
 
