@@ -198,6 +198,7 @@ def ended_status(payload: bytes) -> str:
     """The final status a `run.ended` payload carries, e.g. "FAILED" ("UNKNOWN" if undecodable)."""
     try:
         status = events_pb2.RunEnded.FromString(payload).status
-        return run_pb2.RunStatus.Name(status).removeprefix("RUN_STATUS_")
+        name: str = run_pb2.RunStatus.Name(status)
+        return name.removeprefix("RUN_STATUS_")
     except (DecodeError, ValueError):  # ValueError: an enum number this build does not know
         return "UNKNOWN"
