@@ -30,16 +30,14 @@ log = logging.getLogger(__name__)
 async def serve(config: StoresConfig) -> None:
     pool = await create_pool(config.postgres)
     await migrate(pool)
-    limits = create_redis(config.redis)  # per-token write limits (docs/auth.md)
+    redis = create_redis(config.redis)  # the ready queues, and per-token write limits (docs/auth.md)
     server = GrpcServer(config.server, interceptors=access_interceptors(
-        RULES, auth=config.server.auth, pool=pool, redis=limits))
+        RULES, auth=config.server.auth, pool=pool, redis=redis))
     server.add_closer(pool.close)
-    server.add_closer(limits.aclose)
+    server.add_closer(redis.aclose)
     store = StudyStore(pool)
     if renewed := await store.renew_all_leases(config.hpo_lease_s):
         log.info("renewed the leases of %d running trials after the restart", renewed)
-    redis = create_redis(config.redis)
-    server.add_closer(redis.aclose)
     controller = Controller(store, RunStore(pool), ReadyQueue(redis), lease_s=config.hpo_lease_s,
                             registry=server.registry)
     await controller.recover()
