@@ -42,6 +42,21 @@ async def create_pool(settings: PostgresSettings, *, wait_s: float = 30.0) -> as
             await asyncio.sleep(0.3)
 
 
+# Driver errors that mean the server is down, restarting or out of connections: the pool
+# reconnects by itself once it is back, so a caller may retry (the edge answers UNAVAILABLE).
+_UNREACHABLE = (
+    OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError, asyncpg.TooManyConnectionsError,
+)
+
+
+def postgres_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says PostgreSQL could not be reached (rather than that a query was wrong)."""
+    if isinstance(exc, asyncpg.InterfaceError):  # a pooled connection that died with the server
+        return "connection is closed" in str(exc)
+    return isinstance(exc, _UNREACHABLE)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for kind in ("json", "jsonb"):
         await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")

@@ -21,6 +21,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from trackd_platform import errors
 from trackd_platform.config import ServerSettings
+from trackd_platform.db import postgres_unreachable
 from trackd_platform.telemetry import annotate_current_span, current_trace_id, setup_tracing
 from trackd_platform.tls import server_credentials
 
@@ -81,6 +82,9 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     for cls in type(exc).__mro__:
         if cls in STATUS_OF:
             return STATUS_OF[cls], str(exc)
+    if postgres_unreachable(exc):  # a restart or an outage, not a bug: clients retry UNAVAILABLE
+        log.warning("PostgreSQL unreachable: %s: %s", type(exc).__name__, exc)
+        return grpc.StatusCode.UNAVAILABLE, "PostgreSQL is unreachable or restarting; retry shortly"
     trace_id = current_trace_id()
     log.exception("unhandled error (trace id %s)", trace_id, exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error (trace id {trace_id}); see the server log"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -98,3 +99,19 @@ async def test_an_unparsable_request_is_invalid_argument_not_unknown(
         await get_run(raw)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
     assert "could not be parsed" in caught.value.details()
+
+
+@pytest.mark.parametrize("error", [
+    ConnectionRefusedError(111, "Connect call failed"),
+    asyncpg.CannotConnectNowError("the database system is starting up"),
+    asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    asyncpg.InterfaceError("connection is closed"),
+], ids=lambda e: type(e).__name__)
+async def test_postgresql_being_down_is_unavailable_not_internal(
+    served: tuple[FailingStore, grpc.aio.Channel], error: BaseException
+) -> None:
+    store, channel = served
+    store.error = error
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await run_pb2_grpc.RunServiceStub(channel).GetRun(run_pb2.GetRunRequest(run_id="a" * 32))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
