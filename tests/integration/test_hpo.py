@@ -199,44 +199,6 @@ def test_worker_processes_run_a_study_to_its_limit(stack: EmbeddedStack, tmp_pat
     assert best.value == min(t.value for t in trials if t.state == "COMPLETE")
 
 
-SLOW_TRAIN = """
-import time
-import trackd
-trial = trackd.hpo.current_trial()
-for step in range(3):
-    trial.report(step, trial.params["x"] + step)
-    time.sleep(0.2)
-trial.complete(trial.params["x"] ** 2)
-"""
-
-
-def test_40_trials_on_8_worker_processes_survive_two_controller_kills(stack: EmbeddedStack, tmp_path: Path,
-                                                     unique: Callable[[str], str]) -> None:
-    name = unique("drill")
-    trackd.hpo.create_study(name, search_space={"x": {"type": "float", "low": -3, "high": 3}}, sampler="tpe",
-                            max_trials=40, parallelism=8, seed=5)
-    script = tmp_path / "train.py"
-    script.write_text(SLOW_TRAIN)
-    trackd_cli = str(Path(sys.executable).with_name("trackd"))
-    workers = [subprocess.Popen([trackd_cli, "hpo", "worker", name, "--", sys.executable, str(script)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(8)]
-    controller = stack.services["hpo"]
-    for at in (10, 25):
-        deadline = time.monotonic() + 120
-        while sum(t.state == "COMPLETE" for t in trackd.hpo.list_trials(name)) < at:
-            assert time.monotonic() < deadline, "the study stopped making progress"
-            time.sleep(0.2)
-        controller.kill()  # SIGKILL; the launcher restarts it
-    outputs = [w.communicate(timeout=300)[0].decode() for w in workers]
-    assert all(w.returncode == 0 for w in workers), outputs
-    trials = trackd.hpo.list_trials(name)
-    assert [t.number for t in trials] == list(range(40)), outputs
-    assert [t.state for t in trials] == ["COMPLETE"] * 40, [(t.number, t.state, t.attempt) for t in trials]
-    assert all(t.value == pytest.approx(t.params["x"] ** 2) for t in trials)
-    assert trackd.hpo.get_study(name).state == "FINISHED"
-    assert controller.restarts >= 2
-
-
 FIRST_ATTEMPT_HANGS = """
 import os, time
 import trackd
