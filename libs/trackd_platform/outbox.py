@@ -39,12 +39,12 @@ BACKLOG_EVERY_S = 5.0  # how often the active relay counts unsent rows (a count 
 
 async def enqueue(conn: asyncpg.Connection, *, topic: str, key: str, event_id: uuid.UUID, payload: bytes) -> None:
     """Record an event in the caller's transaction, with the current trace context."""
-    await conn.execute(
-        """INSERT INTO outbox (event_id, topic, key, event_type, payload, traceparent)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
-        event_id, topic, key, EVENT_TYPES[topic], payload, current_traceparent(),
+    await conn.execute(  # one round trip: the row, and a wake-up for the relay at commit
+        """WITH event AS (INSERT INTO outbox (event_id, topic, key, event_type, payload, traceparent)
+                          VALUES ($1, $2, $3, $4, $5, $6))
+           SELECT pg_notify($7, '')""",
+        event_id, topic, key, EVENT_TYPES[topic], payload, current_traceparent(), NOTIFY_CHANNEL,
     )
-    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
 
 _closing: set[asyncio.Task[None]] = set()

@@ -42,24 +42,26 @@ _ID_OF_MESSAGE = {
 
 def setup_tracing(settings: TelemetrySettings, *, processors: Iterable[SpanProcessor] = ()) -> TracerProvider:
     """Install a tracer provider (OTLP export when an endpoint is configured, plus `processors`)
-    and instrument asyncpg, redis and aiokafka. gRPC is instrumented by the server bootstrap's
-    interceptor. The aiokafka instrumentation gives every message sent a producer span and its
+    and instrument aiokafka, and asyncpg and redis when spans go somewhere. gRPC is instrumented
+    by the server bootstrap's interceptor. The aiokafka instrumentation gives every message sent a producer span and its
     `traceparent` header, and every message received a consumer span continuing that trace."""
     provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+    processors = list(processors)
     if settings.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint)))
+        processors.append(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint)))
         log.info("exporting traces to %s", settings.otlp_endpoint)
     for processor in processors:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
-    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    if processors:  # a span per query or Redis command is pure overhead when no one receives it
+        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    AsyncPGInstrumentor().instrument(tracer_provider=provider)
-    RedisInstrumentor().instrument(tracer_provider=provider)
-    AIOKafkaInstrumentor().instrument(tracer_provider=provider)
+        AsyncPGInstrumentor().instrument(tracer_provider=provider)
+        RedisInstrumentor().instrument(tracer_provider=provider)
+    AIOKafkaInstrumentor().instrument(tracer_provider=provider)  # traceparent headers travel either way
     return provider
 
 

@@ -4,6 +4,7 @@ writes its event to the outbox in the same transaction."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -233,11 +234,13 @@ class RunStore:
     async def end_run(self, run_id: uuid.UUID, status: RunStatus) -> Run:
         event_id = uuid.uuid4()
         async with self._pool.acquire() as conn, conn.transaction():
-            check_end(await self._load(conn, run_id, lock=True), status)
-            await conn.execute(
-                "UPDATE runs SET status = $2, end_time = clock_timestamp() WHERE id = $1", run_id, status
+            run = await self._load(conn, run_id, lock=True)
+            check_end(run, status)
+            end_time = await conn.fetchval(
+                "UPDATE runs SET status = $2, end_time = clock_timestamp() WHERE id = $1 RETURNING end_time",
+                run_id, status,
             )
-            run = await self._load(conn, run_id)
+            run = replace(run, status=status, end_time=end_time)
             await enqueue(conn, topic=RUN_ENDED, key=format_id(run_id), event_id=event_id,
                           payload=events.run_ended(run, event_id))
         return run
