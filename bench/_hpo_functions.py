@@ -84,7 +84,7 @@ def _tau(lr: float, width: float, dropout: float) -> float:
 
 
 def curve(params: Params, seed: int) -> list[float]:
-    """Validation loss after steps 1..STEPS. Deterministic in (params, seed); the noise (about 2 %,
+    """Validation loss after steps 1..STEPS. Deterministic in (params, seed); the noise (about 1.5 %,
     larger early on) is drawn from a generator seeded by both, so the same configuration gives
     the same curve to trackd and to Optuna."""
     lr, width, dropout = float(params["lr"]), float(params["width"]), float(params["dropout"])

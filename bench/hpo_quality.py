@@ -365,15 +365,23 @@ def draw(r: dict[str, Any]) -> None:
     plt.close(fig)
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    styles = (("trackd", "asha", "tab:blue", "trackd ASHA"), ("anchor", "asha", "tab:orange", "Optuna ASHA"),
-              ("trackd", "none", "tab:gray", "trackd no pruning"))
-    for side, pruner, colour, label in styles:
-        for i, trials in enumerate(r[side]["pruning"][pruner]["trials"].values()):
-            steps = np.cumsum([t["steps"] for t in trials])
-            best = np.minimum.accumulate([t["value"] if not t["pruned"] else np.inf for t in trials])
-            ax1.step(steps, best, where="post", color=colour, alpha=0.7, label=label if i == 0 else None)
+    styles = (("trackd", "asha", "tab:blue", "-", "trackd ASHA"), ("anchor", "asha", "tab:orange", "-", "Optuna ASHA"),
+              ("trackd", "none", "tab:blue", ":", "trackd, no pruning"),
+              ("anchor", "none", "tab:orange", ":", "Optuna, no pruning"))
+    grid = np.geomspace(r["steps"], r["steps"] * r["pruning_trials"], 200)
+    for side, pruner, colour, line, label in styles:
+        curves = []
+        for trials in r[side]["pruning"][pruner]["trials"].values():
+            spent = np.cumsum([t["steps"] for t in trials])
+            best = np.minimum.accumulate([np.inf if t["pruned"] else t["value"] for t in trials])
+            at = np.searchsorted(spent, grid, side="right") - 1
+            # inf before the first complete trial, nan once this seed's trials are all done
+            curves.append(np.where(grid <= spent[-1], best[np.maximum(at, 0)], np.nan) + np.where(at < 0, np.inf, 0))
+        runs = np.array(curves)
+        every = ~np.isnan(runs).any(axis=0)  # the median only where every seed is still running
+        ax1.plot(grid[every], np.median(runs[:, every], axis=0), color=colour, linestyle=line, label=label)
     ax1.set(xlabel="training steps spent", ylabel="best final loss so far", xscale="log", yscale="log",
-            title="Best configuration vs compute (one line per seed)")
+            title=f"Best configuration vs compute (median of {len(r['pruning_seeds'])} seeds)")
     ax1.grid(alpha=0.3)
     ax1.legend(fontsize=8)
     seeds = [str(s) for s in r["pruning_seeds"]]
