@@ -162,16 +162,17 @@ class RunStore:
                 raise NotFound(f"experiment {format_id(experiment_id)} does not exist")
             if new.parent_run_id and not await conn.fetchval("SELECT 1 FROM runs WHERE id = $1", new.parent_run_id):
                 raise NotFound(f"parent run {format_id(new.parent_run_id)} does not exist")
-            await conn.execute(
-                """INSERT INTO runs (id, experiment_id, name, status, start_time, last_heartbeat,
-                                     parent_run_id, user_name, notes, source, environment)
-                   VALUES ($1, $2, $3, $4, now(), now(), $5, $6, $7, $8, $9)""",
+            row = await conn.fetchrow(
+                f"""WITH r AS (INSERT INTO runs (id, experiment_id, name, status, start_time, last_heartbeat,
+                                                 parent_run_id, user_name, notes, source, environment)
+                               VALUES ($1, $2, $3, $4, now(), now(), $5, $6, $7, $8, $9) RETURNING *)
+                    SELECT {_RUN_COLUMNS} FROM r JOIN experiments e ON e.id = r.experiment_id""",
                 run_id, experiment_id, new.name or f"run-{run_id.hex[:8]}", RunStatus.RUNNING,
                 new.parent_run_id, new.user, new.notes, new.source, new.environment,
             )
             await _insert_pairs(conn, "run_params", run_id, new.params)
             await _insert_pairs(conn, "run_tags", run_id, new.tags)
-            run = await self._load(conn, run_id)
+            run = _run(row, dict(new.params), dict(new.tags))
             await enqueue(conn, topic=RUN_STARTED, key=format_id(run_id), event_id=event_id,
                           payload=events.run_started(run, event_id))
         return run
