@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from trackd_api.hpo.v1 import hpo_pb2
+from trackd_api.run.v1 import run_pb2
 
 from trackd import hpo
 from trackd._client import Client
@@ -28,12 +29,19 @@ ENDED = (hpo_pb2.STUDY_STATE_FINISHED, hpo_pb2.STUDY_STATE_STOPPED)
 
 @contextmanager
 def heartbeats(client: Client, trial: hpo_pb2.Trial, lease_s: int, on_stop: Callable[[], None]) -> Iterator[None]:
-    """Keep the trial's lease while the block runs; `on_stop` when the controller says the
-    trial should stop (pruned elsewhere, study stopped)."""
+    """Keep the trial's lease, and its run alive, while the block runs; `on_stop` when the
+    controller says the trial should stop (pruned elsewhere, study stopped). The run is
+    heartbeated here too, not only by the controller, so a controller outage longer than the
+    run service's heartbeat timeout does not get a live trial's run marked CRASHED."""
     done = threading.Event()
 
     def beat() -> None:
         while not done.wait(max(1.0, lease_s / 3)):
+            if trial.run_id:
+                try:
+                    client.call("run", client.runs.Heartbeat, run_pb2.HeartbeatRequest(run_id=trial.run_id))
+                except TrackdError:
+                    pass  # ended already, or the run service restarting: the controller heartbeats it too
             try:
                 reply = client.call("hpo", client.hpo.HeartbeatTrial, hpo_pb2.HeartbeatTrialRequest(
                     trial_id=trial.id, worker=trial.worker))
