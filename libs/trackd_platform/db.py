@@ -33,7 +33,7 @@ async def create_pool(settings: PostgresSettings, *, wait_s: float = 30.0) -> as
         try:
             pool: asyncpg.Pool = await asyncpg.create_pool(
                 settings.dsn, min_size=1, max_size=settings.pool_max, command_timeout=30,
-                init=_init_connection,
+                init=_init_connection, reset=_keep_session,
             )
             return pool
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
@@ -55,6 +55,13 @@ def postgres_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.InterfaceError):  # a pooled connection that died with the server
         return "connection is closed" in str(exc)
     return isinstance(exc, _UNREACHABLE)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Released connections skip asyncpg's session reset (UNLISTEN, RESET ALL, advisory unlock:
+    one more round trip per release). Pooled connections hold no session state: advisory locks
+    are transaction-scoped, LISTEN and the relay's leader lock use a connection of their own,
+    nothing SETs a session variable. An open transaction is still rolled back by asyncpg."""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -36,7 +36,7 @@ async def serve(config: StoresConfig) -> None:
         )
         server.add_servicer(
             registry_pb2_grpc.add_ModelRegistryServiceServicer_to_server,
-            RegistryServicer(RegistryStore(pool), artifacts, redis),
+            RegistryServicer(RegistryStore(pool), artifacts),
             registry_pb2.DESCRIPTOR.services_by_name["ModelRegistryService"].full_name,
         )
         await server.run_until_signal()

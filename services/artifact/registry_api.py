@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 import uuid
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from trackd_api.artifact.v1 import registry_pb2, registry_pb2_grpc
 from trackd_platform.auth import current_principal
-from trackd_platform.cache_keys import latest_metrics
 from trackd_platform.errors import InvalidArgument, NotFound
 from trackd_platform.ids import parse_id
 from trackd_platform.paging import decode_token, encode_token, page_size
@@ -28,7 +23,6 @@ from trackd_services.artifact.registry import (
 )
 from trackd_services.artifact.store import ArtifactStore
 
-log = logging.getLogger(__name__)
 CONTEXT_SUFFIX = {"0": "", "1": "@train", "2": "@eval", "3": "@test"}
 
 
@@ -44,10 +38,9 @@ def _version(v: ModelVersion) -> registry_pb2.ModelVersion:
 
 
 class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):  # type: ignore[misc]
-    def __init__(self, registry: RegistryStore, artifacts: ArtifactStore, redis: aioredis.Redis) -> None:
+    def __init__(self, registry: RegistryStore, artifacts: ArtifactStore) -> None:
         self._registry = registry
         self._artifacts = artifacts
-        self._redis = redis
 
     async def CreateRegisteredModel(self, request: Any, context: Any) -> registry_pb2.CreateRegisteredModelResponse:
         model = await self._registry.create_model(validate_name(request.name), request.description,
@@ -89,18 +82,11 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):  # type:
             return manifest_digest([(f.path, f.sha256) for f in files])
 
     async def _latest_metrics(self, run_id: uuid.UUID) -> dict[str, float]:
-        try:
-            cached = await self._redis.hgetall(latest_metrics(run_id))
-        except (RedisError, OSError) as exc:
-            log.warning("no metric snapshot for run %s: Redis unavailable (%s)", run_id.hex, exc)
-            return {}
-        snapshot = {}
-        for field, raw in cached.items():
-            key, _, context = field.decode().partition("\t")
-            value = float(json.loads(raw)["value"])
-            if math.isfinite(value):
-                snapshot[key + CONTEXT_SUFFIX.get(context, "")] = value
-        return snapshot
+        """The run's latest value of each metric (`key@context` outside the default context),
+        from PostgreSQL: what ingest acknowledged is there, whatever state the Redis cache is in."""
+        latest = await self._registry.latest_metrics(run_id)
+        return {key + CONTEXT_SUFFIX.get(str(context), ""): value for (key, context), value in latest.items()
+                if math.isfinite(value)}
 
     async def GetModelVersion(self, request: Any, context: Any) -> registry_pb2.GetModelVersionResponse:
         if not request.version and not request.alias:

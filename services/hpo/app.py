@@ -12,9 +12,10 @@ from trackd_platform.access import access_interceptors
 from trackd_platform.config import StoresConfig
 from trackd_platform.db import create_pool, migrate
 from trackd_platform.ids import parse_id
-from trackd_platform.kafka import RUN_ENDED, create_consumer
+from trackd_platform.kafka import RUN_ENDED, create_consumer, to_event
 from trackd_platform.redis import create_redis
 from trackd_platform.server import GrpcServer, configure_logging
+from trackd_platform.telemetry import RUN_ID, continue_trace
 from trackd_services.hpo.access import RULES
 from trackd_services.hpo.api import HpoServicer
 from trackd_services.hpo.controller import Controller
@@ -65,7 +66,9 @@ async def serve(config: StoresConfig) -> None:
                     async for message in consumer:
                         event = events_pb2.RunEnded.FromString(message.value or b"")
                         if event.status in (run_pb2.RUN_STATUS_FAILED, run_pb2.RUN_STATUS_CRASHED):
-                            await controller.run_ended(parse_id("run_id", event.run_id))
+                            with continue_trace(to_event(message).headers, "run.ended process",
+                                                attributes={RUN_ID: event.run_id}):
+                                await controller.run_ended(parse_id("run_id", event.run_id))
                 finally:
                     await consumer.stop()
             except asyncio.CancelledError:

@@ -119,7 +119,8 @@ async def test_committed_points_fan_out_and_system_metrics_are_sampled(
         if message:
             published.append(ingest_pb2.LogMetricsRequest.FromString(message["data"]))
     assert published and published[0].run_id == run.id
-    assert {(s.key, s.context, tuple(s.steps)) for s in published[0].series} == {
+    assert {(s.key, s.context, tuple(s.steps)) for s in published[0].series  # system samples may share the batch
+            if not s.key.startswith("system/")} == {
         ("acc", ingest_pb2.METRIC_CONTEXT_EVAL, (7,)), ("loss", ingest_pb2.METRIC_CONTEXT_EVAL, (7,))}
     await asyncio.sleep(1.0)  # a few system samples
     run.end()
