@@ -1,6 +1,7 @@
 """The HPO ready queue on the real stack: trials sampled ahead into a Valkey stream, handed out
 from it within the study's parallelism, dropped when the study stops, and rebuilt from
-PostgreSQL when Valkey loses it or is down (AcquireTrial then falls back to PostgreSQL)."""
+PostgreSQL when Valkey loses it. Trials handed out with Valkey down (from PostgreSQL) are a fault
+drill: tests/faults/test_redis_outage.py."""
 
 from __future__ import annotations
 
@@ -99,34 +100,3 @@ def test_a_lost_stream_is_rebuilt_from_postgresql(
     valkey.delete(stream_key(uuid.UUID(study.id)))  # as if Valkey restarted without its data
     waiting = {t.id.replace("-", "") for t in trials(hpo, study.id, hpo_pb2.TRIAL_STATE_WAITING)}
     wait_for(lambda: set(queued_ids(valkey, study.id)) == waiting, "the reaper rebuilding the stream")
-
-
-def test_trials_are_handed_out_while_valkey_is_down(
-        stack: EmbeddedStack, hpo: hpo_pb2_grpc.HpoServiceStub, valkey: redis.Redis,
-        unique: Callable[[str], str]) -> None:
-    study = create(hpo, unique("no-valkey"), parallelism=2, max_trials=6, seed=4)
-    wait_for(lambda: len(trials(hpo, study.id, hpo_pb2.TRIAL_STATE_WAITING)) == 2, "2 trials sampled ahead")
-    server = stack.infra["valkey"]
-    server.stop()
-    try:
-        done = 0
-        deadline = time.monotonic() + 60
-        while done < 4:  # from PostgreSQL: the queue is unreachable
-            assert time.monotonic() < deadline, "no progress without Valkey"
-            got = acquire(hpo, study.id, "w0")
-            if got.HasField("trial"):
-                x = json.loads(got.trial.params_json)["x"]
-                hpo.CompleteTrial(hpo_pb2.CompleteTrialRequest(trial_id=got.trial.id, worker="w0", values=[x * x]),
-                                  timeout=30)
-                done += 1
-    finally:
-        server.start()
-        server.wait_ready(30)
-    wait_for(lambda: {t.id.replace("-", "") for t in trials(hpo, study.id, hpo_pb2.TRIAL_STATE_WAITING)}
-             == set(queued_ids(valkey, study.id)), "the stream rebuilt after Valkey returned")
-    while (got := acquire(hpo, study.id, "w0")).HasField("trial"):
-        hpo.CompleteTrial(hpo_pb2.CompleteTrialRequest(trial_id=got.trial.id, worker="w0", values=[1.0]), timeout=30)
-    found = trials(hpo, study.id)
-    assert [t.number for t in found] == list(range(6))
-    assert all(t.state == hpo_pb2.TRIAL_STATE_COMPLETE for t in found)
-    assert got.study.state == hpo_pb2.STUDY_STATE_FINISHED
