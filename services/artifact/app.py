@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc, registry_pb2, registry_pb2_grpc
-from trackd_platform.access import access_interceptors
 from trackd_platform.config import StoresConfig
-from trackd_platform.db import create_pool, migrate
 from trackd_platform.redis import create_redis
 from trackd_platform.s3 import ensure_bucket, s3_client
-from trackd_platform.server import GrpcServer, configure_logging
+from trackd_platform.server import configure_logging
+from trackd_platform.wiring import wire
 from trackd_services.artifact.access import RULES
 from trackd_services.artifact.api import ArtifactServicer
 from trackd_services.artifact.registry import RegistryStore
@@ -19,13 +18,8 @@ from trackd_services.artifact.store import ArtifactStore, BlobStore
 
 
 async def serve(config: StoresConfig) -> None:
-    pool = await create_pool(config.postgres)
-    await migrate(pool)
     redis = create_redis(config.redis)
-    server = GrpcServer(config.server, interceptors=access_interceptors(
-        RULES, auth=config.server.auth, pool=pool, redis=redis))
-    server.add_closer(pool.close)
-    server.add_closer(redis.aclose)
+    server, pool = await wire(config.server, config.postgres, RULES, redis=redis)
     artifacts = ArtifactStore(pool)
     async with s3_client(config.s3) as s3:
         await ensure_bucket(s3, config.s3.bucket)

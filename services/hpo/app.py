@@ -8,14 +8,13 @@ import logging
 from trackd_api.events.v1 import events_pb2
 from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
 from trackd_api.run.v1 import run_pb2
-from trackd_platform.access import access_interceptors
 from trackd_platform.config import StoresConfig
-from trackd_platform.db import create_pool, migrate
 from trackd_platform.ids import parse_id
 from trackd_platform.kafka import RUN_ENDED, create_consumer, to_event
 from trackd_platform.redis import create_redis
-from trackd_platform.server import GrpcServer, configure_logging
+from trackd_platform.server import configure_logging
 from trackd_platform.telemetry import RUN_ID, continue_trace
+from trackd_platform.wiring import wire
 from trackd_services.hpo.access import RULES
 from trackd_services.hpo.api import HpoServicer
 from trackd_services.hpo.controller import Controller
@@ -29,13 +28,8 @@ log = logging.getLogger(__name__)
 
 
 async def serve(config: StoresConfig) -> None:
-    pool = await create_pool(config.postgres)
-    await migrate(pool)
     redis = create_redis(config.redis)  # the ready queues, and per-token write limits (docs/auth.md)
-    server = GrpcServer(config.server, interceptors=access_interceptors(
-        RULES, auth=config.server.auth, pool=pool, redis=redis))
-    server.add_closer(pool.close)
-    server.add_closer(redis.aclose)
+    server, pool = await wire(config.server, config.postgres, RULES, redis=redis)
     store = StudyStore(pool)
     if renewed := await store.renew_all_leases(config.hpo_lease_s):
         log.info("renewed the leases of %d running trials after the restart", renewed)

@@ -6,24 +6,18 @@ import asyncio
 import logging
 
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from trackd_platform.access import access_interceptors
 from trackd_platform.config import StoresConfig
-from trackd_platform.db import create_pool, migrate
 from trackd_platform.redis import create_redis
-from trackd_platform.server import GrpcServer, configure_logging
+from trackd_platform.server import configure_logging
+from trackd_platform.wiring import wire
 from trackd_services.ingest.access import RULES
 from trackd_services.ingest.api import IngestServicer
 from trackd_services.ingest.store import LatestCache, MetricStore
 
 
 async def serve(config: StoresConfig) -> None:
-    pool = await create_pool(config.postgres)
-    await migrate(pool)
     redis = create_redis(config.redis)
-    server = GrpcServer(config.server, interceptors=access_interceptors(
-        RULES, auth=config.server.auth, pool=pool, redis=redis))
-    server.add_closer(pool.close)
-    server.add_closer(redis.aclose)
+    server, pool = await wire(config.server, config.postgres, RULES, redis=redis)
     store = MetricStore(pool)
     cache = LatestCache(redis, store)
     server.add_servicer(

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 
 from trackd_api.query.v1 import query_pb2, query_pb2_grpc
-from trackd_platform.access import access_interceptors
 from trackd_platform.config import StoresConfig
-from trackd_platform.db import create_pool, migrate
 from trackd_platform.redis import create_redis
-from trackd_platform.server import GrpcServer, configure_logging
+from trackd_platform.server import configure_logging
+from trackd_platform.wiring import wire
 from trackd_services.query.access import RULES
 from trackd_services.query.api import QueryServicer
 from trackd_services.query.store import LatestReader, QueryStore
@@ -18,13 +17,8 @@ from trackd_services.run.store import RunStore
 
 
 async def serve(config: StoresConfig) -> None:
-    pool = await create_pool(config.postgres)
-    await migrate(pool)
     redis = create_redis(config.redis)
-    server = GrpcServer(config.server, interceptors=access_interceptors(
-        RULES, auth=config.server.auth, pool=pool, redis=redis))
-    server.add_closer(pool.close)
-    server.add_closer(redis.aclose)
+    server, pool = await wire(config.server, config.postgres, RULES, redis=redis)
     store = QueryStore(pool, RunStore(pool))
     server.add_servicer(
         query_pb2_grpc.add_QueryServiceServicer_to_server,

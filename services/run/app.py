@@ -7,13 +7,12 @@ import logging
 
 from trackd_api.auth.v1 import auth_pb2, auth_pb2_grpc
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
-from trackd_platform.access import access_interceptors
 from trackd_platform.config import RunServiceConfig
-from trackd_platform.db import create_pool, migrate
 from trackd_platform.outbox import OutboxRelay
 from trackd_platform.redis import create_redis
-from trackd_platform.server import GrpcServer, configure_logging
+from trackd_platform.server import configure_logging
 from trackd_platform.tokens import TokenStore
+from trackd_platform.wiring import wire
 from trackd_services.run.access import RULES
 from trackd_services.run.api import RunServicer
 from trackd_services.run.store import RunStore
@@ -23,14 +22,8 @@ log = logging.getLogger(__name__)
 
 
 async def serve(config: RunServiceConfig) -> None:
-    pool = await create_pool(config.postgres)
-    await migrate(pool)
-    redis = create_redis(config.redis) if config.redis and config.server.auth.writes_per_s else None
-    server = GrpcServer(config.server, interceptors=access_interceptors(
-        RULES, auth=config.server.auth, pool=pool, redis=redis))
-    server.add_closer(pool.close)
-    if redis is not None:  # rate limits only
-        server.add_closer(redis.aclose)
+    redis = create_redis(config.redis) if config.redis and config.server.auth.writes_per_s else None  # limits only
+    server, pool = await wire(config.server, config.postgres, RULES, redis=redis)
     store = RunStore(pool)
     server.add_servicer(
         run_pb2_grpc.add_RunServiceServicer_to_server,
