@@ -204,10 +204,14 @@ class Controller:
                 return None
             if self._exhausted(study):
                 return None
-            number = await self._store.next_number(conn, study_id)
-            params = await asyncio.to_thread(engine.ask, number)
-            trial = await self._store.insert_trial(conn, study_id, number, params)
+            [trial] = await self._sample(conn, study_id, engine, 1)
             return await self._store.claim(conn, study_id, trial.id, worker, self.lease_s)
+
+    async def _sample(self, conn: Any, study_id: uuid.UUID, engine: Engine, count: int) -> list[TrialRow]:
+        """`count` new trials from the study's sampler, stored WAITING (under the study lock)."""
+        number = await self._store.next_number(conn, study_id)
+        return [await self._store.insert_trial(conn, study_id, n, await asyncio.to_thread(engine.ask, n))
+                for n in range(number, number + count)]
 
     # -- the ready queue -------------------------------------------------------------------
 
@@ -235,7 +239,7 @@ class Controller:
         waits for the sampler: sample the missing ones (within the study's limits), store them
         and append them to the ready queue. The price: a trial sampled ahead does not see the
         results that arrive while it waits (as with any batch of parallel trials)."""
-        added: list[uuid.UUID] = []
+        added: list[TrialRow] = []
         async with self._lock(study_id):
             try:
                 async with self._store.pool.acquire() as conn, conn.transaction():
@@ -247,20 +251,22 @@ class Controller:
                         missing = min(missing, study.max_trials - sum(study.counts.values()))
                     if missing <= 0:
                         return
-                    engine = await self._engine(study)
-                    number = await self._store.next_number(conn, study_id)
-                    for n in range(number, number + missing):
-                        params = await asyncio.to_thread(engine.ask, n)
-                        added.append((await self._store.insert_trial(conn, study_id, n, params)).id)
+                    added = await self._sample(conn, study_id, await self._engine(study), missing)
             except BaseException:
                 self._forget(study_id)
                 raise
-        await self._queue.push(study_id, added)
+        await self._queue.push(study_id, [t.id for t in added])
 
-    async def rebuild_queue(self, study_id: uuid.UUID) -> None:
-        """Make the stream hold exactly the study's WAITING trials (after a start, a pause, or
-        Redis losing it)."""
-        await self._queue.push(study_id, await self._store.waiting_ids(self._store.pool, study_id), replace=True)
+    async def rebuild_queue(self, study_id: uuid.UUID, *, unless_in_step: bool = False) -> int:
+        """Make the stream hold exactly the study's WAITING trials (after a start, a retry, or
+        Redis losing entries); `unless_in_step`: only when it does not already. Returns how many
+        trials wait."""
+        waiting = await self._store.waiting_ids(self._store.pool, study_id)
+        if unless_in_step and (queued := await self._queue.trial_ids(study_id)) is not None \
+                and set(queued) == set(waiting):
+            return len(waiting)
+        await self._queue.push(study_id, waiting, replace=True)
+        return len(waiting)
 
     async def recover(self) -> None:
         """After a (re)start: streams rebuilt from PostgreSQL, sampling ahead resumed."""
@@ -324,11 +330,8 @@ class Controller:
                     self._forget(study_id)
                     raise
             if study.state == STUDY_RUNNING:
-                waiting = await self._store.waiting_ids(self._store.pool, study_id)
-                queued = await self._queue.trial_ids(study_id)
-                if reaped or (queued is not None and set(queued) != set(waiting)):  # retries, or Redis lost some
-                    await self._queue.push(study_id, waiting, replace=True)
-                self._ready_gauge.labels(study.name).set(len(waiting))
+                waiting = await self.rebuild_queue(study_id, unless_in_step=not reaped)  # retries are new
+                self._ready_gauge.labels(study.name).set(waiting)
                 self.refill_soon(study_id)
             if run_id is not None:
                 await self._heartbeat_run(run_id)
