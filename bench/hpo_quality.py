@@ -3,8 +3,9 @@ this machine, in one run (`make bench-hpo-quality`).
 
 1. quality: Branin (2-D), Hartmann-6 and Rosenbrock (10-D) on their standard domains, TPE, 100
    trials, 10 seeds, minimized. trackd: one study per (function, seed) with that seed, driven by
-   one client through AcquireTrial + CompleteTrial (parallelism 1, so TPE sees every result before
-   it samples the next trial, as in-process). Optuna 5: TPESampler(seed=…) on in-memory storage.
+   one client through AcquireTrial + CompleteTrial at parallelism 1. The controller samples one
+   trial ahead, so each trial's TPE sees one result fewer than in-process (the sequences part at
+   trial #10, after the random start-up). Optuna 5: TPESampler(seed=…) on in-memory storage.
    Per function: median / mean / best / worst of the best value after all trials over the seeds,
    and a two-sided Mann-Whitney U test of trackd's against Optuna's.
 2. pruning: synthetic learning curves (bench/_hpo_functions.py: lr, width, dropout → a noisy loss

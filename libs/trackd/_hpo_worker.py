@@ -7,6 +7,7 @@ stdin, it is one of `optimize`'s worker processes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -29,24 +30,23 @@ ENDED = (hpo_pb2.STUDY_STATE_FINISHED, hpo_pb2.STUDY_STATE_STOPPED)
 
 @contextmanager
 def heartbeats(client: Client, trial: hpo_pb2.Trial, lease_s: int, on_stop: Callable[[], None]) -> Iterator[None]:
-    """Keep the trial's lease, and its run alive, while the block runs; `on_stop` when the
-    controller says the trial should stop (pruned elsewhere, study stopped). The run is
-    heartbeated here too, not only by the controller, so a controller outage longer than the
-    run service's heartbeat timeout does not get a live trial's run marked CRASHED."""
+    """Keep the trial's lease, and so its run, alive while the block runs (HeartbeatTrial
+    heartbeats the run too); `on_stop` when the controller says the trial should stop (pruned
+    elsewhere, study stopped). While the controller is unreachable the run is heartbeated here
+    directly, so an outage longer than the run service's heartbeat timeout does not get a live
+    trial's run marked CRASHED."""
     done = threading.Event()
 
     def beat() -> None:
         while not done.wait(max(1.0, lease_s / 3)):
-            if trial.run_id:
-                try:
-                    client.call("run", client.runs.Heartbeat, run_pb2.HeartbeatRequest(run_id=trial.run_id))
-                except TrackdError:
-                    pass  # ended already, or the run service restarting: the controller heartbeats it too
             try:
                 reply = client.call("hpo", client.hpo.HeartbeatTrial, hpo_pb2.HeartbeatTrialRequest(
                     trial_id=trial.id, worker=trial.worker))
-            except TrackdError:
-                continue  # the controller may be restarting: the lease outlives a few misses
+            except TrackdError:  # the controller may be restarting: the lease outlives a few misses
+                if trial.run_id:
+                    with contextlib.suppress(TrackdError):  # ended already, or the run service is down too
+                        client.call("run", client.runs.Heartbeat, run_pb2.HeartbeatRequest(run_id=trial.run_id))
+                continue
             if reply.should_stop:
                 on_stop()
 
