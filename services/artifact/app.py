@@ -15,6 +15,7 @@ from trackd_services.artifact.api import ArtifactServicer
 from trackd_services.artifact.registry import RegistryStore
 from trackd_services.artifact.registry_api import RegistryServicer
 from trackd_services.artifact.store import ArtifactStore, BlobStore
+from trackd_services.ingest.store import MetricStore
 
 
 async def serve(config: StoresConfig) -> None:
@@ -30,7 +31,7 @@ async def serve(config: StoresConfig) -> None:
         )
         server.add_servicer(
             registry_pb2_grpc.add_ModelRegistryServiceServicer_to_server,
-            RegistryServicer(RegistryStore(pool), artifacts),
+            RegistryServicer(RegistryStore(pool), artifacts, MetricStore(pool)),
             registry_pb2.DESCRIPTOR.services_by_name["ModelRegistryService"].full_name,
         )
         await server.run_until_signal()

@@ -62,13 +62,6 @@ class RegistryStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def latest_metrics(self, run_id: uuid.UUID) -> dict[tuple[str, int], float]:
-        """(key, context) → the latest value of each of the run's metric series."""
-        rows = await self._pool.fetch(
-            "SELECT key, context, last_value FROM metric_series WHERE run_id = $1 AND last_value IS NOT NULL",
-            run_id)
-        return {(r["key"], r["context"]): r["last_value"] for r in rows}
-
     async def create_model(self, name: str, description: str, tags: dict[str, str],
                            project_id: uuid.UUID | None = None) -> RegisteredModel:
         """`project_id`: the owning project (docs/auth.md); None: set by the first version's run."""

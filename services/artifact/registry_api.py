@@ -22,6 +22,7 @@ from trackd_services.artifact.registry import (
     validate_name,
 )
 from trackd_services.artifact.store import ArtifactStore
+from trackd_services.ingest.store import MetricStore
 
 CONTEXT_SUFFIX = {"0": "", "1": "@train", "2": "@eval", "3": "@test"}
 
@@ -38,9 +39,10 @@ def _version(v: ModelVersion) -> registry_pb2.ModelVersion:
 
 
 class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):  # type: ignore[misc]
-    def __init__(self, registry: RegistryStore, artifacts: ArtifactStore) -> None:
+    def __init__(self, registry: RegistryStore, artifacts: ArtifactStore, metrics: MetricStore) -> None:
         self._registry = registry
         self._artifacts = artifacts
+        self._metrics = metrics  # the latest values a version snapshots
 
     async def CreateRegisteredModel(self, request: Any, context: Any) -> registry_pb2.CreateRegisteredModelResponse:
         model = await self._registry.create_model(validate_name(request.name), request.description,
@@ -84,9 +86,9 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):  # type:
     async def _latest_metrics(self, run_id: uuid.UUID) -> dict[str, float]:
         """The run's latest value of each metric (`key@context` outside the default context),
         from PostgreSQL: what ingest acknowledged is there, whatever state the Redis cache is in."""
-        latest = await self._registry.latest_metrics(run_id)
-        return {key + CONTEXT_SUFFIX.get(str(context), ""): value for (key, context), value in latest.items()
-                if math.isfinite(value)}
+        latest = await self._metrics.summaries(run_id)
+        return {key + CONTEXT_SUFFIX.get(str(context), ""): s.value for (key, context), s in latest.items()
+                if math.isfinite(s.value)}
 
     async def GetModelVersion(self, request: Any, context: Any) -> registry_pb2.GetModelVersionResponse:
         if not request.version and not request.alias:
