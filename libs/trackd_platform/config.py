@@ -16,6 +16,7 @@ from trackd_platform.errors import InvalidArgument
 
 SERVICES = ("run", "ingest", "artifact", "query", "hpo")
 DEFAULT_PORTS = {"run": 50051, "ingest": 50052, "artifact": 50053, "query": 50054, "hpo": 50055}
+WEB_PORT = 8080  # the web service speaks HTTP (the browser UI), not gRPC
 
 ENV_NAMES = frozenset(
     {
@@ -58,6 +59,9 @@ ENV_NAMES = frozenset(
         "TRACKD_TLS_CA_FILE",
         "TRACKD_RATE_LIMIT_WRITES_PER_S",
         "TRACKD_RATE_LIMIT_BURST",
+        "TRACKD_WEB_HOST",
+        "TRACKD_WEB_PORT",
+        "TRACKD_WEB_MAX_VIEWERS",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_SERVICE_NAME",
     }
@@ -353,4 +357,31 @@ class StackSettings:
             home=home(env),
             external={n: _get(env, n, "") for n in names if _get(env, n, "")},
             ingest_replicas=max(1, _int(env, "TRACKD_INGEST_REPLICAS", 1)),
+        )
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The web service: an HTTP server (pages, chart data, live updates) that is a gRPC client of
+    the run, query, artifact and hpo services (`client` addresses them as the SDK does). With
+    `auth.enabled` it forwards the caller's token, else `client.token` (TRACKD_TOKEN) if set."""
+
+    host: str
+    port: int
+    client: ClientSettings
+    telemetry: TelemetrySettings
+    auth: AuthSettings
+    # live viewers (Server-Sent Events streams) one replica holds at once; more get 429
+    max_viewers: int = 5000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WebConfig:
+        env = os.environ if env is None else env
+        return cls(
+            host=_get(env, "TRACKD_WEB_HOST", "127.0.0.1"),
+            port=_int(env, "TRACKD_WEB_PORT", WEB_PORT),
+            client=ClientSettings.from_env(env),
+            telemetry=TelemetrySettings.from_env(env, service="web"),
+            auth=AuthSettings.from_env(env),
+            max_viewers=max(1, _int(env, "TRACKD_WEB_MAX_VIEWERS", 5000)),
         )

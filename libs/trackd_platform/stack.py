@@ -1,5 +1,5 @@
-"""The embedded stack: PostgreSQL, Valkey, a Kafka-protocol broker (Tansu), SeaweedFS S3 and the
-five services, as child processes of one launcher. `trackd up` runs it in the foreground; the
+"""The embedded stack: PostgreSQL, Valkey, a Kafka-protocol broker (Tansu), SeaweedFS S3, the five
+gRPC services and the web UI (HTTP), as child processes of one launcher. `trackd up` runs it in the foreground; the
 test suite's session fixture runs the same class on free ports.
 
 Any infrastructure part can be an existing server instead (TRACKD_PG_DSN, TRACKD_REDIS_URL,
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from trackd_platform.config import DEFAULT_PORTS, SERVICES
+from trackd_platform.config import DEFAULT_PORTS, SERVICES, WEB_PORT
 from trackd_platform.processes import Managed, Supervisor, free_ports, port_open
 
 log = logging.getLogger("trackd.stack")
@@ -45,14 +45,15 @@ class StackPorts:
     weed_volume: int = 18080
     weed_filer: int = 18888
     services: tuple[tuple[str, int], ...] = tuple(DEFAULT_PORTS.items())
+    web: int = WEB_PORT
 
     @classmethod
     def free(cls) -> StackPorts:
         """Free ports for everything: a test stack beside a running `trackd up`."""
-        p = free_ports(7 + len(SERVICES))
+        p = free_ports(8 + len(SERVICES))
         return cls(
             postgres=p[0], valkey=p[1], kafka=p[2], s3=p[3], weed_master=p[4], weed_volume=p[5], weed_filer=p[6],
-            services=tuple(zip(SERVICES, p[7:], strict=True)),
+            web=p[7], services=tuple(zip(SERVICES, p[8:], strict=True)),
         )
 
     def service(self, name: str) -> int:
@@ -80,8 +81,9 @@ class EmbeddedStack:
         self.ingest_replicas = max(1, ingest_replicas)
         self.extra_env = dict(service_env or {})
         self.infra: dict[str, Managed] = {}
-        self.services: dict[str, Managed] = {}
-        self._supervisor = Supervisor(lambda: [*self.infra.values(), *self.services.values()])
+        self.services: dict[str, Managed] = {}  # the gRPC services
+        self.web: Managed | None = None  # the web UI (HTTP)
+        self._supervisor = Supervisor(self._processes)
         self._lock_file: int | None = None
 
     # -- addresses ----------------------------------------------------------------------------
@@ -101,6 +103,10 @@ class EmbeddedStack:
     @property
     def s3_endpoint(self) -> str:
         return self.external.get("TRACKD_S3_ENDPOINT") or f"http://{HOST}:{self.ports.s3}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{HOST}:{self.ports.web}"
 
     def service_port(self, name: str, replica: int = 0) -> int:
         return self.ports.service(name) + replica * INGEST_PORT_STRIDE
@@ -135,6 +141,8 @@ class EmbeddedStack:
                 rows.append((name, self.external[address], "external"))
         for name, managed in self.services.items():
             rows.append((name, f"{HOST}:{managed.env['TRACKD_GRPC_PORT']}", str(managed.log_path)))
+        if self.web is not None:
+            rows.append(("web", self.web_url, str(self.web.log_path)))
         return rows
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -155,7 +163,7 @@ class EmbeddedStack:
     def stop(self) -> None:
         """Services first (they drain), then the infrastructure. Leaves no process behind."""
         self._supervisor.stop()
-        for group in (list(self.services.values()), list(self.infra.values())):
+        for group in (self._processes(infra=False), list(self.infra.values())):
             for managed in group:  # in parallel: SeaweedFS alone takes ~10s to stop cleanly
                 managed.send_stop()
             for managed in group:
@@ -171,6 +179,9 @@ class EmbeddedStack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _processes(self, *, infra: bool = True) -> list[Managed]:
+        return [*(self.infra.values() if infra else ()), *self.services.values(), *([self.web] if self.web else [])]
+
     def _lock(self) -> None:
         fd = os.open(self.home / ".lock", os.O_CREAT | os.O_RDWR)
         try:
@@ -184,7 +195,7 @@ class EmbeddedStack:
 
     def _write_state(self) -> None:
         state = {"client_env": self.client_env(), "infra_env": self.infra_env(),
-                 "pids": {m.name: m.pid for m in [*self.infra.values(), *self.services.values()]}}
+                 "pids": {m.name: m.pid for m in self._processes()}, "web_url": self.web_url}
         (self.home / "stack.json").write_text(json.dumps(state, indent=2))
 
     def _start_infra(self) -> None:
@@ -221,7 +232,16 @@ class EmbeddedStack:
             managed.start()
             if service == "run":  # the run service applies migrations first; others then find them
                 managed.wait_ready(60)
-        for managed in self.services.values():
+        self.web = web = Managed(
+            name="web",
+            argv=[sys.executable, "-m", "trackd_services.web"],
+            env={**env, **self.client_env(), "TRACKD_WEB_HOST": HOST, "TRACKD_WEB_PORT": str(self.ports.web),
+                 **({"TRACKD_TLS_CA_FILE": probe_ca} if probe_ca else {})},
+            log_path=self.home / "logs" / "web.log",
+            ready=lambda: _http_ok(f"{self.web_url}/healthz"),
+        )
+        web.start()
+        for managed in self._processes(infra=False):
             managed.wait_ready(60)
             log.info("%s serving", managed.name)
 

@@ -43,4 +43,6 @@ RULES = rules_for("trackd.query.v1.QueryService", {
     "GetParallelCoordinates": Rule(READ, selection),
     "GetContour": Rule(READ, selection),
     "WatchRun": Rule(READ, _run),
+    "ListRunKeys": Rule(READ, selection),
+    "GetExperimentStats": Rule(READ, ids("experiment", "experiment_ids")),
 })

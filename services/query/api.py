@@ -20,13 +20,16 @@ from trackd_platform.paging import page_size
 from trackd_services.ingest.domain import CONTEXTS, KEY_MAX, Summary
 from trackd_services.query import analysis, history
 from trackd_services.query.grammar import parse_filter, parse_order_by
-from trackd_services.query.store import Latest, LatestReader, QueryStore, Selection
+from trackd_services.query.store import Columns, Latest, LatestReader, QueryStore, Selection
 from trackd_services.run.api import run_to_proto
 from trackd_services.run.domain import RunStatus, format_id, parse_view
 
 MAX_BULK_RUNS, MAX_BULK_KEYS = 100, 20
 MAX_COMPARED_RUNS = 100
 MAX_POINTS_LIMIT = 1_000_000
+MAX_COLUMN_KEYS = 100
+DEFAULT_KEY_SCAN_RUNS, MAX_KEY_SCAN_RUNS = 1_000, 10_000
+MAX_STATS_EXPERIMENTS = 1_000
 WATCH_IDLE_CHECK_S = 2.0
 
 
@@ -47,6 +50,16 @@ def _key(key: str, context: int) -> tuple[str, int]:
     if context not in CONTEXTS:
         raise InvalidArgument(f"unknown metric context {context}")
     return key, context
+
+
+def _columns(message: Any) -> Columns:
+    lists = {"param_keys": message.param_keys, "tag_keys": message.tag_keys, "metric_keys": message.metric_keys}
+    for name, keys in lists.items():
+        if len(keys) > MAX_COLUMN_KEYS:
+            raise InvalidArgument(f"columns.{name}: at most {MAX_COLUMN_KEYS} keys, got {len(keys)}")
+        if any(not k or len(k) > KEY_MAX for k in keys):
+            raise InvalidArgument(f"columns.{name}: a key is 1–{KEY_MAX} characters")
+    return Columns(params=tuple(message.param_keys), tags=tuple(message.tag_keys), metrics=tuple(message.metric_keys))
 
 
 def _max_points(requested: int) -> int:
@@ -75,12 +88,36 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
     async def SearchRuns(self, request: Any, context: Any) -> query_pb2.SearchRunsResponse:
         order = parse_order_by(list(request.order_by))
+        columns = _columns(request.columns) if request.HasField("columns") else None
         selection = await self._selection(request.selection)
         runs, latest, token = await self._store.search(
-            selection, order, limit=page_size(request.page_size), page_token=request.page_token)
-        return query_pb2.SearchRunsResponse(
-            results=[query_pb2.SearchResult(run=run_to_proto(r), metrics=_latest(latest[r.id])) for r in runs],
-            next_page_token=token)
+            selection, order, limit=page_size(request.page_size), page_token=request.page_token, columns=columns)
+        results = []
+        for r in runs:
+            run = run_to_proto(r)
+            run.environment.ClearField("packages")  # can be thousands of entries: GetRun has them
+            results.append(query_pb2.SearchResult(run=run, metrics=_latest(latest[r.id])))
+        return query_pb2.SearchRunsResponse(results=results, next_page_token=token)
+
+    async def ListRunKeys(self, request: Any, context: Any) -> query_pb2.ListRunKeysResponse:
+        if not 0 <= request.max_runs <= MAX_KEY_SCAN_RUNS:
+            raise InvalidArgument(f"max_runs is 0 (meaning {DEFAULT_KEY_SCAN_RUNS}) to {MAX_KEY_SCAN_RUNS}")
+        params, tags, metrics, scanned = await self._store.run_keys(
+            await self._selection(request.selection), request.max_runs or DEFAULT_KEY_SCAN_RUNS)
+        return query_pb2.ListRunKeysResponse(
+            param_keys=params, tag_keys=tags, runs_scanned=scanned,
+            metric_keys=[query_pb2.MetricKey(key=k, context=c) for k, c in metrics])  # type: ignore[misc]
+
+    async def GetExperimentStats(self, request: Any, context: Any) -> query_pb2.GetExperimentStatsResponse:
+        ids = _ids("experiment_ids", request.experiment_ids, low=0, high=MAX_STATS_EXPERIMENTS)
+        stats = []
+        for s in await self._store.experiment_stats(ids):
+            item = query_pb2.ExperimentStats(experiment_id=format_id(s.experiment_id), runs=s.runs,
+                                             running_runs=s.running)
+            if s.last_activity is not None:
+                item.last_activity_time.FromDatetime(s.last_activity)
+            stats.append(item)
+        return query_pb2.GetExperimentStatsResponse(stats=stats)
 
     async def GetMetricHistory(self, request: Any, context: Any) -> query_pb2.GetMetricHistoryResponse:
         run_id = parse_id("run_id", request.run_id)
@@ -202,6 +239,8 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                 await pubsub.subscribe(committed_points(run_id))
             except (TimeoutError, RedisError, OSError) as exc:
                 raise Unavailable(f"live points need Redis, which is unreachable ({exc}); retry shortly") from None
+            # tells the caller it is subscribed: every point committed from now on reaches it
+            await context.send_initial_metadata(())
             seen: dict[tuple[str, int], int] = {}
             if request.HasField("from_step"):
                 backlog = await self._store.points_since(run_id, request.from_step, list(keys))

@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 import numpy as np
@@ -20,16 +21,34 @@ from trackd_services.ingest.store import decode_summary, summary_of
 from trackd_services.query import history
 from trackd_services.query.grammar import Expr, OrderKey
 from trackd_services.query.search_sql import compile_search, next_token
-from trackd_services.run.domain import Run, View, format_id
+from trackd_services.run.domain import Run, RunStatus, View, format_id
 from trackd_services.run.store import RunStore
 
 log = logging.getLogger(__name__)
 
 MAX_ANALYZED_RUNS = 10_000
+MAX_LISTED_KEYS = 2_000
 EXPORT_PART_POINTS = 65_536
 
 # (run, key, context) → summary
 Latest = dict[tuple[str, int], Summary]
+
+
+@dataclass(frozen=True)
+class Columns:
+    """What a runs table shows: only these params, tags and metric keys."""
+
+    params: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExperimentStats:
+    experiment_id: uuid.UUID
+    runs: int
+    running: int
+    last_activity: datetime | None
 
 
 @dataclass(frozen=True)
@@ -70,9 +89,11 @@ class QueryStore:
         return list(dict.fromkeys(found))
 
     async def search(
-        self, selection: Selection, order: list[OrderKey], *, limit: int, page_token: str
+        self, selection: Selection, order: list[OrderKey], *, limit: int, page_token: str,
+        columns: Columns | None = None,
     ) -> tuple[list[Run], dict[uuid.UUID, Latest], str]:
-        """One page of runs, their latest metrics and the next page token ("" on the last page)."""
+        """One page of runs, their latest metrics and the next page token ("" on the last page).
+        With `columns`, each run carries only those params, tags and metrics, and no environment."""
         search = compile_search(selection.expr, order, experiment_ids=selection.experiment_ids, view=selection.view,
                                 limit=limit, page_token=page_token)
         try:
@@ -85,7 +106,68 @@ class QueryStore:
             token = next_token(search, selection.expr, experiment_ids=selection.experiment_ids, view=selection.view,
                                last_row=rows[-1])
         ids = [r["id"] for r in rows]
+        if columns is not None:
+            return await self._runs_with_columns(ids, columns), await self.latest_from_db(ids, columns.metrics), token
         return await self._runs.get_runs(ids), await self.latest_from_db(ids), token
+
+    async def _runs_with_columns(self, ids: list[uuid.UUID], columns: Columns) -> list[Run]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                """SELECT r.id, r.experiment_id, e.project_id, r.name, r.status, r.start_time, r.end_time,
+                          r.last_heartbeat, r.parent_run_id, r.user_name, r.source,
+                          r.deleted_at IS NOT NULL AS deleted
+                   FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ANY($1::uuid[])""", ids)
+            items: dict[str, dict[uuid.UUID, dict[str, str]]] = {}
+            for table, keys in (("run_params", columns.params), ("run_tags", columns.tags)):
+                found: dict[uuid.UUID, dict[str, str]] = {}
+                if keys:
+                    for r in await conn.fetch(
+                            f"SELECT run_id, key, value FROM {table} WHERE run_id = ANY($1::uuid[]) "
+                            "AND key = ANY($2::text[])", ids, list(keys)):
+                        found.setdefault(r["run_id"], {})[r["key"]] = r["value"]
+                items[table] = found
+        by_id = {r["id"]: r for r in rows}
+        return [Run(id=i, experiment_id=r["experiment_id"], project_id=r["project_id"], name=r["name"],
+                    status=RunStatus(r["status"]), start_time=r["start_time"], end_time=r["end_time"],
+                    last_heartbeat=r["last_heartbeat"], parent_run_id=r["parent_run_id"], user=r["user_name"],
+                    notes="", source=dict(r["source"]), environment={}, deleted=r["deleted"],
+                    params=items["run_params"].get(i, {}), tags=items["run_tags"].get(i, {}))
+                for i in ids if (r := by_id.get(i)) is not None]
+
+    async def run_keys(self, selection: Selection, max_runs: int
+                       ) -> tuple[list[str], list[str], list[tuple[str, int]], int]:
+        """(param keys, tag keys, (metric key, context)s, runs scanned) of the newest `max_runs`
+        runs of a selection, each list sorted and cut at MAX_LISTED_KEYS."""
+        search = compile_search(selection.expr, [], experiment_ids=selection.experiment_ids, view=selection.view,
+                                limit=max_runs - 1, page_token="")
+        try:
+            ids = [r["id"] for r in await self._pool.fetch(search.sql, *search.args)]
+        except asyncpg.DataError as exc:
+            raise InvalidArgument(f"the filter cannot be evaluated: {exc}") from None
+        async with self._pool.acquire() as conn:
+            params = await conn.fetch(
+                "SELECT DISTINCT key FROM run_params WHERE run_id = ANY($1::uuid[]) ORDER BY key LIMIT $2",
+                ids, MAX_LISTED_KEYS)
+            tags = await conn.fetch(
+                "SELECT DISTINCT key FROM run_tags WHERE run_id = ANY($1::uuid[]) ORDER BY key LIMIT $2",
+                ids, MAX_LISTED_KEYS)
+            metrics = await conn.fetch(
+                """SELECT DISTINCT key, context FROM metric_series WHERE run_id = ANY($1::uuid[]) AND points > 0
+                   ORDER BY key, context LIMIT $2""", ids, MAX_LISTED_KEYS)
+        return ([r["key"] for r in params], [r["key"] for r in tags], [(r["key"], r["context"]) for r in metrics],
+                len(ids))
+
+    async def experiment_stats(self, ids: list[uuid.UUID]) -> list[ExperimentStats]:
+        """Runs (not deleted), RUNNING runs and the last start / end / heartbeat per experiment;
+        experiments without runs are listed with zeros."""
+        rows = await self._pool.fetch(
+            """SELECT experiment_id, count(*) AS runs, count(*) FILTER (WHERE status = $2) AS running,
+                      max(greatest(start_time, end_time, last_heartbeat)) AS last_activity
+               FROM runs WHERE experiment_id = ANY($1::uuid[]) AND deleted_at IS NULL GROUP BY experiment_id""",
+            ids, RunStatus.RUNNING)
+        found = {r["experiment_id"]: r for r in rows}
+        return [ExperimentStats(i, found[i]["runs"], found[i]["running"], found[i]["last_activity"])
+                if i in found else ExperimentStats(i, 0, 0, None) for i in ids]
 
     async def select_run_ids(self, selection: Selection) -> list[uuid.UUID]:
         """Every run a selection covers (for analysis), newest first; at most MAX_ANALYZED_RUNS."""
@@ -103,11 +185,14 @@ class QueryStore:
             raise NotFound(f"run {format_id(next(iter(missing)))} does not exist")
         return runs
 
-    async def latest_from_db(self, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, Latest]:
+    async def latest_from_db(self, run_ids: list[uuid.UUID], keys: tuple[str, ...] | None = None
+                             ) -> dict[uuid.UUID, Latest]:
+        """The latest point of every series of these runs (of the series named `keys` only, when given)."""
         rows = await self._pool.fetch(
             """SELECT run_id, key, context, last_step, last_value, last_ts, min_value, max_value, points
-               FROM metric_series WHERE run_id = ANY($1::uuid[]) AND points > 0 ORDER BY key, context""",
-            run_ids)
+               FROM metric_series WHERE run_id = ANY($1::uuid[]) AND points > 0
+                 AND ($2::text[] IS NULL OR key = ANY($2::text[])) ORDER BY key, context""",
+            run_ids, None if keys is None else list(keys))
         found: dict[uuid.UUID, Latest] = {i: {} for i in run_ids}
         for r in rows:
             found[r["run_id"]][(r["key"], r["context"])] = summary_of(r)

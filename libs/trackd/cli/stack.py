@@ -18,7 +18,7 @@ def up(
     ingest_replicas: int = typer.Option(
         0, help="Ingest replicas (ports 50052, 50062, …); 0: TRACKD_INGEST_REPLICAS or 1."),
 ) -> None:
-    """Start PostgreSQL, Valkey, Kafka (Tansu), S3 (SeaweedFS) and the five services. Ctrl-C stops all."""
+    """Start PostgreSQL, Valkey, Kafka (Tansu), S3 (SeaweedFS) the five gRPC services and the web UI. Ctrl-C stops all."""
     console = Console()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = StackSettings.from_env()
@@ -40,6 +40,7 @@ def up(
     for row in stack.describe():
         table.add_row(*row)
     console.print(table)
+    console.print(f"[bold]web UI:[/bold] {stack.web_url}")
     console.print("clients: " + " ".join(f"{k}={v}" for k, v in stack.client_env().items()))
     stop.wait()
     console.print("stopping …")

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from trackd_api.ingest.v1 import ingest_pb2 as _ingest_pb2
 from trackd_api.run.v1 import run_pb2 as _run_pb2
 from google.protobuf.internal import containers as _containers
@@ -53,16 +56,28 @@ class LatestMetric(_message.Message):
     def __init__(self, key: _Optional[str] = ..., context: _Optional[_Union[_ingest_pb2.MetricContext, str]] = ..., step: _Optional[int] = ..., value: _Optional[float] = ..., timestamp_ms: _Optional[int] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...
 
 class SearchRunsRequest(_message.Message):
-    __slots__ = ("selection", "order_by", "page_size", "page_token")
+    __slots__ = ("selection", "order_by", "page_size", "page_token", "columns")
     SELECTION_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     selection: RunSelection
     order_by: _containers.RepeatedScalarFieldContainer[str]
     page_size: int
     page_token: str
-    def __init__(self, selection: _Optional[_Union[RunSelection, _Mapping]] = ..., order_by: _Optional[_Iterable[str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    columns: RunColumns
+    def __init__(self, selection: _Optional[_Union[RunSelection, _Mapping]] = ..., order_by: _Optional[_Iterable[str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., columns: _Optional[_Union[RunColumns, _Mapping]] = ...) -> None: ...
+
+class RunColumns(_message.Message):
+    __slots__ = ("param_keys", "tag_keys", "metric_keys")
+    PARAM_KEYS_FIELD_NUMBER: _ClassVar[int]
+    TAG_KEYS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_KEYS_FIELD_NUMBER: _ClassVar[int]
+    param_keys: _containers.RepeatedScalarFieldContainer[str]
+    tag_keys: _containers.RepeatedScalarFieldContainer[str]
+    metric_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, param_keys: _Optional[_Iterable[str]] = ..., tag_keys: _Optional[_Iterable[str]] = ..., metric_keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SearchRunsResponse(_message.Message):
     __slots__ = ("results", "next_page_token")
@@ -416,3 +431,55 @@ class WatchRunResponse(_message.Message):
     SERIES_FIELD_NUMBER: _ClassVar[int]
     series: _containers.RepeatedCompositeFieldContainer[_ingest_pb2.MetricSeries]
     def __init__(self, series: _Optional[_Iterable[_Union[_ingest_pb2.MetricSeries, _Mapping]]] = ...) -> None: ...
+
+class ListRunKeysRequest(_message.Message):
+    __slots__ = ("selection", "max_runs")
+    SELECTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNS_FIELD_NUMBER: _ClassVar[int]
+    selection: RunSelection
+    max_runs: int
+    def __init__(self, selection: _Optional[_Union[RunSelection, _Mapping]] = ..., max_runs: _Optional[int] = ...) -> None: ...
+
+class MetricKey(_message.Message):
+    __slots__ = ("key", "context")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    context: _ingest_pb2.MetricContext
+    def __init__(self, key: _Optional[str] = ..., context: _Optional[_Union[_ingest_pb2.MetricContext, str]] = ...) -> None: ...
+
+class ListRunKeysResponse(_message.Message):
+    __slots__ = ("param_keys", "tag_keys", "metric_keys", "runs_scanned")
+    PARAM_KEYS_FIELD_NUMBER: _ClassVar[int]
+    TAG_KEYS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_KEYS_FIELD_NUMBER: _ClassVar[int]
+    RUNS_SCANNED_FIELD_NUMBER: _ClassVar[int]
+    param_keys: _containers.RepeatedScalarFieldContainer[str]
+    tag_keys: _containers.RepeatedScalarFieldContainer[str]
+    metric_keys: _containers.RepeatedCompositeFieldContainer[MetricKey]
+    runs_scanned: int
+    def __init__(self, param_keys: _Optional[_Iterable[str]] = ..., tag_keys: _Optional[_Iterable[str]] = ..., metric_keys: _Optional[_Iterable[_Union[MetricKey, _Mapping]]] = ..., runs_scanned: _Optional[int] = ...) -> None: ...
+
+class GetExperimentStatsRequest(_message.Message):
+    __slots__ = ("experiment_ids",)
+    EXPERIMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    experiment_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, experiment_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ExperimentStats(_message.Message):
+    __slots__ = ("experiment_id", "runs", "running_runs", "last_activity_time")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_RUNS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ACTIVITY_TIME_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    runs: int
+    running_runs: int
+    last_activity_time: _timestamp_pb2.Timestamp
+    def __init__(self, experiment_id: _Optional[str] = ..., runs: _Optional[int] = ..., running_runs: _Optional[int] = ..., last_activity_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetExperimentStatsResponse(_message.Message):
+    __slots__ = ("stats",)
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    stats: _containers.RepeatedCompositeFieldContainer[ExperimentStats]
+    def __init__(self, stats: _Optional[_Iterable[_Union[ExperimentStats, _Mapping]]] = ...) -> None: ...

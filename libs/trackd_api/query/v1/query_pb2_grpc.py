@@ -96,6 +96,16 @@ class QueryServiceStub:
                 request_serializer=trackd_dot_query_dot_v1_dot_query__pb2.WatchRunRequest.SerializeToString,
                 response_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.WatchRunResponse.FromString,
                 _registered_method=True)
+        self.ListRunKeys = channel.unary_unary(
+                '/trackd.query.v1.QueryService/ListRunKeys',
+                request_serializer=trackd_dot_query_dot_v1_dot_query__pb2.ListRunKeysRequest.SerializeToString,
+                response_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.ListRunKeysResponse.FromString,
+                _registered_method=True)
+        self.GetExperimentStats = channel.unary_unary(
+                '/trackd.query.v1.QueryService/GetExperimentStats',
+                request_serializer=trackd_dot_query_dot_v1_dot_query__pb2.GetExperimentStatsRequest.SerializeToString,
+                response_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.GetExperimentStatsResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -176,7 +186,22 @@ class QueryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchRun(self, request, context):
-        """A live tail of the points committed for one run, resumable from a step.
+        """A live tail of the points committed for one run, resumable from a step. The server sends
+        its initial metadata once it is subscribed: every point committed after that is delivered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRunKeys(self, request, context):
+        """The param, tag and metric keys of the newest runs of a selection (a column chooser's choices).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExperimentStats(self, request, context):
+        """Per experiment: how many runs, how many RUNNING, and the last activity.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -244,6 +269,16 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.WatchRun,
                     request_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.WatchRunRequest.FromString,
                     response_serializer=trackd_dot_query_dot_v1_dot_query__pb2.WatchRunResponse.SerializeToString,
+            ),
+            'ListRunKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRunKeys,
+                    request_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.ListRunKeysRequest.FromString,
+                    response_serializer=trackd_dot_query_dot_v1_dot_query__pb2.ListRunKeysResponse.SerializeToString,
+            ),
+            'GetExperimentStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExperimentStats,
+                    request_deserializer=trackd_dot_query_dot_v1_dot_query__pb2.GetExperimentStatsRequest.FromString,
+                    response_serializer=trackd_dot_query_dot_v1_dot_query__pb2.GetExperimentStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -572,6 +607,60 @@ class QueryService:
             '/trackd.query.v1.QueryService/WatchRun',
             trackd_dot_query_dot_v1_dot_query__pb2.WatchRunRequest.SerializeToString,
             trackd_dot_query_dot_v1_dot_query__pb2.WatchRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRunKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.query.v1.QueryService/ListRunKeys',
+            trackd_dot_query_dot_v1_dot_query__pb2.ListRunKeysRequest.SerializeToString,
+            trackd_dot_query_dot_v1_dot_query__pb2.ListRunKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExperimentStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.query.v1.QueryService/GetExperimentStats',
+            trackd_dot_query_dot_v1_dot_query__pb2.GetExperimentStatsRequest.SerializeToString,
+            trackd_dot_query_dot_v1_dot_query__pb2.GetExperimentStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

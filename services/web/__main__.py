@@ -1,0 +1,3 @@
+from trackd_services.web.app import main
+
+main()

@@ -1,0 +1,71 @@
+"""The web service's gRPC clients: one asyncio channel per service, addressed as the SDK addresses
+them (TRACKD_TARGET / TRACKD_<SERVICE>_TARGET), with trace context carried into every call.
+
+A call is made on behalf of the browser's caller: `Caller.metadata` carries its bearer token (the
+request's `Authorization` header, else the web process's TRACKD_TOKEN), so the web service never
+has more rights than the caller."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
+from starlette.requests import Request
+from trackd_api.artifact.v1 import artifact_pb2_grpc
+from trackd_api.hpo.v1 import hpo_pb2_grpc
+from trackd_api.query.v1 import query_pb2_grpc
+from trackd_api.run.v1 import run_pb2_grpc
+from trackd_platform.config import ClientSettings
+from trackd_platform.tls import channel_credentials
+
+_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+PAGE_TIMEOUT_S = 10.0  # the deadline of a call made to render a page or answer a data request
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request acts for: gRPC metadata to send with each call."""
+
+    token: str = field(default="", repr=False)
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+
+class Backends:
+    """Stubs of the four services the web service reads and writes through."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
+        self._channels: list[grpc.aio.Channel] = []
+        self.runs = run_pb2_grpc.RunServiceStub(self._channel("run"))
+        self.query = query_pb2_grpc.QueryServiceStub(self._channel("query"))
+        self.artifacts = artifact_pb2_grpc.ArtifactServiceStub(self._channel("artifact"))
+        self.hpo = hpo_pb2_grpc.HpoServiceStub(self._channel("hpo"))
+
+    def _channel(self, service: str) -> grpc.aio.Channel:
+        options = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.keepalive_time_ms", 30_000)]
+        target = self._settings.target(service)
+        interceptors = aio_client_interceptors()
+        channel = (grpc.aio.secure_channel(target, channel_credentials(self._settings.tls_ca_file), options=options,
+                                           interceptors=interceptors)
+                   if self._settings.tls_ca_file
+                   else grpc.aio.insecure_channel(target, options=options, interceptors=interceptors))
+        self._channels.append(channel)
+        return channel
+
+    def caller(self, request: Request) -> Caller:
+        """The request's bearer token, else the process's own (single-user set-ups)."""
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            return Caller(header[7:].strip())
+        return Caller(self._settings.token)
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
