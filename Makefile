@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test unit integration protos lint typecheck bench-ingest bench-artifacts bench-query bench-hpo bench-hpo-quality clean
+.PHONY: up test browser screenshots unit integration protos lint typecheck bench-ingest bench-artifacts bench-query bench-hpo bench-hpo-quality bench-web clean
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "trackd needs Python 3.11+"'
@@ -20,9 +20,17 @@ $(STAMP): $(PY) pyproject.toml
 up: $(STAMP)
 	TRACKD_INGEST_REPLICAS=$(INGEST_REPLICAS) $(VENV)/bin/trackd up
 
-## test: the whole test suite, unit and integration (the integration tests start the real stack)
-test: $(STAMP)
+## test: the whole test suite: unit, integration and fault drills on the real stack, and the UI in headless Chromium
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+## browser: the headless Chromium the UI tests drive (Debian's chromium-headless-shell, via apt as root)
+browser:
+	@scripts/ensure_browser.sh
+
+## screenshots: run the UI tests and keep their screenshots in docs/images (shown in the README)
+screenshots: $(STAMP) browser
+	TRACKD_SCREENSHOT_DIR=docs/images $(PY) -m pytest -q tests/ui
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit
@@ -61,6 +69,10 @@ bench-hpo: $(STAMP)
 ## bench-hpo-quality: TPE best values (Branin, Hartmann-6, Rosenbrock-10) and ASHA pruning, trackd vs Optuna in-process (ARGS="--seeds 3")
 bench-hpo-quality: $(STAMP)
 	$(PY) bench/hpo_quality.py $(ARGS)
+
+## bench-web: the web UI (runs table of 100,000 runs, chart data, a 200-chart run page in headless Chromium, 1,000 live viewers), MLflow beside it where they compare (ARGS="--runs 20000 --viewers 200")
+bench-web: $(STAMP)
+	$(PY) bench/web.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

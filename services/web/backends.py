@@ -49,7 +49,9 @@ class Backends:
 
     def _channel(self, service: str) -> grpc.aio.Channel:
         options = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.keepalive_time_ms", 30_000)]
+                   ("grpc.keepalive_time_ms", 30_000),
+                   # a service that comes back is used again within seconds (pages answer 503 meanwhile)
+                   ("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 2_000)]
         target = self._settings.target(service)
         interceptors = aio_client_interceptors()
         channel = (grpc.aio.secure_channel(target, channel_credentials(self._settings.tls_ca_file), options=options,

@@ -2,8 +2,12 @@
 
 Static checks (no Docker needed): the trackd services read only names the code knows
 (`trackd_platform.config.ENV_NAMES`), listen on the default ports, every address they are given
-names a compose service, the gateway routes every gRPC service to a cluster that exists, and the
-collector's pipelines use components it defines.
+names a compose service, the gateway routes every gRPC service to a cluster that exists and
+everything else to the web UI over HTTP/1.1, and the collector's pipelines use components it
+defines and scrape every service's /metrics.
+
+The web UI (`trackd_services.web`) is built from the same image but is an HTTP server and a gRPC
+client of run, query, artifact and hpo: no gRPC port, no stores, an HTTP health check.
 """
 
 from __future__ import annotations
@@ -15,12 +19,18 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from trackd_platform.config import DEFAULT_PORTS, ENV_NAMES, SERVICES
+from trackd_platform.config import DEFAULT_PORTS, ENV_NAMES, SERVICES, WEB_PORT, WebConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ENVOY = ROOT / "deploy" / "envoy.yaml"
 COLLECTOR = ROOT / "deploy" / "otel-collector.yaml"
+WEB = "web"  # the compose service (and Kubernetes Deployment) of `python -m trackd_services.web`
+WEB_CALLS = ("run", "query", "artifact", "hpo")  # the gRPC services the web UI is a client of
+STORE_SETTINGS = {  # what only a process that opens PostgreSQL, Redis, Kafka or S3 needs
+    "TRACKD_PG_DSN", "TRACKD_REDIS_URL", "TRACKD_KAFKA_BOOTSTRAP", "TRACKD_S3_ENDPOINT",
+    "TRACKD_S3_ACCESS_KEY", "TRACKD_S3_SECRET_KEY", "TRACKD_ADMIN_TOKEN",
+}
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -59,6 +69,11 @@ def _is_trackd(svc: dict[str, Any]) -> bool:
 
 def _trackd(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {name: svc for name, svc in services.items() if _is_trackd(svc)}
+
+
+def _grpc_servers(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The trackd services that serve gRPC (all but the web UI)."""
+    return {name: svc for name, svc in _trackd(services).items() if name != WEB}
 
 
 def _env(svc: dict[str, Any]) -> dict[str, str]:
@@ -116,10 +131,12 @@ def _all_grpc_services() -> list[tuple[str, str]]:
 # -- docker-compose.yml ---------------------------------------------------------------------------
 
 
-def test_the_trackd_services_are_the_five_and_run_their_module(services: dict[str, Any]) -> None:
+def test_the_trackd_services_are_the_five_and_the_web_ui_and_run_their_module(
+    services: dict[str, Any],
+) -> None:
     trackd = _trackd(services)
-    assert set(trackd) == set(SERVICES), (
-        f"services built from the trackd image: {sorted(trackd)}; expected {sorted(SERVICES)}"
+    assert set(trackd) == {*SERVICES, WEB}, (
+        f"services built from the trackd image: {sorted(trackd)}; expected {sorted({*SERVICES, WEB})}"
     )
     for name, svc in trackd.items():
         command = svc.get("command")
@@ -153,7 +170,7 @@ def test_trackd_services_use_only_env_names_the_code_reads(services: dict[str, A
 
 
 def test_trackd_services_listen_on_the_default_ports(services: dict[str, Any]) -> None:
-    for name, svc in _trackd(services).items():
+    for name, svc in _grpc_servers(services).items():
         env = _env(svc)
         assert "TRACKD_GRPC_PORT" in env, f"{name}: TRACKD_GRPC_PORT is not set"
         assert env["TRACKD_GRPC_PORT"] == str(DEFAULT_PORTS[name]), (
@@ -162,13 +179,74 @@ def test_trackd_services_listen_on_the_default_ports(services: dict[str, Any]) -
         )
 
 
+def test_the_web_ui_listens_on_its_port_on_every_interface(services: dict[str, Any]) -> None:
+    assert WEB in services, "docker-compose.yml has no web service"
+    config = WebConfig.from_env(_env(services[WEB]))
+    # the default host, 127.0.0.1, would be unreachable from the gateway's container
+    assert (config.host, config.port) == ("0.0.0.0", WEB_PORT), (
+        f"web listens on {config.host}:{config.port}; set TRACKD_WEB_HOST=0.0.0.0, TRACKD_WEB_PORT={WEB_PORT}"
+    )
+    assert "TRACKD_GRPC_PORT" not in _env(services[WEB]), "web serves HTTP, not gRPC"
+
+
+def _host_ip(port: Any) -> str:
+    """The host address a `ports` entry binds: "" (every interface) unless one is given."""
+    if isinstance(port, dict):
+        return str(port.get("host_ip", ""))
+    parts = str(port).split(":")  # [HOST_IP:]HOST_PORT:CONTAINER_PORT, or CONTAINER_PORT alone
+    return parts[0] if len(parts) == 3 else ""
+
+
+def test_the_web_ui_is_only_published_through_the_gateway(services: dict[str, Any]) -> None:
+    for port in services[WEB].get("ports", []):
+        assert _host_ip(port) == "127.0.0.1", (
+            f"web publishes {port!r} on every interface; the gateway fronts it (loopback only, if at all)"
+        )
+
+
+def test_admin_ports_are_published_on_loopback_only(services: dict[str, Any]) -> None:
+    (name,) = _find(services, "envoyproxy/envoy")
+    admin = [port for port in services[name].get("ports", []) if str(port).endswith(":9901")]
+    assert all(_host_ip(port) == "127.0.0.1" for port in admin), (
+        f"{name}: Envoy's admin port (it can drain and stop the gateway) must be 127.0.0.1:9901:9901, has {admin}"
+    )
+
+
+def test_the_web_ui_calls_the_services_by_their_compose_names(services: dict[str, Any]) -> None:
+    env = _env(services[WEB])
+    config = WebConfig.from_env(env)
+    for service in WEB_CALLS:
+        assert config.client.target(service) == f"{service}:{DEFAULT_PORTS[service]}", (
+            f"web reaches {service} at {config.client.target(service)!r}, expected "
+            f"TRACKD_{service.upper()}_TARGET={service}:{DEFAULT_PORTS[service]}"
+        )
+    assert urlsplit(config.telemetry.otlp_endpoint).hostname in services, config.telemetry
+    assert env.get("OTEL_SERVICE_NAME") == "trackd-web"
+    given = sorted(STORE_SETTINGS & set(env))
+    assert not given, f"web never opens the stores, yet gets {given} (credentials it must not hold)"
+    depends = _depends(services[WEB])
+    for service in WEB_CALLS:
+        assert depends.get(service) == "service_healthy", (
+            f"web must wait for {service} (depends_on condition service_healthy), has {depends}"
+        )
+
+
+def test_the_web_ui_health_check_asks_its_http_healthz(services: dict[str, Any]) -> None:
+    test = services[WEB]["healthcheck"]["test"]
+    assert test[0] == "CMD" and test[1:3] == ["python", "-c"], test
+    script = test[-1]
+    compile(script, "web healthcheck", "exec")
+    assert "/healthz" in script and "TRACKD_WEB_PORT" in script, script
+    assert "HealthStub" not in script, "web serves no gRPC health service: probe /healthz over HTTP"
+
+
 def test_trackd_services_get_the_infrastructure_addresses(services: dict[str, Any]) -> None:
     required = {
         "TRACKD_PG_DSN", "TRACKD_REDIS_URL", "TRACKD_KAFKA_BOOTSTRAP", "TRACKD_S3_ENDPOINT",
         "TRACKD_S3_ACCESS_KEY", "TRACKD_S3_SECRET_KEY", "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_SERVICE_NAME",
     }
-    for name, svc in _trackd(services).items():
+    for name, svc in _grpc_servers(services).items():
         missing = required - set(_env(svc))
         assert not missing, f"{name}: missing environment {sorted(missing)}"
     assert _env(services["hpo"]).get("TRACKD_RUN_TARGET") == f"run:{DEFAULT_PORTS['run']}", (
@@ -181,7 +259,7 @@ def test_every_address_a_trackd_service_gets_names_a_compose_service(
 ) -> None:
     for name, svc in _trackd(services).items():
         env = _env(svc)
-        hosts = {
+        hosts: dict[str, str | None] = {
             "TRACKD_PG_DSN": urlsplit(env.get("TRACKD_PG_DSN", "")).hostname,
             "TRACKD_REDIS_URL": urlsplit(env.get("TRACKD_REDIS_URL", "")).hostname,
             "TRACKD_S3_ENDPOINT": urlsplit(env.get("TRACKD_S3_ENDPOINT", "")).hostname,
@@ -189,10 +267,13 @@ def test_every_address_a_trackd_service_gets_names_a_compose_service(
                 env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
             ).hostname,
         }
-        for key in ("TRACKD_KAFKA_BOOTSTRAP", "TRACKD_RUN_TARGET"):
+        targets = [f"TRACKD_{service.upper()}_TARGET" for service in SERVICES]
+        for key in ("TRACKD_KAFKA_BOOTSTRAP", *targets):
             if key in env:
                 hosts[key] = env[key].split(",")[0].rsplit(":", 1)[0]
         for key, host in hosts.items():
+            if key not in env:
+                continue
             assert host in services, (
                 f"{name}: {key}={env.get(key)!r} points at host {host!r}, which is not a "
                 f"compose service ({sorted(services)})"
@@ -249,7 +330,7 @@ def test_services_wait_for_the_stores_they_use(services: dict[str, Any]) -> None
         found = _find(services, part)
         assert found, f"no compose service runs {part}"
         stores[part] = found[0]
-    for name, svc in _trackd(services).items():
+    for name, svc in _grpc_servers(services).items():  # web uses no store (see the web tests)
         depends = _depends(svc)
         for part, store in stores.items():
             assert depends.get(store) == "service_healthy", (
@@ -299,6 +380,81 @@ def _envoy_clusters(envoy: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {cluster["name"]: cluster for cluster in clusters}
 
 
+def _envoy_route_list(envoy: dict[str, Any]) -> list[dict[str, Any]]:
+    """The routes of the (one) HTTP listener's virtual host, in the order Envoy tries them."""
+    found = []
+    for listener in envoy.get("static_resources", {}).get("listeners", []):
+        for chain in listener.get("filter_chains", []):
+            for network_filter in chain.get("filters", []):
+                for host in network_filter.get("typed_config", {}).get("route_config", {}).get("virtual_hosts", []):
+                    found += host.get("routes", [])
+    return found
+
+
+def envoy_pick(envoy: dict[str, Any], path: str, *, grpc: bool) -> tuple[str, Any]:
+    """What the gateway does with a request for `path`: ("cluster", name), ("direct", status) or
+    ("none", None). Follows Envoy's rules: first match wins, the query string is ignored, `grpc: {}`
+    matches only gRPC requests (content-type application/grpc)."""
+    path = path.split("?", 1)[0]
+    for route in _envoy_route_list(envoy):
+        match = dict(route["match"])
+        if match.pop("grpc", None) is not None and not grpc:
+            continue
+        ((kind, value),) = match.items()  # one path matcher; anything else this reader does not know
+        if kind == "prefix":
+            hit = path.startswith(value)
+        elif kind == "path":
+            hit = path == value
+        elif kind == "path_separated_prefix":
+            hit = path == value or path.startswith(value + "/")
+        else:
+            raise AssertionError(f"route matcher {kind!r} is not understood by this test: {route}")
+        if hit:
+            if "direct_response" in route:
+                return "direct", route["direct_response"]["status"]
+            return "cluster", route["route"]["cluster"]
+    return "none", None
+
+
+def _http1_upstream(cluster: dict[str, Any]) -> bool:
+    options = cluster.get("typed_extension_protocol_options", {}).get(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", {}
+    )
+    explicit = options.get("explicit_http_config", {})
+    return "http_protocol_options" in explicit and "http2_protocol_options" not in cluster
+
+
+def check_the_web_route(envoy: dict[str, Any], where: str) -> dict[str, Any]:
+    """The gateway sends every request that is not a trackd gRPC call to the web UI, over HTTP/1.1
+    with no route timeout (live updates stay open), and keeps unknown gRPC calls and the web UI's
+    /metrics away from it. Returns the web cluster (its endpoints are checked by the caller)."""
+    kind, web = envoy_pick(envoy, "/", grpc=False)
+    assert kind == "cluster", f"{where}: a browser's GET / is not routed to a cluster ({kind} {web})"
+    cluster = _envoy_clusters(envoy)[web]
+    assert _http1_upstream(cluster), (
+        f"{where}: GET / goes to cluster {web}, which must be the web UI's: HTTP/1.1 (uvicorn has no HTTP/2)"
+    )
+    for path in ("/runs?experiment=1&page=2", "/static/app.js", "/api/2.0/mlflow/runs/search", "/healthz"):
+        assert envoy_pick(envoy, path, grpc=False) == ("cluster", web), f"{where}: {path} does not reach {web}"
+    for service, full_name in _all_grpc_services():
+        picked = envoy_pick(envoy, f"/{full_name}/Method", grpc=True)
+        assert picked == ("cluster", service), f"{where}: gRPC /{full_name}/ goes to {picked}, expected {service}"
+    # a gRPC call to a service nobody serves: Envoy's local 404, which it sends as UNIMPLEMENTED
+    assert envoy_pick(envoy, "/trackd.nothing.v1.NoService/Call", grpc=True) == ("direct", 404), where
+    # Prometheus scrapes the web pods themselves; the public address does not show their /metrics
+    for path in ("/metrics", "/metrics/"):
+        picked = envoy_pick(envoy, path, grpc=False)
+        assert picked[0] == "direct" and picked[1] >= 400, f"{where}: {path} is served through the gateway: {picked}"
+    for route in _envoy_route_list(envoy):
+        if route.get("route", {}).get("cluster") == web:
+            assert route["route"].get("timeout") == "0s", (
+                f"{where}: {route['match']} needs timeout: 0s (Envoy's default 15 s ends every live-update stream)"
+            )
+    (check,) = cluster["health_checks"]
+    assert check["http_health_check"]["path"] == "/healthz", f"{where}: cluster {web}: {check}"
+    return cluster
+
+
 def test_envoy_listens_on_8080(envoy: dict[str, Any]) -> None:
     ports = [
         listener["address"]["socket_address"]["port_value"]
@@ -328,12 +484,14 @@ def test_envoy_routes_every_grpc_service_to_a_cluster_that_exists(envoy: dict[st
 def test_envoy_clusters_reach_the_compose_services_over_http2(
     envoy: dict[str, Any], services: dict[str, Any]
 ) -> None:
+    ports = {**DEFAULT_PORTS, WEB: WEB_PORT}
+    web = check_the_web_route(envoy, "deploy/envoy.yaml")["name"]
     for name, cluster in _envoy_clusters(envoy).items():
         options = cluster.get("typed_extension_protocol_options", {}).get(
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", {}
         )
         http2 = "http2_protocol_options" in options.get("explicit_http_config", {})
-        assert http2 or "http2_protocol_options" in cluster, (
+        assert name == web or http2 or "http2_protocol_options" in cluster, (
             f"cluster {name}: upstream must be HTTP/2 (gRPC)"
         )
         endpoints = [
@@ -345,10 +503,11 @@ def test_envoy_clusters_reach_the_compose_services_over_http2(
         for address in endpoints:
             host, port = address["address"], address["port_value"]
             assert host in services, f"cluster {name}: {host!r} is not a compose service"
-            if host in DEFAULT_PORTS:
-                assert port == DEFAULT_PORTS[host], (
-                    f"cluster {name}: {host}:{port}, but {host} listens on {DEFAULT_PORTS[host]}"
+            if host in ports:
+                assert port == ports[host], (
+                    f"cluster {name}: {host}:{port}, but {host} listens on {ports[host]}"
                 )
+            assert (name == web) == (host == WEB), f"cluster {name} reaches {host}: the web route goes to web"
 
 
 def test_envoy_balances_every_ingest_replica(envoy: dict[str, Any]) -> None:
@@ -360,6 +519,16 @@ def test_envoy_balances_every_ingest_replica(envoy: dict[str, Any]) -> None:
     assert ingest.get("lb_policy", "ROUND_ROBIN") == "ROUND_ROBIN", (
         f"ingest cluster lb_policy {ingest.get('lb_policy')!r}, expected ROUND_ROBIN"
     )
+
+
+def test_envoy_sends_browsers_to_the_web_ui_and_grpc_to_the_services(envoy: dict[str, Any]) -> None:
+    web = check_the_web_route(envoy, "deploy/envoy.yaml")
+    (endpoint,) = [
+        lb["endpoint"]["address"]["socket_address"]
+        for group in web["load_assignment"]["endpoints"] for lb in group["lb_endpoints"]
+    ]
+    assert (endpoint["address"], endpoint["port_value"]) == (WEB, WEB_PORT), endpoint
+    assert web.get("type") == "STRICT_DNS", "every web replica a host (and --scale web=N works)"
 
 
 # -- deploy/otel-collector.yaml -------------------------------------------------------------------
@@ -381,6 +550,24 @@ def test_collector_pipelines_use_defined_components(collector: dict[str, Any]) -
     defined_extensions = set(collector.get("extensions") or {})
     for extension in collector.get("service", {}).get("extensions", []):
         assert extension in defined_extensions, f"extension {extension!r} is not defined"
+
+
+def test_collector_scrapes_every_trackd_service(
+    collector: dict[str, Any], services: dict[str, Any]
+) -> None:
+    (scrape,) = collector["receivers"]["prometheus"]["config"]["scrape_configs"]
+    targets = {t for group in scrape.get("static_configs", []) for t in group["targets"]}
+    targets |= {
+        f"{name}:{group['port']}" for group in scrape.get("dns_sd_configs", []) for name in group["names"]
+    }
+    assert scrape.get("metrics_path", "/metrics") == "/metrics"
+    for name, svc in _trackd(services).items():
+        env = _env(svc)
+        if name == WEB:  # /metrics on the HTTP port
+            port = WebConfig.from_env(env).port
+        else:
+            port = int(env.get("TRACKD_METRICS_PORT", DEFAULT_PORTS[name] + 1000))
+        assert f"{name}:{port}" in targets, f"the collector does not scrape {name}:{port} (targets {sorted(targets)})"
 
 
 def test_collector_sends_traces_to_jaeger(

@@ -8,12 +8,17 @@ settings are followed), the settings each service's config class reads are wired
 left at their defaults, the configuration parses into the service's config, ports and probes
 match DEFAULT_PORTS and the gRPC services each process serves, the gateway routes every gRPC
 service to the Service in front of the process that serves it, and ingest is autoscaled.
+
+The web UI (Deployment `web`, `python -m trackd_services.web`) is an HTTP server, not a gRPC one:
+it is labelled component=web, not server, and checked on its own terms (WebConfig, HTTP probes on
+/healthz, /metrics on its HTTP port, no store credentials, the gateway's catch-all route, its HPA).
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import dataclasses
 import importlib
 import re
 import shutil
@@ -27,9 +32,24 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
-from trackd_platform.config import DEFAULT_PORTS, ENV_NAMES, SERVICES, RunServiceConfig, StoresConfig
+from trackd_platform.config import (
+    DEFAULT_PORTS,
+    ENV_NAMES,
+    SERVICES,
+    WEB_PORT,
+    RunServiceConfig,
+    StoresConfig,
+    WebConfig,
+)
 
-from tests.unit.test_compose import _envoy_clusters, _envoy_routes
+from tests.unit.test_compose import (
+    STORE_SETTINGS,
+    WEB,
+    WEB_CALLS,
+    _envoy_clusters,
+    _envoy_routes,
+    check_the_web_route,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -45,6 +65,10 @@ LEFT_AT_DEFAULT = {
     "TRACKD_HPO_TARGET", "TRACKD_HEARTBEAT_INTERVAL_S", "TRACKD_RPC_TIMEOUT_S", "TRACKD_SPOOL_DIR",
     "TRACKD_MODE", "TRACKD_FLUSH_TIMEOUT_S", "TRACKD_SYSTEM_METRICS_INTERVAL_S", "TRACKD_TOKEN",
 }
+# The web UI's WebConfig reads the client settings too (it is a gRPC client) and AuthSettings. It is
+# given its targets (trackd.env) but not the admin token: it never needs it, and it is the pod
+# nearest to the browsers. TRACKD_TOKEN is optional (Secret trackd-web-secrets, deploy/README.md).
+WEB_LEFT_AT_DEFAULT = LEFT_AT_DEFAULT | {"TRACKD_ADMIN_TOKEN"}
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -102,6 +126,11 @@ def servers(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         d["metadata"]["name"]: d for d in docs
         if d["kind"] == "Deployment" and d["metadata"].get("labels", {}).get(key) == value
     }
+
+
+def web(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The web UI's Deployment."""
+    return find(docs, "Deployment", WEB)
 
 
 def selects(selector: Mapping[str, str], doc: dict[str, Any]) -> bool:
@@ -275,7 +304,7 @@ def test_probes_use_grpc_health_checking(overlay: tuple[str, list[dict[str, Any]
 
 def test_containers_get_only_names_the_code_reads(overlay: tuple[str, list[dict[str, Any]]]) -> None:
     name, docs = overlay
-    trackd = list(servers(docs).values()) + [find(docs, "Job", "trackd-migrate")]
+    trackd = list(servers(docs).values()) + [web(docs), find(docs, "Job", "trackd-migrate")]
     for doc in trackd:
         unknown = sorted(set(env_of(docs, trackd_container(doc), name)) - ENV_NAMES)
         assert not unknown, (
@@ -332,6 +361,8 @@ def test_prod_turns_on_auth_and_tls_from_a_mounted_secret() -> None:
             )
     literals = readme_secret_literals("trackd-secrets")
     assert literals.get("TRACKD_ADMIN_TOKEN"), "deploy/README.md creates no TRACKD_ADMIN_TOKEN"
+    config = WebConfig.from_env(env_of(docs, trackd_container(web(docs)), "prod"))
+    assert config.auth.enabled, "web: TRACKD_AUTH is not on (it would not forward the callers' tokens)"
 
 
 def test_the_migration_job_migrates_with_the_service_settings(overlay: tuple[str, list[dict[str, Any]]]) -> None:
@@ -361,6 +392,137 @@ def test_ingest_is_autoscaled_on_cpu_and_has_a_headless_service(overlay: tuple[s
     headless = find(docs, "Service", "ingest-headless")["spec"]
     assert headless["clusterIP"] == "None" and selects(headless["selector"], ingest)
     assert [p["port"] for p in headless["ports"]] == [DEFAULT_PORTS["ingest"]]
+
+
+# -- the web UI -----------------------------------------------------------------------------------
+
+
+def test_the_web_ui_has_a_deployment_services_a_disruption_budget_and_is_autoscaled(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    name, docs = overlay
+    deployment = web(docs)
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/component"] != "server", (
+        "web is no gRPC server: the server patches (trackd-secrets, gRPC probes) must not reach it"
+    )
+    assert selects(deployment["spec"]["selector"]["matchLabels"], deployment)
+    front = find(docs, "Service", WEB)["spec"]
+    assert selects(front["selector"], deployment), "Service web selects no web pod"
+    assert [(p["port"], p["targetPort"]) for p in front["ports"]] == [(WEB_PORT, "http")], front["ports"]
+    budgets = [d for d in docs if d["kind"] == "PodDisruptionBudget"
+               and selects(d["spec"]["selector"]["matchLabels"], deployment)]
+    assert len(budgets) == 1 and budgets[0]["spec"].get("maxUnavailable", 0) >= 1, budgets
+    assert "replicas" not in deployment["spec"], "the HorizontalPodAutoscaler owns web's replica count"
+    assert trackd_container(deployment)["resources"]["requests"]["cpu"], "CPU utilization needs a CPU request"
+    hpa = find(docs, "HorizontalPodAutoscaler", WEB)["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": WEB}
+    assert [m["resource"]["name"] for m in hpa["metrics"] if m["type"] == "Resource"] == ["cpu"]
+    expected = (1, 10) if name == "dev" else (2, 10)
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == expected, f"overlay {name}: web HPA {hpa}"
+
+
+def test_the_web_ui_runs_its_module_as_configured(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    name, docs = overlay
+    deployment = web(docs)
+    container = trackd_container(deployment)
+    assert container["command"] == ["python", "-m", "trackd_services.web"], container["command"]
+    assert container["image"] == trackd_container(servers(docs)["run"])["image"], "one image for every service"
+    assert importlib.util.find_spec("trackd_services.web.__main__"), "no trackd_services.web (services/web/__main__.py)"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": WEB_PORT}, ports
+    env = env_of(docs, container, name)
+    config = WebConfig.from_env(env)
+    assert (config.host, config.port) == ("0.0.0.0", WEB_PORT), (
+        f"web would listen on {config.host}:{config.port}; the pod declares {ports} (TRACKD_WEB_HOST=0.0.0.0)"
+    )
+    assert env.get("OTEL_SERVICE_NAME") == "trackd-web"
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+    assert int(annotations["prometheus.io/port"]) == WEB_PORT, annotations
+
+
+def test_the_web_ui_probes_its_http_healthz(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    name, docs = overlay
+    container = trackd_container(web(docs))
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = container.get(kind)
+        assert probe, f"overlay {name}, web: no {kind}"
+        assert set(probe) & {"grpc", "exec"} == set(), f"overlay {name}, web {kind}: {probe} (web serves HTTP)"
+        assert probe["httpGet"]["path"] == "/healthz" and probe["httpGet"]["port"] in ("http", WEB_PORT), probe
+        assert probe["httpGet"].get("scheme", "HTTP") == "HTTP", probe
+
+
+def test_the_web_ui_is_hardened_like_the_servers(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = overlay
+    deployment = web(docs)
+    pod, container = pod_spec(deployment), trackd_container(deployment)
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"]), "a read-only root needs a writable /tmp"
+
+
+def test_the_web_ui_calls_the_services_and_holds_no_store_credentials(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    name, docs = overlay
+    container = trackd_container(web(docs))
+    env = env_of(docs, container, name)
+    config = WebConfig.from_env(env)
+    deployments = servers(docs)
+    for service in WEB_CALLS:
+        host, port = config.client.target(service).rsplit(":", 1)
+        target = find(docs, "Service", host)["spec"]
+        assert selects(target["selector"], deployments[service]) and int(port) == DEFAULT_PORTS[service], (
+            f"overlay {name}: web reaches {service} at {config.client.target(service)!r}"
+        )
+    collector = urlsplit(config.telemetry.otlp_endpoint)
+    assert collector.hostname == "otel-collector" and collector.port == 4317, config.telemetry
+    # (Kafka and S3 addresses come with the shared ConfigMap: addresses, not secrets)
+    given = sorted(STORE_SETTINGS & set(env) - {"TRACKD_KAFKA_BOOTSTRAP", "TRACKD_S3_ENDPOINT"})
+    assert not given, f"overlay {name}: web gets {given}; it never opens the stores and must not hold their secrets"
+    refs = [s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s]
+    assert "trackd-secrets" not in refs, f"overlay {name}: web must not read Secret trackd-secrets ({refs})"
+    # every setting WebConfig reads is wired, or knowingly left at its default
+    recording = _Recording(env)
+    WebConfig.from_env(recording)
+    missing = sorted(recording.read - set(env) - WEB_LEFT_AT_DEFAULT)
+    assert not missing, (
+        f"overlay {name}, web: reads {missing}, which nothing gives it; wire them or add to WEB_LEFT_AT_DEFAULT"
+    )
+    if config.client.tls_ca_file:  # prod: verifies the services against the CA, and gets nothing else of trackd-tls
+        volumes = {v["name"]: v for v in pod_spec(web(docs))["volumes"]}
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+        volume = mounts.get(str(Path(config.client.tls_ca_file).parent))
+        assert volume and volume["secret"]["secretName"] == "trackd-tls", (
+            f"web: {config.client.tls_ca_file} is not mounted from Secret trackd-tls"
+        )
+        files = {item["path"] for item in volume["secret"].get("items", [{"path": "(every key)"}])}
+        assert Path(config.client.tls_ca_file).name in files
+        if "tls" not in {field.name for field in dataclasses.fields(WebConfig)}:
+            assert files == {Path(config.client.tls_ca_file).name}, (
+                f"web serves no TLS, yet mounts {files} of trackd-tls (the private key has no business there)"
+            )
+
+
+def test_prometheus_keeps_every_pod_that_asks_to_be_scraped(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    """The scrape job's `keep` rules, applied to the pods' labels and annotations as Prometheus does."""
+    _, docs = overlay
+    (job,) = yaml.safe_load((DEPLOY / "base" / "monitoring" / "prometheus-scrape.yaml").read_text())["scrape_configs"]
+    keeps = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+    assert keeps
+    for deployment in [*servers(docs).values(), web(docs)]:
+        metadata = deployment["spec"]["template"]["metadata"]
+        meta = {f"__meta_kubernetes_pod_label_{re.sub(r'[^a-zA-Z0-9_]', '_', k)}": v
+                for k, v in metadata["labels"].items()}
+        meta |= {f"__meta_kubernetes_pod_annotation_{re.sub(r'[^a-zA-Z0-9_]', '_', k)}": v
+                 for k, v in metadata.get("annotations", {}).items()}
+        for rule in keeps:
+            value = rule.get("separator", ";").join(meta.get(label, "") for label in rule["source_labels"])
+            assert re.fullmatch(rule["regex"], value), (
+                f"{deployment['metadata']['name']}: the trackd scrape job drops its pods ({rule})"
+            )
 
 
 # -- the gateway ----------------------------------------------------------------------------------
@@ -405,6 +567,22 @@ def test_the_gateway_routes_every_grpc_service_to_the_pods_that_serve_it(
     assert ingest["type"] == "STRICT_DNS"
 
 
+def test_the_gateway_sends_everything_else_to_the_web_pods(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    name, docs = overlay
+    cluster = check_the_web_route(_gateway_config(docs), f"overlay {name}, gateway")
+    (endpoint,) = [e["endpoint"]["address"]["socket_address"]
+                   for e in cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]]
+    target = find(docs, "Service", endpoint["address"])["spec"]
+    assert selects(target["selector"], web(docs)), (
+        f"the web route goes to Service {endpoint['address']}, which selects no web pod"
+    )
+    assert target.get("clusterIP") == "None" and cluster["type"] == "STRICT_DNS", (
+        "the gateway must resolve a headless Service of the web pods (every pod a host it health-checks)"
+    )
+    (port,) = [p for p in target["ports"] if p["port"] == endpoint["port_value"]]
+    assert endpoint["port_value"] == WEB_PORT and port["targetPort"] == "http", (endpoint, port)
+
+
 def test_the_prod_gateway_speaks_tls_on_both_sides() -> None:
     docs = render("prod")
     envoy = _gateway_config(docs)
@@ -414,10 +592,18 @@ def test_the_prod_gateway_speaks_tls_on_both_sides() -> None:
         for chain in listener["filter_chains"]:
             context = chain["transport_socket"]["typed_config"]
             assert context["@type"].endswith("DownstreamTlsContext")
+            # browsers negotiate h2 or http/1.1; MLflow's client (requests) only speaks HTTP/1.1
+            assert {"h2", "http/1.1"} <= set(context["common_tls_context"]["alpn_protocols"]), context
             for pair in context["common_tls_context"]["tls_certificates"]:
                 for key in ("certificate_chain", "private_key"):
                     assert str(Path(pair[key]["filename"]).parent) in mounts
+    web_serves_tls = "tls" in {field.name for field in dataclasses.fields(WebConfig)}
+    web_cluster = check_the_web_route(envoy, "prod gateway")["name"]
     for name, cluster in _envoy_clusters(envoy).items():
+        if name == web_cluster and not web_serves_tls:
+            # plain HTTP inside the cluster until WebConfig learns TLS; then this test asks for it
+            assert "transport_socket" not in cluster, f"cluster {name}: TLS to a web service that serves none"
+            continue
         context = cluster["transport_socket"]["typed_config"]
         assert context["@type"].endswith("UpstreamTlsContext"), name
         ca = context["common_tls_context"]["validation_context"]["trusted_ca"]["filename"]
@@ -463,5 +649,7 @@ def test_the_dockerfile_builds_the_image_the_manifests_run() -> None:
     assert "pip install ." in text
     user = re.findall(r"^USER (\d+)", text, re.M)
     assert user, "the Dockerfile must switch to a numeric non-root USER (runAsNonRoot checks it)"
-    for service, deployment in servers(render("dev")).items():
+    docs = render("dev")
+    for service, deployment in [*servers(docs).items(), (WEB, web(docs))]:
         assert pod_spec(deployment)["securityContext"]["runAsUser"] == int(user[-1]) != 0, service
+    assert re.search(rf"^EXPOSE .*\b{WEB_PORT}\b", text, re.M), f"the Dockerfile does not EXPOSE {WEB_PORT}"

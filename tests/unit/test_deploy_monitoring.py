@@ -3,7 +3,8 @@ issue 7 asks for, and name only series the code exports.
 
 PromQL is parsed with `promql-parser` (the Rust parser behind GreptimeDB, as a wheel). The series
 the code exports are read from its source: every `prometheus_client.Counter / Gauge / Histogram`
-created with a literal `trackd_*` name under libs/ and services/ (the hpo service's included).
+created with a literal `trackd_*` name under libs/ and services/ (the hpo service's and the web
+UI's included: services/web defines its `trackd_web_*` series the same way).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import promql_parser
 import pytest
 import yaml
+from trackd_platform.config import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "base" / "monitoring"
@@ -34,8 +36,9 @@ def exported_series() -> set[str]:
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             kind = node.func.attr
-            if kind in SUFFIXES and node.args and isinstance(node.args[0], ast.Constant):
-                name = str(node.args[0].value)
+            names = [*node.args[:1], *(k.value for k in node.keywords if k.arg == "name")]
+            if kind in SUFFIXES and names and isinstance(names[0], ast.Constant):
+                name = str(names[0].value)
                 if name.startswith("trackd_"):
                     base = name.removesuffix("_total") if kind == "Counter" else name
                     found |= {base + suffix for suffix in SUFFIXES[kind]}
@@ -127,6 +130,7 @@ def test_every_expression_parses_and_names_exported_series(
         ("run failure rate", {"trackd_runs_ended_total"}),
         ("outbox backlog growing", {"trackd_outbox_backlog"}),
         ("ingest errors", {"trackd_rpc_total"}),
+        ("web UI server errors", {"trackd_web_requests_total"}),
     ],
 )
 def test_the_alerts_issue_7_asks_for_exist(rules: list[dict[str, Any]], topic: str, series: set[str]) -> None:
@@ -134,6 +138,17 @@ def test_the_alerts_issue_7_asks_for_exist(rules: list[dict[str, Any]], topic: s
     assert matching, f"no alert on {topic} (uses {series})"
     if topic == "ingest errors":
         assert any("IngestService" in r["expr"] for r in rules if r["alert"] in matching)
+    if topic == "web UI server errors":
+        assert any(re.search(r'status=~"5', r["expr"]) for r in rules if r["alert"] in matching), matching
+
+
+def test_an_alert_fires_when_any_service_has_no_pod_scraped(rules: list[dict[str, Any]]) -> None:
+    """`up` with no series at all (no pod, or the scrape job drops them) is caught per service."""
+    absent = {
+        service for rule in rules
+        for service in re.findall(r'absent\(up\{[^}]*service="([a-z]+)"[^}]*\}\)', rule["expr"])
+    }
+    assert absent == {*SERVICES, "web"}, f"absent(up{{service=...}}) covers {sorted(absent)}"
 
 
 def test_the_dashboard_shows_what_issue_7_lists(dashboard: dict[str, Any]) -> None:
@@ -152,6 +167,24 @@ def test_the_dashboard_shows_what_issue_7_lists(dashboard: dict[str, Any]) -> No
         "trackd_query_latest_cache_total",  # cache hit rate
     }
     assert wanted <= shown, f"the dashboard does not show {sorted(wanted - shown)}"
+
+
+def test_the_dashboard_shows_the_web_ui(dashboard: dict[str, Any]) -> None:
+    shown: dict[str, set[str]] = {}
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            for name in series_in(grafana_to_promql(target["expr"])):
+                shown.setdefault(name, set()).add(target["expr"])
+    wanted = {
+        "trackd_web_requests_total": "by (status)",  # request rate by status
+        "trackd_web_request_seconds_bucket": "histogram_quantile(0.95",  # p95 latency
+        "trackd_web_live_viewers": "",
+        "trackd_web_live_subscriptions": "",
+    }
+    for name, shape in wanted.items():
+        assert any(shape in expr for expr in shown.get(name, ())), (
+            f"no dashboard query shows {name} ({shape or 'any'}): {sorted(shown.get(name, ()))}"
+        )
 
 
 def test_the_dashboard_is_importable(dashboard: dict[str, Any]) -> None:

@@ -144,12 +144,13 @@ class Chart {
     const series = [{ label: state.x }];
     contexts.forEach((c, i) => {
       const color = COLORS[(CONTEXT_COLOR[c] ?? i) % COLORS.length];
+      const sparse = this.shown.get(c).steps.length <= 60; // few points: draw each one
       const label = c ? `${this.key}@${c}` : this.key;
       if (state.smoothing) {
         series.push({ label: `${label} (raw)`, stroke: `${color}40`, width: 1, spanGaps: false });
         series.push({ label, stroke: color, width: 1.75, spanGaps: false });
       } else {
-        series.push({ label, stroke: color, width: 1.5, spanGaps: false, points: { show: false } });
+        series.push({ label, stroke: color, width: 1.5, spanGaps: false, points: { show: sparse, size: 5, fill: color } });
       }
     });
     const chart = this;
