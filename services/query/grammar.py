@@ -30,6 +30,9 @@ from trackd_services.ingest.domain import CONTEXTS as INGEST_CONTEXTS
 MAX_FILTER_LENGTH = 10_000
 MAX_IN_VALUES = 1_000
 MAX_ORDER_KEYS = 5
+MAX_NESTING = 64  # parentheses and NOTs inside one another
+# times PostgreSQL and Python both hold: 0001-01-01 to 9999-12-31, in milliseconds since the epoch
+MIN_TIME_MS, MAX_TIME_MS = -62_135_596_800_000.0, 253_402_300_799_000.0
 
 Kind = Literal["metric", "param", "tag", "attribute"]
 Agg = Literal["last", "min", "max"]
@@ -229,6 +232,7 @@ class _Parser:
         self.source = source
         self.tokens = tokenize(source)
         self.i = 0
+        self.depth = 0
 
     @property
     def peek(self) -> _Token:
@@ -269,12 +273,20 @@ class _Parser:
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def parse_unary(self) -> Expr:
-        if self.accept("kw", "NOT"):
-            return Not(self.parse_unary())
-        if self.accept("("):
-            inner = self.parse_or()
-            self.expect(")", None, "')' or AND / OR")
-            return inner
+        token = self.peek
+        if token.kind == "(" or (token.kind == "kw" and token.text == "NOT"):
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise _error(self.source, token.pos, f"parentheses and NOTs nest at most {MAX_NESTING} deep")
+            try:
+                if self.accept("kw", "NOT"):
+                    return Not(self.parse_unary())
+                self.take()
+                inner = self.parse_or()
+                self.expect(")", None, "')' or AND / OR")
+                return inner
+            finally:
+                self.depth -= 1
         return self.parse_predicate()
 
     def parse_field(self) -> Field:
@@ -371,6 +383,9 @@ def _is_id(value: str) -> bool:
 def _timestamp_ms(source: str, token: _Token, value: str | float) -> float:
     """Times compare as milliseconds since the epoch (MLflow's convention) or ISO 8601 strings."""
     if isinstance(value, float):
+        if not MIN_TIME_MS <= value <= MAX_TIME_MS:
+            raise _error(source, token.pos, f"a time in milliseconds since the epoch lies between {MIN_TIME_MS:.0f} "
+                                            f"(year 1) and {MAX_TIME_MS:.0f} (year 9999)")
         return value
     try:
         moment = datetime.fromisoformat(value)
