@@ -51,7 +51,6 @@ def test_home_lists_experiments_with_counts_and_the_jump_box_finds_a_run(web: Wa
         row = web.page.locator(f"section[data-project='{project}'] tr", has_text=name)
         expect(row.locator("td").nth(1)).to_have_text("4")
         expect(row.locator("td").nth(2)).to_have_text("1")
-        web.shot("home")
         web.page.fill("form.jump input", f"{name}-r1")
         web.page.press("form.jump input", "Enter")
         expect(web.page.locator("h1.page-title")).to_contain_text(f"{name}-r1")
@@ -96,7 +95,6 @@ def test_sort_by_a_metric_and_page_through(web: Watched) -> None:
     first = shown_run_ids(web)
     assert first == by_score[:25]
     assert "order_by=metrics.score" in web.page.url
-    web.shot("experiment")
     web.page.click("#next-page")
     expect(web.page.locator("#runs-table tbody tr[data-run-id]")).to_have_count(5)
     assert shown_run_ids(web) == by_score[25:]
@@ -160,7 +158,6 @@ def test_run_page_shows_params_tags_source_and_one_chart_per_key(web: Watched) -
         assert points > 0, key
     expect(web.page.locator("figure.chart[data-key='train/loss'] .chart-note")).to_contain_text("NaN")
     expect(web.page.locator("h2.group-title").first).to_contain_text("metrics")  # "lr": no prefix, first
-    web.shot("run")
     web.page.click("a.tab[href$='tab=overview']")
     params = web.page.locator("#params-table")
     expect(params).to_contain_text("model.hidden")
@@ -297,3 +294,58 @@ def test_with_the_query_service_down_pages_say_so_and_web_stays_up(web: Watched,
         assert time.monotonic() - back < 10, "the page did not come back with the query service"
         time.sleep(0.5)
     assert web_process.pid == pid and web_process.restarts == 0
+
+
+def test_screenshots_of_a_sweep(web: Watched) -> None:
+    """A realistic sweep, photographed for the README (`make screenshots` keeps them in docs/images)."""
+    from matplotlib import pyplot as plt
+
+    rng = np.random.default_rng(7)
+    name, project = f"resnet-sweep-{uuid.uuid4().hex[:4]}", "vision"
+    runs = []
+    for i, (lr, batch, optimizer) in enumerate([(3e-4, 64, "adamw"), (1e-3, 64, "adamw"), (3e-3, 128, "sgd"),
+                                                (1e-4, 32, "adamw"), (1e-3, 128, "lion"), (3e-4, 256, "sgd")]):
+        run = trackd.start_run(experiment=name, project=project, name=f"resnet50-lr{lr:g}-bs{batch}",
+                               params={"lr": lr, "batch_size": batch, "optimizer": optimizer, "model": "resnet50",
+                                       "epochs": 30}, tags={"dataset": "imagenet-100", "stage": "sweep"},
+                               system_metrics=False)
+        steps = np.arange(0, 3000, 5)
+        speed = 400 + 150 * i
+        loss = 2.3 * np.exp(-steps / speed) + 0.25 + rng.normal(0, 0.03, len(steps))
+        acc = 0.9 - 0.75 * np.exp(-steps / (speed * 1.3)) - 0.02 * i + rng.normal(0, 0.01, len(steps))
+        log_points(run.id, "train/loss", steps.tolist(), loss.tolist())
+        log_points(run.id, "train/acc", steps.tolist(), acc.tolist())
+        log_points(run.id, "train/lr", steps.tolist(), (lr * np.cos(np.pi * steps / 6000)).tolist())
+        eval_steps = steps[::20]
+        log_points(run.id, "eval/loss", eval_steps.tolist(), (loss[::20] + 0.1).tolist())
+        log_points(run.id, "eval/acc", eval_steps.tolist(), (acc[::20] - 0.03).tolist())
+        sampled = steps[::10]
+        log_points(run.id, "system/gpu_utilization", sampled.tolist(), (85 + rng.normal(0, 5, len(sampled))).tolist())
+        log_points(run.id, "system/cpu_percent", sampled.tolist(), (40 + rng.normal(0, 8, len(sampled))).tolist())
+        runs.append(run)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.imshow(rng.random((10, 10)), cmap="viridis")
+    ax.set_title("confusion matrix")
+    runs[0].log_figure(fig, "eval/confusion.png")
+    plt.close(fig)
+    runs[0].log_text("# resnet50 sweep\n\nBest so far: **lr 3e-4**, AdamW.", "README.md")
+    runs[0].set_notes("Baseline for the **imagenet-100** sweep. Warm-up 5 epochs, cosine decay.")
+    for run in runs[1:-1]:
+        run.end()
+    try:
+        web.goto("/")
+        web.shot("home")
+        web.goto(f"/experiments/{runs[0].experiment_id}?metrics=eval/acc,eval/loss,train/loss"
+                 "&params=lr,batch_size,optimizer&tags=stage&order_by=metrics.eval/acc+DESC")
+        web.shot("experiment")
+        web.goto(f"/runs/{runs[0].id}")
+        web.page.wait_for_selector("body[data-charts-ready='1']")
+        web.shot("run")
+        web.goto(f"/runs/{runs[0].id}?tab=artifacts")
+        web.page.click("a[data-path='eval/confusion.png']")
+        web.page.wait_for_function("() => document.querySelector('#preview img')?.naturalWidth > 0")
+        web.shot("artifacts")
+    finally:
+        runs[0].end()
+        runs[-1].end("FAILED")
+    assert not web.errors and not web.dialogs

@@ -63,6 +63,14 @@ function fmtValue(v) {
   return a !== 0 && (a >= 1e6 || a < 1e-3) ? v.toExponential(4) : String(Number(v.toPrecision(6)));
 }
 
+function fmtTick(v) {
+  if (v === null || v === undefined) return "";
+  const a = Math.abs(v);
+  if (a === 0) return "0";
+  if (a >= 1e5 || a < 1e-2) return v.toExponential(1).replace("e-", "e−");
+  return String(Number(v.toPrecision(3)));
+}
+
 function fmtX(x) {
   if (state.x === "step") return `step ${x}`;
   if (state.x === "relative") return `${x.toFixed(1)} s`;
@@ -158,7 +166,8 @@ class Chart {
       width: this.width(), height: 210, series, legend: { show: false },
       scales: { x: { time: state.x === "wall" }, y: { distr: state.log ? 3 : 1 } },
       axes: [{ stroke: "#64748b", grid: { stroke: "#eef2f7" }, ticks: { stroke: "#e2e8f0" } },
-             { stroke: "#64748b", grid: { stroke: "#eef2f7" }, ticks: { stroke: "#e2e8f0" }, size: 56 }],
+             { stroke: "#64748b", grid: { stroke: "#eef2f7" }, ticks: { stroke: "#e2e8f0" }, size: 60,
+               values: (u, ticks) => ticks.map(fmtTick) }],
       cursor: { drag: { x: true, y: false } },
       hooks: {
         setSelect: [(u) => { if (u.select.width > 2) chart.zoom(u); }],
