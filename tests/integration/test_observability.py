@@ -258,3 +258,53 @@ async def test_a_run_rpc_and_the_run_ended_it_causes_share_one_trace_into_hpo(
 
     wanted = {("/trackd.run.v1.RunService/StartRun", run_ids[0]), ("/trackd.run.v1.RunService/EndRun", run_ids[0])}
     assert await eventually(lambda: wanted <= about()), about()
+
+
+@pytest.fixture
+def traced_web(stack: EmbeddedStack, receiver: tuple[_Receiver, int], traced_services: dict[str, str],
+               tmp_path: Path) -> Iterator[str]:
+    """A web process of its own, exporting traces, calling the traced run service; its base URL."""
+    _, otlp_port = receiver
+    port = free_port()
+    env = {**os.environ, **stack.client_env(), "TRACKD_RUN_TARGET": traced_services["run"],
+           "TRACKD_WEB_HOST": "127.0.0.1", "TRACKD_WEB_PORT": str(port),
+           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}", "OTEL_SERVICE_NAME": "traced-web"}
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    web = Managed(name="traced-web", argv=[sys.executable, "-m", "trackd_services.web"], env=env,
+                  log_path=tmp_path / "web.log", ready=ready)
+    web.start()
+    try:
+        web.wait_ready(60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        web.stop()
+
+
+async def test_a_web_request_and_the_grpc_calls_it_makes_share_one_trace(
+    receiver: tuple[_Receiver, int], traced_web: str, unique: Callable[[str], str]
+) -> None:
+    spans, _ = receiver
+    run = trackd.start_run(unique("web-traced"), project="observability", capture_env=False, system_metrics=False)
+    run.end()
+    trace_id = secrets.token_bytes(16)
+    request = urllib.request.Request(f"{traced_web}/runs/{run.id}?tab=overview", headers={
+        "traceparent": f"00-{trace_id.hex()}-{secrets.token_hex(8)}-01"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+    def services() -> set[tuple[str, str]]:
+        return {(s, span.name) for s, span in spans.in_trace(trace_id) if span.kind == trace_pb2.Span.SPAN_KIND_SERVER}
+
+    def complete() -> set[tuple[str, str]] | None:
+        found = services()
+        web = any(s == "traced-web" for s, _ in found)  # the web service's own span
+        return found if web and ("traced-run", "/trackd.run.v1.RunService/GetRun") in found else None
+
+    assert await eventually(complete, timeout_s=30), services()
