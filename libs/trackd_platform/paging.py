@@ -25,8 +25,13 @@ def encode_token(position: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: str, *, arity: int) -> list[Any] | None:
-    """The position a token encodes (a list of `arity` values), None for the first page."""
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def decode_token(token: str, *, arity: int, kinds: tuple[type, ...] | None = None) -> list[Any] | None:
+    """The position a token encodes (a list of `arity` values), None for the first page. With
+    `kinds`, each value must be of its kind (an int within int64): a forged token is
+    INVALID_ARGUMENT, never a database error."""
     if not token:
         return None
     try:
@@ -34,6 +39,15 @@ def decode_token(token: str, *, arity: int) -> list[Any] | None:
         position = json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         position = None
-    if not isinstance(position, list) or len(position) != arity:
+    if not isinstance(position, list) or len(position) != arity or (
+            kinds is not None and not all(_of_kind(v, k) for v, k in zip(position, kinds, strict=True))):
         raise InvalidArgument("page_token is malformed: pass back a next_page_token unchanged")
     return position
+
+
+def _of_kind(value: Any, kind: type) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool) and INT64[0] <= value <= INT64[1]
+    if kind is str:
+        return isinstance(value, str) and "\x00" not in value
+    return isinstance(value, kind)

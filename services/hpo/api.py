@@ -96,7 +96,7 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
 
     async def ListStudies(self, request: Any, context: Any) -> hpo_pb2.ListStudiesResponse:
         limit = page_size(request.page_size)
-        after = decode_token(request.page_token, arity=1)
+        after = decode_token(request.page_token, arity=1, kinds=(str,))
         studies = await self._store.list_studies(limit=limit, after=after[0] if after else None)
         token = encode_token([studies[-1].name]) if len(studies) == limit else ""
         return hpo_pb2.ListStudiesResponse(studies=[study_to_proto(s) for s in studies], next_page_token=token)
@@ -117,7 +117,7 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
         study_id = parse_id("study_id", request.study_id)
         await self._store.get(study_id=study_id)
         limit = page_size(request.page_size)
-        after = decode_token(request.page_token, arity=1)
+        after = decode_token(request.page_token, arity=1, kinds=(int,))
         trials = await self._store.trials(study_id, states=[int(s) for s in request.states], limit=limit,
                                           after=int(after[0]) if after else -1)
         token = encode_token([trials[-1].number]) if len(trials) == limit else ""

@@ -9,17 +9,15 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any, cast
 
 import numpy as np
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from trackd_api.ingest.v1 import ingest_pb2
 from trackd_api.query.v1 import query_pb2, query_pb2_grpc
-from trackd_platform.cache_keys import committed_points
-from trackd_platform.errors import InvalidArgument, Unavailable
+from trackd_platform.errors import InvalidArgument, TrackdError
 from trackd_platform.ids import parse_id
 from trackd_platform.paging import page_size
 from trackd_services.ingest.domain import CONTEXTS, KEY_MAX, Summary
 from trackd_services.query import analysis, history
 from trackd_services.query.grammar import parse_filter, parse_order_by
+from trackd_services.query.live import PointsHub
 from trackd_services.query.store import Columns, Latest, LatestReader, QueryStore, Selection
 from trackd_services.run.api import run_to_proto
 from trackd_services.run.domain import RunStatus, format_id, parse_view
@@ -76,10 +74,11 @@ def _ids(name: str, values: Iterable[str], *, low: int, high: int) -> list[uuid.
 
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):
-    def __init__(self, store: QueryStore, latest: LatestReader, redis: aioredis.Redis) -> None:
+    def __init__(self, store: QueryStore, latest: LatestReader, hub: PointsHub) -> None:
         self._store = store
         self._latest = latest
-        self._redis = redis
+        self._hub = hub
+        self._status_seen: dict[uuid.UUID, tuple[float, RunStatus]] = {}
 
     async def _selection(self, message: Any) -> Selection:
         ids = [parse_id("experiment_ids", i) for i in message.experiment_ids]
@@ -227,18 +226,15 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             grid_x=c.grid_x, grid_y=c.grid_y, grid_z=c.grid_z)
 
     async def WatchRun(self, request: Any, context: Any) -> AsyncIterator[query_pb2.WatchRunResponse]:
-        """Subscribes before reading the backlog, so nothing committed in between is missed; live
-        points of a series at or below the last backlog step are the overlap and are dropped. The
-        stream ends once the run has ended (FINISHED, FAILED, KILLED) and no point is pending."""
+        """Subscribes (through the replica's shared PointsHub) before reading the backlog, so
+        nothing committed in between is missed; live points of a series at or below the last
+        backlog step are the overlap and are dropped. The stream ends once the run has ended
+        (FINISHED, FAILED, KILLED) and no point is pending."""
         run_id = parse_id("run_id", request.run_id)
         await self._store.require_run(run_id)
         keys = set(request.keys)
-        pubsub = self._redis.pubsub()
+        queue = await self._hub.join(run_id)
         try:
-            try:
-                await pubsub.subscribe(committed_points(run_id))
-            except (TimeoutError, RedisError, OSError) as exc:
-                raise Unavailable(f"live points need Redis, which is unreachable ({exc}); retry shortly") from None
             # tells the caller it is subscribed: every point committed from now on reaches it
             await context.send_initial_metadata(())
             seen: dict[tuple[str, int], int] = {}
@@ -251,20 +247,29 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                             slice(start, start + 65_536)))])
             while True:
                 try:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=WATCH_IDLE_CHECK_S)
-                except (TimeoutError, RedisError, OSError) as exc:
-                    raise Unavailable(f"lost Redis while watching ({exc}); resume with from_step") from None
-                if message is None:
-                    if RunStatus(await self._store.require_run(run_id)) in (
-                            RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED):
+                    batch = await asyncio.wait_for(queue.get(), WATCH_IDLE_CHECK_S)
+                except TimeoutError:
+                    if await self._ended(run_id):
                         return
                     continue
-                batch = ingest_pb2.LogMetricsRequest.FromString(message["data"])
+                if isinstance(batch, TrackdError):
+                    raise batch
                 series = [s for s in (_fresh(s, seen) for s in batch.series if not keys or s.key in keys) if s]
                 if series:
                     yield query_pb2.WatchRunResponse(series=series)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            self._hub.leave(run_id, queue)
+
+    async def _ended(self, run_id: uuid.UUID) -> bool:
+        """Whether the run has ended; one lookup per run per WATCH_IDLE_CHECK_S however many
+        callers watch it."""
+        now = asyncio.get_running_loop().time()
+        known = self._status_seen.get(run_id)
+        if known is None or now - known[0] >= WATCH_IDLE_CHECK_S:
+            if len(self._status_seen) > 10_000:
+                self._status_seen.clear()
+            known = self._status_seen[run_id] = (now, RunStatus(await self._store.require_run(run_id)))
+        return known[1] in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
 
 
 def _fresh(series: Any, seen: dict[tuple[str, int], int]) -> Any:

@@ -12,17 +12,22 @@ from trackd_platform.server import configure_logging
 from trackd_platform.wiring import wire
 from trackd_services.query.access import RULES
 from trackd_services.query.api import QueryServicer
+from trackd_services.query.live import PointsHub
 from trackd_services.query.store import LatestReader, QueryStore
 from trackd_services.run.store import RunStore
+
+MAX_WATCHERS = 10_000  # WatchRun calls per replica; all share one Redis connection
 
 
 async def serve(config: StoresConfig) -> None:
     redis = create_redis(config.redis)
     server, pool = await wire(config.server, config.postgres, RULES, redis=redis)
     store = QueryStore(pool, RunStore(pool))
+    hub = PointsHub(redis, max_watchers=MAX_WATCHERS, registry=server.registry)
+    server.add_closer(hub.close)
     server.add_servicer(
         query_pb2_grpc.add_QueryServiceServicer_to_server,
-        QueryServicer(store, LatestReader(redis, store, registry=server.registry), redis),
+        QueryServicer(store, LatestReader(redis, store, registry=server.registry), hub),
         query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
     )
     await server.run_until_signal()

@@ -66,7 +66,8 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
 
     async def ListProjects(self, request: Any, context: Any) -> run_pb2.ListProjectsResponse:
         limit = page_size(request.page_size)
-        projects = await self._store.list_projects(limit=limit, after=decode_token(request.page_token, arity=1))
+        after = decode_token(request.page_token, arity=1, kinds=(str,))
+        projects = await self._store.list_projects(limit=limit, after=after)
         return run_pb2.ListProjectsResponse(
             projects=[_project(p) for p in projects],
             next_page_token=_next(projects, limit, lambda p: [p.name]),

@@ -411,3 +411,28 @@ def test_the_sdk_and_cli_send_trackd_token(
     print(f"revoked via the CLI; refused after {wait_until_refused(world, secret, a.run_id):.1f}s")
     refused = cli.invoke(app, ["runs", "show", a.run_id])
     assert refused.exit_code != 0 and "token" in refused.output
+
+
+def test_the_web_ui_acts_with_the_callers_token_and_never_more(world: World, unique: Callable[[str], str]) -> None:
+    import re
+
+    import httpx
+
+    a, b = make_project(world, unique), make_project(world, unique)
+    _, reader = world.token(a.name, auth_pb2.ROLE_READ)
+    web = world.stack.web_url
+    with httpx.Client(base_url=web, timeout=30) as anonymous:
+        assert anonymous.get(f"/runs/{a.run_id}").status_code == 401
+    with httpx.Client(base_url=web, timeout=30, headers={"authorization": f"Bearer {reader}"}) as client:
+        page = client.get(f"/runs/{a.run_id}?tab=overview")
+        assert page.status_code == 200
+        assert client.get(f"/runs/{b.run_id}").status_code == 403, "another project's run"
+        assert client.get(f"/api/runs/{b.run_id}/history?key=loss").status_code == 403
+        assert client.get(f"/experiments/{b.experiment_id}").status_code == 403
+        home = client.get("/")
+        assert home.status_code == 200 and a.name in home.text and b.name not in home.text
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token
+        write = client.post(f"/runs/{a.run_id}/tags", data={"key": "k", "value": "v", "csrf": token.group(1)})
+        assert write.status_code == 403, "a read token cannot write through the web service"
+    assert "k" not in world.runs().GetRun(run_pb2.GetRunRequest(run_id=a.run_id), timeout=30).run.tags

@@ -296,8 +296,12 @@ async def test_a_web_request_and_the_grpc_calls_it_makes_share_one_trace(
     trace_id = secrets.token_bytes(16)
     request = urllib.request.Request(f"{traced_web}/runs/{run.id}?tab=overview", headers={
         "traceparent": f"00-{trace_id.hex()}-{secrets.token_hex(8)}-01"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
+
+    def get() -> int:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+
+    assert await asyncio.to_thread(get) == 200
 
     def services() -> set[tuple[str, str]]:
         return {(s, span.name) for s, span in spans.in_trace(trace_id) if span.kind == trace_pb2.Span.SPAN_KIND_SERVER}

@@ -18,7 +18,8 @@ def up(
     ingest_replicas: int = typer.Option(
         0, help="Ingest replicas (ports 50052, 50062, …); 0: TRACKD_INGEST_REPLICAS or 1."),
 ) -> None:
-    """Start PostgreSQL, Valkey, Kafka (Tansu), S3 (SeaweedFS) the five gRPC services and the web UI. Ctrl-C stops all."""
+    """Start PostgreSQL, Valkey, Kafka (Tansu), S3 (SeaweedFS), the five gRPC services and the web UI.
+    Ctrl-C stops all."""
     console = Console()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = StackSettings.from_env()
