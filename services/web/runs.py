@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlencode
 
 import grpc
 from markdown_it import MarkdownIt
@@ -23,7 +23,7 @@ from trackd_api.query.v1 import query_pb2
 from trackd_api.run.v1 import run_pb2
 from trackd_services.web import views
 from trackd_services.web.backends import PAGE_TIMEOUT_S, Backends, Caller
-from trackd_services.web.http import HTTP_STATUS, require_csrf
+from trackd_services.web.http import require_csrf
 
 MAX_HOME_EXPERIMENTS = 1000
 DEFAULT_COLUMNS = 6  # params and metrics shown when the URL names none
@@ -127,35 +127,34 @@ class Pages:
     # -- an experiment ----------------------------------------------------------------------------
 
     async def experiment(self, request: Request) -> Response:
+        """The runs table. The experiment, the column chooser's keys and (when the URL names the
+        columns) the page of runs are fetched at once; the default columns need the keys first."""
         caller = self._b.caller(request)
         experiment_id = request.path_params["experiment_id"]
-        experiment = (await self._call(self._b.runs.GetExperiment, run_pb2.GetExperimentRequest(
-            experiment_id=experiment_id), caller, not_found=f"No experiment has the id {experiment_id!r}.")).experiment
         table = views.TableQuery.parse(_flat(request.query_params))
-        selection = query_pb2.RunSelection(experiment_ids=[experiment.id], view_type=table.view_type)
-        project, keys = await asyncio.gather(
-            self._call(self._b.runs.GetProject, run_pb2.GetProjectRequest(project_id=experiment.project_id), caller),
-            self._call(self._b.query.ListRunKeys, query_pb2.ListRunKeysRequest(selection=selection), caller))
+        selection = query_pb2.RunSelection(experiment_ids=[experiment_id], view_type=table.view_type)
+        chosen = bool(table.params or table.metrics or table.tags or "cols" in request.query_params)
+        found_experiment, keys, page = await asyncio.gather(
+            self._call(self._b.runs.GetExperiment, run_pb2.GetExperimentRequest(experiment_id=experiment_id), caller,
+                       not_found=f"No experiment has the id {experiment_id!r}."),
+            self._call(self._b.query.ListRunKeys, query_pb2.ListRunKeysRequest(selection=selection), caller),
+            self._page(selection, table, caller) if chosen else asyncio.sleep(0, None),
+            return_exceptions=True)
+        for outcome in (found_experiment, keys):  # the experiment's own error (404) first
+            if isinstance(outcome, BaseException):
+                raise outcome
+        experiment = found_experiment.experiment
         metric_keys = sorted({m.key for m in keys.metric_keys})
-        if not (table.params or table.metrics or table.tags or "cols" in request.query_params):
-            table = views.TableQuery(**{**table.__dict__,
-                                        "params": tuple(keys.param_keys[:DEFAULT_COLUMNS]),
-                                        "metrics": tuple(k for k in metric_keys
-                                                         if not k.startswith(views.SYSTEM_PREFIX))[:DEFAULT_COLUMNS]})
-        selection.filter = table.filter
-        error, position, status, rows, next_token = "", None, 200, [], ""
-        try:
-            found = await self._call(self._b.query.SearchRuns, query_pb2.SearchRunsRequest(
-                selection=selection, order_by=[o.strip() for o in table.order_by.split(",") if o.strip()],
-                page_size=table.page_size, page_token=table.page_token,
-                columns=query_pb2.RunColumns(param_keys=table.params, tag_keys=table.tags,
-                                             metric_keys=table.metrics)), caller)
-            rows, next_token = views.run_rows(found.results), found.next_page_token
-        except grpc.aio.AioRpcError as failed:
-            if failed.code() != grpc.StatusCode.INVALID_ARGUMENT:
-                raise
-            error, status = failed.details() or "invalid request", 400
-            position = views.filter_error_position(error) if table.filter else None
+        if not chosen:
+            table = replace(table, params=tuple(keys.param_keys[:DEFAULT_COLUMNS]), metrics=tuple(
+                k for k in metric_keys if not k.startswith(views.SYSTEM_PREFIX))[:DEFAULT_COLUMNS])
+        project, page = await asyncio.gather(
+            self._call(self._b.runs.GetProject, run_pb2.GetProjectRequest(project_id=experiment.project_id), caller),
+            self._page(selection, table, caller) if not chosen else asyncio.sleep(0, page))
+        if isinstance(page, BaseException):
+            raise page
+        rows, next_token, error = page
+        position = views.filter_error_position(error) if error and table.filter else None
         path = f"/experiments/{experiment.id}"
         return self._t.TemplateResponse(request, "experiment.html", {
             "experiment": experiment, "project": project.project, "table": table, "path": path, "rows": rows,
@@ -163,7 +162,24 @@ class Pages:
             "first_url": table.url(path) if table.page_token else "",
             "error": error, "error_position": position, "keys": keys, "metric_keys": metric_keys,
             "quote_key": views.quote_key, "page_sizes": views.PAGE_SIZES,
-        }, status_code=status)
+        }, status_code=400 if error else 200)
+
+    async def _page(self, selection: Any, table: views.TableQuery, caller: Caller
+                    ) -> tuple[list[views.RunRow], str, str]:
+        """(rows, next page token, "") — or ([], "", the reason) when the filter, order or token is invalid."""
+        request = query_pb2.SearchRunsRequest(
+            selection=query_pb2.RunSelection(experiment_ids=selection.experiment_ids, view_type=selection.view_type,
+                                             filter=table.filter),
+            order_by=[o.strip() for o in table.order_by.split(",") if o.strip()],
+            page_size=table.page_size, page_token=table.page_token,
+            columns=query_pb2.RunColumns(param_keys=table.params, tag_keys=table.tags, metric_keys=table.metrics))
+        try:
+            found = await self._call(self._b.query.SearchRuns, request, caller)
+        except grpc.aio.AioRpcError as failed:
+            if failed.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                raise
+            return [], "", failed.details() or "invalid request"
+        return views.run_rows(found.results), found.next_page_token, ""
 
     async def runs_action(self, request: Request) -> Response:
         """Delete or restore the selected runs, then back to the table."""
@@ -302,11 +318,3 @@ def _flat(query: QueryParams) -> dict[str, str]:
 def _local(url: str) -> str:
     """Only a path of this site: never redirect elsewhere."""
     return url if url.startswith("/") and not url.startswith("//") else "/"
-
-
-def status_title(code: grpc.StatusCode) -> str:
-    return HTTP_STATUS.get(code, (502, "error"))[1]
-
-
-def query_string(**items: str) -> str:
-    return urlencode({k: v for k, v in items.items() if v})

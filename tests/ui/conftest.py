@@ -29,8 +29,10 @@ def chromium() -> str:
                 "chromium-headless-shell)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module: Playwright's sync API runs an event loop of its own while it is open, which must
+    be closed again before any asyncio test of a later module runs."""
     with sync_playwright() as p:
         launched = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         yield launched

@@ -216,7 +216,7 @@ def test_zooming_fetches_the_range_again_at_full_resolution(web: Watched) -> Non
     with web.page.expect_response(lambda r: "/history?" in r.url and "start=" in r.url) as zoomed:
         web.page.mouse.move(box["x"] + box["width"] * 0.40, box["y"] + box["height"] / 2)
         web.page.mouse.down()
-        web.page.mouse.move(box["x"] + box["width"] * 0.42, box["y"] + box["height"] / 2, steps=5)
+        web.page.mouse.move(box["x"] + box["width"] * 0.408, box["y"] + box["height"] / 2, steps=5)
         web.page.mouse.up()
     body = zoomed.value.json()
     assert not body["downsampled"], "a narrow range comes at full resolution"
