@@ -323,6 +323,10 @@ def test_screenshots_of_a_sweep(web: Watched) -> None:
         log_points(run.id, "system/gpu_utilization", sampled.tolist(), (85 + rng.normal(0, 5, len(sampled))).tolist())
         log_points(run.id, "system/cpu_percent", sampled.tolist(), (40 + rng.normal(0, 8, len(sampled))).tolist())
         runs.append(run)
+    for other, count in (("bert-finetune", 4), ("gpt2-pretrain", 2), ("tokenizer-ablation", 3)):
+        for i in range(count):
+            trackd.start_run(experiment=f"{other}-{name[-4:]}", project="nlp", name=f"{other}-{i}",
+                             system_metrics=False).end("FAILED" if i == 1 else "FINISHED")
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.imshow(rng.random((10, 10)), cmap="viridis")
     ax.set_title("confusion matrix")
