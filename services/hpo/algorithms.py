@@ -9,6 +9,7 @@ min_resource, max_resource, reduction_factor), wilcoxon (option: p_threshold).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from trackd_platform.errors import InvalidArgument
 from trackd_services.hpo.space import Space
 
 SAMPLERS = ("random", "grid", "tpe", "gp", "cmaes", "nsga2")
+MAX_GRID_POINTS = 100_000  # the grid sampler enumerates its grid: bounded, and checked before it is built
 PRUNERS = ("none", "median", "percentile", "asha", "hyperband", "wilcoxon")
 _SINGLE_OBJECTIVE_SAMPLERS = {"gp", "cmaes"}
 
@@ -43,20 +45,33 @@ def check(sampler: str, pruner: str, objectives: int, space: Space) -> None:
 
 
 def grid_space(space: Space) -> dict[str, list[Any]]:
-    """The grid of a space: categorical choices, and every step of stepped int / float params."""
-    grid: dict[str, list[Any]] = {}
+    """The grid of a space: categorical choices, and every step of stepped int / float params.
+    Its size is checked from the counts before anything is built: at most MAX_GRID_POINTS."""
+    counts: dict[str, int] = {}
     for p in space.params:
         if p.when:
             raise InvalidArgument(f"the grid sampler cannot handle the conditional param {p.name!r}")
         if p.type == "categorical":
+            counts[p.name] = len(p.choices)
+        elif p.type == "int" and not p.log:
+            counts[p.name] = (int(p.high) - int(p.low)) // int(p.step or 1) + 1
+        elif p.step is not None:
+            counts[p.name] = round((p.high - p.low) / p.step) + 1
+        else:
+            raise InvalidArgument(f"the grid sampler needs a step for the float param {p.name!r}")
+    size = math.prod(counts.values())
+    if size > MAX_GRID_POINTS:
+        raise InvalidArgument(f"the grid has {size:,} points ({' × '.join(f'{n}: {c:,}' for n, c in counts.items())}); "
+                              f"the limit is {MAX_GRID_POINTS:,}: widen the steps or use another sampler")
+    grid: dict[str, list[Any]] = {}
+    for p in space.params:
+        if p.type == "categorical":
             grid[p.name] = list(p.choices)
         elif p.type == "int" and not p.log:
             grid[p.name] = list(range(int(p.low), int(p.high) + 1, int(p.step or 1)))
-        elif p.step is not None:
-            count = round((p.high - p.low) / p.step)
-            grid[p.name] = [p.low + i * p.step for i in range(count + 1)]
         else:
-            raise InvalidArgument(f"the grid sampler needs a step for the float param {p.name!r}")
+            assert p.step is not None
+            grid[p.name] = [p.low + i * p.step for i in range(counts[p.name])]
     return grid
 
 

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from trackd_platform.errors import FailedPrecondition
+from trackd_platform.errors import FailedPrecondition, ResourceExhausted
 from trackd_services.ingest.domain import Summary
 from trackd_services.run.domain import Run
 
@@ -24,6 +24,7 @@ _LOWER_IS_BETTER = re.compile(r"loss|error|err\b|mse|mae|rmse|perplexity|ppl|wer
                               re.IGNORECASE)
 IMPORTANCE_METHOD = "optuna fANOVA (random forest, 64 trees, max depth 64, seed 0)"
 MIN_RUNS_FOR_IMPORTANCE = 2
+MAX_CONTOUR_CELLS = 250_000  # the mean grid: 2 MB of doubles, well within one message
 
 Latest = Mapping[tuple[str, int], Summary]
 
@@ -179,6 +180,9 @@ def contour(pairs: Sequence[tuple[Run, float]], x_param: str, y_param: str) -> C
     y = axis(y_param, [r.params[y_param] for r, _ in usable])
     z = [v for _, v in usable]
     grid_x, grid_y = sorted(set(x.values)), sorted(set(y.values))
+    if len(grid_x) * len(grid_y) > MAX_CONTOUR_CELLS:  # refused before the grid is built
+        raise ResourceExhausted(f"the contour grid would have {len(grid_x):,} × {len(grid_y):,} cells; the limit is "
+                                f"{MAX_CONTOUR_CELLS:,}: narrow the filter or pick params with fewer distinct values")
     cells: dict[tuple[float, float], list[float]] = {}
     for xv, yv, zv in zip(x.values, y.values, z, strict=True):
         cells.setdefault((xv, yv), []).append(zv)

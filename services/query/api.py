@@ -11,7 +11,7 @@ from typing import Any, cast
 import numpy as np
 from trackd_api.ingest.v1 import ingest_pb2
 from trackd_api.query.v1 import query_pb2, query_pb2_grpc
-from trackd_platform.errors import InvalidArgument, TrackdError
+from trackd_platform.errors import InvalidArgument, ResourceExhausted, TrackdError
 from trackd_platform.ids import parse_id
 from trackd_platform.paging import page_size
 from trackd_services.ingest.domain import CONTEXTS, KEY_MAX, Summary
@@ -28,6 +28,7 @@ MAX_POINTS_LIMIT = 1_000_000
 MAX_COLUMN_KEYS = 100
 DEFAULT_KEY_SCAN_RUNS, MAX_KEY_SCAN_RUNS = 1_000, 10_000
 MAX_STATS_EXPERIMENTS = 1_000
+MAX_AGGREGATED_POINTS = 20_000_000  # AggregateMetric holds the points of every run it merges
 WATCH_IDLE_CHECK_S = 2.0
 
 
@@ -153,6 +154,14 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             raise InvalidArgument("bucket_width is 0 (automatic) or a positive number of steps")
         if not 0 <= request.max_buckets <= history.MAX_BUCKETS:
             raise InvalidArgument(f"max_buckets is 0 (meaning {history.DEFAULT_BUCKETS}) to {history.MAX_BUCKETS}")
+        total, first, last = await self._store.extent(run_ids, key, ctx)
+        if total > MAX_AGGREGATED_POINTS:  # refused before a point is read
+            raise ResourceExhausted(f"{total:,} points to aggregate; the limit is {MAX_AGGREGATED_POINTS:,}: "
+                                    "aggregate fewer runs")
+        if request.bucket_width and (last - first) // request.bucket_width + 1 > history.MAX_BUCKETS:
+            raise InvalidArgument(f"bucket_width {request.bucket_width} makes up to "
+                                  f"{(last - first) // request.bucket_width + 1:,} buckets over steps {first}–{last}; "
+                                  f"the limit is {history.MAX_BUCKETS}: widen the buckets")
         points = history.merge_sorted([await self._store.points(r, key, ctx) for r in run_ids])
         width = history.bucket_width(points, request.bucket_width, request.max_buckets or history.DEFAULT_BUCKETS)
         buckets = history.aggregate(points, width)

@@ -223,6 +223,17 @@ class QueryStore:
         points = history.from_packed((r["steps"], r["vals"], r["timestamps"]) for r in rows)
         return history.in_range(points, start, end)
 
+    async def extent(self, run_ids: list[uuid.UUID], key: str, context: int) -> tuple[int, int, int]:
+        """(points, first step, last step) of one series over several runs, from the series and
+        chunk rows alone (no point is read): what an aggregation would cover."""
+        row = await self._pool.fetchrow(
+            """SELECT (SELECT coalesce(sum(points), 0) FROM metric_series
+                       WHERE run_id = ANY($1::uuid[]) AND key = $2 AND context = $3) AS points,
+                      min(c.first_step) AS first, max(c.last_step) AS last
+               FROM metric_series s JOIN metric_chunks c ON c.run_id = s.run_id AND c.series_id = s.id
+               WHERE s.run_id = ANY($1::uuid[]) AND s.key = $2 AND s.context = $3""", run_ids, key, context)
+        return int(row["points"]), int(row["first"] or 0), int(row["last"] or 0)
+
     async def points_since(self, run_id: uuid.UUID, from_step: int, keys: list[str]
                            ) -> dict[tuple[str, int], history.Points]:
         """Every series of a run (or only `keys`) from `from_step` on."""

@@ -12,6 +12,8 @@ validation into the stores.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable, Mapping, Sequence
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -76,6 +78,37 @@ def boundary_integers(low: int, high: int) -> st.SearchStrategy[int]:
 def filter_strings() -> st.SearchStrategy[str]:
     return st.lists(st.sampled_from(FILTER_TOKENS), min_size=1, max_size=12).flatmap(
         lambda tokens: st.sampled_from([" ", ""]).map(lambda sep: sep.join(tokens)))
+
+
+def page_tokens() -> st.SearchStrategy[str]:
+    """Tokens that decode (base64url JSON lists, as the services write them) but were forged: any
+    arity, values of every JSON type, huge numbers, NULs, times and ids in the wrong places."""
+    values = st.recursive(
+        st.none() | st.booleans() | boundary_integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+        | st.text(max_size=20) | st.sampled_from(["\x00", "2026-11-30T10:00:00+00:00", "9999-12-31", "-1e309",
+                                                 "00000000-0000-0000-0000-000000000000", "not-a-uuid"]),
+        lambda inner: st.lists(inner, max_size=3), max_leaves=6)
+    return st.lists(values, max_size=6).map(
+        lambda position: base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("="))
+
+
+PREDICATES = (
+    "metrics.loss > 0.5", "params.lr = '0.1'", "tags.t LIKE 'a%'", "attributes.status = 'RUNNING'",
+    "attributes.start_time > 1e300", "attributes.end_time < -1e17", "attributes.start_time > '99999-01-01'",
+    "min(metrics.loss) <= -1e308", "params.x IN ('a', 'b')", "metrics.`a b`@eval IS NULL",
+    "attributes.duration > 9.9e307", "params.n > 1e400",
+)
+
+
+def structured_filters() -> st.SearchStrategy[str]:
+    """Filters that parse as far as they can: nested parentheses and NOTs (up to hundreds deep),
+    long AND / OR chains, and time literals out of any range."""
+    leaf = st.sampled_from(PREDICATES)
+    nested = st.tuples(st.integers(1, 400), st.sampled_from(["(", "NOT (", "NOT NOT ("]), leaf).map(
+        lambda t: t[1] * t[0] + t[2] + ")" * (t[0] * t[1].count("(")))
+    chain = st.tuples(st.lists(leaf, min_size=2, max_size=200), st.sampled_from([" AND ", " OR "])).map(
+        lambda t: t[1].join(t[0]))
+    return st.one_of(leaf, nested, chain)
 
 
 def strings(known: Sequence[str]) -> st.SearchStrategy[str]:
@@ -144,7 +177,12 @@ class Generator:
         if kind == FieldDescriptor.TYPE_STRING:
             if plausible and field.name in self.hints:
                 return st.sampled_from(self.hints[field.name])
-            return strings([*self.hints.get(field.name, ()), *self.common])
+            found = strings([*self.hints.get(field.name, ()), *self.common])
+            if field.name == "page_token":  # structure-aware: tokens that decode, then mislead
+                return st.one_of(page_tokens(), found)
+            if field.name == "filter":
+                return st.one_of(structured_filters(), found)
+            return found
         if kind == FieldDescriptor.TYPE_BYTES:
             return st.binary(max_size=64) | st.sampled_from(OVERSIZED).map(lambda n: b"\xff" * n)
         if kind == FieldDescriptor.TYPE_BOOL:

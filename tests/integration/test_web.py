@@ -196,3 +196,20 @@ async def test_many_viewers_of_one_run_share_one_subscription(stack: EmbeddedSta
         await asyncio.sleep(0.1)
     else:
         raise AssertionError("the subscription outlived its viewers")
+
+
+async def test_an_aggregation_that_cannot_fit_is_refused_before_any_point_is_read(
+        stack: EmbeddedStack, query: query_pb2_grpc.QueryServiceStub) -> None:
+    run = trackd.start_run(experiment=f"agg-{uuid.uuid4().hex[:8]}", system_metrics=False)
+    async with grpc.aio.insecure_channel(stack.client_env()["TRACKD_INGEST_TARGET"]) as channel:
+        await ingest_pb2_grpc.IngestServiceStub(channel).LogMetrics(ingest_pb2.LogMetricsRequest(
+            run_id=run.id, series=[ingest_pb2.MetricSeries(key="loss", steps=[0, 50_000_000], values=[1.0, 0.5],
+                                                           timestamps_ms=[1, 2])]), timeout=10)
+    run.end()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await query.AggregateMetric(query_pb2.AggregateMetricRequest(run_ids=[run.id], key="loss", bucket_width=1),
+                                    timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "50,000,001 buckets" in refused.value.details()
+    fine = await query.AggregateMetric(query_pb2.AggregateMetricRequest(run_ids=[run.id], key="loss"), timeout=10)
+    assert sum(b.count for b in fine.buckets) == 2

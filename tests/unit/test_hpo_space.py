@@ -85,3 +85,11 @@ def test_sampler_and_pruner_choices_are_checked() -> None:
         algorithms.make_sampler("tpe", {"bogus": 1}, seed=0, space=space)
     assert isinstance(algorithms.make_pruner("asha", {"min_resource": 2}), optuna.pruners.SuccessiveHalvingPruner)
     assert env_name("model.lr-max") == "HP_MODEL_LR_MAX"
+
+
+def test_a_grid_too_large_to_enumerate_is_refused_before_it_is_built() -> None:
+    huge = parse({"a": {"type": "int", "low": 0, "high": 1999}, "b": {"type": "int", "low": 0, "high": 1999}})
+    with pytest.raises(InvalidArgument, match="4,000,000 points"):
+        algorithms.check("grid", "none", 1, huge)
+    with pytest.raises(InvalidArgument, match="limit is 100,000"):
+        algorithms.grid_space(parse({"x": {"type": "int", "low": 0, "high": 10**15}}))

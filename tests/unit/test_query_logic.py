@@ -103,3 +103,16 @@ def test_aggregation_per_bucket_ignores_nan_but_counts_it() -> None:
     assert (buckets[0].min, buckets[0].max, buckets[0].mean) == (1.0, 1.0, 1.0)
     assert math.isnan(buckets[0].last) and buckets[1].mean == 4.0 and buckets[1].last == 5.0
     assert history.bucket_width(points, 0, 3) == 4
+
+
+def test_a_contour_grid_too_large_for_an_answer_is_refused_before_it_is_built() -> None:
+    from types import SimpleNamespace
+
+    from trackd_platform.errors import ResourceExhausted
+    from trackd_services.query import analysis
+
+    runs = [(SimpleNamespace(id=i, params={"x": str(i), "y": str(i * 7 % 1009)}), float(i)) for i in range(1000)]
+    with pytest.raises(ResourceExhausted, match="1,000 × 1,000 cells"):
+        analysis.contour(runs, "x", "y")  # type: ignore[arg-type]
+    small = analysis.contour(runs[:10], "x", "y")  # type: ignore[arg-type]
+    assert len(small.grid_z) == 100
