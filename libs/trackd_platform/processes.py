@@ -88,6 +88,7 @@ class Managed:
     env: Mapping[str, str] = field(default_factory=dict)
     user: str | None = None
     ready: Callable[[], bool] = lambda: True
+    prepare: Callable[[], None] = lambda: None  # before every start, restarts included
     stop_signal: int = signal.SIGTERM
     stop_timeout_s: float = 15.0
     process: subprocess.Popen[bytes] | None = None
@@ -105,6 +106,7 @@ class Managed:
         return self.process is not None and self.process.poll() is None
 
     def start(self) -> None:
+        self.prepare()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(

@@ -266,6 +266,8 @@ class EmbeddedStack:
             log_path=self.home / "logs" / "postgres.log",
             user=user,
             ready=lambda: self._pg_isready(POSTGRES_BIN_PATH),
+            # its folders must stay reachable by its user (something may have tightened a parent since)
+            prepare=lambda: self._prepare_postgres_user(data, POSTGRES_BIN_PATH) and None,
             stop_signal=signal.SIGINT,  # PostgreSQL's fast shutdown
         )
 

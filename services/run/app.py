@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import asyncpg
 from trackd_api.auth.v1 import auth_pb2, auth_pb2_grpc
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
 from trackd_platform.config import RunServiceConfig
+from trackd_platform.errors import Unavailable
 from trackd_platform.outbox import OutboxRelay
 from trackd_platform.redis import create_redis
 from trackd_platform.server import configure_logging
@@ -15,6 +17,7 @@ from trackd_platform.tokens import TokenStore
 from trackd_platform.wiring import wire
 from trackd_services.run.access import RULES
 from trackd_services.run.api import RunServicer
+from trackd_services.run.domain import CrashGrace
 from trackd_services.run.store import RunStore
 from trackd_services.run.tokens_api import TokenServicer
 
@@ -38,10 +41,21 @@ async def serve(config: RunServiceConfig) -> None:
     relay = OutboxRelay(postgres=config.postgres, kafka=config.kafka, registry=server.registry)
     server.add_background(relay.run)
 
+    grace = CrashGrace(config.heartbeat_timeout_s)
+
     async def detect_crashes() -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            for run in await store.crash_stale_runs(config.heartbeat_timeout_s):
-                log.warning("run %s CRASHED: no heartbeat for %.0fs", run.id.hex, config.heartbeat_timeout_s)
+            try:
+                await store.writable()
+                if grace.may_judge(loop.time()):
+                    for run in await store.crash_stale_runs(config.heartbeat_timeout_s):
+                        log.warning("run %s CRASHED: no heartbeat for %.0fs", run.id.hex, config.heartbeat_timeout_s)
+            except (Unavailable, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                if grace.writable_since is not None:
+                    log.warning("PostgreSQL cannot be written (%s): no run is judged CRASHED until it has been "
+                                "writable for %.0fs", exc, config.heartbeat_timeout_s)
+                grace.failed()
             await asyncio.sleep(config.crash_check_interval_s)
 
     server.add_background(detect_crashes)

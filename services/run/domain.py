@@ -192,3 +192,24 @@ def parse_view(number: int) -> View:
         return View(number)
     except ValueError:
         raise InvalidArgument(f"unknown view_type {number}") from None
+
+
+@dataclass
+class CrashGrace:
+    """When the crash detector may mark runs CRASHED. While PostgreSQL cannot be written, no
+    heartbeat can land either: a run is judged only once the database has been writable for a
+    whole heartbeat timeout, so an outage (or this service's own restart) longer than the timeout
+    does not turn every live run CRASHED. Times are the caller's monotonic seconds."""
+
+    timeout_s: float
+    writable_since: float | None = None
+
+    def failed(self) -> None:
+        """A write to PostgreSQL failed: heartbeats may be failing too."""
+        self.writable_since = None
+
+    def may_judge(self, now: float) -> bool:
+        """Called before each check; the first call after a failure (or at start) starts the clock."""
+        if self.writable_since is None:
+            self.writable_since = now
+        return now - self.writable_since >= self.timeout_s

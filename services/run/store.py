@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from trackd_platform.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from trackd_platform.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from trackd_platform.kafka import RUN_ENDED, RUN_STARTED
 from trackd_platform.outbox import enqueue
 from trackd_services.run import events
@@ -245,6 +245,16 @@ class RunStore:
             await enqueue(conn, topic=RUN_ENDED, key=format_id(run_id), event_id=event_id,
                           payload=events.run_ended(run, event_id))
         return run
+
+    async def writable(self) -> None:
+        """Write what a heartbeat writes (one running run's row, unchanged): Unavailable when
+        PostgreSQL cannot take it — unreachable, read-only or out of disk alike."""
+        try:
+            await self._pool.execute(
+                """UPDATE runs SET last_heartbeat = last_heartbeat
+                   WHERE id = (SELECT id FROM runs WHERE status = $1 LIMIT 1)""", RunStatus.RUNNING, timeout=10)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise Unavailable(f"{type(exc).__name__}: {exc}") from None
 
     async def crash_stale_runs(self, timeout_s: float) -> list[Run]:
         """Mark CRASHED every RUNNING run whose last heartbeat is older than `timeout_s`, each

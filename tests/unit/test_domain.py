@@ -82,3 +82,15 @@ def test_duration_runs_to_now_while_running() -> None:
     assert run.duration_ms(run.start_time + timedelta(seconds=2)) == 2000
     ended = make_run(RunStatus.FINISHED, end_time=run.start_time + timedelta(milliseconds=1500))
     assert ended.duration_ms(run.start_time + timedelta(days=1)) == 1500
+
+
+def test_crash_grace_waits_a_whole_timeout_of_writable_database_after_an_outage() -> None:
+    from trackd_services.run.domain import CrashGrace
+
+    grace = CrashGrace(timeout_s=120)
+    assert not grace.may_judge(1000.0), "at start: heartbeats may have failed while the service was down"
+    assert not grace.may_judge(1119.0)
+    assert grace.may_judge(1120.0)
+    grace.failed()  # PostgreSQL could not be written
+    assert not grace.may_judge(2000.0) and not grace.may_judge(2100.0)
+    assert grace.may_judge(2120.0)
