@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 import threading
 import time
@@ -22,26 +23,44 @@ from trackd_api.run.v1 import run_pb2
 
 from trackd import hpo
 from trackd._client import Client
-from trackd.errors import TrackdError
+from trackd.errors import Aborted, NotFound, TrackdError
 
 POLL_S = 1.0
+LEASE_LOST = "ABORTED (the lease expired and the trial went to another worker)"
 ENDED = (hpo_pb2.STUDY_STATE_FINISHED, hpo_pb2.STUDY_STATE_STOPPED)
+
+log = logging.getLogger("trackd.hpo")
+
+
+class Lease:
+    """What the heartbeat learnt about the trial's lease: `lost` once the controller answered
+    ABORTED (the lease expired and the trial went to another worker) or NOT_FOUND."""
+
+    def __init__(self) -> None:
+        self.lost = threading.Event()
 
 
 @contextmanager
-def heartbeats(client: Client, trial: hpo_pb2.Trial, lease_s: int, on_stop: Callable[[], None]) -> Iterator[None]:
+def heartbeats(client: Client, trial: hpo_pb2.Trial, lease_s: int, on_stop: Callable[[], None]) -> Iterator[Lease]:
     """Keep the trial's lease, and so its run, alive while the block runs (HeartbeatTrial
     heartbeats the run too); `on_stop` when the controller says the trial should stop (pruned
-    elsewhere, study stopped). While the controller is unreachable the run is heartbeated here
-    directly, so an outage longer than the run service's heartbeat timeout does not get a live
-    trial's run marked CRASHED."""
+    elsewhere, study stopped) or the lease is lost — then the trial is no longer this worker's
+    to report, and `Lease.lost` is set. While the controller is unreachable the run is
+    heartbeated here directly, so an outage longer than the run service's heartbeat timeout does
+    not get a live trial's run marked CRASHED."""
     done = threading.Event()
+    lease = Lease()
 
     def beat() -> None:
         while not done.wait(max(1.0, lease_s / 3)):
             try:
                 reply = client.call("hpo", client.hpo.HeartbeatTrial, hpo_pb2.HeartbeatTrialRequest(
                     trial_id=trial.id, worker=trial.worker))
+            except (Aborted, NotFound) as exc:
+                log.warning("trial %s: the lease is lost (%s); stopping it", trial.number, exc)
+                lease.lost.set()
+                on_stop()
+                return
             except TrackdError:  # the controller may be restarting: the lease outlives a few misses
                 if trial.run_id:
                     with contextlib.suppress(TrackdError):  # ended already, or the run service is down too
@@ -52,7 +71,7 @@ def heartbeats(client: Client, trial: hpo_pb2.Trial, lease_s: int, on_stop: Call
 
     threading.Thread(target=beat, daemon=True).start()
     try:
-        yield
+        yield lease
     finally:
         done.set()
 
@@ -99,24 +118,37 @@ def run_slots(client: Client, study_id: str, worker: str, run: Callable[[hpo_pb2
 def call_objective(client: Client, objective: Callable[[hpo.Trial], Any], space: dict[str, Any],
                    trial: hpo_pb2.Trial, lease_s: int) -> str:
     """One trial in this process: COMPLETE with what the objective returns, PRUNED when it
-    raises TrialPruned, FAIL (traceback on stderr) when it raises anything else."""
+    raises TrialPruned, FAIL (traceback on stderr) when it raises anything else — or LEASE_LOST,
+    reporting nothing, once the trial is another worker's (its lease expired meanwhile)."""
     current = hpo.Trial(trial.id, trial.run_id, trial.worker, json.loads(trial.params_json), client=client,
                         space=space)
-    with heartbeats(client, trial, lease_s, on_stop=current.request_stop):
+    with heartbeats(client, trial, lease_s, on_stop=current.request_stop) as lease:
         try:
             value = objective(current)
+        except Aborted:  # a report found the lease gone
+            return LEASE_LOST
         except hpo.TrialPruned:
-            current.prune()
-            return "PRUNED"
+            return _ended(lease, current.prune, "PRUNED")
         except Exception as exc:
-            traceback.print_exc()
-            current.fail(f"{type(exc).__name__}: {exc}")
-            return "FAIL"
+            if not lease.lost.is_set():
+                traceback.print_exc()
+            reason = f"{type(exc).__name__}: {exc}"
+            return _ended(lease, lambda: current.fail(reason), "FAIL")
     if value is None:
-        current.fail("the objective returned None: return the value to optimize")
-        return "FAIL"
-    current.complete(value)
-    return "COMPLETE"
+        return _ended(lease, lambda: current.fail("the objective returned None: return the value to optimize"),
+                      "FAIL")
+    return _ended(lease, lambda: current.complete(value), "COMPLETE")
+
+
+def _ended(lease: Lease, end: Callable[[], object], outcome: str) -> str:
+    """End the trial with `end`, unless it is no longer this worker's."""
+    if lease.lost.is_set():
+        return LEASE_LOST
+    try:
+        end()
+    except Aborted:
+        return LEASE_LOST
+    return outcome
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from trackd_api.hpo.v1 import hpo_pb2
 
 from trackd import hpo as sdk
 from trackd._client import Client
-from trackd._hpo_worker import heartbeats, run_slots
+from trackd._hpo_worker import LEASE_LOST, heartbeats, run_slots
 from trackd.cli.tables import _fail, _table, console
 from trackd.errors import FailedPrecondition, TrackdError
 
@@ -162,8 +162,10 @@ def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s
            sdk.ENV_TRIAL_ID: trial.id, sdk.ENV_RUN_ID: trial.run_id, sdk.ENV_WORKER: trial.worker,
            sdk.ENV_PARAMS: trial.params_json}
     child = subprocess.Popen(command, env=env)
-    with heartbeats(client, trial, lease_s, on_stop=lambda: child.poll() is None and child.terminate()):
+    with heartbeats(client, trial, lease_s, on_stop=lambda: child.poll() is None and child.terminate()) as lease:
         code = child.wait()
+    if lease.lost.is_set():  # another worker has the trial now: nothing to report
+        return LEASE_LOST
     try:  # a trial the process ended itself refuses this: that is the normal case
         failed = sdk.call(client, "FailTrial", hpo_pb2.FailTrialRequest(
             trial_id=trial.id, worker=trial.worker,
