@@ -21,6 +21,7 @@ from trackd_platform.stack import EmbeddedStack, StackPorts
 
 HEARTBEAT_TIMEOUT_S = 4.0
 HPO_LEASE_S = 5.0
+INGEST_STREAM_IDLE_S = 5.0  # a metric stream that sends nothing this long is ended (default 60 s)
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +35,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
             "TRACKD_CRASH_CHECK_INTERVAL_S": "0.5",
             "TRACKD_SHUTDOWN_GRACE_S": "2",
             "TRACKD_HPO_LEASE_S": str(HPO_LEASE_S),
+            "TRACKD_INGEST_STREAM_IDLE_S": str(INGEST_STREAM_IDLE_S),
         },
     )
     stack.start()

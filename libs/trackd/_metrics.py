@@ -3,11 +3,17 @@
     training thread ──append──▶ bounded buffer ──batcher──▶ spool (disk) ──streamer──▶ ingest
                                                                        ◀── acknowledgements
 
-`log()` only appends to a deque. The batcher thread turns the buffer into columnar batches and
-appends them to the spool, the client's write-ahead log. The streamer thread sends spooled
-batches over one `StreamMetrics` stream with at most `window` unacknowledged; on any stream error
-it reconnects (the channel's round_robin picks a live replica) and replays from the last
-acknowledged sequence. Acknowledged batches are deleted from the spool.
+`log()` checks the point (a bad key, step or context raises `InvalidMetric` at the call, as
+MLflow does, and nothing of it is kept) and appends it to a deque. The batcher thread turns the
+buffer into columnar batches and appends them to the spool, the client's write-ahead log. The
+streamer thread opens one `StreamMetrics` stream whenever there are spooled batches to send, with
+at most `window` unacknowledged; on any stream error it reconnects (the channel's round_robin
+picks a live replica) and replays from the last acknowledged sequence. Acknowledged batches are
+deleted from the spool.
+
+Bounds: the buffer holds `buffer_points` points and the spool `max_spool_bytes` bytes. When the
+ingest service is unreachable for long enough to fill both, `log()` raises `SpoolFull` (the
+point is not recorded; everything logged before it is kept) instead of blocking or dropping.
 """
 
 from __future__ import annotations
@@ -22,14 +28,61 @@ from pathlib import Path
 
 import grpc
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from trackd_platform.errors import InvalidArgument
 
-from trackd._spool import Spool
+from trackd._spool import DEFAULT_MAX_BYTES, Spool, SpoolFull
 
 log = logging.getLogger("trackd")
 
 CONTEXTS = {None: 0, "": 0, "train": 1, "eval": 2, "test": 3}
+CONTEXT_NAMES = {code: name or "none" for name, code in CONTEXTS.items() if name is not None}
+KEY_MAX = 250  # the ingest service's limit (services/ingest/domain.py)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_BATCH_POINTS = 50_000  # under the server's 100,000
-_PERMANENT = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION}
+_PERMANENT = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
+              grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
+
+
+class InvalidMetric(InvalidArgument, ValueError):
+    """A metric point the ingest service would refuse: raised by `log_metric`, nothing recorded."""
+
+
+def check_key(key: object) -> str:
+    """The key, if the ingest service accepts it (1–250 characters, not blank, no NUL, valid
+    Unicode); raises InvalidMetric naming the problem."""
+    if not isinstance(key, str):
+        raise InvalidMetric(f"a metric key is a str, not {type(key).__name__}")
+    if not key.strip():
+        raise InvalidMetric("metric keys must not be empty or blank")
+    if len(key) > KEY_MAX:
+        raise InvalidMetric(f"metric key {key[:40]!r}… is {len(key)} characters; the limit is {KEY_MAX}")
+    if "\x00" in key:
+        raise InvalidMetric(f"metric key {key[:40]!r} contains a NUL character")
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        raise InvalidMetric(f"metric key {key[:40]!r} is not valid Unicode (a lone surrogate)") from None
+    return key
+
+
+def context_code(context: str | None) -> int:
+    try:
+        return CONTEXTS[context]
+    except (KeyError, TypeError):
+        raise InvalidMetric(f"context must be None, 'train', 'eval' or 'test', not {context!r}") from None
+
+
+def timestamp_ms(timestamp: float | None) -> int:
+    """Unix milliseconds of `timestamp` (seconds; None: now)."""
+    if timestamp is None:
+        return time.time_ns() // 1_000_000
+    try:
+        stamp = int(timestamp * 1000)
+    except (OverflowError, ValueError, TypeError):
+        raise InvalidMetric(f"timestamp {timestamp!r} is not a number of seconds since 1970") from None
+    if not INT64_MIN <= stamp <= INT64_MAX:
+        raise InvalidMetric(f"timestamp {timestamp!r} is out of range")
+    return stamp
 
 
 class MetricWriter:
@@ -43,21 +96,31 @@ class MetricWriter:
         buffer_points: int = 1_000_000,
         window: int = 16,
         stream_id: str | None = None,
+        max_spool_bytes: int = DEFAULT_MAX_BYTES,
+        resume: bool = False,
     ) -> None:
+        """`resume=True` opens the existing spool of `stream_id` (`trackd sync`): SpoolInUse when a
+        live process holds it, FileNotFoundError when it is gone."""
         self.run_id = run_id
         self._buffer: collections.deque[tuple[str, int, int, float, int]] = collections.deque()
         self._buffer_points = buffer_points
         self._next_step: dict[tuple[str, int], int] = {}
+        self._keys: set[str] = set()  # keys checked already
         self._flush_interval_s = flush_interval_s
         self._window = window
         stream_id = stream_id or uuid.uuid4().hex
-        self.spool = Spool(spool_root / stream_id, run_id=run_id, stream_id=stream_id)
+        self.spool = Spool(spool_root / stream_id, run_id=run_id, stream_id=stream_id, max_bytes=max_spool_bytes,
+                           create=not resume)
+        self._held: bytes | None = None  # a batch made but not spooled yet (spool full, disk error)
+        self._spool_error: str | None = None
         self._batching = threading.Lock()
         self._changed = threading.Condition()
         self._wake = threading.Event()
         self._closed = False
-        self._failed: str | None = None
+        self.failure: str | None = None  # why the server refused the stream for good
+        self.rejected: dict[tuple[str, int], str] = {}  # series the server refused alone → why
         self._call: grpc.Future | None = None
+        self._generation = 0  # of the current call; a request iterator of an older one stops
         self._channel = channel
         self._batcher = threading.Thread(target=self._batch_loop, name="trackd-batcher", daemon=True)
         self._batcher.start()
@@ -69,13 +132,29 @@ class MetricWriter:
     # -- the training thread ------------------------------------------------------------------
 
     def log(self, key: str, value: float, step: int | None, context: int, timestamp_ms: int) -> None:
+        """Record one point, or raise InvalidMetric (a bad key or step) or SpoolFull, keeping nothing of it."""
+        if key not in self._keys:
+            self._keys.add(check_key(key))
         series = (key, context)
         if step is None:
             step = self._next_step.get(series, 0)
-        self._next_step[series] = step + 1
-        self._buffer.append((key, context, step, value, timestamp_ms))
+        elif type(step) is not int or not INT64_MIN <= step < INT64_MAX:
+            step = _step(step)
         if len(self._buffer) >= self._buffer_points:
             self._spill()  # full: write to the spool here rather than grow without bound
+            if len(self._buffer) >= self._buffer_points:
+                raise SpoolFull(self._full())
+        self._next_step[series] = step + 1
+        self._buffer.append((key, context, step, value, timestamp_ms))
+
+    def _full(self) -> str:
+        reason = self._spool_error or (f"its spool {self.spool.directory} holds "
+                                       f"{self.spool.used_bytes / 2**20:.1f} MiB, the limit (TRACKD_SPOOL_MAX_BYTES="
+                                       f"{self.spool.max_bytes})")
+        return (f"metrics of run {self.run_id} cannot be recorded: the ingest service has not acknowledged "
+                f"{len(self._buffer):,} buffered points and {reason}. This point was not recorded; everything "
+                f"logged before it is kept and is sent when the service is reachable. Check the connection, "
+                f"or raise TRACKD_SPOOL_MAX_BYTES")
 
     # -- batching -----------------------------------------------------------------------------
 
@@ -83,37 +162,65 @@ class MetricWriter:
         while not self._closed:
             self._wake.wait(self._flush_interval_s)
             self._wake.clear()
-            self._spill()
+            try:
+                self._spill()
+            except Exception:  # never die silently: the next round retries
+                log.exception("spooling metrics of run %s failed", self.run_id)
 
-    def _spill(self) -> None:
+    def _spill(self, *, force: bool = False) -> None:
+        """Turn the buffer into spooled batches. A batch the spool cannot take (full, or a disk
+        error) is held and tried first next time; `force` spools past the size limit."""
         with self._batching:
-            while self._buffer:
-                count = min(len(self._buffer), MAX_BATCH_POINTS)
-                grouped: dict[tuple[str, int], tuple[list[int], list[float], list[int]]] = {}
-                popleft = self._buffer.popleft
-                for _ in range(count):
-                    key, context, step, value, ts = popleft()
-                    columns = grouped.get((key, context))
-                    if columns is None:
-                        columns = grouped[(key, context)] = ([], [], [])
-                    columns[0].append(step)
-                    columns[1].append(value)
-                    columns[2].append(ts)
-                batch = ingest_pb2.StreamMetricsRequest(run_id=self.run_id, series=[
-                    ingest_pb2.MetricSeries(key=k, context=c, steps=s, values=v, timestamps_ms=t)  # type: ignore[arg-type]
-                    for (k, c), (s, v, t) in grouped.items()
-                ])
-                self.spool.append(batch.SerializeToString())
-            with self._changed:
-                self._changed.notify_all()
+            if self._held is None or self._spool_held(force=force):
+                while self._buffer:
+                    self._held = self._batch(min(len(self._buffer), MAX_BATCH_POINTS))
+                    if not self._spool_held(force=force):
+                        break
+        with self._changed:
+            self._changed.notify_all()
+
+    def _batch(self, count: int) -> bytes:
+        grouped: dict[tuple[str, int], tuple[list[int], list[float], list[int]]] = {}
+        popleft = self._buffer.popleft
+        for _ in range(count):
+            key, context, step, value, ts = popleft()
+            columns = grouped.get((key, context))
+            if columns is None:
+                columns = grouped[(key, context)] = ([], [], [])
+            columns[0].append(step)
+            columns[1].append(value)
+            columns[2].append(ts)
+        batch = ingest_pb2.StreamMetricsRequest(run_id=self.run_id, series=[
+            ingest_pb2.MetricSeries(key=k, context=c, steps=s, values=v, timestamps_ms=t)  # type: ignore[arg-type]
+            for (k, c), (s, v, t) in grouped.items()
+        ])
+        return bytes(batch.SerializeToString())
+
+    def _spool_held(self, *, force: bool) -> bool:
+        assert self._held is not None
+        try:
+            self.spool.append(self._held, force=force)
+        except SpoolFull:
+            return False
+        except OSError as exc:
+            if self._spool_error is None:
+                log.error("cannot write the metric spool %s (%s); points stay in memory and are retried",
+                          self.spool.directory, exc)
+            self._spool_error = f"writing its spool {self.spool.directory} fails ({exc})"
+            return False
+        self._held = None
+        self._spool_error = None
+        return True
 
     # -- streaming ----------------------------------------------------------------------------
 
-    def _requests(self) -> Iterator[ingest_pb2.StreamMetricsRequest]:
+    def _requests(self, generation: int) -> Iterator[ingest_pb2.StreamMetricsRequest]:
         sent = self.spool.acked
         while True:
             with self._changed:
                 while True:
+                    if generation != self._generation:  # a newer call took over
+                        return
                     following = self.spool.next_unsent(sent)
                     if following is not None and following - self.spool.acked <= self._window:
                         break
@@ -130,59 +237,102 @@ class MetricWriter:
             sent = following
             yield request
 
+    def _acknowledged(self, response: ingest_pb2.StreamMetricsResponse) -> None:
+        for rejected in response.rejected:
+            series = (rejected.key, int(rejected.context))
+            if series not in self.rejected:
+                self.rejected[series] = rejected.reason
+                log.error("metric %r (context %s) of run %s was refused by the server and not stored: %s",
+                          rejected.key, CONTEXT_NAMES.get(series[1], series[1]), self.run_id, rejected.reason)
+        self.spool.ack(response.sequence)
+        self._wake.set()  # space freed: the batcher may spool what it holds
+
     def _stream_loop(self) -> None:
         assert self._channel is not None
         stub = ingest_pb2_grpc.IngestServiceStub(self._channel)
         backoff = 0.2
-        while not (self._closed and self.spool.pending() == 0):
+        while True:
+            with self._changed:  # a stream is opened only when there is something to send
+                while self.spool.next_unsent(self.spool.acked) is None:
+                    if self._closed:
+                        return
+                    self._changed.wait(0.5)
+                if self._closed and self._call is not None and self._call.cancelled():
+                    return  # close() gave up on the server: no new call
             try:
-                self._call = stub.StreamMetrics(self._requests(), wait_for_ready=True)
+                with self._changed:
+                    self._generation += 1
+                    generation = self._generation
+                self._call = stub.StreamMetrics(self._requests(generation), wait_for_ready=True)
                 for response in self._call:
-                    self.spool.ack(response.sequence)
+                    self._acknowledged(response)
                     backoff = 0.2
                     with self._changed:
                         self._changed.notify_all()
             except grpc.RpcError as error:
                 code = error.code() if hasattr(error, "code") else None
                 if code in _PERMANENT:
-                    self._failed = f"{code.name}: {error.details()}"
+                    self.failure = f"{code.name}: {error.details()}"
                     log.error("metrics of run %s refused (%s); %d batches kept in %s",
-                              self.run_id, self._failed, self.spool.pending(), self.spool.directory)
+                              self.run_id, self.failure, self.spool.pending(), self.spool.directory)
                     with self._changed:
                         self._changed.notify_all()
                     return
                 if code == grpc.StatusCode.CANCELLED and self._closed:
                     return
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED:  # the server ended a stream that sent nothing
+                    backoff = 0.2
                 log.debug("metric stream interrupted (%s); reconnecting in %.1fs", code, backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
     # -- shutdown -----------------------------------------------------------------------------
 
+    def _unsent(self) -> bool:
+        return bool(self.spool.pending() or self._held is not None or self._buffer)
+
     def flush(self, timeout_s: float) -> bool:
         """Spool the buffer and wait until the server acknowledged everything, up to `timeout_s`."""
         self._spill()
         deadline = time.monotonic() + timeout_s
         with self._changed:
-            while self.spool.pending() and not self._failed and self._streamer is not None:
+            while self._unsent() and not self.failure and self._streamer is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self._changed.wait(min(remaining, 0.2))
-        return self.spool.pending() == 0
+                if self._held is not None or self._buffer:
+                    self._changed.release()
+                    try:
+                        self._spill()
+                    finally:
+                        self._changed.acquire()
+        return not self._unsent()
 
     def close(self, timeout_s: float) -> int:
-        """Flush, stop the threads; returns how many batches are left in the spool."""
+        """Flush, stop the threads; returns how many batches are left in the spool. What the spool
+        could not take before (full) is written now, past its limit: nothing accepted is lost."""
         self.flush(timeout_s)
         self._closed = True
         self._wake.set()
+        self._batcher.join(5)
+        self._spill(force=True)
         with self._changed:
             self._changed.notify_all()
         if self._call is not None and self.spool.pending():
             self._call.cancel()
-        for thread in (self._batcher, self._streamer):
-            if thread is not None:
-                thread.join(5)
+        if self._streamer is not None:
+            self._streamer.join(5)
         left = self.spool.pending()
         self.spool.close(remove_if_empty=True)
         return left
+
+
+def _step(step: object) -> int:
+    try:
+        value = int(step.__index__())  # type: ignore[attr-defined]  # ints, numpy integers; not floats
+    except (AttributeError, TypeError):
+        raise InvalidMetric(f"step must be an integer, not {type(step).__name__} {step!r}") from None
+    if not INT64_MIN <= value < INT64_MAX:
+        raise InvalidMetric(f"step {value} is outside the 64-bit range")
+    return value

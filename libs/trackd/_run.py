@@ -20,7 +20,7 @@ from trackd_api.run.v1 import run_pb2
 from trackd import _artifacts
 from trackd._capture import capture_environment, capture_source
 from trackd._client import Client, default_client
-from trackd._metrics import CONTEXTS, MetricWriter
+from trackd._metrics import MetricWriter, check_key, context_code, timestamp_ms
 from trackd._params import flatten
 from trackd._spool import default_root
 from trackd._system import SystemMonitor
@@ -127,23 +127,34 @@ class Run:
                     settings = self._client.settings
                     self._writer = MetricWriter(
                         self.id, None if settings.offline else self._client.channel("ingest"),
-                        spool_root=default_root(settings.spool_dir),
+                        spool_root=default_root(settings.spool_dir), max_spool_bytes=settings.spool_max_bytes,
                     )
         return self._writer
 
     def log_metric(self, key: str, value: float, step: int | None = None, *,
                    context: str | None = None, timestamp: float | None = None) -> None:
         """Record one point; returns at once (the point is sent in the background).
-        `step=None`: the key's next step. `context`: None, "train", "eval" or "test"."""
-        stamp = int(timestamp * 1000) if timestamp is not None else time.time_ns() // 1_000_000
-        (self._writer or self._metrics()).log(key, float(value), step, CONTEXTS[context], stamp)
+        `step=None`: the key's next step. `context`: None, "train", "eval" or "test".
+
+        Raises `InvalidMetric` (a ValueError and a `trackd.errors.InvalidArgument`) for a point
+        the server would refuse — a key that is empty or longer than 250 characters, a step that
+        is not a 64-bit integer, an unknown context — and `SpoolFull` (a
+        `trackd.errors.ResourceExhausted`) when the service has been unreachable long enough to
+        fill the buffer and the spool (TRACKD_SPOOL_MAX_BYTES). Either way this point is not
+        recorded and every other point is kept."""
+        stamp = time.time_ns() // 1_000_000 if timestamp is None else timestamp_ms(timestamp)
+        (self._writer or self._metrics()).log(key, float(value), step, context_code(context), stamp)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, *,
                     context: str | None = None, timestamp: float | None = None) -> None:
-        stamp = int(timestamp * 1000) if timestamp is not None else time.time_ns() // 1_000_000
-        writer, code = self._writer or self._metrics(), CONTEXTS[context]
-        for key, value in metrics.items():
-            writer.log(key, float(value), step, code, stamp)
+        """`log_metric` for several keys at one step. A bad key raises before any point is recorded."""
+        stamp = time.time_ns() // 1_000_000 if timestamp is None else timestamp_ms(timestamp)
+        writer, code = self._writer or self._metrics(), context_code(context)
+        points = [(key, float(value)) for key, value in metrics.items()]
+        for key, _ in points:
+            check_key(key)
+        for key, value in points:
+            writer.log(key, value, step, code, stamp)
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until every logged point is acknowledged by the server; False on timeout."""
@@ -233,10 +244,12 @@ class Run:
             left = self._writer.close(self._client.settings.flush_timeout_s)
             if left:
                 self._stop.set()
+                why = (f"the ingest service refused them: {self._writer.failure}" if self._writer.failure else
+                       f"the ingest service did not acknowledge them in "
+                       f"{self._client.settings.flush_timeout_s:.0f}s")
                 raise TrackdError(
                     f"{left} metric batches of run {self.id} are still spooled in "
-                    f"{self._writer.spool.directory} (the ingest service did not acknowledge them in "
-                    f"{self._client.settings.flush_timeout_s:.0f}s); the run is left open: run "
+                    f"{self._writer.spool.directory} ({why}); the run is left open: run "
                     f"`trackd sync` when the servers are reachable, then end it"
                 )
         self._stop.set()

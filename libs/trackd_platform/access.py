@@ -3,18 +3,27 @@
 Each service declares a table `full method name → Rule`: the role the RPC needs and how to find
 the projects a request touches (the resolvers below: a run id → its experiment's project, …).
 The interceptor authenticates the `authorization: Bearer` metadata (TRACKD_AUTH=on), checks the
-rule on every request message — for client streams, on each message as it arrives — drops list
-items the caller may not read, and takes one write from the caller's rate-limit bucket for each
-request of an RPC that needs WRITE or more. Health checking and reflection are exempt.
+rule on every request message — for client streams, on each message as it arrives, with the token
+authenticated again — drops list items the caller may not read, and takes one write from the
+caller's rate-limit bucket for each request of an RPC that needs WRITE or more. Health checking
+and reflection are exempt.
+
+A call that stays open (server-streaming, client-streaming or bidirectional) is checked again
+every `STREAM_RECHECK_S` while it is open, whether or not messages flow: once its token is
+revoked or expired (visible within the token cache's 5 s) the call ends with UNAUTHENTICATED, or
+PERMISSION_DENIED if the token no longer grants the rule's role, even while the servicer waits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import grpc
@@ -22,14 +31,19 @@ import redis.asyncio as aioredis
 
 from trackd_platform.auth import ANONYMOUS, GLOBAL, Principal, Role, Target, bearer, current_principal, is_admin_secret
 from trackd_platform.config import AuthSettings
-from trackd_platform.errors import PermissionDenied, ResourceExhausted
+from trackd_platform.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from trackd_platform.ids import parse_id
 from trackd_platform.owners import UNOWNED, Owners
 from trackd_platform.ratelimit import Limit, RateLimiter
 from trackd_platform.tokens import TokenStore
 
+log = logging.getLogger(__name__)
+
 EXEMPT_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 RETRY_AFTER = "retry-after-ms"  # trailing metadata of a rate-limited call: wait this long, then retry
+# An open stream re-checks its caller this often. A lookup is cached up to 5 s
+# (trackd_platform.tokens.CACHE_TTL_S), so a revoked token's streams end within 5 s + this.
+STREAM_RECHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -185,24 +199,56 @@ def keep(items: str, key: str, kind: str = "") -> Filter:
 # -- the interceptor ---------------------------------------------------------------------------
 
 
+class _Caller:
+    """The caller of one call: its bearer secret (None: auth off) and the latest check of it."""
+
+    def __init__(self, secret: str | None, check: Check) -> None:
+        self.secret = secret
+        self.check = check
+        self.request: Any = None  # the request last authorized, for the open stream's re-checks
+
+    @property
+    def revocable(self) -> bool:
+        """Whether a re-check could ever refuse this caller (a token; not auth off, not the admin secret)."""
+        return self.secret is not None and not self.check.principal.admin
+
+
 class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Registered after the edge interceptor, which maps the errors raised here to status codes."""
 
     def __init__(self, rules: Mapping[str, Rule], *, auth: AuthSettings, tokens: TokenStore, owners: Owners,
-                 limiter: RateLimiter | None) -> None:
+                 limiter: RateLimiter | None, recheck_s: float = STREAM_RECHECK_S) -> None:
         self._rules = dict(rules)
         self._auth = auth
         self._tokens = tokens
         self._owners = owners
         self._limiter = limiter
+        self._recheck_s = recheck_s
+        # one lookup per secret at a time: the streams of one token re-check together when its
+        # cache entry expires, and must not all ask PostgreSQL
+        self._lookups: dict[str, asyncio.Future[Principal]] = {}
 
-    async def _principal(self, context: grpc.aio.ServicerContext) -> Principal:
-        if not self._auth.enabled:
-            return ANONYMOUS
-        secret = bearer(context.invocation_metadata())
+    async def _authenticate(self, secret: str) -> Principal:
         if is_admin_secret(secret, self._auth.admin_token):
             return Principal(key="admin", admin=True)
-        return await self._tokens.authenticate(secret)
+        pending = self._lookups.get(secret)
+        if pending is None:
+            pending = self._lookups[secret] = asyncio.ensure_future(self._tokens.authenticate(secret))
+            pending.add_done_callback(lambda _: self._lookups.pop(secret, None))
+        return await asyncio.shield(pending)
+
+    async def _caller(self, context: grpc.aio.ServicerContext) -> _Caller:
+        if not self._auth.enabled:
+            return _Caller(None, Check(ANONYMOUS, self._owners))
+        secret = bearer(context.invocation_metadata())
+        return _Caller(secret, Check(await self._authenticate(secret), self._owners))
+
+    async def _renewed(self, caller: _Caller) -> Check:
+        """The caller's check with its token authenticated again (Unauthenticated once revoked or expired)."""
+        if caller.revocable:
+            assert caller.secret is not None
+            caller.check = Check(await self._authenticate(caller.secret), self._owners)
+        return caller.check
 
     async def _authorize(self, rule: Rule, request: Any, check: Check) -> Role:
         role = rule.role_for(request)
@@ -222,6 +268,21 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             await asyncio.sleep(wait_ms / 1000)
             wait_ms = await self._limited(role, check)
 
+    async def _watch(self, rule: Rule | None, caller: _Caller) -> NoReturn:
+        """Re-checks an open call's caller until it is refused; raises Unauthenticated or
+        PermissionDenied then (the call's wrapper ends the call with it)."""
+        await asyncio.sleep(self._recheck_s * random.uniform(0.5, 1.0))  # spread the streams' checks
+        while True:
+            try:
+                check = await self._renewed(caller)
+                if rule is not None and caller.request is not None:
+                    await self._authorize(rule, caller.request, check)
+            except (Unauthenticated, PermissionDenied):
+                raise
+            except Exception as exc:  # noqa: BLE001 — a lookup failed (PostgreSQL away): the last verdict stands
+                log.warning("re-checking an open call's token failed (%s: %s); retrying", type(exc).__name__, exc)
+            await asyncio.sleep(self._recheck_s)
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -233,26 +294,31 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return handler
         rule = self._rules.get(method)
 
-        async def begin(context: grpc.aio.ServicerContext) -> Check:
-            check = Check(await self._principal(context), self._owners)
-            current_principal.set(check.principal)
+        async def begin(context: grpc.aio.ServicerContext) -> _Caller:
+            caller = await self._caller(context)
+            current_principal.set(caller.check.principal)
             if rule is None and self._auth.enabled:  # fail closed; a unit test keeps the tables complete
                 raise PermissionDenied(f"{method} has no access rule")
-            return check
+            return caller
 
-        async def admit(request: Any, context: grpc.aio.ServicerContext, check: Check) -> None:
+        async def admit(request: Any, context: grpc.aio.ServicerContext, caller: _Caller) -> None:
             """A unary request: authorized, then refused with a retry-after hint when limited."""
-            if rule is not None and (wait_ms := await self._limited(await self._authorize(rule, request, check),
-                                                                    check)):
+            if rule is None:
+                return
+            caller.request = request
+            if wait_ms := await self._limited(await self._authorize(rule, request, caller.check), caller.check):
                 context.set_trailing_metadata(((RETRY_AFTER, str(wait_ms)),))
                 raise ResourceExhausted(f"write rate limit of this token reached; retry in {wait_ms} ms")
 
-        async def stream(requests: AsyncIterator[Any], check: Check) -> AsyncIterator[Any]:
-            """A client stream: each message authorized; writes paced to the limit (a message in a
+        async def stream(requests: AsyncIterator[Any], caller: _Caller) -> AsyncIterator[Any]:
+            """A client stream: each message authorized, the token authenticated again first (a
+            revoked token's next batch is refused); writes paced to the limit (a message in a
             stream cannot be refused alone without losing the stream)."""
             async for request in requests:
                 if rule is not None:
+                    check = await self._renewed(caller)
                     role = await self._authorize(rule, request, check)
+                    caller.request = request
                     await self._pace(role, check)
                 yield request
 
@@ -261,22 +327,25 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 await rule.keep(response, check)
             return response
 
+        def watched(responses: AsyncIterator[Any], caller: _Caller) -> AsyncIterator[Any]:
+            return _ended_by(self._watch(rule, caller), responses) if caller.revocable else responses
+
         if handler.unary_unary:
             inner = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                check = await begin(context)
-                await admit(request, context, check)
-                return await filtered(await inner(request, context), check)
+                caller = await begin(context)
+                await admit(request, context, caller)
+                return await filtered(await inner(request, context), caller.check)
 
             return _rebuild(grpc.unary_unary_rpc_method_handler, unary_unary, handler)
         if handler.unary_stream:
             inner_us = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                check = await begin(context)
-                await admit(request, context, check)
-                async for response in inner_us(request, context):
+                caller = await begin(context)
+                await admit(request, context, caller)
+                async for response in watched(inner_us(request, context), caller):
                     yield response
 
             return _rebuild(grpc.unary_stream_rpc_method_handler, unary_stream, handler)
@@ -284,18 +353,67 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             inner_su = handler.stream_unary
 
             async def stream_unary(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
-                check = await begin(context)
-                return await filtered(await inner_su(stream(requests, check), context), check)
+                caller = await begin(context)
+
+                async def one() -> AsyncIterator[Any]:
+                    yield await inner_su(stream(requests, caller), context)
+
+                [response] = [r async for r in watched(one(), caller)]
+                return await filtered(response, caller.check)
 
             return _rebuild(grpc.stream_unary_rpc_method_handler, stream_unary, handler)
         inner_ss = handler.stream_stream
 
         async def stream_stream(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            check = await begin(context)
-            async for response in inner_ss(stream(requests, check), context):
+            caller = await begin(context)
+            async for response in watched(inner_ss(stream(requests, caller), context), caller):
                 yield response
 
         return _rebuild(grpc.stream_stream_rpc_method_handler, stream_stream, handler)
+
+
+_END = object()
+
+
+async def _next(responses: AsyncIterator[Any]) -> Any:
+    try:
+        return await anext(responses)
+    except StopAsyncIteration:
+        return _END
+
+
+async def _ended_by(watch: Awaitable[NoReturn], responses: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """`responses`, ended with the watcher's error as soon as it raises one — also while the
+    servicer waits (on a client, Redis, a lock). Each step of `responses` runs in a task of its
+    own so it can be cancelled without cancelling the call, which then ends with the error's status."""
+    watcher = asyncio.ensure_future(watch)
+    step: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            if watcher.done():
+                watcher.result()
+            step = asyncio.ensure_future(_next(responses))
+            await asyncio.wait((step, watcher), return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
+                watcher.result()  # raises the refusal
+            response = step.result()
+            step = None
+            if response is _END:
+                return
+            yield response
+    finally:
+        watcher.cancel()
+        if step is not None and not step.done():  # the call itself was cancelled
+            step.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*(f for f in (watcher, step) if f is not None))
+        aclose = getattr(responses, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
 
 
 def _rebuild(factory: Callable[..., grpc.RpcMethodHandler], behaviour: Any,

@@ -62,6 +62,12 @@ ENV_NAMES = frozenset(
         "TRACKD_WEB_HOST",
         "TRACKD_WEB_PORT",
         "TRACKD_WEB_MAX_VIEWERS",
+        "TRACKD_GRPC_KEEPALIVE_S",
+        "TRACKD_GRPC_MAX_CONNECTION_IDLE_S",
+        "TRACKD_INGEST_MAX_STREAMS",
+        "TRACKD_INGEST_MAX_STREAMS_PER_CALLER",
+        "TRACKD_INGEST_STREAM_IDLE_S",
+        "TRACKD_SPOOL_MAX_BYTES",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_SERVICE_NAME",
     }
@@ -226,7 +232,13 @@ class TlsSettings:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """How one service process serves: its gRPC address, metrics port and shutdown grace."""
+    """How one service process serves: its gRPC address, metrics port and shutdown grace.
+
+    `keepalive_s`: the server pings a connection's peer after this long without activity and
+    closes the connection (ending its calls, freeing their stream slots) when the ping is not
+    answered within 20 s: half-open connections of vanished clients do not hold calls forever.
+    `max_connection_idle_s`: a connection with no call open for this long is closed with a
+    GOAWAY (clients reconnect transparently on their next call). 0 turns either off."""
 
     name: str
     host: str
@@ -236,6 +248,8 @@ class ServerSettings:
     telemetry: TelemetrySettings
     auth: AuthSettings = AuthSettings()
     tls: TlsSettings = TlsSettings()
+    keepalive_s: float = 60.0
+    max_connection_idle_s: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, service: str) -> ServerSettings:
@@ -249,7 +263,33 @@ class ServerSettings:
             telemetry=TelemetrySettings.from_env(env, service=service),
             auth=AuthSettings.from_env(env),
             tls=TlsSettings.from_env(env),
+            keepalive_s=_number(env, "TRACKD_GRPC_KEEPALIVE_S", 60.0),
+            max_connection_idle_s=_number(env, "TRACKD_GRPC_MAX_CONNECTION_IDLE_S", 300.0),
         )
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """Stream slots of one ingest replica. At most `max_streams` StreamMetrics calls at once, of
+    which one caller holds at most `max_streams_per_caller` (0: no per-caller bound); a caller is
+    a token (TRACKD_AUTH=on: the token id, or the admin secret) or, with auth off, a client
+    address as the replica sees it. A stream that sends no batch for `stream_idle_s` seconds is
+    ended with DEADLINE_EXCEEDED (0: never); the SDK opens a new one when it next has a batch."""
+
+    max_streams: int = 512
+    max_streams_per_caller: int = 128
+    stream_idle_s: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
+        settings = cls(
+            max_streams=_int(env, "TRACKD_INGEST_MAX_STREAMS", 512),
+            max_streams_per_caller=_int(env, "TRACKD_INGEST_MAX_STREAMS_PER_CALLER", 128),
+            stream_idle_s=_number(env, "TRACKD_INGEST_STREAM_IDLE_S", 60.0),
+        )
+        if settings.max_streams < 1:
+            raise InvalidArgument("TRACKD_INGEST_MAX_STREAMS must be at least 1")
+        return settings
 
 
 @dataclass(frozen=True)
@@ -286,6 +326,7 @@ class StoresConfig:
     run_target: str
     # hpo: how long a trial's lease lasts without a heartbeat (workers beat every third of it)
     hpo_lease_s: float = 30.0
+    ingest: IngestSettings = IngestSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, service: str) -> StoresConfig:
@@ -298,6 +339,7 @@ class StoresConfig:
             s3=S3Settings.from_env(env),
             run_target=ClientSettings.from_env(env).target("run"),
             hpo_lease_s=_number(env, "TRACKD_HPO_LEASE_S", 30.0),
+            ingest=IngestSettings.from_env(env) if service == "ingest" else IngestSettings(),
         )
 
 
@@ -315,6 +357,8 @@ class ClientSettings:
     system_metrics_interval_s: float = 10.0  # 0: off
     token: str = field(default="", repr=False)  # TRACKD_TOKEN: sent as `authorization: Bearer …`
     tls_ca_file: str = ""  # TRACKD_TLS_CA_FILE: speak TLS, trusting this CA
+    # TRACKD_SPOOL_MAX_BYTES: disk a run's metric spool may use for batches not yet acknowledged
+    spool_max_bytes: int = 1024**3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ClientSettings:
@@ -324,6 +368,9 @@ class ClientSettings:
             s: _get(env, f"TRACKD_{s.upper()}_TARGET", gateway or f"localhost:{DEFAULT_PORTS[s]}")
             for s in SERVICES
         }
+        spool_max_bytes = _int(env, "TRACKD_SPOOL_MAX_BYTES", 1024**3)
+        if spool_max_bytes < 1024 * 1024:
+            raise InvalidArgument(f"TRACKD_SPOOL_MAX_BYTES={spool_max_bytes} must be at least 1048576 (1 MiB)")
         return cls(
             targets=targets,
             heartbeat_interval_s=_number(env, "TRACKD_HEARTBEAT_INTERVAL_S", 10.0),
@@ -335,6 +382,7 @@ class ClientSettings:
             system_metrics_interval_s=_number(env, "TRACKD_SYSTEM_METRICS_INTERVAL_S", 10.0),
             token=_get(env, "TRACKD_TOKEN", ""),
             tls_ca_file=_get(env, "TRACKD_TLS_CA_FILE", ""),
+            spool_max_bytes=spool_max_bytes,
         )
 
     def target(self, service: str) -> str:

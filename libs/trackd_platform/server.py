@@ -41,6 +41,36 @@ STATUS_OF: dict[type[errors.TrackdError], grpc.StatusCode] = {
 
 # Every message size is bounded; larger requests are refused by gRPC with RESOURCE_EXHAUSTED.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+KEEPALIVE_TIMEOUT_MS = 20_000  # a keepalive ping unanswered this long: the peer is gone
+# Clients may ping this often without sending data (an SDK with client keepalive must ping less
+# often, or the server closes the connection with GOAWAY "too_many_pings").
+MIN_CLIENT_PING_INTERVAL_MS = 10_000
+
+
+def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
+    """The gRPC server's options: message bounds, and keepalive so that the calls of a peer that
+    vanished without closing its connection (a killed VM, a dropped NAT entry) are ended instead
+    of holding their stream slots forever. Healthy long-lived streams are unaffected: a peer that
+    answers the pings keeps its connection, however quiet its calls."""
+    options = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.so_reuseport", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
+        ("grpc.keepalive_permit_without_calls", 1),  # a client pinging an idle connection is not punished
+    ]
+    if settings.keepalive_s > 0:
+        timeout_ms = min(KEEPALIVE_TIMEOUT_MS, max(1000, int(settings.keepalive_s * 1000)))
+        options += [
+            ("grpc.keepalive_time_ms", int(settings.keepalive_s * 1000)),
+            ("grpc.keepalive_timeout_ms", timeout_ms),
+            # what gRPC core (1.6x+) actually times an unanswered ping out with (default: a minute)
+            ("grpc.http2.ping_timeout_ms", timeout_ms),
+            ("grpc.http2.max_pings_without_data", 0),  # keep pinging under a call that waits quietly (WatchRun)
+        ]
+    if settings.max_connection_idle_s > 0:
+        options.append(("grpc.max_connection_idle_ms", int(settings.max_connection_idle_s * 1000)))
+    return options
 
 
 class _Undecodable:
@@ -186,11 +216,7 @@ class GrpcServer:
         self._server = grpc.aio.server(
             # after the edge, so access errors (auth, rate limits) get their status codes there
             interceptors=[aio_server_interceptor(), _EdgeInterceptor(self.registry), *interceptors],
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
-            ],
+            options=server_options(settings),
         )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)

@@ -22,7 +22,8 @@ async def serve(config: StoresConfig) -> None:
     cache = LatestCache(redis, store)
     server.add_servicer(
         ingest_pb2_grpc.add_IngestServiceServicer_to_server,
-        IngestServicer(store, cache, max_concurrent_commits=config.postgres.pool_max, registry=server.registry),
+        IngestServicer(store, cache, max_concurrent_commits=config.postgres.pool_max, settings=config.ingest,
+                       registry=server.registry),
         ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
     )
 

@@ -1,8 +1,10 @@
-"""Ingest domain: limits, validation and the columnar chunks points are stored in. Pure Python.
+"""Ingest domain: limits, validation, stream slots and the columnar chunks points are stored in.
+Pure Python.
 
 Limits (documented in README.md): a batch holds at most 100,000 points in at most 1,000 series;
-a metric key is 1–250 characters; a gRPC message is at most 16 MiB; a replica serves at most
-512 streams at once (RESOURCE_EXHAUSTED beyond).
+a metric key is 1–250 characters, without NUL; a gRPC message is at most 16 MiB; a replica
+serves at most 512 streams at once, at most 128 of them for one caller (RESOURCE_EXHAUSTED
+beyond; both settings of `IngestSettings`).
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from trackd_platform.errors import InvalidArgument
+from trackd_platform.errors import InvalidArgument, ResourceExhausted
 
 MAX_POINTS_PER_BATCH = 100_000
 MAX_SERIES_PER_BATCH = 1_000
 KEY_MAX = 250
-MAX_STREAMS_PER_REPLICA = 512
 CONTEXTS = {0: "", 1: "train", 2: "eval", 3: "test"}
+REJECTED_KEY_MAX = 256  # a rejected series' key is echoed back cut to this many characters
 
 
 class SeriesMessage(Protocol):
@@ -64,33 +66,97 @@ class Summary:
     count: int
 
 
-def to_chunks(series: Sequence[SeriesMessage], *, now_ms: int | None = None) -> list[Chunk]:
-    """Validate a batch and pack it. Raises InvalidArgument, naming the first problem."""
+@dataclass(frozen=True)
+class Rejected:
+    """A series refused on its own (its batch's other series are written): what, and why."""
+
+    key: str  # cut to REJECTED_KEY_MAX characters
+    context: int
+    points: int
+    reason: str
+
+
+def series_problem(s: SeriesMessage) -> str | None:
+    """Why one series cannot be stored, or None."""
+    if not s.key or not s.key.strip():
+        return "metric keys must not be empty"
+    if len(s.key) > KEY_MAX:
+        return f"metric key {s.key[:40]!r}… is {len(s.key)} characters; the limit is {KEY_MAX}"
+    if "\x00" in s.key:
+        return f"metric key {s.key[:40]!r} contains a NUL character"
+    if s.context not in CONTEXTS:
+        return f"metric {s.key!r}: unknown context {s.context} (use none, train, eval or test)"
+    n = len(s.steps)
+    if n == 0 or len(s.values) != n or len(s.timestamps_ms) not in (0, n):
+        return (f"metric {s.key!r}: steps, values and timestamps_ms must have the same, non-zero length "
+                f"(got {n}, {len(s.values)}, {len(s.timestamps_ms)}; timestamps_ms may be empty)")
+    return None
+
+
+def split_batch(series: Sequence[SeriesMessage], *, now_ms: int | None = None) -> tuple[list[Chunk], list[Rejected]]:
+    """Validate a stream's batch: the series that can be stored, packed, and the ones refused
+    (each with its reason). Raises InvalidArgument only for what is wrong with the batch as a
+    whole: no series, more than 1,000 series or 100,000 points."""
     if not series:
         raise InvalidArgument("a batch needs at least one series")
     if len(series) > MAX_SERIES_PER_BATCH:
         raise InvalidArgument(f"{len(series)} series in one batch; the limit is {MAX_SERIES_PER_BATCH}")
-    total = 0
-    chunks = []
+    if sum(len(s.steps) for s in series) > MAX_POINTS_PER_BATCH:
+        raise InvalidArgument(f"more than {MAX_POINTS_PER_BATCH} points in one batch: send smaller batches")
+    chunks, rejected = [], []
     for s in series:
-        if not s.key or not s.key.strip():
-            raise InvalidArgument("metric keys must not be empty")
-        if len(s.key) > KEY_MAX:
-            raise InvalidArgument(f"metric key {s.key[:40]!r}… is {len(s.key)} characters; the limit is {KEY_MAX}")
-        if s.context not in CONTEXTS:
-            raise InvalidArgument(f"metric {s.key!r}: unknown context {s.context}")
+        if problem := series_problem(s):
+            rejected.append(Rejected(s.key[:REJECTED_KEY_MAX], s.context, len(s.steps), problem))
+            continue
         n = len(s.steps)
-        if n == 0 or len(s.values) != n or len(s.timestamps_ms) not in (0, n):
-            raise InvalidArgument(
-                f"metric {s.key!r}: steps, values and timestamps_ms must have the same, non-zero length "
-                f"(got {n}, {len(s.values)}, {len(s.timestamps_ms)}; timestamps_ms may be empty)"
-            )
-        total += n
-        if total > MAX_POINTS_PER_BATCH:
-            raise InvalidArgument(f"more than {MAX_POINTS_PER_BATCH} points in one batch: send smaller batches")
         stamps = array("q", s.timestamps_ms) if s.timestamps_ms else array("q", [now_ms or _now_ms()]) * n
         chunks.append(Chunk(s.key, s.context, array("q", s.steps), array("d", s.values), stamps))
+    return chunks, rejected
+
+
+def to_chunks(series: Sequence[SeriesMessage], *, now_ms: int | None = None) -> list[Chunk]:
+    """Validate a batch that is written whole or not at all (LogMetrics) and pack it. Raises
+    InvalidArgument, naming the first problem."""
+    chunks, rejected = split_batch(series, now_ms=now_ms)
+    if rejected:
+        raise InvalidArgument(rejected[0].reason)
     return chunks
+
+
+class StreamSlots:
+    """The StreamMetrics calls one replica holds: at most `total`, at most `per_caller` (0: no
+    bound) for one caller, so that one token or client cannot starve the others."""
+
+    def __init__(self, *, total: int, per_caller: int) -> None:
+        self.total = total
+        self.per_caller = per_caller
+        self._held: dict[str, int] = {}
+        self.open = 0
+
+    def take(self, caller: str) -> None:
+        """Raises ResourceExhausted, naming the limit, when the replica or the caller is full."""
+        if self.open >= self.total:
+            raise ResourceExhausted(
+                f"this replica serves {self.total} metric streams already (TRACKD_INGEST_MAX_STREAMS); "
+                "retry shortly or on another replica")
+        held = self._held.get(caller, 0)
+        if self.per_caller and held >= self.per_caller:
+            raise ResourceExhausted(
+                f"{caller} holds {held} metric streams on this replica, the limit per caller "
+                f"(TRACKD_INGEST_MAX_STREAMS_PER_CALLER={self.per_caller}); end some, or use one stream per run")
+        self._held[caller] = held + 1
+        self.open += 1
+
+    def give_back(self, caller: str) -> None:
+        held = self._held.get(caller, 0) - 1
+        if held > 0:
+            self._held[caller] = held
+        else:
+            self._held.pop(caller, None)
+        self.open -= 1
+
+    def held_by(self, caller: str) -> int:
+        return self._held.get(caller, 0)
 
 
 def summarize(chunk: Chunk) -> Summary:

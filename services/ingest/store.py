@@ -44,7 +44,9 @@ class MetricStore:
         self, run_id: uuid.UUID, chunks: Sequence[Chunk], *, stream_id: uuid.UUID | None = None, sequence: int = 0
     ) -> Committed:
         """One transaction: the points and, for a stream, its new sequence number. A sequence
-        at or below the stream's committed one is a retry: acknowledged, not written again."""
+        at or below the stream's committed one is a retry: acknowledged, not written again.
+        `chunks` may be empty for a stream's batch whose series were all rejected: only the
+        sequence is recorded."""
         async with self._pool.acquire() as conn:
             series_ids = await self._series_ids(conn, run_id, chunks)
             async with conn.transaction():
@@ -60,15 +62,17 @@ class MetricStore:
                     if sequence <= row["last_sequence"]:
                         return Committed(points=0, duplicate=True)
                 await self._check_run(conn, run_id)
-                await conn.execute(
-                    """INSERT INTO metric_chunks
-                           (run_id, series_id, first_step, last_step, points, steps, vals, timestamps)
-                       SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::int[],
-                                                $6::bytea[], $7::bytea[], $8::bytea[])""",
-                    run_id, series_ids, [min(c.steps) for c in chunks], [max(c.steps) for c in chunks],
-                    [c.points for c in chunks], *zip(*(c.packed() for c in chunks), strict=True),
-                )
-                summaries = await _update_summaries(conn, series_ids, chunks)
+                summaries: dict[tuple[str, int], Summary] = {}
+                if chunks:  # none: every series of a stream's batch was rejected; its sequence still counts
+                    await conn.execute(
+                        """INSERT INTO metric_chunks
+                               (run_id, series_id, first_step, last_step, points, steps, vals, timestamps)
+                           SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::int[],
+                                                    $6::bytea[], $7::bytea[], $8::bytea[])""",
+                        run_id, series_ids, [min(c.steps) for c in chunks], [max(c.steps) for c in chunks],
+                        [c.points for c in chunks], *zip(*(c.packed() for c in chunks), strict=True),
+                    )
+                    summaries = await _update_summaries(conn, series_ids, chunks)
                 if stream_id is not None:
                     await conn.execute(
                         "UPDATE ingest_streams SET last_sequence = $2 WHERE stream_id = $1", stream_id, sequence

@@ -64,6 +64,7 @@ LEFT_AT_DEFAULT = {
     "TRACKD_TARGET", "TRACKD_INGEST_TARGET", "TRACKD_ARTIFACT_TARGET", "TRACKD_QUERY_TARGET",
     "TRACKD_HPO_TARGET", "TRACKD_HEARTBEAT_INTERVAL_S", "TRACKD_RPC_TIMEOUT_S", "TRACKD_SPOOL_DIR",
     "TRACKD_MODE", "TRACKD_FLUSH_TIMEOUT_S", "TRACKD_SYSTEM_METRICS_INTERVAL_S", "TRACKD_TOKEN",
+    "TRACKD_SPOOL_MAX_BYTES",
 }
 # The web UI's WebConfig reads the client settings too (it is a gRPC client) and AuthSettings. It is
 # given its targets (trackd.env) but not the admin token: it never needs it, and it is the pod

@@ -24,25 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtrackd/ingest/v1/ingest.proto\x12\x10trackd.ingest.v1\"\x83\x01\n\x0cMetricSeries\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x30\n\x07\x63ontext\x18\x02 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\x12\r\n\x05steps\x18\x03 \x03(\x03\x12\x0e\n\x06values\x18\x04 \x03(\x01\x12\x15\n\rtimestamps_ms\x18\x05 \x03(\x03\"{\n\x14StreamMetricsRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12.\n\x06series\x18\x04 \x03(\x0b\x32\x1e.trackd.ingest.v1.MetricSeries\"T\n\x15StreamMetricsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x16\n\x0epoints_written\x18\x02 \x01(\x03\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"S\n\x11LogMetricsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12.\n\x06series\x18\x02 \x03(\x0b\x32\x1e.trackd.ingest.v1.MetricSeries\",\n\x12LogMetricsResponse\x12\x16\n\x0epoints_written\x18\x01 \x01(\x03*{\n\rMetricContext\x12\x1e\n\x1aMETRIC_CONTEXT_UNSPECIFIED\x10\x00\x12\x18\n\x14METRIC_CONTEXT_TRAIN\x10\x01\x12\x17\n\x13METRIC_CONTEXT_EVAL\x10\x02\x12\x17\n\x13METRIC_CONTEXT_TEST\x10\x03\x32\xce\x01\n\rIngestService\x12\x64\n\rStreamMetrics\x12&.trackd.ingest.v1.StreamMetricsRequest\x1a\'.trackd.ingest.v1.StreamMetricsResponse(\x01\x30\x01\x12W\n\nLogMetrics\x12#.trackd.ingest.v1.LogMetricsRequest\x1a$.trackd.ingest.v1.LogMetricsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtrackd/ingest/v1/ingest.proto\x12\x10trackd.ingest.v1\"\x83\x01\n\x0cMetricSeries\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x30\n\x07\x63ontext\x18\x02 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\x12\r\n\x05steps\x18\x03 \x03(\x03\x12\x0e\n\x06values\x18\x04 \x03(\x01\x12\x15\n\rtimestamps_ms\x18\x05 \x03(\x03\"{\n\x14StreamMetricsRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12.\n\x06series\x18\x04 \x03(\x0b\x32\x1e.trackd.ingest.v1.MetricSeries\"\x88\x01\n\x15StreamMetricsResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\x16\n\x0epoints_written\x18\x02 \x01(\x03\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x32\n\x08rejected\x18\x04 \x03(\x0b\x32 .trackd.ingest.v1.RejectedSeries\"o\n\x0eRejectedSeries\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x30\n\x07\x63ontext\x18\x02 \x01(\x0e\x32\x1f.trackd.ingest.v1.MetricContext\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\"S\n\x11LogMetricsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12.\n\x06series\x18\x02 \x03(\x0b\x32\x1e.trackd.ingest.v1.MetricSeries\",\n\x12LogMetricsResponse\x12\x16\n\x0epoints_written\x18\x01 \x01(\x03*{\n\rMetricContext\x12\x1e\n\x1aMETRIC_CONTEXT_UNSPECIFIED\x10\x00\x12\x18\n\x14METRIC_CONTEXT_TRAIN\x10\x01\x12\x17\n\x13METRIC_CONTEXT_EVAL\x10\x02\x12\x17\n\x13METRIC_CONTEXT_TEST\x10\x03\x32\xce\x01\n\rIngestService\x12\x64\n\rStreamMetrics\x12&.trackd.ingest.v1.StreamMetricsRequest\x1a\'.trackd.ingest.v1.StreamMetricsResponse(\x01\x30\x01\x12W\n\nLogMetrics\x12#.trackd.ingest.v1.LogMetricsRequest\x1a$.trackd.ingest.v1.LogMetricsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackd.ingest.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METRICCONTEXT']._serialized_start=527
-  _globals['_METRICCONTEXT']._serialized_end=650
+  _globals['_METRICCONTEXT']._serialized_start=693
+  _globals['_METRICCONTEXT']._serialized_end=816
   _globals['_METRICSERIES']._serialized_start=52
   _globals['_METRICSERIES']._serialized_end=183
   _globals['_STREAMMETRICSREQUEST']._serialized_start=185
   _globals['_STREAMMETRICSREQUEST']._serialized_end=308
-  _globals['_STREAMMETRICSRESPONSE']._serialized_start=310
-  _globals['_STREAMMETRICSRESPONSE']._serialized_end=394
-  _globals['_LOGMETRICSREQUEST']._serialized_start=396
-  _globals['_LOGMETRICSREQUEST']._serialized_end=479
-  _globals['_LOGMETRICSRESPONSE']._serialized_start=481
-  _globals['_LOGMETRICSRESPONSE']._serialized_end=525
-  _globals['_INGESTSERVICE']._serialized_start=653
-  _globals['_INGESTSERVICE']._serialized_end=859
+  _globals['_STREAMMETRICSRESPONSE']._serialized_start=311
+  _globals['_STREAMMETRICSRESPONSE']._serialized_end=447
+  _globals['_REJECTEDSERIES']._serialized_start=449
+  _globals['_REJECTEDSERIES']._serialized_end=560
+  _globals['_LOGMETRICSREQUEST']._serialized_start=562
+  _globals['_LOGMETRICSREQUEST']._serialized_end=645
+  _globals['_LOGMETRICSRESPONSE']._serialized_start=647
+  _globals['_LOGMETRICSRESPONSE']._serialized_end=691
+  _globals['_INGESTSERVICE']._serialized_start=819
+  _globals['_INGESTSERVICE']._serialized_end=1025
 # @@protoc_insertion_point(module_scope)

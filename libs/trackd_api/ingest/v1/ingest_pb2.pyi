@@ -45,14 +45,28 @@ class StreamMetricsRequest(_message.Message):
     def __init__(self, stream_id: _Optional[str] = ..., sequence: _Optional[int] = ..., run_id: _Optional[str] = ..., series: _Optional[_Iterable[_Union[MetricSeries, _Mapping]]] = ...) -> None: ...
 
 class StreamMetricsResponse(_message.Message):
-    __slots__ = ("sequence", "points_written", "duplicate")
+    __slots__ = ("sequence", "points_written", "duplicate", "rejected")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     POINTS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     points_written: int
     duplicate: bool
-    def __init__(self, sequence: _Optional[int] = ..., points_written: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+    rejected: _containers.RepeatedCompositeFieldContainer[RejectedSeries]
+    def __init__(self, sequence: _Optional[int] = ..., points_written: _Optional[int] = ..., duplicate: _Optional[bool] = ..., rejected: _Optional[_Iterable[_Union[RejectedSeries, _Mapping]]] = ...) -> None: ...
+
+class RejectedSeries(_message.Message):
+    __slots__ = ("key", "context", "points", "reason")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    context: MetricContext
+    points: int
+    reason: str
+    def __init__(self, key: _Optional[str] = ..., context: _Optional[_Union[MetricContext, str]] = ..., points: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class LogMetricsRequest(_message.Message):
     __slots__ = ("run_id", "series")

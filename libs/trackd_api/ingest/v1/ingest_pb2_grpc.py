@@ -63,7 +63,8 @@ class IngestServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def LogMetrics(self, request, context):
-        """Small or one-off writes; not de-duplicated.
+        """Small or one-off writes; not de-duplicated. Written whole or not at all: one bad series
+        refuses the request (INVALID_ARGUMENT naming it), unlike a stream's batch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
