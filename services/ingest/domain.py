@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+from trackd_platform.chunks import pack_ints, unpack_ints
 from trackd_platform.errors import InvalidArgument, ResourceExhausted
 
 MAX_POINTS_PER_BATCH = 100_000
@@ -50,7 +52,9 @@ class Chunk:
         return len(self.steps)
 
     def packed(self) -> tuple[bytes, bytes, bytes]:
-        return self.steps.tobytes(), self.values.tobytes(), self.timestamps.tobytes()
+        """As stored: steps and timestamps through trackd_platform.chunks, values raw float64."""
+        return (pack_ints(np.frombuffer(self.steps, np.int64)), self.values.tobytes(),
+                pack_ints(np.frombuffer(self.timestamps, np.int64)))
 
 
 @dataclass(frozen=True)
@@ -171,9 +175,9 @@ def summarize(chunk: Chunk) -> Summary:
 def unpack(steps: bytes, values: bytes, timestamps: bytes) -> Chunk:
     """The inverse of `Chunk.packed()` (key and context are the caller's)."""
     s, v, t = array("q"), array("d"), array("q")
-    s.frombytes(steps)
+    s.frombytes(unpack_ints(steps).tobytes())
     v.frombytes(values)
-    t.frombytes(timestamps)
+    t.frombytes(unpack_ints(timestamps).tobytes())
     return Chunk("", 0, s, v, t)
 
 

@@ -137,10 +137,13 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         keys = [_key(k, request.context)[0] for k in request.keys]
         limit = _max_points(request.max_points)
         found = []
-        for run_id in run_ids:
+        for run_id in run_ids:  # one query per run for all its keys
+            by_key = await self._store.series_points(run_id, keys, request.context)
+            if not by_key:
+                await self._store.require_run(run_id)  # NOT_FOUND for an unknown run
             for key in keys:
-                points = await self._store.points(run_id, key, request.context)
-                if len(points):
+                points = by_key.get(key)
+                if points is not None and len(points):
                     shown = history.downsample(points, limit)
                     found.append(query_pb2.RunSeries(
                         run_id=format_id(run_id), series=_series(key, request.context, shown),

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from trackd_platform.chunks import unpack_ints
 from tsdownsample import MinMaxLTTBDownsampler
 
 MAX_BUCKETS = 10_000
@@ -36,9 +37,9 @@ def from_packed(chunks: Iterable[tuple[bytes, bytes, bytes]]) -> Points:
     parts = list(chunks)
     if not parts:
         return EMPTY
-    steps = np.concatenate([np.frombuffer(s, "<i8") for s, _, _ in parts])
+    steps = np.concatenate([unpack_ints(s) for s, _, _ in parts])
     values = np.concatenate([np.frombuffer(v, "<f8") for _, v, _ in parts])
-    stamps = np.concatenate([np.frombuffer(t, "<i8") for _, _, t in parts])
+    stamps = np.concatenate([unpack_ints(t) for _, _, t in parts])
     points = Points(steps, values, stamps)
     if len(steps) > 1 and not _ordered(points):
         points = points.take(np.lexsort((stamps, steps)))
@@ -46,11 +47,11 @@ def from_packed(chunks: Iterable[tuple[bytes, bytes, bytes]]) -> Points:
 
 
 def _ordered(p: Points) -> bool:
-    ds = np.diff(p.steps)
-    if (ds < 0).any():
+    steps = p.steps
+    if not (steps[1:] >= steps[:-1]).all():
         return False
-    same = ds == 0
-    return not (same & (np.diff(p.timestamps) < 0)).any()
+    same = np.flatnonzero(steps[1:] == steps[:-1])  # usually none: timestamps matter only for ties
+    return not len(same) or bool((p.timestamps[same + 1] >= p.timestamps[same]).all())
 
 
 def in_range(points: Points, start: int | None, end: int | None) -> Points:
@@ -69,20 +70,24 @@ def downsample(points: Points, max_points: int) -> Points:
     if max_points <= 0 or n <= max_points:
         return points
     values = points.values
+    all_finite = bool(np.isfinite(values).all())  # the common case: no NaN / ±Inf to step around
     keep = [n - 1]  # in priority order, for budgets too small to hold them all
-    if not np.isnan(values).all():
+    if all_finite:
+        keep += [int(np.argmax(values)), int(np.argmin(values))]
+    elif not np.isnan(values).all():
         keep += [int(np.nanargmax(values)), int(np.nanargmin(values))]
     keep.append(0)
     essential = list(dict.fromkeys(keep))[:max_points]
     budget = max_points - len(essential)
-    finite = np.flatnonzero(np.isfinite(values))
+    finite = np.arange(n) if all_finite else np.flatnonzero(np.isfinite(values))
     essentials = np.asarray(essential, np.int64)
     if len(finite) <= budget:
         index = np.union1d(essentials, finite)
     elif budget < 3:  # too few points left for LTTB: the essential ones only
         index = np.unique(essentials)
     else:
-        x, y = points.steps[finite].astype(np.float64), values[finite]
+        # steps are int64 and ascending: tsdownsample takes them as they are (no copy)
+        x, y = (points.steps, values) if all_finite else (points.steps[finite], values[finite])
         n_out = budget
         for _ in range(3):  # LTTB's picks may coincide with the essential points: top up
             picked = finite[MinMaxLTTBDownsampler().downsample(x, y, n_out=n_out).astype(np.int64)]  # type: ignore[no-untyped-call]

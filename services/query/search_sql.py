@@ -65,11 +65,13 @@ class _Binds:
 
 @dataclass(frozen=True)
 class Search:
-    """A compiled page query: rows are (id, o0, o1, …) in order, at most `limit` + 1 of them."""
+    """A compiled page query: rows are (id, o0, o1, …) in order, at most `limit` + 1 of them.
+    `parts` are the queries to run in turn until `limit` + 1 rows are found (see compile_search)."""
 
     sql: str
     args: list[Any]
     order: list[OrderKey]
+    parts: tuple[tuple[str, list[Any]], ...] = ()
 
 
 def _literal(value: str | float, cast: str) -> Any:
@@ -183,31 +185,69 @@ def compile_search(
     expr: Expr | None, order: list[OrderKey], *, experiment_ids: list[uuid.UUID], view: View,
     limit: int, page_token: str,
 ) -> Search:
-    """The page query over the runs of `experiment_ids` that `view` covers."""
+    """The page query over the runs of `experiment_ids` that `view` covers.
+
+    Ordered by a metric first, the page is found in two parts: the runs having a (non-NaN) value,
+    driven from the metric's (key, context, value) index so PostgreSQL reads only as many as the
+    page needs; then, only when the page is not full, the runs without one (they sort last)."""
     order = order or DEFAULT_ORDER
+    position = decode_token(page_token, arity=len(order) + 2)
+    if position is not None and position[0] != _fingerprint(expr, order, experiment_ids, view):
+        raise InvalidArgument("page_token belongs to another search: pass the same filter, order and experiments")
+    general = _page_query(expr, order, experiment_ids=experiment_ids, view=view, limit=limit,
+                          position=position[1:] if position else None)
+    first = order[0].field
+    if first.kind != "metric" or (position is not None and position[1] is None):
+        return Search(general[0], general[1], order, parts=(general,))
+    valued = _page_query(expr, order, experiment_ids=experiment_ids, view=view, limit=limit,
+                         position=position[1:] if position else None, valued_first=True)
+    rest = _page_query(expr, order, experiment_ids=experiment_ids, view=view, limit=limit, position=None,
+                       without_first=True)
+    return Search(general[0], general[1], order, parts=(valued, rest))
+
+
+def _page_query(
+    expr: Expr | None, order: list[OrderKey], *, experiment_ids: list[uuid.UUID], view: View, limit: int,
+    position: list[Any] | None, valued_first: bool = False, without_first: bool = False,
+) -> tuple[str, list[Any]]:
+    """One page query. `valued_first`: only runs with a non-NaN value of the first (metric) order
+    key, read from that metric's rows; `without_first`: only the runs lacking one."""
     bind = _Binds()
     selects, joins, casts = [], [], []
     for i, key in enumerate(order):
+        if i == 0 and valued_first:  # an inner join from the metric's rows: its index gives the order
+            selects.append(f"o0.{_METRIC_COLUMN[key.field.agg]} AS o0")
+            joins.append("JOIN runs r ON r.id = o0.run_id")
+            casts.append("float8")
+            continue
         expression, join, cast = _order_expression(i, key, bind)
         selects.append(f"{expression} AS o{i}")
         joins.append(join)
         casts.append(cast)
-    where = [f"r.experiment_id = ANY({bind(experiment_ids, 'uuid[]')})"]
-    where.append(VIEW_FILTER[view])
+    where = [f"r.experiment_id = ANY({bind(experiment_ids, 'uuid[]')})", VIEW_FILTER[view]]
     if expr is not None:
         where.append(compile_filter(expr, bind))
-    inner = (f"SELECT r.id, {', '.join(selects)} FROM runs r {' '.join(j for j in joins if j)} "
-             f"WHERE {' AND '.join(where)}")
-    position = decode_token(page_token, arity=len(order) + 2)
-    outer_where = "true"
-    if position is not None:
-        if position[0] != _fingerprint(expr, order, experiment_ids, view):
-            raise InvalidArgument("page_token belongs to another search: pass the same filter, order and experiments")
-        outer_where = _after(order, casts, position[1:], bind)
-    directions = ", ".join(f"q.o{i} {'DESC' if k.descending else 'ASC'} NULLS LAST" for i, k in enumerate(order))
-    sql = (f"SELECT q.* FROM ({inner}) q WHERE {outer_where} ORDER BY {directions}, q.id "
+    if valued_first:
+        f = order[0].field
+        where += [f"o0.key = {bind(f.key, 'text')}", f"o0.context = {bind(f.context, 'smallint')}",
+                  "o0.points > 0", f"o0.{_METRIC_COLUMN[f.agg]} <> 'NaN'::float8"]
+        inner = (f"SELECT r.id, {', '.join(selects)} FROM metric_series o0 {' '.join(j for j in joins if j)} "
+                 f"WHERE {' AND '.join(where)}")
+    else:
+        inner = (f"SELECT r.id, {', '.join(selects)} FROM runs r {' '.join(j for j in joins if j)} "
+                 f"WHERE {' AND '.join(where)}")
+    outer_where = _after(order, casts, position, bind) if position is not None else "true"
+    if without_first:
+        outer_where = "q.o0 IS NULL"
+    directions = []
+    for i, k in enumerate(order):
+        if i == 0 and valued_first:  # no NULL among them: the plain direction matches the index's
+            directions.append(f"q.o0 {'DESC' if k.descending else 'ASC'}")
+        else:
+            directions.append(f"q.o{i} {'DESC' if k.descending else 'ASC'} NULLS LAST")
+    sql = (f"SELECT q.* FROM ({inner}) q WHERE {outer_where} ORDER BY {', '.join(directions)}, q.id "
            f"LIMIT {bind(limit + 1, 'int')}")
-    return Search(sql, bind.values, order)
+    return sql, bind.values
 
 
 def next_token(search: Search, expr: Expr | None, *, experiment_ids: list[uuid.UUID], view: View,

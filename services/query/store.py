@@ -22,13 +22,15 @@ from trackd_services.query import history
 from trackd_services.query.grammar import Expr, OrderKey
 from trackd_services.query.search_sql import compile_search, next_token
 from trackd_services.run.domain import Run, RunStatus, View, format_id
-from trackd_services.run.store import RunStore
+from trackd_services.run.store import VIEW_FILTER, RunStore
 
 log = logging.getLogger(__name__)
 
 MAX_ANALYZED_RUNS = 10_000
 MAX_LISTED_KEYS = 2_000
 EXPORT_PART_POINTS = 65_536
+EXPORT_PAGE_CHUNKS = 16  # chunks per keyset page of an export (a chunk is one batch of one series)
+BEFORE_ANY_STEP = -(2**63)  # steps are int64: the keyset position before a series' first chunk
 
 # (run, key, context) → summary
 Latest = dict[tuple[str, int], Summary]
@@ -96,8 +98,12 @@ class QueryStore:
         With `columns`, each run carries only those params, tags and metrics, and no environment."""
         search = compile_search(selection.expr, order, experiment_ids=selection.experiment_ids, view=selection.view,
                                 limit=limit, page_token=page_token)
+        rows: list[asyncpg.Record] = []
         try:
-            rows = await self._pool.fetch(search.sql, *search.args)
+            for sql, args in search.parts:  # in turn, until the page is full
+                rows += await self._pool.fetch(sql, *args)
+                if len(rows) > limit:
+                    break
         except asyncpg.DataError as exc:  # e.g. a time beyond PostgreSQL's range
             raise InvalidArgument(f"the filter cannot be evaluated: {exc}") from None
         token = ""
@@ -138,12 +144,17 @@ class QueryStore:
                        ) -> tuple[list[str], list[str], list[tuple[str, int]], int]:
         """(param keys, tag keys, (metric key, context)s, runs scanned) of the newest `max_runs`
         runs of a selection, each list sorted and cut at MAX_LISTED_KEYS."""
-        search = compile_search(selection.expr, [], experiment_ids=selection.experiment_ids, view=selection.view,
-                                limit=max_runs - 1, page_token="")
-        try:
-            ids = [r["id"] for r in await self._pool.fetch(search.sql, *search.args)]
-        except asyncpg.DataError as exc:
-            raise InvalidArgument(f"the filter cannot be evaluated: {exc}") from None
+        if selection.expr is None and len(selection.experiment_ids) == 1:  # the common case: the index's order
+            ids = [r["id"] for r in await self._pool.fetch(
+                f"""SELECT id FROM runs r WHERE r.experiment_id = $1 AND {VIEW_FILTER[selection.view]}
+                    ORDER BY r.start_time DESC, r.id DESC LIMIT $2""", selection.experiment_ids[0], max_runs)]
+        else:
+            search = compile_search(selection.expr, [], experiment_ids=selection.experiment_ids,
+                                    view=selection.view, limit=max_runs - 1, page_token="")
+            try:
+                ids = [r["id"] for r in await self._pool.fetch(search.sql, *search.args)]
+            except asyncpg.DataError as exc:
+                raise InvalidArgument(f"the filter cannot be evaluated: {exc}") from None
         async with self._pool.acquire() as conn:
             params = await conn.fetch(
                 "SELECT DISTINCT key FROM run_params WHERE run_id = ANY($1::uuid[]) ORDER BY key LIMIT $2",
@@ -234,6 +245,20 @@ class QueryStore:
                WHERE s.run_id = ANY($1::uuid[]) AND s.key = $2 AND s.context = $3""", run_ids, key, context)
         return int(row["points"]), int(row["first"] or 0), int(row["last"] or 0)
 
+    async def series_points(self, run_id: uuid.UUID, keys: list[str], context: int
+                            ) -> dict[str, history.Points]:
+        """Every point of several series of one run, in one query: key → points in step order
+        (keys without points are left out)."""
+        rows = await self._pool.fetch(
+            """SELECT s.key, c.steps, c.vals, c.timestamps FROM metric_series s
+               JOIN metric_chunks c ON c.run_id = s.run_id AND c.series_id = s.id
+               WHERE s.run_id = $1 AND s.key = ANY($2::text[]) AND s.context = $3
+               ORDER BY s.key, c.first_step""", run_id, keys, context)
+        grouped: dict[str, list[tuple[bytes, bytes, bytes]]] = {}
+        for r in rows:
+            grouped.setdefault(r["key"], []).append((r["steps"], r["vals"], r["timestamps"]))
+        return {key: history.from_packed(parts) for key, parts in grouped.items()}
+
     async def points_since(self, run_id: uuid.UUID, from_step: int, keys: list[str]
                            ) -> dict[tuple[str, int], history.Points]:
         """Every series of a run (or only `keys`) from `from_step` on."""
@@ -250,17 +275,25 @@ class QueryStore:
 
     async def export(self, run_id: uuid.UUID, key: str, context: int) -> AsyncIterator[history.Points]:
         """A series in step order, in parts of about EXPORT_PART_POINTS, holding in memory only
-        the chunks whose steps overlap (chunks are read in first_step order)."""
-        await self.require_run(run_id)
-        async with self._pool.acquire() as conn, conn.transaction(readonly=True):
-            pending: list[history.Points] = []
-            size = 0
-            cursor = conn.cursor(
-                """SELECT c.first_step, c.steps, c.vals, c.timestamps FROM metric_series s
-                   JOIN metric_chunks c ON c.run_id = s.run_id AND c.series_id = s.id
-                   WHERE s.run_id = $1 AND s.key = $2 AND s.context = $3 ORDER BY c.first_step, c.chunk_id""",
-                run_id, key, context, prefetch=64)
-            async for row in cursor:
+        the chunks whose steps overlap. Chunks are read by keyset, in pages of EXPORT_PAGE_CHUNKS
+        in (first_step, chunk_id) order, each page with a connection of its own for one query: no
+        pooled connection is held while a part waits for the client to take it, however slowly it
+        reads. Points committed while an export runs may or may not be in it."""
+        series_id = await self._pool.fetchval(
+            "SELECT id FROM metric_series WHERE run_id = $1 AND key = $2 AND context = $3", run_id, key, context)
+        if series_id is None:
+            await self.require_run(run_id)
+            return
+        pending: list[history.Points] = []
+        size = 0
+        after = (BEFORE_ANY_STEP, -1)
+        while True:
+            rows = await self._pool.fetch(
+                """SELECT first_step, chunk_id, steps, vals, timestamps FROM metric_chunks
+                   WHERE run_id = $1 AND series_id = $2 AND (first_step, chunk_id) > ($3, $4)
+                   ORDER BY first_step, chunk_id LIMIT $5""",
+                run_id, series_id, after[0], after[1], EXPORT_PAGE_CHUNKS)
+            for row in rows:
                 if size >= EXPORT_PART_POINTS:  # every pending point below this chunk's first step is final
                     merged = history.merge_sorted(pending)
                     cut = int(np.searchsorted(merged.steps, row["first_step"], "left"))
@@ -270,9 +303,12 @@ class QueryStore:
                 chunk = history.from_packed([(row["steps"], row["vals"], row["timestamps"])])
                 pending.append(chunk)
                 size += len(chunk)
-            rest = history.merge_sorted(pending)
-            for start in range(0, len(rest), EXPORT_PART_POINTS):
-                yield rest.take(slice(start, start + EXPORT_PART_POINTS))
+            if len(rows) < EXPORT_PAGE_CHUNKS:
+                break
+            after = (rows[-1]["first_step"], rows[-1]["chunk_id"])
+        rest = history.merge_sorted(pending)
+        for start in range(0, len(rest), EXPORT_PART_POINTS):
+            yield rest.take(slice(start, start + EXPORT_PART_POINTS))
 
 
 class LatestReader:

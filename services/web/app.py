@@ -86,7 +86,9 @@ def create_app(config: WebConfig, backends: Backends, *, registry: prometheus_cl
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan,
-        middleware=[Middleware(OpenTelemetryMiddleware), Middleware(Edge, registry=registry)],
+        # a span per request, not per chunk sent (a live stream sends thousands)
+        middleware=[Middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"]),
+                    Middleware(Edge, registry=registry)],
         exception_handlers={grpc.aio.AioRpcError: on_rpc_error, HTTPException: on_http_error, Exception: on_error},
     )
     app.state.hub = hub

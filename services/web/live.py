@@ -29,6 +29,8 @@ RETRY_S = 1.0
 READY_TIMEOUT_S = 10.0
 
 CLOSE = "close"  # the sentinel a viewer's queue ends with
+KEEPALIVE = ": keep-alive\n\n"
+KEEPALIVE_S = 15.0
 
 
 def sse(event: str, data: object) -> str:
@@ -152,10 +154,17 @@ class LiveHub:
                 call.cancel()
 
     async def _poll_status(self, feed: _Feed) -> None:
+        """The run's status every STATUS_POLL_S, and a keep-alive comment to every viewer every
+        KEEPALIVE_S (it also finds out, by failing, that a browser left)."""
+        loop = asyncio.get_running_loop()
+        kept_alive = loop.time()
         while True:
             await asyncio.sleep(STATUS_POLL_S)
             with contextlib.suppress(grpc.aio.AioRpcError):
                 await self._refresh_status(feed)
+            if loop.time() - kept_alive >= KEEPALIVE_S:
+                kept_alive = loop.time()
+                self._broadcast(feed, KEEPALIVE)
 
     async def _refresh_status(self, feed: _Feed) -> None:
         response = await self._backends.runs.GetRun(run_pb2.GetRunRequest(run_id=feed.run_id),

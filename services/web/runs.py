@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import grpc
+from cachetools import TTLCache
 from markdown_it import MarkdownIt
 from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
@@ -26,6 +27,7 @@ from trackd_services.web.backends import PAGE_TIMEOUT_S, Backends, Caller
 from trackd_services.web.http import require_csrf
 
 MAX_HOME_EXPERIMENTS = 1000
+KEYS_TTL_S = 10.0
 DEFAULT_COLUMNS = 6  # params and metrics shown when the URL names none
 MAX_CHILDREN = 100
 MAX_NOTES = 100_000
@@ -44,6 +46,7 @@ class Pages:
     def __init__(self, backends: Backends, templates: Jinja2Templates) -> None:
         self._b = backends
         self._t = templates
+        self._keys: TTLCache[tuple[bytes, str], Any] = TTLCache(maxsize=1024, ttl=KEYS_TTL_S)
 
     def routes(self) -> list[Route]:
         return [
@@ -137,7 +140,7 @@ class Pages:
         found_experiment, keys, page = await asyncio.gather(
             self._call(self._b.runs.GetExperiment, run_pb2.GetExperimentRequest(experiment_id=experiment_id), caller,
                        not_found=f"No experiment has the id {experiment_id!r}."),
-            self._call(self._b.query.ListRunKeys, query_pb2.ListRunKeysRequest(selection=selection), caller),
+            self._run_keys(selection, caller),
             self._page(selection, table, caller) if chosen else asyncio.sleep(0, None),
             return_exceptions=True)
         for outcome in (found_experiment, keys):  # the experiment's own error (404) first
@@ -163,6 +166,16 @@ class Pages:
             "error": error, "error_position": position, "keys": keys, "metric_keys": metric_keys,
             "quote_key": views.quote_key, "page_sizes": views.PAGE_SIZES,
         }, status_code=400 if error else 200)
+
+    async def _run_keys(self, selection: Any, caller: Caller) -> Any:
+        """The column chooser's keys, kept KEYS_TTL_S per experiment, view and caller: they change
+        slowly, and every sort, filter or page of the table would ask again."""
+        cache_key = (selection.SerializeToString(), caller.token)
+        if (found := self._keys.get(cache_key)) is None:
+            found = await self._call(self._b.query.ListRunKeys, query_pb2.ListRunKeysRequest(selection=selection),
+                                     caller)
+            self._keys[cache_key] = found
+        return found
 
     async def _page(self, selection: Any, table: views.TableQuery, caller: Caller
                     ) -> tuple[list[views.RunRow], str, str]:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import numpy as np
 from trackd_api.ingest.v1 import ingest_pb2
 from trackd_api.run.v1 import run_pb2
 
@@ -309,14 +310,15 @@ def environment_summary(env: Any) -> list[tuple[str, str]]:
 def series_json(series: Any, *, total_points: int | None = None, downsampled: bool = False) -> dict[str, Any]:
     """A series for the chart script: columns, with NaN / ±Inf as null (a gap) and listed apart
     (JSON has no NaN) so the chart can mark them."""
-    values: list[float | None] = []
+    values: list[float | None] = list(series.values)
     special: list[list[Any]] = []
-    for step, value in zip(series.steps, series.values, strict=True):
-        if math.isfinite(value):
-            values.append(value)
-        else:
-            values.append(None)
-            special.append([step, "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")])
+    array = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(array)
+    if not finite.all():
+        for i in np.flatnonzero(~finite).tolist():
+            value = array[i]
+            special.append([series.steps[i], "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")])
+            values[i] = None
     found: dict[str, Any] = {"key": series.key, "context": CONTEXT_NAMES.get(series.context, ""),
                              "steps": list(series.steps), "values": values, "ts": list(series.timestamps_ms),
                              "special": special}

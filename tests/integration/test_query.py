@@ -346,3 +346,34 @@ def test_views_several_experiments_and_a_frame(stack: EmbeddedStack, unique: Cal
     assert list(frame["metrics.acc"]) == [0.5, 0.5] and list(frame["metrics.acc@eval"]) == [0.75, 0.75]
     assert list(frame["params.lr"]) == ["0.1", "0.1"]
     client.close()
+
+
+def test_paging_by_a_metric_crosses_from_valued_runs_to_runs_without_one(
+        stack: EmbeddedStack, unique: Callable[[str], str]) -> None:
+    experiment = unique("paging-metric")
+    values = [0.3, 0.9, math.nan, 0.5, None, 0.1, None]
+    ids = []
+    for value in values:
+        with trackd.start_run(experiment=experiment, system_metrics=False) as run:
+            if value is not None:
+                run.log_metric("score", value, step=0)
+            run.log_metric("other", 1.0, step=0)
+        ids.append(run.id)
+    client = trackd._client.default_client()
+    selection = query_pb2.RunSelection(experiment_names=[experiment])
+    for descending in (True, False):
+        valued = sorted((v, i) for v, i in zip(values, ids, strict=True) if v is not None and not math.isnan(v))
+        if descending:
+            valued = sorted(valued, key=lambda p: -p[0])
+        expected = [i for _, i in valued] + sorted(i for v, i in zip(values, ids, strict=True)
+                                                   if v is None or math.isnan(v))
+        seen, token = [], ""
+        while True:
+            page = client.query.SearchRuns(query_pb2.SearchRunsRequest(
+                selection=selection, order_by=[f"metrics.score {'DESC' if descending else 'ASC'}"], page_size=2,
+                page_token=token), timeout=30)
+            seen += [r.run.id for r in page.results]
+            token = page.next_page_token
+            if not token:
+                break
+        assert seen == expected, descending

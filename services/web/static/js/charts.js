@@ -17,6 +17,7 @@ const tools = {
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#65a30d"];
 const CONTEXT_COLOR = { "": 0, train: 0, eval: 1, test: 2 };
 const charts = new Map(); // key → Chart
+let cachedWidth = 0;
 
 // -- view state, kept in the URL ------------------------------------------------------------------
 
@@ -91,7 +92,12 @@ class Chart {
     this.plot = null;
   }
 
-  width() { return Math.max(200, Math.floor(this.plotEl.clientWidth || 480)); }
+  // Every chart of the grid is as wide as the first: read once, not once per chart (each read
+  // after a chart was inserted would force a layout of the whole page).
+  width() {
+    if (!cachedWidth) cachedWidth = Math.max(200, Math.floor(this.plotEl.clientWidth || 480));
+    return cachedWidth;
+  }
 
   setSeries(list) {
     for (const s of list) { this.full.set(s.context, s); }
@@ -348,7 +354,10 @@ function init() {
   let resizeTimer = 0;
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(() => { for (const c of charts.values()) c.plot?.setSize({ width: c.width(), height: 210 }); }, 150);
+    resizeTimer = setTimeout(() => {
+      cachedWidth = 0;
+      for (const c of charts.values()) c.plot?.setSize({ width: c.width(), height: 210 });
+    }, 150);
   });
   if (root.dataset.status === "RUNNING") followLive();
   else loadAll().catch((e) => { tools.live.textContent = `charts failed to load: ${e.message}`; });
