@@ -104,6 +104,7 @@ async def serve(config: WebConfig) -> None:
                     "every run. Bind 127.0.0.1 (TRACKD_WEB_HOST) or turn auth on.", config.host)
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, log_level="warning", access_log=False, lifespan="on",
+        http="httptools",  # the C parser: live streams send many small writes
         timeout_keep_alive=30, timeout_graceful_shutdown=5, proxy_headers=False))
     log.info("web serving http://%s:%d", config.host, config.port)
     await server.serve()

@@ -17,7 +17,7 @@ from trackd_api.query.v1 import query_pb2
 from trackd_api.run.v1 import run_pb2
 from trackd_services.web import views
 from trackd_services.web.backends import PAGE_TIMEOUT_S, Backends
-from trackd_services.web.live import CLOSE, LiveHub, TooManyViewers, sse
+from trackd_services.web.live import CLOSE, LiveHub, NotSubscribed, TooManyViewers, sse
 
 MIN_WIDTH, MAX_WIDTH = 16, 8192
 MAX_KEYS = 1000  # keys one request may ask for
@@ -124,6 +124,8 @@ class ChartData:
             queue = await watching.__aenter__()
         except TooManyViewers as exc:
             raise HTTPException(429, f"{exc}; retry later") from None
+        except NotSubscribed as exc:
+            raise HTTPException(503, str(exc)) from None
 
         async def events() -> Any:
             try:

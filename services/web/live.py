@@ -41,6 +41,10 @@ class TooManyViewers(Exception):
     pass
 
 
+class NotSubscribed(Exception):
+    pass
+
+
 @dataclass
 class _Feed:
     run_id: str
@@ -88,8 +92,11 @@ class LiveHub:
         feed.viewers.add(queue)
         self._viewers.inc()
         try:
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(feed.ready.wait(), READY_TIMEOUT_S)
+            except TimeoutError:  # a `ready` now could hide points committed before the subscription
+                raise NotSubscribed(f"the query service did not start the live feed within {READY_TIMEOUT_S:.0f}s; "
+                                    "reload the page") from None
             queue.put_nowait(sse("ready", {"status": feed.status}))
             yield queue
         finally:
