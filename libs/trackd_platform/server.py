@@ -41,6 +41,7 @@ STATUS_OF: dict[type[errors.TrackdError], grpc.StatusCode] = {
 
 # Every message size is bounded; larger requests are refused by gRPC with RESOURCE_EXHAUSTED.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 KEEPALIVE_TIMEOUT_MS = 20_000  # a keepalive ping unanswered this long: the peer is gone
 # Clients may ping this often without sending data (an SDK with client keepalive must ping less
 # often, or the server closes the connection with GOAWAY "too_many_pings").
@@ -248,7 +249,13 @@ class GrpcServer:
             raise RuntimeError(f"cannot listen on {self.settings.host}:{self.settings.port}")
         await self._server.start()
         if self.settings.metrics_port:
-            prometheus_client.start_http_server(self.settings.metrics_port, registry=self.registry)
+            # on the gRPC host: `make up` binds loopback only, a container 0.0.0.0
+            prometheus_client.start_http_server(self.settings.metrics_port, addr=self.settings.host,
+                                                registry=self.registry)
+        if not self.settings.auth.enabled and self.settings.host not in LOOPBACK:
+            log.warning("%s listens on %s with TRACKD_AUTH off: anyone who reaches this address can read and "
+                        "change every project. Bind 127.0.0.1 (TRACKD_GRPC_HOST) or turn auth on (docs/auth.md).",
+                        self.settings.name, self.settings.host)
         for name in ["", *self._service_names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("%s serving gRPC on %s:%d", self.settings.name, self.settings.host, self.port)

@@ -86,3 +86,21 @@ def test_two_replicas_start_at_once_on_a_fresh_database(stack: EmbeddedStack, tm
     finally:
         for replica in replicas:
             replica.stop()
+
+
+def test_every_listener_of_the_embedded_stack_is_on_loopback(stack: EmbeddedStack) -> None:
+    import ipaddress
+
+    import psutil
+
+    exposed = []
+    for managed in [*stack.infra.values(), *stack.services.values(), *([stack.web] if stack.web else [])]:
+        assert managed.pid is not None
+        process = psutil.Process(managed.pid)
+        for proc in [process, *process.children(recursive=True)]:
+            for conn in proc.net_connections(kind="inet"):
+                ip = ipaddress.ip_address(conn.laddr.ip)
+                loopback = ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+                if conn.status == psutil.CONN_LISTEN and not loopback:
+                    exposed.append((managed.name, conn.laddr.ip, conn.laddr.port))
+    assert not exposed, f"listening beyond loopback: {exposed}"
