@@ -24,6 +24,11 @@ ENV_NAMES = frozenset(
         "TRACKD_INGEST_REPLICAS",
         "TRACKD_PG_DSN",
         "TRACKD_PG_POOL_MAX",
+        "TRACKD_PG_ACQUIRE_TIMEOUT_S",
+        "TRACKD_ARTIFACT_SLOW_READER_S",
+        "TRACKD_ARTIFACT_DIRECT_UPLOAD_GRACE_S",
+        "TRACKD_ARTIFACT_STALE_UPLOAD_S",
+        "TRACKD_ARTIFACT_SWEEP_INTERVAL_S",
         "TRACKD_REDIS_URL",
         "TRACKD_KAFKA_BOOTSTRAP",
         "TRACKD_KAFKA_PARTITIONS",
@@ -115,12 +120,15 @@ def home(env: Mapping[str, str] | None = None) -> Path:
 class PostgresSettings:
     dsn: str = field(repr=False)  # may carry a password
     pool_max: int = 10
+    # how long a call waits for a free pooled connection before it is answered UNAVAILABLE (0: forever)
+    acquire_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PostgresSettings:
         return cls(
             dsn=_get(env, "TRACKD_PG_DSN", "postgresql://postgres@127.0.0.1:15432/trackd"),
             pool_max=_int(env, "TRACKD_PG_POOL_MAX", 10),
+            acquire_timeout_s=_number(env, "TRACKD_PG_ACQUIRE_TIMEOUT_S", 10.0),
         )
 
 
@@ -315,6 +323,35 @@ class RunServiceConfig:
 
 
 @dataclass(frozen=True)
+class ArtifactSettings:
+    """The artifact service's bounds on what clients leave behind (docs/reliability.md).
+
+    `slow_reader_s`: a DownloadArtifact whose client takes no message for this long is ended with
+    DEADLINE_EXCEEDED (0: never). `direct_upload_grace_s`: a direct (presigned) upload not
+    completed this long after its URLs expired is removed, object or open multipart upload.
+    `stale_upload_s`: multipart uploads and temporary objects older than this that nothing owns
+    (a process killed mid-upload) are removed; an upload stream may last at most this long.
+    `sweep_interval_s`: how often each replica looks."""
+
+    slow_reader_s: float = 60.0
+    direct_upload_grace_s: float = 3600.0
+    stale_upload_s: float = 86400.0
+    sweep_interval_s: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ArtifactSettings:
+        settings = cls(
+            slow_reader_s=_number(env, "TRACKD_ARTIFACT_SLOW_READER_S", 60.0),
+            direct_upload_grace_s=_number(env, "TRACKD_ARTIFACT_DIRECT_UPLOAD_GRACE_S", 3600.0),
+            stale_upload_s=_number(env, "TRACKD_ARTIFACT_STALE_UPLOAD_S", 86400.0),
+            sweep_interval_s=_number(env, "TRACKD_ARTIFACT_SWEEP_INTERVAL_S", 60.0),
+        )
+        if settings.sweep_interval_s <= 0:
+            raise InvalidArgument("TRACKD_ARTIFACT_SWEEP_INTERVAL_S must be positive")
+        return settings
+
+
+@dataclass(frozen=True)
 class StoresConfig:
     """Settings of a service that reaches PostgreSQL, Redis and S3 (ingest, artifact, query, hpo)."""
 
@@ -327,6 +364,7 @@ class StoresConfig:
     # hpo: how long a trial's lease lasts without a heartbeat (workers beat every third of it)
     hpo_lease_s: float = 30.0
     ingest: IngestSettings = IngestSettings()
+    artifact: ArtifactSettings = ArtifactSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, service: str) -> StoresConfig:
@@ -340,6 +378,7 @@ class StoresConfig:
             run_target=ClientSettings.from_env(env).target("run"),
             hpo_lease_s=_number(env, "TRACKD_HPO_LEASE_S", 30.0),
             ingest=IngestSettings.from_env(env) if service == "ingest" else IngestSettings(),
+            artifact=ArtifactSettings.from_env(env) if service == "artifact" else ArtifactSettings(),
         )
 
 

@@ -13,7 +13,9 @@ import json
 import logging
 import re
 import time
+from collections.abc import Generator
 from importlib import resources
+from typing import Any
 
 import asyncpg
 
@@ -26,15 +28,66 @@ _MIGRATION = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 0x74726B64  # "trkd"
 
 
-async def create_pool(settings: PostgresSettings, *, wait_s: float = 30.0) -> asyncpg.Pool:
-    """A pool to `settings.dsn`, retrying while the server starts (up to `wait_s`)."""
+class DeadlinePool(asyncpg.Pool):  # type: ignore[misc]
+    """An asyncpg pool whose every acquisition — `acquire()` and the pool's own `fetch()`,
+    `execute()`, … — waits at most `acquire_timeout_s` for a free connection (unless a timeout is
+    given), then raises Unavailable: a caller finds out that the service is saturated instead of
+    waiting until its own deadline, and gRPC answers UNAVAILABLE, which clients retry."""
+
+    def __init__(self, dsn: str, *, acquire_timeout_s: float, **options: Any) -> None:
+        super().__init__(dsn, max_queries=50_000, max_inactive_connection_lifetime=300.0, loop=None,
+                         connection_class=asyncpg.Connection, record_class=asyncpg.Record, **options)
+        self.acquire_timeout_s = acquire_timeout_s
+
+    def acquire(self, *, timeout: float | None = None) -> _Acquisition:
+        limit = self.acquire_timeout_s if timeout is None else timeout
+        return _Acquisition(super().acquire(timeout=limit or None), self, limit)
+
+
+class _Acquisition:
+    """asyncpg's acquisition context (`async with pool.acquire()` or `await pool.acquire()`),
+    with its timeout reported as Unavailable."""
+
+    def __init__(self, inner: Any, pool: DeadlinePool, timeout_s: float) -> None:
+        self._inner, self._pool, self._timeout_s = inner, pool, timeout_s
+
+    def _exhausted(self) -> Unavailable:
+        return Unavailable(
+            f"no PostgreSQL connection became free within {self._timeout_s:g} s (all {self._pool.get_max_size()} "
+            "of this process's pool are busy): the service is overloaded; retry shortly")
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        try:
+            connection: asyncpg.Connection = await self._inner.__aenter__()
+        except TimeoutError:
+            raise self._exhausted() from None
+        return connection
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._inner.__aexit__(*exc)
+
+    def __await__(self) -> Generator[Any, None, asyncpg.Connection]:
+        return self._acquired().__await__()
+
+    async def _acquired(self) -> asyncpg.Connection:
+        try:
+            connection: asyncpg.Connection = await self._inner
+        except TimeoutError:
+            raise self._exhausted() from None
+        return connection
+
+
+async def create_pool(settings: PostgresSettings, *, wait_s: float = 30.0) -> DeadlinePool:
+    """A pool to `settings.dsn`, retrying while the server starts (up to `wait_s`). Acquiring a
+    connection waits at most `settings.acquire_timeout_s` (Unavailable after that)."""
     deadline = time.monotonic() + wait_s
     while True:
+        pool = DeadlinePool(
+            settings.dsn, acquire_timeout_s=settings.acquire_timeout_s, min_size=1, max_size=settings.pool_max,
+            command_timeout=30, init=_init_connection, reset=_keep_session,
+        )
         try:
-            pool: asyncpg.Pool = await asyncpg.create_pool(
-                settings.dsn, min_size=1, max_size=settings.pool_max, command_timeout=30,
-                init=_init_connection, reset=_keep_session,
-            )
+            await pool
             return pool
         except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError) as exc:
             if time.monotonic() > deadline:

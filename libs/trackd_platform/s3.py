@@ -11,10 +11,14 @@ from botocore.config import Config
 
 from trackd_platform.config import S3Settings
 
+MAX_CONNECTIONS = 64  # botocore's default is 10
+
 
 @contextlib.asynccontextmanager
 async def s3_client(settings: S3Settings) -> AsyncIterator[Any]:
-    """An S3 client for the configured endpoint, with bounded timeouts and retries."""
+    """An S3 client for the configured endpoint, with bounded timeouts and retries. Its pool holds
+    up to MAX_CONNECTIONS connections; callers never keep one while they wait on anything else
+    (a download reads ranges whole before handing them on), so slow clients cannot drain it."""
     session = aioboto3.Session()
     async with session.client(
         "s3",
@@ -24,6 +28,7 @@ async def s3_client(settings: S3Settings) -> AsyncIterator[Any]:
         aws_secret_access_key=settings.secret_key,
         config=Config(
             connect_timeout=5, read_timeout=60, retries={"max_attempts": 3},
+            max_pool_connections=MAX_CONNECTIONS,
             s3={"addressing_style": "path"},
         ),
     ) as client:

@@ -1,17 +1,19 @@
 """Who may call what on the artifact service (docs/auth.md): ArtifactService by the run's
-project, ModelRegistryService by the model's project (see migration 0007)."""
+project. ModelRegistryService within the caller's own project: model names are unique per
+project, and a project token names, lists and sees only its project's models (the servicer scopes
+every lookup to it), so another project's model is NOT_FOUND, never PERMISSION_DENIED; the admin
+reaches every project's models."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from trackd_api.artifact.v1 import artifact_pb2
-from trackd_platform.access import Rule, all_of, ids, keep, names, own_project, rules_for
+from trackd_platform.access import Rule, all_of, ids, own_project, rules_for
 from trackd_platform.auth import Role
 
 READ, WRITE, ADMIN = Role.READ, Role.WRITE, Role.ADMIN
 _run = ids("run", "run_id")
-_model = names("model", "name")
 
 
 def _presign_role(request: Any) -> Role:
@@ -31,13 +33,13 @@ ARTIFACT_RULES = {
 
 REGISTRY_RULES = {
     "CreateRegisteredModel": Rule(WRITE, own_project),  # the model belongs to the token's project
-    "GetRegisteredModel": Rule(READ, _model),
-    "ListRegisteredModels": Rule(READ, keep=keep("models", "name", "model")),
-    "CreateModelVersion": Rule(WRITE, all_of(_model, _run)),
-    "GetModelVersion": Rule(READ, _model),
-    "ListModelVersions": Rule(READ, _model),
-    "SetModelAlias": Rule(WRITE, _model),
-    "DeleteModelAlias": Rule(WRITE, _model),
+    "GetRegisteredModel": Rule(READ, own_project),
+    "ListRegisteredModels": Rule(READ, own_project),
+    "CreateModelVersion": Rule(WRITE, all_of(own_project, _run)),  # the run is of the token's project too
+    "GetModelVersion": Rule(READ, own_project),
+    "ListModelVersions": Rule(READ, own_project),
+    "SetModelAlias": Rule(WRITE, own_project),
+    "DeleteModelAlias": Rule(WRITE, own_project),
 }
 
 RULES = {**rules_for("trackd.artifact.v1.ArtifactService", ARTIFACT_RULES),

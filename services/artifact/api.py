@@ -3,30 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc
 from trackd_platform.errors import InvalidArgument
 from trackd_platform.ids import parse_id
 from trackd_platform.paging import decode_token, encode_token, page_size
 from trackd_platform.timestamps import timestamp
 from trackd_services.artifact import domain
-from trackd_services.artifact.store import ArtifactStore, BlobStore
+from trackd_services.artifact.blobs import DIRECT_PREFIX, BlobStore, BlobUpload
+from trackd_services.artifact.store import ArtifactStore
 
-DIRECT_PREFIX = "direct/"
+log = logging.getLogger(__name__)
 
 
 def _artifact(a: domain.Artifact) -> artifact_pb2.Artifact:
     return artifact_pb2.Artifact(run_id=a.run_id, path=a.path, size_bytes=a.size, sha256=a.sha256,
-                                 type=a.type, metadata=a.metadata, create_time=timestamp(a.created_at))  # type: ignore[arg-type]
+                                 type=a.type, metadata=a.metadata, create_time=timestamp(a.created_at))
 
 
-class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):  # type: ignore[misc]
-    def __init__(self, store: ArtifactStore, blobs: BlobStore) -> None:
+class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
+    """`slow_reader_s`: a DownloadArtifact whose client takes no message for this long is ended
+    with DEADLINE_EXCEEDED (0: never). `direct_upload_grace_s`: how long after its URLs expire a
+    direct upload may still be completed (the sweeper removes it after that)."""
+
+    def __init__(self, store: ArtifactStore, blobs: BlobStore, *, slow_reader_s: float = 60.0,
+                 direct_upload_grace_s: float = 3600.0) -> None:
         self._store = store
         self._blobs = blobs
+        self._slow_reader_s = slow_reader_s
+        self._direct_upload_grace_s = direct_upload_grace_s
 
     async def UploadArtifact(self, requests: AsyncIterator[Any], context: Any) -> artifact_pb2.UploadArtifactResponse:
         first = await anext(aiter(requests), None)
@@ -47,13 +58,20 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):  # type: igno
                 if not request.HasField("chunk"):
                     raise InvalidArgument("only content chunks may follow the header")
                 await upload.write(request.chunk)
+            # gRPC may report a cancelled stream as its normal end and cancel this task a moment
+            # later: a cancellation anywhere before the record is committed undoes it all (blobs.py)
             digest = await upload.finish()
+            artifact = await self._store.record(run_id, path, digest, upload.size, type_, metadata, self._blobs)
         except BaseException:
             # A refused or broken stream (the client cancelled: CancelledError) records nothing.
-            await asyncio.shield(upload.abort())
+            await asyncio.shield(self._discard(upload))
             raise
-        artifact = await self._store.record(run_id, path, digest, upload.size, type_, metadata, self._blobs)
         return artifact_pb2.UploadArtifactResponse(artifact=_artifact(artifact))
+
+    async def _discard(self, upload: BlobUpload) -> None:
+        await upload.abort()
+        if upload.published is not None:
+            await self._store.discard(upload.published, self._blobs)
 
     async def DownloadArtifact(
         self, request: Any, context: Any
@@ -61,10 +79,15 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):  # type: igno
         artifact = await self._store.get(parse_id("run_id", request.run_id), domain.validate_path(request.path))
         if request.offset < 0 or request.length < 0 or request.offset > artifact.size:
             raise InvalidArgument(f"range {request.offset}+{request.length} is outside 0..{artifact.size}")
-        if request.offset == artifact.size:
-            return
-        async for chunk in self._blobs.read(artifact.sha256, request.offset, request.length):
-            yield artifact_pb2.DownloadArtifactResponse(chunk=chunk)
+        end = min(artifact.size, request.offset + request.length) if request.length else artifact.size
+        reader = SlowReader(context, self._slow_reader_s)
+        try:
+            async for chunk in self._blobs.read(artifact.sha256, request.offset, end):
+                reader.waiting()
+                yield artifact_pb2.DownloadArtifactResponse(chunk=chunk)
+                reader.taken()
+        finally:
+            reader.taken()
 
     async def ListArtifacts(self, request: Any, context: Any) -> artifact_pb2.ListArtifactsResponse:
         run_id = parse_id("run_id", request.run_id)
@@ -116,9 +139,16 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):  # type: igno
         await self._store.check_run(run_id)
         key = f"{DIRECT_PREFIX}{uuid.uuid4().hex}"
         if request.part_count <= 1:
+            await self._store.add_direct_upload(key, "", run_id, expires)
             return artifact_pb2.CreatePresignedUrlResponse(
                 url=await self._blobs.presign_put(key, expires), upload_key=key)
-        upload_id, urls = await self._blobs.presign_parts(key, request.part_count, expires)
+        upload_id = await self._blobs.start_parts(key)
+        try:
+            await self._store.add_direct_upload(key, upload_id, run_id, expires)
+        except BaseException:
+            await asyncio.shield(self._blobs.abort_parts(key, upload_id))
+            raise
+        urls = await self._blobs.presign_parts(key, upload_id, request.part_count, expires)
         return artifact_pb2.CreatePresignedUrlResponse(upload_key=key, upload_id=upload_id, part_urls=urls)
 
     async def CompleteDirectUpload(self, request: Any, context: Any) -> artifact_pb2.CompleteDirectUploadResponse:
@@ -131,13 +161,62 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):  # type: igno
         if not key.startswith(DIRECT_PREFIX) or len(key) != len(DIRECT_PREFIX) + 32:
             raise InvalidArgument("upload_key is the one CreatePresignedUrl returned")
         await self._store.check_run(run_id)
-        if request.upload_id:
-            await self._blobs.complete_parts(key, request.upload_id, [(p.number, p.etag) for p in request.parts])
+        upload_id = await self._store.direct_upload(key, run_id, grace_s=self._direct_upload_grace_s)
+        if request.upload_id != upload_id:
+            raise InvalidArgument("upload_id is the one CreatePresignedUrl returned with this upload_key"
+                                  if upload_id else "this upload_key was handed out for a single PUT: no upload_id")
+        if upload_id:
+            await self._blobs.complete_parts(key, upload_id, [(p.number, p.etag) for p in request.parts])
         digest, size = await self._blobs.digest(key)
         if (expected and digest != expected) or size > domain.MAX_ARTIFACT_BYTES:
             await self._blobs.delete_key(key)
+            await self._store.remove_direct_upload(key)
             raise InvalidArgument(f"sha256 mismatch: got {digest}, expected {expected}" if expected and
                                   digest != expected else "the upload is larger than the artifact limit")
-        await self._blobs.promote(key, digest)
-        artifact = await self._store.record(run_id, path, digest, size, type_, metadata, self._blobs)
+        published = await asyncio.shield(self._blobs.promote(key, digest))
+        try:
+            artifact = await self._store.record(run_id, path, digest, size, type_, metadata, self._blobs)
+        except BaseException:
+            if published:
+                await asyncio.shield(self._store.discard(digest, self._blobs))
+            raise
+        await self._store.remove_direct_upload(key)
         return artifact_pb2.CompleteDirectUploadResponse(artifact=_artifact(artifact))
+
+
+class SlowReader:
+    """Ends a server stream whose client stops taking messages. Call `waiting()` before yielding a
+    message and `taken()` once the generator resumes; if a message waits `limit_s` seconds, the
+    call is ended with DEADLINE_EXCEEDED and the generator is closed, freeing what it holds.
+
+    gRPC queues a status behind the messages the client has not read, so the status is sent from a
+    task of its own (the client sees it once it reads again, or never, if it has gone: keepalive
+    then closes the connection); the task driving the stream is cancelled to end the generator."""
+
+    def __init__(self, context: Any, limit_s: float) -> None:
+        self._context = context
+        self._limit_s = limit_s
+        self._driver = asyncio.current_task()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def waiting(self) -> None:
+        if self._limit_s > 0 and self._context is not None:
+            self._timer = asyncio.get_running_loop().call_later(self._limit_s, self._expire)
+
+    def taken(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        log.info("a DownloadArtifact client took no message for %.0f s: ending the call", self._limit_s)
+        asyncio.ensure_future(self._end())
+        if self._driver is not None and not self._driver.done():
+            self._driver.cancel()
+
+    async def _end(self) -> None:
+        with contextlib.suppress(BaseException):  # AbortError once sent; nothing to do if the peer is gone
+            await self._context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                      f"the client took no message for {self._limit_s:g} s; the download was "
+                                      "ended (resume it from the bytes received with offset)")

@@ -1,39 +1,54 @@
-"""Wiring of the artifact service: config → pool, S3 → stores → servicer → serve."""
+"""Wiring of the artifact service: config → pool, S3 → stores → servicers and the sweeper → serve."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import asyncpg
 from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc, registry_pb2, registry_pb2_grpc
 from trackd_platform.config import StoresConfig
 from trackd_platform.redis import create_redis
 from trackd_platform.s3 import ensure_bucket, s3_client
-from trackd_platform.server import configure_logging
+from trackd_platform.server import GrpcServer, configure_logging
 from trackd_platform.wiring import wire
 from trackd_services.artifact.access import RULES
 from trackd_services.artifact.api import ArtifactServicer
+from trackd_services.artifact.blobs import BlobStore
 from trackd_services.artifact.registry import RegistryStore
 from trackd_services.artifact.registry_api import RegistryServicer
-from trackd_services.artifact.store import ArtifactStore, BlobStore
+from trackd_services.artifact.store import ArtifactStore
+from trackd_services.artifact.sweeper import Sweeper
 from trackd_services.ingest.store import MetricStore
+
+
+def install(server: GrpcServer, config: StoresConfig, pool: asyncpg.Pool, s3: Any) -> Sweeper:
+    """The artifact and model registry servicers on `server`, and the sweeper as its background
+    task (returned too, for tests that sweep on their own schedule)."""
+    artifacts, blobs = ArtifactStore(pool), BlobStore(s3, config.s3.bucket)
+    settings = config.artifact
+    server.add_servicer(
+        artifact_pb2_grpc.add_ArtifactServiceServicer_to_server,
+        ArtifactServicer(artifacts, blobs, slow_reader_s=settings.slow_reader_s,
+                         direct_upload_grace_s=settings.direct_upload_grace_s),
+        artifact_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name,
+    )
+    server.add_servicer(
+        registry_pb2_grpc.add_ModelRegistryServiceServicer_to_server,
+        RegistryServicer(RegistryStore(pool), MetricStore(pool)),
+        registry_pb2.DESCRIPTOR.services_by_name["ModelRegistryService"].full_name,
+    )
+    sweeper = Sweeper(artifacts, blobs, settings)
+    server.add_background(sweeper.run)
+    return sweeper
 
 
 async def serve(config: StoresConfig) -> None:
     redis = create_redis(config.redis)
     server, pool = await wire(config.server, config.postgres, RULES, redis=redis)
-    artifacts = ArtifactStore(pool)
     async with s3_client(config.s3) as s3:
         await ensure_bucket(s3, config.s3.bucket)
-        server.add_servicer(
-            artifact_pb2_grpc.add_ArtifactServiceServicer_to_server,
-            ArtifactServicer(artifacts, BlobStore(s3, config.s3.bucket)),
-            artifact_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name,
-        )
-        server.add_servicer(
-            registry_pb2_grpc.add_ModelRegistryServiceServicer_to_server,
-            RegistryServicer(RegistryStore(pool), artifacts, MetricStore(pool)),
-            registry_pb2.DESCRIPTOR.services_by_name["ModelRegistryService"].full_name,
-        )
+        install(server, config, pool, s3)
         await server.run_until_signal()
 
 

@@ -1,204 +1,26 @@
-"""S3 and PostgreSQL access for the artifact service."""
+"""PostgreSQL access for the artifact service: artifact records, the blobs they share, and direct
+uploads handed out.
+
+Blob lifetime: a blob (`blobs/<sha256>` in S3) lives while a live artifact refers to it. Deleting
+the last such artifact queues the blob in `blob_collections` in the same transaction; only once
+that transaction is committed is the blob deleted from S3 (`collect`), under the digest's advisory
+lock that `record` takes too, so a new artifact of the same content either sees the blob and keeps
+it alive, or finds it gone and is asked to upload again. A collection a crash interrupted is
+retried by the sweeper.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
+import builtins  # `list` below is a method
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
-from botocore.exceptions import ClientError
-from trackd_platform.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from trackd_services.artifact.domain import MAX_ARTIFACT_BYTES, PART_BYTES, Artifact, blob_key
+from trackd_platform.errors import AlreadyExists, FailedPrecondition, NotFound
+from trackd_services.artifact.blobs import BlobStore
+from trackd_services.artifact.domain import Artifact
 
 log = logging.getLogger(__name__)
-READ_CHUNK = 1024 * 1024
-
-
-class BlobUpload:
-    """Streams one upload into S3 while hashing it. Parts go out as they fill, so memory stays
-    bounded by the part size. With the digest announced up front the parts go straight to the
-    blob's final key; otherwise to a temporary key, copied once the digest is known. Nothing is
-    visible in the bucket until `finish()` has checked size and digest; `abort()` leaves no
-    multipart upload behind."""
-
-    def __init__(self, client: Any, bucket: str, *, expected_sha256: str, expected_size: int,
-                 store: bool = True) -> None:
-        self._client = client
-        self._store = store  # False: the blob exists already; only hash and count
-        self._bucket = bucket
-        self._expected_sha256 = expected_sha256
-        self._expected_size = expected_size
-        self._key = blob_key(expected_sha256) if expected_sha256 else f"tmp/{uuid.uuid4().hex}"
-        self._hash = hashlib.sha256()
-        self._buffer = bytearray()
-        self._parts: list[dict[str, Any]] = []
-        self._upload_id: str | None = None
-        self._inflight: asyncio.Future[Any] | None = None
-        self.size = 0
-
-    async def write(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > MAX_ARTIFACT_BYTES:
-            raise InvalidArgument(f"artifacts are at most {MAX_ARTIFACT_BYTES // 1024**3} GiB")
-        if self._expected_size and self.size > self._expected_size:
-            raise InvalidArgument(f"more bytes than the {self._expected_size} declared")
-        self._hash.update(data)
-        if not self._store:
-            return
-        self._buffer += data
-        if len(self._buffer) >= PART_BYTES:
-            await self._flush_part()
-
-    async def _flush_part(self) -> None:
-        # Each S3 call runs as its own task, shielded from the RPC's cancellation, and records
-        # its result itself: `abort()` then knows of every multipart upload that was created.
-        self._inflight = asyncio.ensure_future(self._upload_part(bytes(self._buffer)))
-        self._buffer.clear()
-        await asyncio.shield(self._inflight)
-
-    async def _upload_part(self, body: bytes) -> None:
-        if self._upload_id is None:
-            created = await self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key)
-            self._upload_id = created["UploadId"]
-        number = len(self._parts) + 1
-        part = await self._client.upload_part(
-            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body
-        )
-        self._parts.append({"PartNumber": number, "ETag": part["ETag"]})
-
-    async def finish(self) -> str:
-        """Check and publish the blob; returns its sha256."""
-        digest = self._hash.hexdigest()
-        if self._expected_size and self.size != self._expected_size:
-            raise InvalidArgument(f"the upload ended after {self.size} of {self._expected_size} declared bytes")
-        if self._expected_sha256 and digest != self._expected_sha256:
-            raise InvalidArgument(f"sha256 mismatch: got {digest}, expected {self._expected_sha256}")
-        final = blob_key(digest)
-        if not self._store:
-            return digest
-        if self._upload_id is None:  # small: one PUT, straight to its final key
-            await self._client.put_object(Bucket=self._bucket, Key=final, Body=bytes(self._buffer))
-            self._buffer.clear()
-            return digest
-        if self._buffer:
-            await self._flush_part()
-        await self._client.complete_multipart_upload(
-            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
-        )
-        self._upload_id = None
-        if self._key != final:
-            await self._client.copy({"Bucket": self._bucket, "Key": self._key}, self._bucket, final)
-            await self._client.delete_object(Bucket=self._bucket, Key=self._key)
-        return digest
-
-    async def abort(self) -> None:
-        if self._inflight is not None:
-            with contextlib.suppress(Exception):
-                await self._inflight
-        if self._upload_id is not None:
-            with contextlib.suppress(ClientError):
-                await self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
-            self._upload_id = None
-        self._buffer.clear()
-
-
-class BlobStore:
-    def __init__(self, client: Any, bucket: str) -> None:
-        self._client = client
-        self.bucket = bucket
-
-    async def begin(self, *, expected_sha256: str, expected_size: int) -> BlobUpload:
-        """An upload; content announced by its digest and already stored is only verified."""
-        store = not (expected_sha256 and await self.exists(expected_sha256))
-        return BlobUpload(self._client, self.bucket, expected_sha256=expected_sha256,
-                          expected_size=expected_size, store=store)
-
-    async def exists(self, sha256: str) -> bool:
-        try:
-            await self._client.head_object(Bucket=self.bucket, Key=blob_key(sha256))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise Unavailable(f"S3 is unavailable: {exc}") from exc
-        return True
-
-    async def read(self, sha256: str, offset: int, length: int) -> AsyncIterator[bytes]:
-        byte_range = f"bytes={offset}-{offset + length - 1}" if length else f"bytes={offset}-"
-        response = await self._client.get_object(Bucket=self.bucket, Key=blob_key(sha256), Range=byte_range)
-        body = response["Body"]
-        try:
-            async for chunk in body.iter_chunks(READ_CHUNK):
-                yield chunk
-        finally:
-            body.close()
-
-    async def delete(self, sha256: str) -> None:
-        await self._client.delete_object(Bucket=self.bucket, Key=blob_key(sha256))
-
-    async def presign(self, sha256: str, filename: str, expires_s: int) -> str:
-        url: str = await self._client.generate_presigned_url(
-            "get_object", ExpiresIn=expires_s,
-            Params={"Bucket": self.bucket, "Key": blob_key(sha256),
-                    "ResponseContentDisposition": f'attachment; filename="{filename}"'},
-        )
-        return url
-
-    # -- direct uploads: the client PUTs to S3 itself, the server verifies and records ---------
-
-    async def presign_put(self, key: str, expires_s: int) -> str:
-        url: str = await self._client.generate_presigned_url(
-            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s)
-        return url
-
-    async def presign_parts(self, key: str, parts: int, expires_s: int) -> tuple[str, list[str]]:
-        created = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key)
-        upload_id: str = created["UploadId"]
-        urls = [await self._client.generate_presigned_url(
-            "upload_part", ExpiresIn=expires_s,
-            Params={"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": n})
-            for n in range(1, parts + 1)]
-        return upload_id, urls
-
-    async def complete_parts(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
-        try:
-            await self._client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]})
-        except ClientError as exc:
-            with contextlib.suppress(ClientError):
-                await self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            raise InvalidArgument(f"the multipart upload cannot be completed: {exc}") from None
-
-    async def digest(self, key: str) -> tuple[str, int]:
-        """sha256 and size of an object, read back in chunks (memory stays bounded)."""
-        h, size = hashlib.sha256(), 0
-        try:
-            response = await self._client.get_object(Bucket=self.bucket, Key=key)
-        except ClientError:
-            raise NotFound("nothing was uploaded to that upload_key") from None
-        body = response["Body"]
-        try:
-            async for chunk in body.iter_chunks(READ_CHUNK):
-                h.update(chunk)
-                size += len(chunk)
-        finally:
-            body.close()
-        return h.hexdigest(), size
-
-    async def promote(self, key: str, sha256: str) -> None:
-        """Move a verified direct upload to its content address."""
-        if not await self.exists(sha256):
-            await self._client.copy({"Bucket": self.bucket, "Key": key}, self.bucket, blob_key(sha256))
-        await self.delete_key(key)
-
-    async def delete_key(self, key: str) -> None:
-        with contextlib.suppress(ClientError):
-            await self._client.delete_object(Bucket=self.bucket, Key=key)
 
 
 def _artifact(row: asyncpg.Record) -> Artifact:
@@ -206,7 +28,7 @@ def _artifact(row: asyncpg.Record) -> Artifact:
                     type=row["type"], metadata=dict(row["metadata"]), created_at=row["created_at"])
 
 
-def _digest_lock(sha256: str) -> int:
+def digest_lock(sha256: str) -> int:
     return int(sha256[:15], 16)  # an advisory lock key per digest
 
 
@@ -226,7 +48,7 @@ class ArtifactStore:
         """Record an uploaded blob under (run, path). The same content again is a no-op; other
         content at a live path is ALREADY_EXISTS."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _digest_lock(sha256))
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", digest_lock(sha256))
             if not await blobs.exists(sha256):  # collected since the upload checked: upload again
                 raise FailedPrecondition("the blob was collected during the upload; retry the upload")
             existing = await conn.fetchrow(
@@ -263,15 +85,95 @@ class ArtifactStore:
         return [_artifact(r) for r in rows]
 
     async def delete(self, run_id: uuid.UUID, path: str, blobs: BlobStore) -> None:
-        """Soft-delete; the blob goes when no live artifact refers to it any more."""
-        artifact = await self.get(run_id, path)
+        """Soft-delete. FAILED_PRECONDITION while a model version points to the artifact (the file,
+        or a directory holding it): a registered version keeps its content. The blob goes, after
+        the commit, when no live artifact refers to it any more."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _digest_lock(artifact.sha256))
-            await conn.execute(
-                "UPDATE artifacts SET deleted_at = now() WHERE run_id = $1 AND path = $2", run_id, path
-            )
-            live = await conn.fetchval(
-                "SELECT count(*) FROM artifacts WHERE sha256 = $1 AND deleted_at IS NULL", artifact.sha256
-            )
-            if live == 0:
-                await blobs.delete(artifact.sha256)
+            # the row lock orders this against CreateModelVersion, which locks the rows it registers
+            sha256 = await conn.fetchval(
+                "SELECT sha256 FROM artifacts WHERE run_id = $1 AND path = $2 AND deleted_at IS NULL FOR UPDATE",
+                run_id, path)
+            if sha256 is None:
+                raise NotFound(f"run {run_id.hex} has no artifact {path!r}")
+            version = await conn.fetchrow(
+                """SELECT m.name, v.version FROM model_versions v JOIN registered_models m ON m.id = v.model_id
+                   WHERE v.run_id = $1 AND (v.path = $2 OR starts_with($2, v.path || '/'))
+                   ORDER BY m.name, v.version LIMIT 1""", run_id, path)
+            if version is not None:
+                raise FailedPrecondition(
+                    f"artifact {path!r} is registered as version {version['version']} of model {version['name']!r}; "
+                    "a registered model version keeps its artifact")
+            await conn.execute("UPDATE artifacts SET deleted_at = now() WHERE run_id = $1 AND path = $2", run_id, path)
+            queued = await self._queue_if_unreferenced(conn, sha256)
+        if queued:
+            await self.collect(sha256, blobs)
+
+    async def discard(self, sha256: str, blobs: BlobStore) -> None:
+        """A blob an upload published but did not record (refused, failed or cancelled): deleted
+        unless an artifact refers to it by now."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            queued = await self._queue_if_unreferenced(conn, sha256)
+        if queued:
+            await self.collect(sha256, blobs)
+
+    @staticmethod
+    async def _queue_if_unreferenced(conn: asyncpg.Connection, sha256: str) -> bool:
+        if await conn.fetchval("SELECT 1 FROM artifacts WHERE sha256 = $1 AND deleted_at IS NULL LIMIT 1", sha256):
+            return False
+        await conn.execute("INSERT INTO blob_collections (sha256) VALUES ($1) ON CONFLICT DO NOTHING", sha256)
+        return True
+
+    async def collect(self, sha256: str, blobs: BlobStore) -> bool:
+        """Delete a queued blob from S3 if still no live artifact refers to it, then dequeue it;
+        False when S3 could not be reached (the sweeper retries)."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", digest_lock(sha256))
+                live = await conn.fetchval(
+                    "SELECT 1 FROM artifacts WHERE sha256 = $1 AND deleted_at IS NULL LIMIT 1", sha256)
+                if not live:
+                    await blobs.delete(sha256)
+                await conn.execute("DELETE FROM blob_collections WHERE sha256 = $1", sha256)
+        except Exception as exc:  # noqa: BLE001 — S3 or PostgreSQL away: the queued row stays, the sweeper retries
+            log.warning("collecting blob %s failed (%s: %s); the sweeper retries", sha256, type(exc).__name__, exc)
+            return False
+        return True
+
+    async def queued_collections(self, *, older_than_s: float, limit: int) -> builtins.list[str]:
+        rows = await self._pool.fetch(
+            """SELECT sha256 FROM blob_collections WHERE queued_at < now() - make_interval(secs => $1)
+               ORDER BY queued_at LIMIT $2""", older_than_s, limit)
+        return [r["sha256"] for r in rows]
+
+    # -- direct uploads handed out -------------------------------------------------------------
+
+    async def add_direct_upload(self, key: str, upload_id: str, run_id: uuid.UUID, expires_s: int) -> None:
+        await self._pool.execute(
+            """INSERT INTO direct_uploads (upload_key, upload_id, run_id, expires_at)
+               VALUES ($1, $2, $3, now() + make_interval(secs => $4))""", key, upload_id, run_id, float(expires_s))
+
+    async def direct_upload(self, key: str, run_id: uuid.UUID, *, grace_s: float) -> str:
+        """The multipart upload id ('' for a single PUT) of a direct upload handed out for this
+        run and not yet expired (its URLs' expiry plus `grace_s`); NOT_FOUND otherwise."""
+        upload_id = await self._pool.fetchval(
+            """SELECT upload_id FROM direct_uploads WHERE upload_key = $1 AND run_id = $2
+                 AND expires_at + make_interval(secs => $3) > now()""", key, run_id, grace_s)
+        if upload_id is None:
+            raise NotFound("no direct upload of this run has that upload_key (or it expired and was removed): "
+                           "ask CreatePresignedUrl for a new one")
+        return str(upload_id)
+
+    async def remove_direct_upload(self, key: str) -> None:
+        await self._pool.execute("DELETE FROM direct_uploads WHERE upload_key = $1", key)
+
+    async def expired_direct_uploads(self, *, grace_s: float, limit: int) -> builtins.list[tuple[str, str]]:
+        """(key, upload id) of direct uploads whose URLs expired more than `grace_s` ago."""
+        rows = await self._pool.fetch(
+            """SELECT upload_key, upload_id FROM direct_uploads
+               WHERE expires_at < now() - make_interval(secs => $1) ORDER BY expires_at LIMIT $2""", grace_s, limit)
+        return [(r["upload_key"], r["upload_id"]) for r in rows]
+
+    async def direct_upload_keys(self, keys: builtins.list[str]) -> set[str]:
+        """Which of `keys` are direct uploads still handed out (the sweeper leaves those to their expiry)."""
+        rows = await self._pool.fetch("SELECT upload_key FROM direct_uploads WHERE upload_key = ANY($1::text[])", keys)
+        return {r["upload_key"] for r in rows}

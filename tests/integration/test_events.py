@@ -71,9 +71,13 @@ async def test_a_trace_started_in_the_sdk_reaches_the_kafka_headers(
     stack: EmbeddedStack, unique: Callable[[str], str]
 ) -> None:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
+    # the global provider can be set once per process: an in-process service of an earlier test
+    # (tests/faults/artifact_service.py) may have set it already
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
     with provider.get_tracer("trainer").start_as_current_span("train") as span:
         run = trackd.start_run(unique("traced"), project="events", capture_env=False)
         run.end()
