@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
+import asyncpg
 import grpc
 import prometheus_client
 from google.protobuf.message import DecodeError
@@ -116,6 +117,14 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if postgres_unreachable(exc):  # a restart or an outage, not a bug: clients retry UNAVAILABLE
         log.warning("PostgreSQL unreachable: %s: %s", type(exc).__name__, exc)
         return grpc.StatusCode.UNAVAILABLE, "PostgreSQL is unreachable or restarting; retry shortly"
+    if isinstance(exc, asyncpg.ReadOnlySQLTransactionError):  # a standby, or default_transaction_read_only
+        log.warning("PostgreSQL refuses writes: %s", exc)
+        return grpc.StatusCode.UNAVAILABLE, ("PostgreSQL accepts no writes right now (read-only: a standby or a "
+                                             "failover in progress); reads work, retry writes shortly")
+    if isinstance(exc, asyncpg.DiskFullError | asyncpg.InsufficientResourcesError | asyncpg.OutOfMemoryError):
+        log.error("PostgreSQL is out of resources: %s: %s", type(exc).__name__, exc)
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, (f"PostgreSQL is out of disk space or memory ({exc}); "
+                                                    "nothing was written: free space on its volume, then retry")
     trace_id = current_trace_id()
     log.exception("unhandled error (trace id %s)", trace_id, exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error (trace id {trace_id}); see the server log"

@@ -115,3 +115,14 @@ async def test_postgresql_being_down_is_unavailable_not_internal(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await run_pb2_grpc.RunServiceStub(channel).GetRun(run_pb2.GetRunRequest(run_id="a" * 32))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_postgres_out_of_disk_or_read_only_is_not_internal() -> None:
+    import asyncpg
+    import grpc
+    from trackd_platform.server import status_of
+
+    code, message = status_of(asyncpg.DiskFullError("could not extend file \"base/16384/16400\""))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "out of disk space" in message
+    code, message = status_of(asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"))
+    assert code == grpc.StatusCode.UNAVAILABLE and "read-only" in message
