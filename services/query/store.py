@@ -224,14 +224,16 @@ class QueryStore:
                      end: int | None = None) -> history.Points:
         """Every point of a series within [start, end], in (step, timestamp) order."""
         rows = await self._pool.fetch(
-            """SELECT c.steps, c.vals, c.timestamps FROM metric_series s
+            """SELECT c.first_step, c.last_step, c.points, c.steps, c.vals, c.timestamps FROM metric_series s
                JOIN metric_chunks c ON c.run_id = s.run_id AND c.series_id = s.id
                WHERE s.run_id = $1 AND s.key = $2 AND s.context = $3
-                 AND ($4::bigint IS NULL OR c.last_step >= $4) AND ($5::bigint IS NULL OR c.first_step <= $5)""",
+                 AND ($4::bigint IS NULL OR c.last_step >= $4) AND ($5::bigint IS NULL OR c.first_step <= $5)
+               ORDER BY c.first_step, c.chunk_id""",
             run_id, key, context, start, end)
         if not rows:
             await self.require_run(run_id)
-        points = history.from_packed((r["steps"], r["vals"], r["timestamps"]) for r in rows)
+        points = history.from_chunks([history.Chunk(r["first_step"], r["last_step"], r["points"], r["steps"],
+                                                    r["vals"], r["timestamps"]) for r in rows])
         return history.in_range(points, start, end)
 
     async def extent(self, run_ids: list[uuid.UUID], key: str, context: int) -> tuple[int, int, int]:

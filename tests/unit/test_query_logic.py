@@ -116,3 +116,26 @@ def test_a_contour_grid_too_large_for_an_answer_is_refused_before_it_is_built() 
         analysis.contour(runs, "x", "y")  # type: ignore[arg-type]
     small = analysis.contour(runs[:10], "x", "y")  # type: ignore[arg-type]
     assert len(small.grid_z) == 100
+
+
+def test_chunks_of_consecutive_steps_read_as_the_general_path_reads_them() -> None:
+    from trackd_platform.chunks import pack_ints
+    from trackd_services.query.history import Chunk, from_chunks, from_packed
+
+    def chunk(steps: list[int]) -> Chunk:
+        s = np.asarray(steps, np.int64)
+        return Chunk(int(s.min()), int(s.max()), len(s), pack_ints(s), (s * 0.5).astype("<f8").tobytes(),
+                     pack_ints(s + 1000))
+
+    cases = [
+        [list(range(0, 100)), list(range(100, 250))],   # consecutive: the fast path
+        [[0, 0, 2], [3, 4, 5]],                          # a repeated step hides behind a matching count
+        [list(range(0, 100)), list(range(50, 150))],     # overlapping chunks
+        [list(range(99, -1, -1))],                       # unsorted within a chunk
+    ]
+    for steps in cases:
+        chunks = [chunk(s) for s in steps]
+        fast = from_chunks(chunks)
+        general = from_packed((c.steps, c.values, c.timestamps) for c in chunks)
+        assert np.array_equal(fast.steps, general.steps) and np.array_equal(fast.values, general.values)
+        assert np.array_equal(fast.timestamps, general.timestamps)
