@@ -11,7 +11,14 @@ A column is one of:
 
 Regular steps take ~0 bytes a point this way and millisecond timestamps ~0.5 (24 → ~8 bytes a
 point with the raw float64 values), so a million-point series reads a third of the bytes. Values
-stay raw float64 here: bit for bit, NaN payloads included."""
+stay raw float64 here: bit for bit, NaN payloads included.
+
+A chunk's overview (its row's `overview` column) lets a long series be drawn without reading every
+point: the chunk's first and last point and, per block of OVERVIEW_BLOCK points, the point of the
+block's minimum and of its maximum — about 1/64 of the points, every extreme among them. It is
+three little-endian arrays back to back (int64 steps, float64 values, int64 timestamps) in
+(step, timestamp) order. Chunks of fewer than MIN_OVERVIEW points, or holding NaN or ±Inf, have
+none: readers read them whole."""
 
 from __future__ import annotations
 
@@ -19,6 +26,8 @@ import numpy as np
 from pcodec import ChunkConfig, standalone
 
 MIN_COMPRESSED = 64
+OVERVIEW_BLOCK = 128
+MIN_OVERVIEW = 16
 _PLAIN, _PADDED = b"\x01", b"\x02"
 
 
@@ -43,3 +52,31 @@ def unpack_ints(data: bytes) -> np.ndarray:
     elif tag != _PLAIN:
         raise ValueError(f"unknown chunk column tag {tag!r}")
     return np.asarray(standalone.simple_decompress(body), dtype=np.int64)
+
+
+def pack_overview(steps: np.ndarray, values: np.ndarray, timestamps: np.ndarray) -> bytes | None:
+    """A chunk's overview (see the module docstring), or None when it has none."""
+    n = len(values)
+    if n < MIN_OVERVIEW or not np.isfinite(values).all():
+        return None
+    if not (steps[1:] >= steps[:-1]).all():  # blocks are runs of neighbouring steps
+        order = np.lexsort((timestamps, steps))
+        steps, values, timestamps = steps[order], values[order], timestamps[order]
+    full = n - n % OVERVIEW_BLOCK
+    picks = [np.array([0, n - 1])]
+    if full:
+        blocks = values[:full].reshape(-1, OVERVIEW_BLOCK)
+        starts = np.arange(0, full, OVERVIEW_BLOCK)
+        picks += [starts + blocks.argmin(axis=1), starts + blocks.argmax(axis=1)]
+    if full < n:
+        picks.append(np.array([full + values[full:].argmin(), full + values[full:].argmax()]))
+    index = np.unique(np.concatenate(picks))  # sorted: the chunk's order
+    return (np.ascontiguousarray(steps[index], "<i8").tobytes() + np.ascontiguousarray(values[index], "<f8").tobytes()
+            + np.ascontiguousarray(timestamps[index], "<i8").tobytes())
+
+
+def unpack_overview(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, values, timestamps) of `pack_overview`'s bytes."""
+    k = len(data) // 24
+    return (np.frombuffer(data, "<i8", k, 0), np.frombuffer(data, "<f8", k, 8 * k),
+            np.frombuffer(data, "<i8", k, 16 * k))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from trackd_platform.chunks import pack_ints, unpack_ints
+from trackd_platform.chunks import pack_ints, pack_overview, unpack_ints
 from trackd_platform.errors import InvalidArgument, ResourceExhausted
 
 MAX_POINTS_PER_BATCH = 100_000
@@ -51,10 +51,12 @@ class Chunk:
     def points(self) -> int:
         return len(self.steps)
 
-    def packed(self) -> tuple[bytes, bytes, bytes]:
-        """As stored: steps and timestamps through trackd_platform.chunks, values raw float64."""
-        return (pack_ints(np.frombuffer(self.steps, np.int64)), self.values.tobytes(),
-                pack_ints(np.frombuffer(self.timestamps, np.int64)))
+    def packed(self) -> tuple[bytes, bytes, bytes, bytes | None]:
+        """As stored: steps and timestamps through trackd_platform.chunks, values raw float64, and
+        the chunk's overview (None for a small chunk or one holding NaN / ±Inf)."""
+        steps, stamps = np.frombuffer(self.steps, np.int64), np.frombuffer(self.timestamps, np.int64)
+        values = np.frombuffer(self.values, np.float64)
+        return pack_ints(steps), self.values.tobytes(), pack_ints(stamps), pack_overview(steps, values, stamps)
 
 
 @dataclass(frozen=True)

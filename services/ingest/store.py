@@ -66,9 +66,9 @@ class MetricStore:
                 if chunks:  # none: every series of a stream's batch was rejected; its sequence still counts
                     await conn.execute(
                         """INSERT INTO metric_chunks
-                               (run_id, series_id, first_step, last_step, points, steps, vals, timestamps)
+                               (run_id, series_id, first_step, last_step, points, steps, vals, timestamps, overview)
                            SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::int[],
-                                                    $6::bytea[], $7::bytea[], $8::bytea[])""",
+                                                    $6::bytea[], $7::bytea[], $8::bytea[], $9::bytea[])""",
                         run_id, series_ids, [min(c.steps) for c in chunks], [max(c.steps) for c in chunks],
                         [c.points for c in chunks], *zip(*(c.packed() for c in chunks), strict=True),
                     )

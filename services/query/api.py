@@ -125,10 +125,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         limit = _max_points(request.max_points)
         start = request.start_step if request.HasField("start_step") else None
         end = request.end_step if request.HasField("end_step") else None
-        points = await self._store.points(run_id, key, ctx, start, end)
-        shown = history.downsample(points, limit)
-        return query_pb2.GetMetricHistoryResponse(series=_series(key, ctx, shown), total_points=len(points),
-                                                  downsampled=len(shown) < len(points))
+        shown, total = await self._store.downsampled(run_id, key, ctx, start, end, limit)
+        return query_pb2.GetMetricHistoryResponse(series=_series(key, ctx, shown), total_points=total,
+                                                  downsampled=len(shown) < total)
 
     async def GetMetricHistoryBulk(self, request: Any, context: Any) -> query_pb2.GetMetricHistoryBulkResponse:
         run_ids = _ids("run_ids", request.run_ids, low=1, high=MAX_BULK_RUNS)

@@ -8,9 +8,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from trackd_platform.chunks import unpack_ints
+from trackd_platform.chunks import OVERVIEW_BLOCK, unpack_ints, unpack_overview
 from tsdownsample import MinMaxLTTBDownsampler
 
+# Downsampling reads chunk overviews (one point in OVERVIEW_BLOCK / 2) when a series holds at least
+# this many points per point shown: LTTB then still chooses from 4 candidates a point or more.
+OVERVIEW_RATIO = 2 * OVERVIEW_BLOCK
 MAX_BUCKETS = 10_000
 DEFAULT_BUCKETS = 1_000
 
@@ -72,6 +75,19 @@ def from_chunks(chunks: Sequence[Chunk]) -> Points:
     values = np.concatenate([np.frombuffer(c.values, "<f8") for c in chunks])
     stamps = np.concatenate([unpack_ints(c.timestamps) for c in chunks])
     return Points(np.arange(chunks[0].first_step, chunks[-1].last_step + 1, dtype=np.int64), values, stamps)
+
+
+def from_overviews(overviews: Sequence[bytes], whole: Points) -> Points:
+    """The candidates a long series is downsampled from: the points of its chunks' overviews
+    (trackd_platform.chunks) and every point of the chunks read whole, in (step, timestamp) order.
+    The series' first and last point and its extremes are among them."""
+    parts = [unpack_overview(o) for o in overviews]
+    points = Points(np.concatenate([whole.steps, *(p[0] for p in parts)]),
+                    np.concatenate([whole.values, *(p[1] for p in parts)]),
+                    np.concatenate([whole.timestamps, *(p[2] for p in parts)]))
+    if len(points) > 1 and not _ordered(points):
+        points = points.take(np.lexsort((points.timestamps, points.steps)))
+    return points
 
 
 def _increasing(steps: np.ndarray) -> bool:

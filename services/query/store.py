@@ -32,6 +32,10 @@ EXPORT_PART_POINTS = 65_536
 EXPORT_PAGE_CHUNKS = 16  # chunks per keyset page of an export (a chunk is one batch of one series)
 BEFORE_ANY_STEP = -(2**63)  # steps are int64: the keyset position before a series' first chunk
 
+# The chunks of one series ($1 run, $2 key, $3 context) that reach into [$4, $5] (NULL: unbounded).
+_SERIES_RANGE = """s.run_id = $1 AND s.key = $2 AND s.context = $3
+    AND ($4::bigint IS NULL OR c.last_step >= $4) AND ($5::bigint IS NULL OR c.first_step <= $5)"""
+
 # (run, key, context) → summary
 Latest = dict[tuple[str, int], Summary]
 
@@ -224,17 +228,45 @@ class QueryStore:
                      end: int | None = None) -> history.Points:
         """Every point of a series within [start, end], in (step, timestamp) order."""
         rows = await self._pool.fetch(
-            """SELECT c.first_step, c.last_step, c.points, c.steps, c.vals, c.timestamps FROM metric_series s
+            f"""SELECT c.first_step, c.last_step, c.points, c.steps, c.vals, c.timestamps FROM metric_series s
                JOIN metric_chunks c ON c.run_id = s.run_id AND c.series_id = s.id
-               WHERE s.run_id = $1 AND s.key = $2 AND s.context = $3
-                 AND ($4::bigint IS NULL OR c.last_step >= $4) AND ($5::bigint IS NULL OR c.first_step <= $5)
-               ORDER BY c.first_step, c.chunk_id""",
+               WHERE {_SERIES_RANGE} ORDER BY c.first_step, c.chunk_id""",
             run_id, key, context, start, end)
         if not rows:
             await self.require_run(run_id)
         points = history.from_chunks([history.Chunk(r["first_step"], r["last_step"], r["points"], r["steps"],
                                                     r["vals"], r["timestamps"]) for r in rows])
         return history.in_range(points, start, end)
+
+    async def downsampled(self, run_id: uuid.UUID, key: str, context: int, start: int | None, end: int | None,
+                          max_points: int) -> tuple[history.Points, int]:
+        """A series within [start, end] downsampled to at most `max_points` points, and the number
+        of points it holds there. A long series (OVERVIEW_RATIO points or more per point shown) is
+        drawn from its chunks' overviews: chunks without one, or cut by the range, are read whole."""
+        total = await self._pool.fetchval(
+            f"""SELECT coalesce(sum(c.points), 0) FROM metric_series s
+               JOIN metric_chunks c ON c.run_id = s.run_id AND c.series_id = s.id
+               WHERE {_SERIES_RANGE}""", run_id, key, context, start, end)
+        if max_points <= 0 or total < history.OVERVIEW_RATIO * max_points:
+            points = await self.points(run_id, key, context, start, end)
+            return history.downsample(points, max_points), len(points)
+        rows = await self._pool.fetch(
+            f"""SELECT first_step, last_step, points, overview,
+                       CASE WHEN overview IS NULL THEN steps END AS steps,
+                       CASE WHEN overview IS NULL THEN vals END AS vals,
+                       CASE WHEN overview IS NULL THEN timestamps END AS timestamps
+                FROM (SELECT c.first_step, c.last_step, c.points, c.steps, c.vals, c.timestamps, c.chunk_id,
+                             CASE WHEN ($4::bigint IS NULL OR c.first_step >= $4)
+                                   AND ($5::bigint IS NULL OR c.last_step <= $5) THEN c.overview END AS overview
+                      FROM metric_series s JOIN metric_chunks c ON c.run_id = s.run_id AND c.series_id = s.id
+                      WHERE {_SERIES_RANGE}) inside
+                ORDER BY first_step, chunk_id""", run_id, key, context, start, end)
+        summarized = [r["overview"] for r in rows if r["overview"] is not None]
+        whole = history.in_range(history.from_chunks([
+            history.Chunk(r["first_step"], r["last_step"], r["points"], r["steps"], r["vals"], r["timestamps"])
+            for r in rows if r["overview"] is None]), start, end)
+        counted = sum(r["points"] for r in rows if r["overview"] is not None) + len(whole)
+        return history.downsample(history.from_overviews(summarized, whole), max_points), counted
 
     async def extent(self, run_ids: list[uuid.UUID], key: str, context: int) -> tuple[int, int, int]:
         """(points, first step, last step) of one series over several runs, from the series and

@@ -187,6 +187,15 @@ def test_history_downsampling_keeps_extremes_and_the_last_point(stack: EmbeddedS
     assert min(p.value for p in small if not math.isnan(p.value)) == -9.25
     assert small[-1].value == 0.125
     assert trackd.get_metric_history(run.info.id, "wave", max_points=500) == small  # deterministic
+    assert all(p.value == values[p.step] for p in small if not math.isnan(p.value))  # real points only
+    # a range cutting two chunks: those are read whole, the chunks inside it through their overviews
+    with grpc.insecure_channel(stack.client_env()["TRACKD_QUERY_TARGET"]) as channel:
+        ranged = query_pb2_grpc.QueryServiceStub(channel).GetMetricHistory(query_pb2.GetMetricHistoryRequest(
+            run_id=run.info.id, key="wave", max_points=500, start_step=10_000, end_step=190_000), timeout=30)
+    assert ranged.total_points == 180_001 and ranged.downsampled and len(ranged.series.steps) == 500
+    assert (ranged.series.steps[0], ranged.series.steps[-1]) == (10_000, 190_000)
+    assert max(ranged.series.values) == 7.5 and min(ranged.series.values) == -9.25
+    assert all(values[s] == v for s, v in zip(ranged.series.steps, ranged.series.values, strict=True))
     window = trackd.get_metric_history(run.info.id, "wave", start_step=100, end_step=199)
     assert [p.step for p in window] == list(range(100, 200))
     exported = [p for part in trackd.export_metric(run.info.id, "wave") for p in part]

@@ -139,3 +139,33 @@ def test_chunks_of_consecutive_steps_read_as_the_general_path_reads_them() -> No
         general = from_packed((c.steps, c.values, c.timestamps) for c in chunks)
         assert np.array_equal(fast.steps, general.steps) and np.array_equal(fast.values, general.values)
         assert np.array_equal(fast.timestamps, general.timestamps)
+
+
+def test_a_long_series_downsampled_from_overviews_keeps_every_extreme_and_only_real_points() -> None:
+    from trackd_platform.chunks import OVERVIEW_BLOCK, pack_overview
+
+    rng = np.random.default_rng(11)
+    n = 300_000
+    steps = np.arange(n, dtype=np.int64)
+    values = np.cumsum(rng.normal(size=n))
+    values[123_456], values[200_001] = 1e6, -1e6
+    stamps = 1_700_000_000_000 + steps * 3
+    bounds = [0, 1_000, 50_000, 170_000, 170_010, n]  # chunks of every size, one too small for an overview
+    overviews = [pack_overview(steps[a:b], values[a:b], stamps[a:b]) for a, b in zip(bounds, bounds[1:])]
+    assert overviews[3] is None and all(o is not None for i, o in enumerate(overviews) if i != 3)
+    whole = history.Points(steps[170_000:170_010], values[170_000:170_010], stamps[170_000:170_010])
+    candidates = history.from_overviews([o for o in overviews if o is not None], whole)
+    assert len(candidates) <= 2 * n // OVERVIEW_BLOCK + 2 * len(overviews) + 10
+    assert (np.diff(candidates.steps) > 0).all()
+    assert (candidates.values == values[candidates.steps]).all() and (candidates.timestamps == stamps[candidates.steps]).all()
+    kept = set(candidates.steps.tolist())
+    for a in range(1_000, 50_000 - OVERVIEW_BLOCK + 1, OVERVIEW_BLOCK):  # the blocks of chunk [1000, 50000)
+        b = a + OVERVIEW_BLOCK
+        assert {a + int(values[a:b].argmin()), a + int(values[a:b].argmax())} <= kept
+    shown = history.downsample(candidates, 1000)
+    assert len(shown) == 1000 and shown.steps[0] == 0 and shown.steps[-1] == n - 1
+    assert shown.values.max() == 1e6 and shown.values.min() == -1e6
+    assert pack_overview(steps[:100], np.r_[values[:99], np.nan], stamps[:100]) is None  # NaN: read whole
+    shuffled = rng.permutation(5_000)  # a chunk's points in any order: the overview is in step order
+    back = history.from_overviews([pack_overview(steps[shuffled], values[shuffled], stamps[shuffled])], history.EMPTY)
+    assert (np.diff(back.steps) > 0).all() and back.steps[0] == 0 and back.steps[-1] == 4_999
