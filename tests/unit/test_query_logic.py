@@ -151,13 +151,14 @@ def test_a_long_series_downsampled_from_overviews_keeps_every_extreme_and_only_r
     values[123_456], values[200_001] = 1e6, -1e6
     stamps = 1_700_000_000_000 + steps * 3
     bounds = [0, 1_000, 50_000, 170_000, 170_010, n]  # chunks of every size, one too small for an overview
-    overviews = [pack_overview(steps[a:b], values[a:b], stamps[a:b]) for a, b in zip(bounds, bounds[1:])]
+    overviews = [pack_overview(steps[a:b], values[a:b], stamps[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
     assert overviews[3] is None and all(o is not None for i, o in enumerate(overviews) if i != 3)
     whole = history.Points(steps[170_000:170_010], values[170_000:170_010], stamps[170_000:170_010])
     candidates = history.from_overviews([o for o in overviews if o is not None], whole)
     assert len(candidates) <= 2 * n // OVERVIEW_BLOCK + 2 * len(overviews) + 10
     assert (np.diff(candidates.steps) > 0).all()
-    assert (candidates.values == values[candidates.steps]).all() and (candidates.timestamps == stamps[candidates.steps]).all()
+    assert (candidates.values == values[candidates.steps]).all()
+    assert (candidates.timestamps == stamps[candidates.steps]).all()
     kept = set(candidates.steps.tolist())
     for a in range(1_000, 50_000 - OVERVIEW_BLOCK + 1, OVERVIEW_BLOCK):  # the blocks of chunk [1000, 50000)
         b = a + OVERVIEW_BLOCK
