@@ -5,12 +5,13 @@ interceptor, OpenTelemetry, Prometheus `/metrics`, and graceful shutdown on SIGT
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import grpc
@@ -27,6 +28,7 @@ from trackd_platform.telemetry import annotate_current_span, current_trace_id, s
 from trackd_platform.tls import server_credentials
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STATUS_OF: dict[type[errors.TrackdError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -215,6 +217,54 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         )
 
 
+class _Gate(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """The services' methods, behind a gate: while the service waits for its dependencies at
+    start-up every call is UNAVAILABLE, saying what is awaited; once `GrpcServer.start` opens the
+    gate, the servicers' own handlers. Collects them as a grpc server would (`add_*_handlers`)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.waiting_for = "its start-up"
+        self.open = False
+        self._methods: dict[str, grpc.RpcMethodHandler] = {}
+        self._generic: list[grpc.GenericRpcHandler] = []
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._generic.extend(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self._methods.update({f"/{service}/{method}": h for method, h in handlers.items()})
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        if not self.open:
+            return grpc.stream_stream_rpc_method_handler(self._refuse)
+        found = self._methods.get(details.method)
+        for generic in self._generic if found is None else ():
+            if (found := generic.service(details)) is not None:
+                break
+        return found
+
+    async def _refuse(self, requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        raise errors.Unavailable(f"{self.name} is starting: it waits for {self.waiting_for}; retry shortly")
+        yield  # an async generator, as a streaming handler is
+
+
+class _LateInterceptors(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Interceptors known only once the service has its dependencies (access needs the pool)."""
+
+    def __init__(self, interceptors: Sequence[grpc.aio.ServerInterceptor]) -> None:
+        self.interceptors = list(interceptors)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        for interceptor in reversed(self.interceptors):
+            continuation = functools.partial(interceptor.intercept_service, continuation)
+        return await continuation(details)
+
+
 class GrpcServer:
     """A service process's server. `app.py` adds servicers, background tasks and closers, then
     calls `run_until_signal()`."""
@@ -223,21 +273,47 @@ class GrpcServer:
         self.settings = settings
         self.registry = prometheus_client.CollectorRegistry()
         setup_tracing(settings.telemetry)
+        self._late = _LateInterceptors(interceptors)
         self._server = grpc.aio.server(
             # after the edge, so access errors (auth, rate limits) get their status codes there
-            interceptors=[aio_server_interceptor(), _EdgeInterceptor(self.registry), *interceptors],
+            interceptors=[aio_server_interceptor(), _EdgeInterceptor(self.registry), self._late],
             options=server_options(settings),
         )
         self._health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)  # answers from the first moment
+        self._gate = _Gate(settings.name)
+        self._server.add_generic_rpc_handlers((self._gate,))
         self._service_names: list[str] = [health.SERVICE_NAME, reflection.SERVICE_NAME]
         self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._closers: list[Callable[[], Awaitable[Any]]] = []
+        self._listening = False
         self.port = 0
 
-    def add_servicer(self, add: Callable[[Any, grpc.aio.Server], None], servicer: Any, name: str) -> None:
-        add(servicer, self._server)
+    def add_servicer(self, add: Callable[[Any, Any], None], servicer: Any, name: str) -> None:
+        add(servicer, self._gate)
         self._service_names.append(name)
+
+    def add_interceptors(self, *interceptors: grpc.aio.ServerInterceptor) -> None:
+        """Interceptors that need what the service waited for at start-up (run inside the edge)."""
+        self._late.interceptors.extend(interceptors)
+
+    async def until_ready(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()`'s result once it succeeds: a dependency (PostgreSQL, S3 …) that is not up yet
+        at start-up is retried with back-off (0.2 s doubling to 5 s, for as long as it takes) while
+        the server listens, health says NOT_SERVING and calls are UNAVAILABLE naming `what`."""
+        await self.listen()
+        self._gate.waiting_for = what
+        pause = 0.2
+        while True:
+            try:
+                return await attempt()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 — any failure to reach it: try again
+                log.warning("%s waits for %s (%s); retrying in %.1fs", self.settings.name, what,
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def add_background(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """A loop that runs while the server serves; cancelled at shutdown."""
@@ -247,8 +323,12 @@ class GrpcServer:
         """Called after the server has drained, in reverse order of registration."""
         self._closers.append(close)
 
-    async def start(self) -> None:
-        reflection.enable_server_reflection(self._service_names, self._server)
+    async def listen(self) -> None:
+        """Bind the port and answer health checks (NOT_SERVING) and calls (UNAVAILABLE) until
+        `start()`; `/metrics` serves from here on."""
+        if self._listening:
+            return
+        self._listening = True
         address = f"{self.settings.host}:{self.settings.port}"
         if self.settings.tls.serving:
             self.port = self._server.add_secure_port(address, server_credentials(self.settings.tls))
@@ -256,6 +336,8 @@ class GrpcServer:
             self.port = self._server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.host}:{self.settings.port}")
+        for name in ["", *self._service_names]:
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.start()
         if self.settings.metrics_port:
             # on the gRPC host: `make up` binds loopback only, a container 0.0.0.0
@@ -265,6 +347,12 @@ class GrpcServer:
             log.warning("%s listens on %s with TRACKD_AUTH off: anyone who reaches this address can read and "
                         "change every project. Bind 127.0.0.1 (TRACKD_GRPC_HOST) or turn auth on (docs/auth.md).",
                         self.settings.name, self.settings.host)
+
+    async def start(self) -> None:
+        """Open: the servicers answer and health says SERVING."""
+        await self.listen()
+        reflection.enable_server_reflection(self._service_names, self._gate)
+        self._gate.open = True
         for name in ["", *self._service_names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("%s serving gRPC on %s:%d", self.settings.name, self.settings.host, self.port)

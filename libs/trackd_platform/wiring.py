@@ -17,10 +17,12 @@ from trackd_platform.server import GrpcServer
 
 async def wire(settings: ServerSettings, postgres: PostgresSettings, rules: Mapping[str, Rule], *,
                redis: aioredis.Redis | None) -> tuple[GrpcServer, asyncpg.Pool]:
-    pool = await create_pool(postgres)
+    """The server listens at once (NOT_SERVING) and waits for PostgreSQL with back-off; the
+    caller adds its servicers, waits for its other dependencies (`server.until_ready`) and starts."""
+    server = GrpcServer(settings)
+    pool = await server.until_ready("PostgreSQL", lambda: create_pool(postgres, wait_s=0))
     await migrate(pool)
-    server = GrpcServer(settings, interceptors=access_interceptors(rules, auth=settings.auth, pool=pool,
-                                                                   redis=redis))
+    server.add_interceptors(*access_interceptors(rules, auth=settings.auth, pool=pool, redis=redis))
     server.add_closer(pool.close)
     if redis is not None:
         server.add_closer(redis.aclose)

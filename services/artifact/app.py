@@ -47,7 +47,7 @@ async def serve(config: StoresConfig) -> None:
     redis = create_redis(config.redis)
     server, pool = await wire(config.server, config.postgres, RULES, redis=redis)
     async with s3_client(config.s3) as s3:
-        await ensure_bucket(s3, config.s3.bucket)
+        await server.until_ready(f"S3 at {config.s3.endpoint}", lambda: ensure_bucket(s3, config.s3.bucket))
         install(server, config, pool, s3)
         await server.run_until_signal()
 

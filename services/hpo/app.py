@@ -35,7 +35,7 @@ async def serve(config: StoresConfig) -> None:
         log.info("renewed the leases of %d running trials after the restart", renewed)
     controller = Controller(store, RunStore(pool), ReadyQueue(redis), lease_s=config.hpo_lease_s,
                             registry=server.registry)
-    await controller.recover()
+    await server.until_ready("Valkey (the studies' trial queues)", controller.recover)
     server.add_servicer(
         hpo_pb2_grpc.add_HpoServiceServicer_to_server,
         HpoServicer(controller, store),

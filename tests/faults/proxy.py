@@ -8,11 +8,12 @@ import contextlib
 
 
 class CuttingProxy:
-    """Forwards 127.0.0.1:<port> to `target`. Once `cut_at` client→server bytes have been
+    """Forwards 127.0.0.1:<listen_port> (0: any free port) to `target`. Once `cut_at` client→server bytes have been
     forwarded, both connections are aborted (RST, as a crashed client's kernel would)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, listen_port: int = 0) -> None:
         self._target = (host, port)
+        self._listen_port = listen_port
         self.forwarded = 0  # client → server bytes so far, over all connections
         self.cut_at: int | None = None
         self.cut = asyncio.Event()
@@ -25,7 +26,7 @@ class CuttingProxy:
         return f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
 
     async def __aenter__(self) -> CuttingProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self._listen_port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
