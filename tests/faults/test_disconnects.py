@@ -10,10 +10,8 @@ import hashlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import asyncpg
-import boto3
 import grpc
 import pytest
 import trackd
@@ -23,14 +21,10 @@ from trackd_platform.stack import HOST, EmbeddedStack, grpc_serving
 
 from tests.faults.proxy import CuttingProxy
 from tests.metric_points import series, stored
+from tests.stores import s3
 
 pytestmark = pytest.mark.integration
 BUCKET = "trackd-artifacts"
-
-
-def s3(stack: EmbeddedStack) -> Any:
-    return boto3.client("s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="trackd",
-                        aws_secret_access_key="trackd", region_name="us-east-1")
 
 
 async def last_sequence(stack: EmbeddedStack, stream_id: str) -> int | None:

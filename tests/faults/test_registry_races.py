@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import boto3
 import grpc
 import pytest
 from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc, registry_pb2, registry_pb2_grpc
@@ -34,6 +33,7 @@ from trackd_services.artifact.blobs import BlobStore
 from trackd_services.artifact.store import ArtifactStore
 
 from tests.faults.artifact_service import artifact_service, service_env
+from tests.stores import s3
 
 pytestmark = pytest.mark.integration
 RACES = 40
@@ -194,11 +194,6 @@ async def test_deleting_an_artifact_a_model_version_points_to_is_refused(
     # what no version points to still goes
     await artifacts.DeleteArtifact(artifact_pb2.DeleteArtifactRequest(run_id=p.run_id, path="other.bin"),
                                    timeout=30)
-
-
-def s3(stack: EmbeddedStack) -> Any:
-    return boto3.client("s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="trackd",
-                        aws_secret_access_key="trackd", region_name="us-east-1")
 
 
 async def test_a_blob_is_deleted_only_after_the_deletion_of_its_last_artifact_is_committed(

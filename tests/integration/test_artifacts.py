@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import grpc
 import psutil
 import pytest
@@ -29,6 +28,8 @@ from trackd_services.artifact.blobs import BlobStore
 from trackd_services.artifact.store import ArtifactStore
 from typer.testing import CliRunner
 
+from tests.stores import s3
+
 pytestmark = pytest.mark.integration
 BUCKET = "trackd-artifacts"
 
@@ -37,11 +38,6 @@ BUCKET = "trackd-artifacts"
 async def artifacts(stack: EmbeddedStack) -> AsyncIterator[artifact_pb2_grpc.ArtifactServiceStub]:
     async with grpc.aio.insecure_channel(f"{HOST}:{stack.service_port('artifact')}") as channel:
         yield artifact_pb2_grpc.ArtifactServiceStub(channel)
-
-
-def s3(stack: EmbeddedStack) -> Any:
-    return boto3.client("s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="trackd",
-                        aws_secret_access_key="trackd", region_name="us-east-1")
 
 
 def blobs_with(stack: EmbeddedStack, sha256: str) -> int:

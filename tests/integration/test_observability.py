@@ -50,7 +50,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def metrics_port(stack: EmbeddedStack, service: str, replica: int = 0) -> int:
-    return stack.service_port(service, replica) + 1000
+    return stack.metrics_port(service, replica)
 
 
 def scrape_ingest(stack: EmbeddedStack) -> Samples:

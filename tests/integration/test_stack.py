@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -27,11 +28,11 @@ def test_every_service_exports_prometheus_metrics(stack: EmbeddedStack) -> None:
 
     grpc_serving(f"{HOST}:{stack.service_port('run')}")  # at least one RPC counted
     for name in ("run", "ingest", "artifact", "query", "hpo"):
-        port = stack.service_port(name) + 1000
+        port = stack.metrics_port(name)
         with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as response:
             body = response.read().decode()
         assert "trackd_rpc_seconds" in body, name
-    with urllib.request.urlopen(f"http://{HOST}:{stack.service_port('run') + 1000}/metrics", timeout=5) as r:
+    with urllib.request.urlopen(f"http://{HOST}:{stack.metrics_port('run')}/metrics", timeout=5) as r:
         assert 'trackd_rpc_total{code="OK",method="/grpc.health.v1.Health/Check"}' in r.read().decode()
 
 
@@ -104,3 +105,56 @@ def test_every_listener_of_the_embedded_stack_is_on_loopback(stack: EmbeddedStac
                 if conn.status == psutil.CONN_LISTEN and not loopback:
                     exposed.append((managed.name, conn.laddr.ip, conn.laddr.port))
     assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+def test_the_embedded_stores_require_the_credentials_generated_into_trackd_home(stack: EmbeddedStack) -> None:
+    import urllib.error
+    import urllib.request
+
+    import boto3
+    import redis
+
+    from tests.stores import s3
+
+    assert (stack.home / "credentials.json").stat().st_mode & 0o777 == 0o600
+    secrets = json.loads((stack.home / "credentials.json").read_text())
+    assert all(len(v) >= 16 for v in secrets.values()) and len(set(secrets.values())) == 4
+
+    async def postgres() -> None:
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(f"postgresql://postgres@{HOST}:{stack.ports.postgres}/trackd")
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(f"postgresql://postgres:postgres@{HOST}:{stack.ports.postgres}/trackd")
+        conn = await asyncpg.connect(stack.pg_dsn)
+        assert await conn.fetchval("SELECT 1") == 1
+        await conn.close()
+
+    asyncio.run(postgres())
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host=HOST, port=stack.ports.valkey, socket_timeout=5).get("anything")
+    assert redis.Redis.from_url(stack.redis_url, socket_timeout=5).ping()
+
+    def status(url: str) -> int:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as refused:
+            return refused.code
+
+    assert status(f"{stack.s3_endpoint}/trackd-artifacts/") == 403  # unsigned
+    guessed = boto3.client("s3", endpoint_url=stack.s3_endpoint, aws_access_key_id="trackd",
+                           aws_secret_access_key="trackd", region_name="us-east-1")
+    with pytest.raises(guessed.exceptions.ClientError, match="InvalidAccessKeyId"):
+        guessed.list_objects_v2(Bucket="trackd-artifacts")
+    client = s3(stack)
+    key = f"probe/{uuid.uuid4().hex}"
+    client.put_object(Bucket="trackd-artifacts", Key=key, Body=b"hello")
+    signed = client.generate_presigned_url("get_object", Params={"Bucket": "trackd-artifacts", "Key": key},
+                                           ExpiresIn=2)
+    assert status(signed) == 200
+    assert status(signed.replace(key, key + "-other")) == 403  # scoped to its object
+    time.sleep(3)
+    assert status(signed) == 403  # expired
+    client.delete_object(Bucket="trackd-artifacts", Key=key)
+    banner = " ".join(address for _, address, _ in stack.describe())
+    assert secrets["postgres_password"] not in banner and secrets["valkey_password"] not in banner
