@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -9,8 +11,9 @@ from typing import Any
 from google.protobuf.message import Message
 from trackd_api.events.v1 import events_pb2
 from trackd_platform.config import ClientSettings, KafkaSettings
-from trackd_platform.kafka import RUN_ENDED, RUN_STARTED, TOPICS, create_consumer, to_event
+from trackd_platform.kafka import RUN_ENDED, RUN_STARTED, TOPICS, authentic, create_consumer, to_event
 
+log = logging.getLogger(__name__)
 DECODERS: dict[str, type[Message]] = {RUN_STARTED: events_pb2.RunStarted, RUN_ENDED: events_pb2.RunEnded}
 
 
@@ -34,15 +37,22 @@ async def subscribe(
     bootstrap: str | None = None,
 ) -> AsyncIterator[RunEvent]:
     """Decoded events from `run.started` / `run.ended`. With a `group_id`, consumers share the
-    partitions and resume from committed offsets; without, this reader sees every partition."""
+    partitions and resume from committed offsets; without, this reader sees every partition.
+    With TRACKD_EVENT_KEY set (the servers' key), events without its signature are skipped: only
+    what trackd's run service published comes through."""
     unknown = set(topics) - set(DECODERS)
     if unknown:
         raise ValueError(f"unknown topics {sorted(unknown)}; trackd publishes {list(DECODERS)}")
-    settings = KafkaSettings(bootstrap=bootstrap or ClientSettings.from_env().kafka_bootstrap)
+    settings = KafkaSettings(bootstrap=bootstrap or ClientSettings.from_env().kafka_bootstrap,
+                             event_key=os.environ.get("TRACKD_EVENT_KEY", ""))
     consumer = await create_consumer(settings, tuple(topics), group_id=group_id, from_beginning=from_beginning)
     try:
         async for message in consumer:
             event = to_event(message)
+            if not authentic(event, settings.event_key):
+                log.warning("skipped a %s event (partition %d, offset %d) without a valid trackd-signature",
+                            event.topic, event.partition, event.offset)
+                continue
             decoded = DECODERS[event.topic]()
             decoded.ParseFromString(event.value)
             yield RunEvent(

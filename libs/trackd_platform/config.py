@@ -32,6 +32,7 @@ ENV_NAMES = frozenset(
         "TRACKD_REDIS_URL",
         "TRACKD_KAFKA_BOOTSTRAP",
         "TRACKD_KAFKA_PARTITIONS",
+        "TRACKD_EVENT_KEY",
         "TRACKD_S3_ENDPOINT",
         "TRACKD_S3_ACCESS_KEY",
         "TRACKD_S3_SECRET_KEY",
@@ -145,12 +146,15 @@ class RedisSettings:
 class KafkaSettings:
     bootstrap: str
     partitions: int = 3
+    # HMAC key of the events' `trackd-signature` header (kafka.signature); empty: unsigned, unchecked
+    event_key: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> KafkaSettings:
         return cls(
             bootstrap=_get(env, "TRACKD_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
             partitions=max(1, _int(env, "TRACKD_KAFKA_PARTITIONS", 3)),
+            event_key=env.get("TRACKD_EVENT_KEY", ""),
         )
 
 

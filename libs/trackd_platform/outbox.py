@@ -27,7 +27,15 @@ from trackd_api.events.v1 import events_pb2
 from trackd_api.run.v1 import run_pb2
 
 from trackd_platform.config import KafkaSettings, PostgresSettings
-from trackd_platform.kafka import CONTENT_TYPE, EVENT_TYPES, RUN_ENDED, create_producer, ensure_topics
+from trackd_platform.kafka import (
+    CONTENT_TYPE,
+    EVENT_TYPES,
+    RUN_ENDED,
+    SIGNATURE_HEADER,
+    create_producer,
+    ensure_topics,
+    signature,
+)
 from trackd_platform.telemetry import context_from_traceparent, current_traceparent, kafka_instrumented
 
 log = logging.getLogger(__name__)
@@ -186,6 +194,10 @@ class OutboxRelay:
             ]
             if not kafka_instrumented() and row["traceparent"]:
                 headers.append(("traceparent", row["traceparent"].encode()))
+            if self._kafka.event_key:
+                headers.append((SIGNATURE_HEADER, signature(
+                    self._kafka.event_key, row["topic"], row["key"], str(row["event_id"]), bytes(row["payload"])
+                ).encode()))
             future: asyncio.Future[object] = await producer.send(
                 row["topic"], bytes(row["payload"]), key=row["key"].encode(), headers=headers
             )

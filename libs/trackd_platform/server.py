@@ -18,7 +18,7 @@ import grpc
 import prometheus_client
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from trackd_platform import errors
@@ -351,7 +351,8 @@ class GrpcServer:
     async def start(self) -> None:
         """Open: the servicers answer and health says SERVING."""
         await self.listen()
-        reflection.enable_server_reflection(self._service_names, self._gate)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(  # the asyncio servicer, behind the gate
+            reflection.aio.ReflectionServicer(self._service_names), self._gate)
         self._gate.open = True
         for name in ["", *self._service_names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -85,21 +85,26 @@ class Credentials:
     valkey_password: str
     s3_access_key: str
     s3_secret_key: str
+    event_key: str  # signs the run service's events (TRACKD_EVENT_KEY, kafka.signature)
 
     @classmethod
     def of(cls, home: Path) -> Credentials:
+        """The home's credentials; generated (the missing ones, for an older file) on first use."""
         path = home / "credentials.json"
         home.mkdir(parents=True, exist_ok=True)
+        fresh = asdict(cls(secrets.token_urlsafe(24), secrets.token_urlsafe(24), "trackd-" + secrets.token_hex(8),
+                           secrets.token_urlsafe(32), secrets.token_urlsafe(32)))
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             path.chmod(0o600)
-            return cls(**json.loads(path.read_text()))
-        made = cls(secrets.token_urlsafe(24), secrets.token_urlsafe(24), "trackd-" + secrets.token_hex(8),
-                   secrets.token_urlsafe(32))
+            kept = json.loads(path.read_text())
+            if fresh.keys() - kept.keys():
+                path.write_text(json.dumps(kept := fresh | kept, indent=2))
+            return cls(**{k: kept[k] for k in fresh})
         with os.fdopen(fd, "w") as out:
-            json.dump(asdict(made), out, indent=2)
-        return made
+            json.dump(fresh, out, indent=2)
+        return cls(**fresh)
 
 
 def redacted(url: str) -> str:
@@ -174,6 +179,7 @@ class EmbeddedStack:
             "TRACKD_REDIS_URL": self.redis_url,
             "TRACKD_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "TRACKD_S3_ENDPOINT": self.s3_endpoint,
+            "TRACKD_EVENT_KEY": self.credentials.event_key,
         }
         if "TRACKD_S3_ENDPOINT" not in self.external:
             env |= {"TRACKD_S3_ACCESS_KEY": self.credentials.s3_access_key,

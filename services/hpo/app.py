@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import prometheus_client
 from trackd_api.events.v1 import events_pb2
 from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
 from trackd_api.run.v1 import run_pb2
 from trackd_platform.config import StoresConfig
 from trackd_platform.ids import parse_id
-from trackd_platform.kafka import RUN_ENDED, create_consumer, to_event
+from trackd_platform.kafka import RUN_ENDED, authentic, create_consumer, to_event
 from trackd_platform.redis import create_redis
 from trackd_platform.server import configure_logging
 from trackd_platform.telemetry import RUN_ID, continue_trace
@@ -50,6 +51,10 @@ async def serve(config: StoresConfig) -> None:
                 log.exception("reaping leases failed; retrying")
             await asyncio.sleep(REAP_INTERVAL_S)
 
+    forged = prometheus_client.Counter(
+        "trackd_hpo_forged_events_total", "run.ended events ignored for a missing or wrong trackd-signature",
+        registry=server.registry)
+
     async def follow_run_ended() -> None:
         """`run.ended` FAILED / CRASHED for a running trial: the retry policy, at once rather than
         at lease expiry (which stays the backstop for events missed while this was down)."""
@@ -58,9 +63,15 @@ async def serve(config: StoresConfig) -> None:
                 consumer = await create_consumer(config.kafka, (RUN_ENDED,), group_id=None, from_beginning=False)
                 try:
                     async for message in consumer:
+                        if not authentic(received := to_event(message), config.kafka.event_key):
+                            forged.inc()
+                            log.warning("ignored a run.ended event for run %s without a valid trackd-signature "
+                                        "(offset %d): not written by trackd's run service", received.key,
+                                        received.offset)
+                            continue
                         event = events_pb2.RunEnded.FromString(message.value or b"")
                         if event.status in (run_pb2.RUN_STATUS_FAILED, run_pb2.RUN_STATUS_CRASHED):
-                            with continue_trace(to_event(message).headers, "run.ended process",
+                            with continue_trace(received.headers, "run.ended process",
                                                 attributes={RUN_ID: event.run_id}):
                                 await controller.run_ended(parse_id("run_id", event.run_id))
                 finally:

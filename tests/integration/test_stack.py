@@ -119,7 +119,7 @@ def test_the_embedded_stores_require_the_credentials_generated_into_trackd_home(
     assert (stack.home / "credentials.json").stat().st_mode & 0o777 == 0o600
     assert (stack.home / "stack.json").stat().st_mode & 0o777 == 0o600  # it holds them too
     secrets = json.loads((stack.home / "credentials.json").read_text())
-    assert all(len(v) >= 16 for v in secrets.values()) and len(set(secrets.values())) == 4
+    assert all(len(v) >= 16 for v in secrets.values()) and len(set(secrets.values())) == 5
 
     async def postgres() -> None:
         with pytest.raises(asyncpg.InvalidPasswordError):
