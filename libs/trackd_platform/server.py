@@ -45,6 +45,7 @@ STATUS_OF: dict[type[errors.TrackdError], grpc.StatusCode] = {
 # Every message size is bounded; larger requests are refused by gRPC with RESOURCE_EXHAUSTED.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_PENDING_CALLS = 20_000  # arrived, not yet taken in by the server (see server_options)
 KEEPALIVE_TIMEOUT_MS = 20_000  # a keepalive ping unanswered this long: the peer is gone
 # Clients may ping this often without sending data (an SDK with client keepalive must ping less
 # often, or the server closes the connection with GOAWAY "too_many_pings").
@@ -62,6 +63,12 @@ def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
         ("grpc.so_reuseport", 0),
         ("grpc.http2.min_ping_interval_without_data_ms", MIN_CLIENT_PING_INTERVAL_MS),
         ("grpc.keepalive_permit_without_calls", 1),  # a client pinging an idle connection is not punished
+        # Calls that arrive faster than the asyncio server takes them in wait in gRPC core; beyond
+        # 1,000 waiting (its default) it rejects some at random, beyond 3,000 all: a burst of
+        # long-lived calls (2,000 WatchRun opened at once) lost ~10 % of them as CANCELLED.
+        # Each service bounds its calls itself (stream slots, watchers), so let them queue.
+        ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
     ]
     if settings.keepalive_s > 0:
         timeout_ms = min(KEEPALIVE_TIMEOUT_MS, max(1000, int(settings.keepalive_s * 1000)))
