@@ -22,6 +22,7 @@ from trackd_platform.stack import EmbeddedStack, StackPorts
 HEARTBEAT_TIMEOUT_S = 4.0
 HPO_LEASE_S = 5.0
 INGEST_STREAM_IDLE_S = 5.0  # a metric stream that sends nothing this long is ended (default 60 s)
+QUERY_SLOW_READER_S = 3.0  # an ExportMetric client that takes no message this long is ended (default 60 s)
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +37,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
             "TRACKD_SHUTDOWN_GRACE_S": "2",
             "TRACKD_HPO_LEASE_S": str(HPO_LEASE_S),
             "TRACKD_INGEST_STREAM_IDLE_S": str(INGEST_STREAM_IDLE_S),
+            "TRACKD_QUERY_SLOW_READER_S": str(QUERY_SLOW_READER_S),
         },
     )
     stack.start()

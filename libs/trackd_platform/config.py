@@ -26,6 +26,7 @@ ENV_NAMES = frozenset(
         "TRACKD_PG_POOL_MAX",
         "TRACKD_PG_ACQUIRE_TIMEOUT_S",
         "TRACKD_ARTIFACT_SLOW_READER_S",
+        "TRACKD_QUERY_SLOW_READER_S",
         "TRACKD_ARTIFACT_DIRECT_UPLOAD_GRACE_S",
         "TRACKD_ARTIFACT_STALE_UPLOAD_S",
         "TRACKD_ARTIFACT_SWEEP_INTERVAL_S",
@@ -369,6 +370,8 @@ class StoresConfig:
     hpo_lease_s: float = 30.0
     ingest: IngestSettings = IngestSettings()
     artifact: ArtifactSettings = ArtifactSettings()
+    # query: an ExportMetric whose client takes no message this long is ended (0: never)
+    query_slow_reader_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, service: str) -> StoresConfig:
@@ -383,6 +386,7 @@ class StoresConfig:
             hpo_lease_s=_number(env, "TRACKD_HPO_LEASE_S", 30.0),
             ingest=IngestSettings.from_env(env) if service == "ingest" else IngestSettings(),
             artifact=ArtifactSettings.from_env(env) if service == "artifact" else ArtifactSettings(),
+            query_slow_reader_s=_number(env, "TRACKD_QUERY_SLOW_READER_S", 60.0),
         )
 
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc
 from trackd_platform.errors import InvalidArgument
 from trackd_platform.ids import parse_id
 from trackd_platform.paging import decode_token, encode_token, page_size
+from trackd_platform.streams import SlowReader
 from trackd_platform.timestamps import timestamp
 from trackd_services.artifact import domain
 from trackd_services.artifact.blobs import DIRECT_PREFIX, BlobStore, BlobUpload
@@ -80,7 +79,8 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
         if request.offset < 0 or request.length < 0 or request.offset > artifact.size:
             raise InvalidArgument(f"range {request.offset}+{request.length} is outside 0..{artifact.size}")
         end = min(artifact.size, request.offset + request.length) if request.length else artifact.size
-        reader = SlowReader(context, self._slow_reader_s)
+        reader = SlowReader(context, self._slow_reader_s, call="DownloadArtifact",
+                            then="resume it from the bytes received with offset")
         try:
             async for chunk in self._blobs.read(artifact.sha256, request.offset, end):
                 reader.waiting()
@@ -182,41 +182,3 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
             raise
         await self._store.remove_direct_upload(key)
         return artifact_pb2.CompleteDirectUploadResponse(artifact=_artifact(artifact))
-
-
-class SlowReader:
-    """Ends a server stream whose client stops taking messages. Call `waiting()` before yielding a
-    message and `taken()` once the generator resumes; if a message waits `limit_s` seconds, the
-    call is ended with DEADLINE_EXCEEDED and the generator is closed, freeing what it holds.
-
-    gRPC queues a status behind the messages the client has not read, so the status is sent from a
-    task of its own (the client sees it once it reads again, or never, if it has gone: keepalive
-    then closes the connection); the task driving the stream is cancelled to end the generator."""
-
-    def __init__(self, context: Any, limit_s: float) -> None:
-        self._context = context
-        self._limit_s = limit_s
-        self._driver = asyncio.current_task()
-        self._timer: asyncio.TimerHandle | None = None
-
-    def waiting(self) -> None:
-        if self._limit_s > 0 and self._context is not None:
-            self._timer = asyncio.get_running_loop().call_later(self._limit_s, self._expire)
-
-    def taken(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _expire(self) -> None:
-        self._timer = None
-        log.info("a DownloadArtifact client took no message for %.0f s: ending the call", self._limit_s)
-        asyncio.ensure_future(self._end())
-        if self._driver is not None and not self._driver.done():
-            self._driver.cancel()
-
-    async def _end(self) -> None:
-        with contextlib.suppress(BaseException):  # AbortError once sent; nothing to do if the peer is gone
-            await self._context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                      f"the client took no message for {self._limit_s:g} s; the download was "
-                                      "ended (resume it from the bytes received with offset)")

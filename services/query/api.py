@@ -14,6 +14,7 @@ from trackd_api.query.v1 import query_pb2, query_pb2_grpc
 from trackd_platform.errors import InvalidArgument, ResourceExhausted, TrackdError
 from trackd_platform.ids import parse_id
 from trackd_platform.paging import page_size
+from trackd_platform.streams import SlowReader
 from trackd_services.ingest.domain import CONTEXTS, KEY_MAX, Summary
 from trackd_services.query import analysis, history
 from trackd_services.query.grammar import parse_filter, parse_order_by
@@ -75,10 +76,11 @@ def _ids(name: str, values: Iterable[str], *, low: int, high: int) -> list[uuid.
 
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):
-    def __init__(self, store: QueryStore, latest: LatestReader, hub: PointsHub) -> None:
+    def __init__(self, store: QueryStore, latest: LatestReader, hub: PointsHub, *, slow_reader_s: float = 60.0) -> None:
         self._store = store
         self._latest = latest
         self._hub = hub
+        self._slow_reader_s = slow_reader_s  # an ExportMetric client that takes no part this long is ended
         self._status_seen: dict[uuid.UUID, tuple[float, RunStatus]] = {}
 
     async def _selection(self, message: Any) -> Selection:
@@ -177,8 +179,15 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     async def ExportMetric(self, request: Any, context: Any) -> AsyncIterator[query_pb2.ExportMetricResponse]:
         run_id = parse_id("run_id", request.run_id)
         key, ctx = _key(request.key, request.context)
-        async for part in self._store.export(run_id, key, ctx):
-            yield query_pb2.ExportMetricResponse(series=_series(key, ctx, part))
+        reader = SlowReader(context, self._slow_reader_s, call="ExportMetric",
+                            then="export again and skip the steps already received")
+        try:
+            async for part in self._store.export(run_id, key, ctx):
+                reader.waiting()
+                yield query_pb2.ExportMetricResponse(series=_series(key, ctx, part))
+                reader.taken()
+        finally:
+            reader.taken()
 
     async def GetLatestMetrics(self, request: Any, context: Any) -> query_pb2.GetLatestMetricsResponse:
         metrics, from_cache = await self._latest.latest(parse_id("run_id", request.run_id))

@@ -27,7 +27,8 @@ async def serve(config: StoresConfig) -> None:
     server.add_closer(hub.close)
     server.add_servicer(
         query_pb2_grpc.add_QueryServiceServicer_to_server,
-        QueryServicer(store, LatestReader(redis, store, registry=server.registry), hub),
+        QueryServicer(store, LatestReader(redis, store, registry=server.registry), hub,
+                      slow_reader_s=config.query_slow_reader_s),
         query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,
     )
     await server.run_until_signal()

@@ -94,7 +94,9 @@ async def test_an_upload_cut_mid_stream_leaves_nothing_and_a_retry_succeeds(
         with pytest.raises(grpc.aio.AioRpcError) as cut:
             await artifact_pb2_grpc.ArtifactServiceStub(channel).UploadArtifact(requests())
         assert cut.value.code() == grpc.StatusCode.UNAVAILABLE
-    for _ in range(100):  # the server sees the connection drop asynchronously, then aborts the S3 upload
+    # the server sees the connection drop asynchronously, then waits for the S3 part under way (8 MiB:
+    # seconds on a busy machine) before it aborts the upload: poll, with a generous bound
+    for _ in range(300):
         if len(s3(stack).list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])) == uploads_before:
             break
         await asyncio.sleep(0.1)

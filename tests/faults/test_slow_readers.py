@@ -24,6 +24,7 @@ from trackd_platform.db import create_pool
 from trackd_platform.errors import Unavailable
 from trackd_platform.stack import HOST, EmbeddedStack
 
+from tests.conftest import QUERY_SLOW_READER_S
 from tests.faults.artifact_service import artifact_service, service_env
 from tests.metric_points import series
 
@@ -209,6 +210,25 @@ async def test_twenty_stalled_exports_leave_the_query_service_answering(
     figure(f"{STALLED} ExportMetric clients that stop reading ({started} got their first message): "
            f"{ok}/{len(probes)} reads answered within {PROBE_DEADLINE_S:.0f} s (slowest {slowest:.2f} s)")
     assert (started, ok) == (STALLED, len(probes))
+
+
+async def test_an_export_whose_client_stops_reading_is_ended_after_the_slow_reader_limit(
+    stack: EmbeddedStack, long_series: str, figure: Callable[[str], None],
+) -> None:
+    """The session stack's query service ends an ExportMetric whose client takes no message for
+    QUERY_SLOW_READER_S: once it reads again it finds what was in flight, then DEADLINE_EXCEEDED."""
+    async with grpc.aio.insecure_channel(f"{HOST}:{stack.service_port('query')}") as channel:
+        call = query_pb2_grpc.QueryServiceStub(channel).ExportMetric(
+            query_pb2.ExportMetricRequest(run_id=long_series, key="loss"))
+        received = len((await call.read()).series.steps)
+        await asyncio.sleep(QUERY_SLOW_READER_S + 3)
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            while (message := await call.read()) is not grpc.aio.EOF:
+                received += len(message.series.steps)
+    assert ended.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and "took no message" in str(ended.value.details())
+    assert received < EXPORTED_POINTS
+    figure(f"an ExportMetric client that stopped reading for {QUERY_SLOW_READER_S + 3:.0f} s (limit "
+           f"{QUERY_SLOW_READER_S:.0f} s): ended DEADLINE_EXCEEDED after {received:,} of {EXPORTED_POINTS:,} points")
 
 
 async def test_a_pool_with_no_free_connection_answers_unavailable_after_its_deadline(

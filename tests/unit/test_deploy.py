@@ -67,7 +67,8 @@ LEFT_AT_DEFAULT = {
 # The web UI's WebConfig reads the client settings too (it is a gRPC client) and AuthSettings. It is
 # given its targets (trackd.env) but not the admin token: it never needs it, and it is the pod
 # nearest to the browsers. TRACKD_TOKEN is optional (Secret trackd-web-secrets, deploy/README.md).
-WEB_LEFT_AT_DEFAULT = LEFT_AT_DEFAULT | {"TRACKD_ADMIN_TOKEN"}
+# Nor the events' signing key: it consumes no events.
+WEB_LEFT_AT_DEFAULT = LEFT_AT_DEFAULT | {"TRACKD_ADMIN_TOKEN", "TRACKD_EVENT_KEY"}
 
 
 # -- rendering ------------------------------------------------------------------------------------
