@@ -282,7 +282,8 @@ class EmbeddedStack:
             self._create_database()
 
     def start_services(self) -> None:
-        env = {**os.environ, **self.infra_env(), **self.extra_env}
+        # the services' own targets too: the hpo service starts trial runs through the run service
+        env = {**os.environ, **self.infra_env(), **self.client_env(), **self.extra_env}
         env.setdefault("TRACKD_GRPC_HOST", HOST)
         # services serving TLS are probed over TLS, trusting TRACKD_TLS_CA_FILE (else their own certificate)
         probe_ca = (env.get("TRACKD_TLS_CA_FILE") or env.get("TRACKD_TLS_CERT_FILE", "")) \

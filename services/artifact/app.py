@@ -19,7 +19,6 @@ from trackd_services.artifact.registry import RegistryStore
 from trackd_services.artifact.registry_api import RegistryServicer
 from trackd_services.artifact.store import ArtifactStore
 from trackd_services.artifact.sweeper import Sweeper
-from trackd_services.ingest.store import MetricStore
 
 
 def install(server: GrpcServer, config: StoresConfig, pool: asyncpg.Pool, s3: Any) -> Sweeper:
@@ -35,7 +34,7 @@ def install(server: GrpcServer, config: StoresConfig, pool: asyncpg.Pool, s3: An
     )
     server.add_servicer(
         registry_pb2_grpc.add_ModelRegistryServiceServicer_to_server,
-        RegistryServicer(RegistryStore(pool), MetricStore(pool)),
+        RegistryServicer(RegistryStore(pool), pool),
         registry_pb2.DESCRIPTOR.services_by_name["ModelRegistryService"].full_name,
     )
     sweeper = Sweeper(artifacts, blobs, settings)

@@ -6,10 +6,12 @@ import math
 import uuid
 from typing import Any
 
+import asyncpg
 from trackd_api.artifact.v1 import registry_pb2, registry_pb2_grpc
 from trackd_platform.auth import current_principal
 from trackd_platform.errors import InvalidArgument
 from trackd_platform.ids import parse_id
+from trackd_platform.metric_series import run_summaries
 from trackd_platform.paging import decode_token, encode_token, page_size
 from trackd_platform.timestamps import timestamp
 from trackd_services.artifact import domain
@@ -21,7 +23,6 @@ from trackd_services.artifact.registry import (
     validate_alias,
     validate_name,
 )
-from trackd_services.ingest.store import MetricStore
 
 CONTEXT_SUFFIX = {"0": "", "1": "@train", "2": "@eval", "3": "@test"}
 
@@ -44,9 +45,9 @@ def _scope() -> Scope:
 
 
 class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
-    def __init__(self, registry: RegistryStore, metrics: MetricStore) -> None:
+    def __init__(self, registry: RegistryStore, pool: asyncpg.Pool) -> None:
         self._registry = registry
-        self._metrics = metrics  # the latest values a version snapshots
+        self._pool = pool  # the metric summaries a version snapshots (trackd_platform.metric_series)
 
     async def CreateRegisteredModel(self, request: Any, context: Any) -> registry_pb2.CreateRegisteredModelResponse:
         model = await self._registry.create_model(_scope(), validate_name(request.name), request.description,
@@ -78,7 +79,7 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
     async def _latest_metrics(self, run_id: uuid.UUID) -> dict[str, float]:
         """The run's latest value of each metric (`key@context` outside the default context),
         from PostgreSQL: what ingest acknowledged is there, whatever state the Redis cache is in."""
-        latest = await self._metrics.summaries(run_id)
+        latest = await run_summaries(self._pool, run_id)
         return {key + CONTEXT_SUFFIX.get(str(context), ""): s.value for (key, context), s in latest.items()
                 if math.isfinite(s.value)}
 

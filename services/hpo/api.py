@@ -7,13 +7,13 @@ from typing import Any
 
 from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
 from trackd_platform.errors import InvalidArgument
-from trackd_platform.ids import parse_id
+from trackd_platform.ids import format_id, parse_id
 from trackd_platform.paging import decode_token, encode_token, page_size
+from trackd_platform.run_records import validate_name
 from trackd_platform.timestamps import timestamp
 from trackd_services.hpo.controller import Controller
 from trackd_services.hpo.engine import COMPLETE, FAIL, PRUNED
 from trackd_services.hpo.store import PAUSED, STOPPED, STUDY_RUNNING, StudyRow, StudyStore, TrialRow
-from trackd_services.run.domain import format_id, validate_name
 
 MAX_PARALLELISM = 1_000
 

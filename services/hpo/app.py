@@ -20,8 +20,8 @@ from trackd_services.hpo.access import RULES
 from trackd_services.hpo.api import HpoServicer
 from trackd_services.hpo.controller import Controller
 from trackd_services.hpo.queue import ReadyQueue
+from trackd_services.hpo.runs import RunsClient
 from trackd_services.hpo.store import StudyStore
-from trackd_services.run.store import RunStore
 
 REAP_INTERVAL_S = 2.0
 
@@ -34,7 +34,9 @@ async def serve(config: StoresConfig) -> None:
     store = StudyStore(pool)
     if renewed := await store.renew_all_leases(config.hpo_lease_s):
         log.info("renewed the leases of %d running trials after the restart", renewed)
-    controller = Controller(store, RunStore(pool), ReadyQueue(redis), lease_s=config.hpo_lease_s,
+    runs = RunsClient(config.run_target, config.server)
+    server.add_closer(runs.close)
+    controller = Controller(store, runs, ReadyQueue(redis), lease_s=config.hpo_lease_s,
                             registry=server.registry)
     await server.until_ready("Valkey (the studies' trial queues)", controller.recover)
     server.add_servicer(

@@ -16,9 +16,11 @@ from typing import Any
 
 import prometheus_client
 from trackd_platform.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from trackd_platform.run_records import RunStatus
 from trackd_services.hpo import algorithms
 from trackd_services.hpo.engine import COMPLETE, FAIL, PRUNED, RUNNING, WAITING, Engine, StudySpec
 from trackd_services.hpo.queue import ReadyQueue
+from trackd_services.hpo.runs import RunsClient
 from trackd_services.hpo.space import parse
 from trackd_services.hpo.store import (
     CREATED,
@@ -31,7 +33,6 @@ from trackd_services.hpo.store import (
     StudyStore,
     TrialRow,
 )
-from trackd_services.run.domain import NewRun, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,10 @@ def spec_of(study: StudyRow) -> StudySpec:
 
 
 class Controller:
-    def __init__(self, store: StudyStore, runs: Any, queue: ReadyQueue, *, lease_s: float,
+    def __init__(self, store: StudyStore, runs: RunsClient, queue: ReadyQueue, *, lease_s: float,
                  registry: prometheus_client.CollectorRegistry | None = None) -> None:
         self._store = store
-        self._runs = runs  # trackd_services.run.store.RunStore: trials are runs
+        self._runs = runs  # trials are runs, started and ended by the run service
         self._queue = queue
         self.lease_s = lease_s
         self._engines: dict[uuid.UUID, Engine] = {}
@@ -88,15 +89,13 @@ class Controller:
                          space, fields["sampler"], fields["sampler_options"], fields["pruner"],
                          fields["pruner_options"], fields["seed"])
         Engine(spec, [])  # options Optuna refuses fail here, before anything is stored
-        run = await self._runs.start_run(NewRun(
-            experiment_id=None, project_name=project, experiment_name=experiment, name=f"study {fields['name']}",
-            params={}, tags={"trackd.hpo.study": fields["name"]}, source={}, environment={}, parent_run_id=None,
-            user="", notes=""))
+        run = await self._runs.start(project=project, experiment=experiment, name=f"study {fields['name']}",
+                                     tags={"trackd.hpo.study": fields["name"]})
         try:
             study_id = await self._store.create({**fields, "experiment_id": run.experiment_id, "run_id": run.id,
                                                  "state": PAUSED if paused else STUDY_RUNNING})
         except Exception:
-            await self._runs.end_run(run.id, RunStatus.KILLED)
+            await self._runs.end(run.id, RunStatus.KILLED)
             raise
         if not paused:
             async with self._store.pool.acquire() as conn:
@@ -125,7 +124,7 @@ class Controller:
     async def _end_study_run(self, study: StudyRow, status: RunStatus) -> None:
         if study.run_id is not None:
             try:
-                await self._runs.end_run(study.run_id, status)
+                await self._runs.end(study.run_id, status)
             except (FailedPrecondition, NotFound):
                 pass  # ended already
 
@@ -159,12 +158,11 @@ class Controller:
                     raise
         study = await self._store.get(study_id=study_id)
         if trial is not None and trial.run_id is None:
-            run = await self._runs.start_run(NewRun(
-                experiment_id=study.experiment_id, project_name="", experiment_name="",
+            run = await self._runs.start(
+                experiment_id=study.experiment_id, parent_run_id=study.run_id,
                 name=f"{study.name} #{trial.number}" + (f" (attempt {trial.attempt})" if trial.attempt > 1 else ""),
                 params={k: str(v) for k, v in trial.params.items()},
-                tags={"trackd.hpo.study": study.name, "trackd.hpo.trial": str(trial.number)},
-                source={}, environment={}, parent_run_id=study.run_id, user="", notes=""))
+                tags={"trackd.hpo.study": study.name, "trackd.hpo.trial": str(trial.number)})
             trial = await self._store.set_trial_run(trial.id, run.id)
         return Acquired(trial, study)
 
@@ -430,7 +428,7 @@ class Controller:
     async def _end_run(self, trial: TrialRow, status: RunStatus) -> None:
         if trial.run_id is not None:
             try:
-                await self._runs.end_run(trial.run_id, status)
+                await self._runs.end(trial.run_id, status)
             except (FailedPrecondition, NotFound):
                 pass
 

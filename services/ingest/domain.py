@@ -19,11 +19,10 @@ from typing import Protocol
 import numpy as np
 from trackd_platform.chunks import pack_ints, pack_overview, unpack_ints
 from trackd_platform.errors import InvalidArgument, ResourceExhausted
+from trackd_platform.metric_series import CONTEXTS, KEY_MAX, Summary
 
 MAX_POINTS_PER_BATCH = 100_000
 MAX_SERIES_PER_BATCH = 1_000
-KEY_MAX = 250
-CONTEXTS = {0: "", 1: "train", 2: "eval", 3: "test"}
 REJECTED_KEY_MAX = 256  # a rejected series' key is echoed back cut to this many characters
 
 
@@ -57,19 +56,6 @@ class Chunk:
         steps, stamps = np.frombuffer(self.steps, np.int64), np.frombuffer(self.timestamps, np.int64)
         values = np.frombuffer(self.values, np.float64)
         return pack_ints(steps), self.values.tobytes(), pack_ints(stamps), pack_overview(steps, values, stamps)
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What the latest-metric cache keeps per series: the point with the highest (step,
-    timestamp), and min / max (NaN ignored) / count."""
-
-    step: int
-    value: float
-    timestamp: int
-    min: float
-    max: float
-    count: int
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -16,7 +15,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from trackd_platform.cache_keys import committed_points, latest_metrics
 from trackd_platform.errors import FailedPrecondition, InvalidArgument, NotFound
-from trackd_services.ingest.domain import Chunk, Summary, merge, summarize, unpack
+from trackd_platform.metric_series import Summary, encode_summary, run_summaries, summary_of
+from trackd_services.ingest.domain import Chunk, merge, summarize, unpack
 
 log = logging.getLogger(__name__)
 
@@ -144,21 +144,7 @@ class MetricStore:
 
     async def summaries(self, run_id: uuid.UUID) -> dict[tuple[str, int], Summary]:
         """The latest-metric summary of every series of a run, as committed in PostgreSQL."""
-        rows = await self._pool.fetch(
-            """SELECT key, context, last_step, last_value, last_ts, min_value, max_value, points
-               FROM metric_series WHERE run_id = $1 AND points > 0""",
-            run_id,
-        )
-        return {(r["key"], r["context"]): summary_of(r) for r in rows}
-
-
-def summary_of(row: asyncpg.Record) -> Summary:
-    """A Summary from the summary columns of a metric_series row."""
-    return Summary(
-        step=row["last_step"], value=row["last_value"], timestamp=row["last_ts"],
-        min=math.nan if row["min_value"] is None else row["min_value"],
-        max=math.nan if row["max_value"] is None else row["max_value"], count=row["points"],
-    )
+        return await run_summaries(self._pool, run_id)
 
 
 # Whether the incoming point is the series' latest; written against the target row `s` (not a
@@ -207,23 +193,6 @@ for i = 1, #ARGV, 3 do
 end
 return 1
 """
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "1e999" if value > 0 else "-1e999"
-    return repr(value)
-
-
-def encode_summary(s: Summary) -> str:
-    return json.dumps({"step": str(s.step), "value": repr(s.value), "ts": str(s.timestamp),
-                       "min": _number(s.min), "max": _number(s.max), "count": s.count})
-
-
-def decode_summary(raw: bytes | str) -> Summary:
-    d = json.loads(raw)
-    return Summary(step=int(d["step"]), value=float(d["value"]), timestamp=int(d["ts"]), min=float(d["min"]),
-                   max=float(d["max"]), count=int(d["count"]))
 
 
 class LatestCache:

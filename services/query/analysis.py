@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from trackd_platform.errors import FailedPrecondition, ResourceExhausted
-from trackd_services.ingest.domain import Summary
-from trackd_services.run.domain import Run
+from trackd_platform.metric_series import Summary
+from trackd_platform.run_records import Run
 
 MINIMIZE, MAXIMIZE = 1, 2
 # Metric names that are better when lower; any other metric is maximized unless told otherwise.

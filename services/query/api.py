@@ -12,16 +12,15 @@ import numpy as np
 from trackd_api.ingest.v1 import ingest_pb2
 from trackd_api.query.v1 import query_pb2, query_pb2_grpc
 from trackd_platform.errors import InvalidArgument, ResourceExhausted, TrackdError
-from trackd_platform.ids import parse_id
+from trackd_platform.ids import format_id, parse_id
+from trackd_platform.metric_series import CONTEXTS, KEY_MAX, Summary
 from trackd_platform.paging import page_size
+from trackd_platform.run_records import RunStatus, parse_view, run_to_proto
 from trackd_platform.streams import SlowReader
-from trackd_services.ingest.domain import CONTEXTS, KEY_MAX, Summary
 from trackd_services.query import analysis, history
 from trackd_services.query.grammar import parse_filter, parse_order_by
 from trackd_services.query.live import PointsHub
 from trackd_services.query.store import Columns, Latest, LatestReader, QueryStore, Selection
-from trackd_services.run.api import run_to_proto
-from trackd_services.run.domain import RunStatus, format_id, parse_view
 
 MAX_BULK_RUNS, MAX_BULK_KEYS = 100, 20
 MAX_COMPARED_RUNS = 100

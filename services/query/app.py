@@ -14,7 +14,6 @@ from trackd_services.query.access import RULES
 from trackd_services.query.api import QueryServicer
 from trackd_services.query.live import PointsHub
 from trackd_services.query.store import LatestReader, QueryStore
-from trackd_services.run.store import RunStore
 
 MAX_WATCHERS = 10_000  # WatchRun calls per replica; all share one Redis connection
 
@@ -22,7 +21,7 @@ MAX_WATCHERS = 10_000  # WatchRun calls per replica; all share one Redis connect
 async def serve(config: StoresConfig) -> None:
     redis = create_redis(config.redis)
     server, pool = await wire(config.server, config.postgres, RULES, redis=redis)
-    store = QueryStore(pool, RunStore(pool))
+    store = QueryStore(pool)
     hub = PointsHub(redis, max_watchers=MAX_WATCHERS, registry=server.registry)
     server.add_closer(hub.close)
     server.add_servicer(

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from trackd_platform.errors import InvalidArgument
-from trackd_services.ingest.domain import CONTEXTS as INGEST_CONTEXTS
+from trackd_platform.metric_series import CONTEXTS as INGEST_CONTEXTS
 
 MAX_FILTER_LENGTH = 10_000
 MAX_IN_VALUES = 1_000

@@ -25,6 +25,7 @@ from typing import Any
 
 from trackd_platform.errors import InvalidArgument
 from trackd_platform.paging import decode_token, encode_token
+from trackd_platform.run_records import VIEW_FILTER, View
 from trackd_services.query.grammar import (
     STATUSES,
     And,
@@ -37,8 +38,6 @@ from trackd_services.query.grammar import (
     Or,
     OrderKey,
 )
-from trackd_services.run.domain import View
-from trackd_services.run.store import VIEW_FILTER
 
 PREFIX = 200  # characters of a param / tag value the (key, left(value, 200)) indexes hold
 _TABLES = {"param": "run_params", "tag": "run_tags"}

@@ -16,13 +16,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from trackd_platform.cache_keys import latest_metrics
 from trackd_platform.errors import InvalidArgument, NotFound
-from trackd_services.ingest.domain import Summary
-from trackd_services.ingest.store import decode_summary, summary_of
+from trackd_platform.ids import format_id
+from trackd_platform.metric_series import Summary, decode_summary, summary_of
+from trackd_platform.run_records import VIEW_FILTER, Run, RunStatus, View, get_runs
 from trackd_services.query import history
 from trackd_services.query.grammar import Expr, OrderKey
 from trackd_services.query.search_sql import compile_search, next_token
-from trackd_services.run.domain import Run, RunStatus, View, format_id
-from trackd_services.run.store import VIEW_FILTER, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +64,8 @@ class Selection:
 
 
 class QueryStore:
-    def __init__(self, pool: asyncpg.Pool, runs: RunStore) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._runs = runs
 
     async def experiment_ids(self, ids: list[uuid.UUID], names: list[str], project: str) -> list[uuid.UUID]:
         """The experiments to search: the given ids and names (NOT_FOUND for unknown ones), or
@@ -118,7 +116,7 @@ class QueryStore:
         ids = [r["id"] for r in rows]
         if columns is not None:
             return await self._runs_with_columns(ids, columns), await self.latest_from_db(ids, columns.metrics), token
-        return await self._runs.get_runs(ids), await self.latest_from_db(ids), token
+        return await get_runs(self._pool, ids), await self.latest_from_db(ids), token
 
     async def _runs_with_columns(self, ids: list[uuid.UUID], columns: Columns) -> list[Run]:
         async with self._pool.acquire() as conn:
@@ -194,7 +192,7 @@ class QueryStore:
         return [uuid.UUID(str(r["id"])) for r in rows]
 
     async def get_runs(self, run_ids: list[uuid.UUID]) -> list[Run]:
-        runs: list[Run] = await self._runs.get_runs(run_ids)
+        runs: list[Run] = await get_runs(self._pool, run_ids)
         if len(runs) < len(set(run_ids)):
             missing = set(run_ids) - {r.id for r in runs}
             raise NotFound(f"run {format_id(next(iter(missing)))} does not exist")

@@ -3,12 +3,12 @@ mapped to status codes by the server bootstrap's interceptor, not here."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, cast
 
-from google.protobuf.json_format import MessageToDict, ParseDict
+from google.protobuf.json_format import MessageToDict
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
 from trackd_platform.paging import decode_token, encode_token, page_size
+from trackd_platform.run_records import run_to_proto
 from trackd_platform.timestamps import timestamp
 from trackd_services.run import domain
 from trackd_services.run.domain import format_id, optional_id, parse_id
@@ -24,19 +24,6 @@ def _experiment(e: domain.Experiment) -> run_pb2.Experiment:
     return run_pb2.Experiment(
         id=format_id(e.id), project_id=format_id(e.project_id), name=e.name, description=e.description,
         tags=e.tags, archived=e.archived, create_time=timestamp(e.created_at),
-    )
-
-
-def run_to_proto(r: domain.Run) -> run_pb2.Run:
-    return run_pb2.Run(
-        id=format_id(r.id), experiment_id=format_id(r.experiment_id), project_id=format_id(r.project_id),
-        name=r.name, status=cast(run_pb2.RunStatus, int(r.status)),
-        start_time=timestamp(r.start_time), end_time=timestamp(r.end_time),
-        duration_ms=r.duration_ms(datetime.now(UTC)), params=r.params, tags=r.tags, notes=r.notes,
-        source=ParseDict(r.source, run_pb2.Source(), ignore_unknown_fields=True),
-        environment=ParseDict(r.environment, run_pb2.Environment(), ignore_unknown_fields=True),
-        parent_run_id=format_id(r.parent_run_id) if r.parent_run_id else "", user=r.user,
-        deleted=r.deleted, last_heartbeat_time=timestamp(r.last_heartbeat),
     )
 
 

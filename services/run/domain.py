@@ -8,19 +8,20 @@ params or tags in one request.
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from trackd_platform.errors import FailedPrecondition, InvalidArgument
 from trackd_platform.ids import format_id, optional_id, parse_id
+from trackd_platform.run_records import NAME_MAX, Run, RunStatus, View, parse_view, validate_name
 
-__all__ = ["format_id", "optional_id", "parse_id"]  # re-exported: the run service's id helpers
+# re-exported: the run service's id helpers and the run read model it writes (trackd_platform)
+__all__ = ["NAME_MAX", "Run", "RunStatus", "View", "format_id", "optional_id", "parse_id", "parse_view",
+           "validate_name"]
 
-NAME_MAX = 250
 KEY_MAX = 250
 PARAM_VALUE_MAX = 6_000
 TAG_VALUE_MAX = 5_000
@@ -28,28 +29,8 @@ NOTES_MAX = 100_000
 ITEMS_PER_REQUEST_MAX = 1_000
 
 
-class RunStatus(enum.IntEnum):
-    """Numbers match `trackd.run.v1.RunStatus` and the `runs.status` column."""
-
-    RUNNING = 1
-    FINISHED = 2
-    FAILED = 3
-    KILLED = 4
-    CRASHED = 5
-
-    @property
-    def terminal(self) -> bool:
-        return self is not RunStatus.RUNNING
-
-
 # What a client may end a run with; CRASHED is the server's verdict alone.
 CLIENT_END_STATUSES = frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED})
-
-
-class View(enum.IntEnum):
-    ACTIVE_ONLY = 1
-    DELETED_ONLY = 2
-    ALL = 3
 
 
 @dataclass(frozen=True)
@@ -72,30 +53,6 @@ class Experiment:
 
 
 @dataclass(frozen=True)
-class Run:
-    id: uuid.UUID
-    experiment_id: uuid.UUID
-    project_id: uuid.UUID
-    name: str
-    status: RunStatus
-    start_time: datetime
-    end_time: datetime | None
-    last_heartbeat: datetime
-    parent_run_id: uuid.UUID | None
-    user: str
-    notes: str
-    source: dict[str, Any]
-    environment: dict[str, Any]
-    deleted: bool
-    params: dict[str, str] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-
-    def duration_ms(self, now: datetime) -> int:
-        end = self.end_time or now
-        return max(0, int((end - self.start_time).total_seconds() * 1000))
-
-
-@dataclass(frozen=True)
 class NewRun:
     """What StartRun asks for, validated."""
 
@@ -110,14 +67,6 @@ class NewRun:
     parent_run_id: uuid.UUID | None
     user: str
     notes: str
-
-
-def validate_name(kind: str, name: str) -> str:
-    if not name or not name.strip():
-        raise InvalidArgument(f"{kind} must not be empty")
-    if len(name) > NAME_MAX:
-        raise InvalidArgument(f"{kind} is {len(name)} characters; the limit is {NAME_MAX}")
-    return name
 
 
 def _validate_items(kind: str, items: Mapping[str, str], value_max: int) -> dict[str, str]:
@@ -183,15 +132,6 @@ def parse_status(number: int) -> RunStatus:
         return RunStatus(number)
     except ValueError:
         raise InvalidArgument("status is required: FINISHED, FAILED or KILLED") from None
-
-
-def parse_view(number: int) -> View:
-    if number == 0:
-        return View.ACTIVE_ONLY
-    try:
-        return View(number)
-    except ValueError:
-        raise InvalidArgument(f"unknown view_type {number}") from None
 
 
 @dataclass

@@ -12,6 +12,7 @@ import asyncpg
 from trackd_platform.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from trackd_platform.kafka import RUN_ENDED, RUN_STARTED
 from trackd_platform.outbox import enqueue
+from trackd_platform.run_records import RUN_COLUMNS, RUN_FROM, VIEW_FILTER, get_runs, run_of, with_items
 from trackd_services.run import events
 from trackd_services.run.domain import (
     Experiment,
@@ -26,14 +27,6 @@ from trackd_services.run.domain import (
     require_running,
 )
 
-_RUN_COLUMNS = """r.id, r.experiment_id, e.project_id, r.name, r.status, r.start_time, r.end_time,
-    r.last_heartbeat, r.parent_run_id, r.user_name, r.notes, r.source, r.environment,
-    r.deleted_at IS NOT NULL AS deleted"""
-_RUN_FROM = "runs r JOIN experiments e ON e.id = r.experiment_id"
-# The runs a view covers, as a condition on `runs r` (the query service's search uses it too).
-VIEW_FILTER = {View.ACTIVE_ONLY: "r.deleted_at IS NULL", View.DELETED_ONLY: "r.deleted_at IS NOT NULL",
-               View.ALL: "true"}
-
 
 def _project(row: asyncpg.Record) -> Project:
     return Project(id=row["id"], name=row["name"], description=row["description"], created_at=row["created_at"])
@@ -43,16 +36,6 @@ def _experiment(row: asyncpg.Record) -> Experiment:
     return Experiment(
         id=row["id"], project_id=row["project_id"], name=row["name"], description=row["description"],
         tags=dict(row["tags"]), archived=row["archived"], created_at=row["created_at"],
-    )
-
-
-def _run(row: asyncpg.Record, params: dict[str, str] | None = None, tags: dict[str, str] | None = None) -> Run:
-    return Run(
-        id=row["id"], experiment_id=row["experiment_id"], project_id=row["project_id"], name=row["name"],
-        status=RunStatus(row["status"]), start_time=row["start_time"], end_time=row["end_time"],
-        last_heartbeat=row["last_heartbeat"], parent_run_id=row["parent_run_id"], user=row["user_name"],
-        notes=row["notes"], source=dict(row["source"]), environment=dict(row["environment"]),
-        deleted=row["deleted"], params=params or {}, tags=tags or {},
     )
 
 
@@ -166,13 +149,13 @@ class RunStore:
                 f"""WITH r AS (INSERT INTO runs (id, experiment_id, name, status, start_time, last_heartbeat,
                                                  parent_run_id, user_name, notes, source, environment)
                                VALUES ($1, $2, $3, $4, now(), now(), $5, $6, $7, $8, $9) RETURNING *)
-                    SELECT {_RUN_COLUMNS} FROM r JOIN experiments e ON e.id = r.experiment_id""",
+                    SELECT {RUN_COLUMNS} FROM r JOIN experiments e ON e.id = r.experiment_id""",
                 run_id, experiment_id, new.name or f"run-{run_id.hex[:8]}", RunStatus.RUNNING,
                 new.parent_run_id, new.user, new.notes, new.source, new.environment,
             )
             await _insert_pairs(conn, "run_params", run_id, new.params)
             await _insert_pairs(conn, "run_tags", run_id, new.tags)
-            run = _run(row, dict(new.params), dict(new.tags))
+            run = run_of(row, dict(new.params), dict(new.tags))
             await enqueue(conn, topic=RUN_STARTED, key=format_id(run_id), event_id=event_id,
                           payload=events.run_started(run, event_id))
         return run
@@ -200,14 +183,14 @@ class RunStore:
 
     async def _load(self, conn: asyncpg.Connection, run_id: uuid.UUID, *, lock: bool = False) -> Run:
         row = await conn.fetchrow(
-            f"SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} WHERE r.id = $1" + (" FOR UPDATE OF r" if lock else ""),
+            f"SELECT {RUN_COLUMNS} FROM {RUN_FROM} WHERE r.id = $1" + (" FOR UPDATE OF r" if lock else ""),
             run_id,
         )
         if row is None:
             raise NotFound(f"run {format_id(run_id)} does not exist")
         params = await conn.fetch("SELECT key, value FROM run_params WHERE run_id = $1", run_id)
         tags = await conn.fetch("SELECT key, value FROM run_tags WHERE run_id = $1", run_id)
-        return _run(row, {r["key"]: r["value"] for r in params}, {r["key"]: r["value"] for r in tags})
+        return run_of(row, {r["key"]: r["value"] for r in params}, {r["key"]: r["value"] for r in tags})
 
     async def list_runs(
         self, *, experiment_ids: list[uuid.UUID], view: View, parent_run_id: uuid.UUID | None,
@@ -216,21 +199,18 @@ class RunStore:
         deleted = VIEW_FILTER[view]
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                f"""SELECT {_RUN_COLUMNS} FROM {_RUN_FROM}
+                f"""SELECT {RUN_COLUMNS} FROM {RUN_FROM}
                     WHERE (cardinality($1::uuid[]) = 0 OR r.experiment_id = ANY($1)) AND {deleted}
                       AND ($2::uuid IS NULL OR r.parent_run_id = $2)
                       AND ($3::timestamptz IS NULL OR (r.start_time, r.id) < ($3, $4::uuid))
                     ORDER BY r.start_time DESC, r.id DESC LIMIT $5""",
                 experiment_ids, parent_run_id, _ts(after, 0), _uuid(after, 1), limit,
             )
-            return await _with_items(conn, rows)
+            return await with_items(conn, rows)
 
     async def get_runs(self, run_ids: list[uuid.UUID]) -> list[Run]:
         """The runs with these ids, in this order; ids that do not exist are left out."""
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(f"SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} WHERE r.id = ANY($1::uuid[])", run_ids)
-            found = {r["id"]: r for r in rows}
-            return await _with_items(conn, [found[i] for i in run_ids if i in found])
+        return await get_runs(self._pool, run_ids)
 
     async def end_run(self, run_id: uuid.UUID, status: RunStatus) -> Run:
         event_id = uuid.uuid4()
@@ -326,19 +306,6 @@ class RunStore:
         )
         if found is None:
             raise NotFound(f"run {format_id(run_id)} does not exist")
-
-
-async def _with_items(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> list[Run]:
-    """Runs from their rows, with their params and tags (two queries for the whole list)."""
-    ids = [r["id"] for r in rows]
-    params = await conn.fetch("SELECT run_id, key, value FROM run_params WHERE run_id = ANY($1)", ids)
-    tags = await conn.fetch("SELECT run_id, key, value FROM run_tags WHERE run_id = ANY($1)", ids)
-    by_run: dict[uuid.UUID, tuple[dict[str, str], dict[str, str]]] = {i: ({}, {}) for i in ids}
-    for p in params:
-        by_run[p["run_id"]][0][p["key"]] = p["value"]
-    for t in tags:
-        by_run[t["run_id"]][1][t["key"]] = t["value"]
-    return [_run(r, *by_run[r["id"]]) for r in rows]
 
 
 async def _insert_pairs(conn: asyncpg.Connection, table: str, run_id: uuid.UUID, items: dict[str, str]) -> None:

@@ -8,8 +8,8 @@ from itertools import permutations
 import pytest
 from trackd_api.ingest.v1 import ingest_pb2
 from trackd_platform.errors import InvalidArgument
+from trackd_platform.metric_series import decode_summary, encode_summary
 from trackd_services.ingest.domain import Chunk, merge, summarize, to_chunks, unpack
-from trackd_services.ingest.store import decode_summary, encode_summary
 
 
 def chunk(steps: list[int], values: list[float], stamps: list[int] | None = None) -> Chunk:

@@ -31,12 +31,13 @@ def create(
     sampler: str = typer.Option("tpe"), pruner: str = typer.Option("none"),
     max_trials: int = typer.Option(0, "--max-trials"), parallelism: int = typer.Option(1, "--parallelism"),
     retries: int = typer.Option(0, "--retries", help="Retries of a trial whose worker vanished."),
+    seed: int = typer.Option(None, "--seed", help="Seed the sampler: the same trials for the same results."),
 ) -> None:
     """Create a RUNNING study."""
     try:
         study = sdk.create_study(name, experiment=experiment, project=project, directions=direction, metric=metric,
                                  search_space=space, sampler=sampler, pruner=pruner, max_trials=max_trials,
-                                 parallelism=parallelism, retries_per_trial=retries)
+                                 parallelism=parallelism, retries_per_trial=retries, seed=seed)
     except TrackdError as exc:
         raise _fail(exc) from None
     except (ValueError, OSError) as exc:
