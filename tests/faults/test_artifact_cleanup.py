@@ -20,10 +20,9 @@ from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc
 from trackd_platform.stack import EmbeddedStack
 
 from tests.faults.artifact_service import artifact_service, service_env
-from tests.stores import s3
+from tests.stores import BUCKET, s3
 
 pytestmark = pytest.mark.integration
-BUCKET = "trackd-artifacts"
 EXPIRES_S = 2
 
 

@@ -21,10 +21,9 @@ from trackd_platform.stack import HOST, EmbeddedStack, grpc_serving
 
 from tests.faults.proxy import CuttingProxy
 from tests.metric_points import series, stored
-from tests.stores import s3
+from tests.stores import BUCKET, s3
 
 pytestmark = pytest.mark.integration
-BUCKET = "trackd-artifacts"
 
 
 async def last_sequence(stack: EmbeddedStack, stream_id: str) -> int | None:

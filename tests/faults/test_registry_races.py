@@ -33,12 +33,11 @@ from trackd_services.artifact.blobs import BlobStore
 from trackd_services.artifact.store import ArtifactStore
 
 from tests.faults.artifact_service import artifact_service, service_env
-from tests.stores import s3
+from tests.stores import BUCKET, s3
 
 pytestmark = pytest.mark.integration
 RACES = 40
 ADMIN_SECRET = "admin-" + uuid.uuid4().hex
-BUCKET = "trackd-artifacts"
 
 
 @dataclass

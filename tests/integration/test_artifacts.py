@@ -28,10 +28,9 @@ from trackd_services.artifact.blobs import BlobStore
 from trackd_services.artifact.store import ArtifactStore
 from typer.testing import CliRunner
 
-from tests.stores import s3
+from tests.stores import BUCKET, s3
 
 pytestmark = pytest.mark.integration
-BUCKET = "trackd-artifacts"
 
 
 @pytest.fixture

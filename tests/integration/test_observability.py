@@ -49,15 +49,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
 
 
-def metrics_port(stack: EmbeddedStack, service: str, replica: int = 0) -> int:
-    return stack.metrics_port(service, replica)
-
-
 def scrape_ingest(stack: EmbeddedStack) -> Samples:
     """Every ingest replica's samples, summed by series."""
     total: Samples = {}
     for replica in range(stack.ingest_replicas):
-        for key, v in scrape(metrics_port(stack, "ingest", replica)).items():
+        for key, v in scrape(stack.metrics_port("ingest", replica)).items():
             total[key] = total.get(key, 0.0) + v
     return total
 
@@ -104,7 +100,7 @@ async def test_query_counts_latest_metric_cache_hits_and_misses(
     run = trackd.start_run(unique("cache"), project="observability", capture_env=False, system_metrics=False)
     run.log_metric("acc", 0.5, step=0)
     run.end()
-    port = metrics_port(stack, "query")
+    port = stack.metrics_port("query")
     before = await asyncio.to_thread(scrape, port)
     answers = []
     async with grpc.aio.insecure_channel(stack.client_env()["TRACKD_QUERY_TARGET"]) as channel:
@@ -128,7 +124,7 @@ async def test_query_counts_latest_metric_cache_hits_and_misses(
 async def test_the_outbox_relay_counts_published_events_and_ended_runs(
     stack: EmbeddedStack, unique: Callable[[str], str]
 ) -> None:
-    port = metrics_port(stack, "run")
+    port = stack.metrics_port("run")
     before = await asyncio.to_thread(scrape, port)
     failed = trackd.start_run(unique("fails"), project="observability", capture_env=False, system_metrics=False)
     failed.end("FAILED")
