@@ -1,0 +1,206 @@
+"""The HPO vocabulary and its rules, as pure functions: study and trial states (the numbers of
+`trackd.hpo.v1`, which are also what PostgreSQL stores), the study and trial records, and the
+decisions the controller takes on them — has a study reached a limit, may it change state, may a
+trial move from one state to another, is a lost trial retried or failed, how many trials to
+sample ahead. No I/O here: the controller reads the records, asks these rules, and writes."""
+
+from __future__ import annotations
+
+import enum
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from trackd_api.hpo.v1 import hpo_pb2
+from trackd_platform.errors import Aborted, FailedPrecondition, InvalidArgument
+
+
+class StudyState(enum.IntEnum):
+    """`trackd.hpo.v1.StudyState` (and the `studies.state` column)."""
+
+    CREATED = hpo_pb2.STUDY_STATE_CREATED
+    RUNNING = hpo_pb2.STUDY_STATE_RUNNING
+    PAUSED = hpo_pb2.STUDY_STATE_PAUSED
+    STOPPED = hpo_pb2.STUDY_STATE_STOPPED
+    FINISHED = hpo_pb2.STUDY_STATE_FINISHED  # every trial it may run has ended
+
+    @property
+    def ended(self) -> bool:
+        return self in (StudyState.STOPPED, StudyState.FINISHED)
+
+
+class TrialState(enum.IntEnum):
+    """`trackd.hpo.v1.TrialState` (and the `trials.state` column)."""
+
+    WAITING = hpo_pb2.TRIAL_STATE_WAITING  # sampled, not leased to a worker (or back for a retry)
+    RUNNING = hpo_pb2.TRIAL_STATE_RUNNING  # leased to a worker
+    COMPLETE = hpo_pb2.TRIAL_STATE_COMPLETE
+    PRUNED = hpo_pb2.TRIAL_STATE_PRUNED
+    FAIL = hpo_pb2.TRIAL_STATE_FAIL
+
+    @property
+    def ended(self) -> bool:
+        return self in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+_TRIAL_MOVES: Mapping[TrialState, frozenset[TrialState]] = {
+    # A waiting trial is leased, or ended directly by a client holding its id (CompleteTrial / FailTrial).
+    TrialState.WAITING: frozenset({TrialState.RUNNING, *ENDED}),
+    # A running one ends, or goes back to wait for a retry when its worker was lost.
+    TrialState.RUNNING: frozenset({TrialState.WAITING, *ENDED}),
+    TrialState.COMPLETE: frozenset(), TrialState.PRUNED: frozenset(), TrialState.FAIL: frozenset(),
+}
+
+
+class Limit(enum.StrEnum):
+    """A study limit that stops sampling."""
+
+    MAX_FAILED_TRIALS = "max_failed_trials"
+    MAX_DURATION = "max_duration"
+    MAX_TRIALS = "max_trials"
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    id: uuid.UUID
+    name: str
+    experiment_id: uuid.UUID
+    run_id: uuid.UUID | None
+    objectives: list[dict[str, Any]]  # {"metric": str, "direction": trackd.hpo.v1.Direction number}
+    search_space: dict[str, Any]
+    sampler: str
+    sampler_options: dict[str, Any]
+    pruner: str
+    pruner_options: dict[str, Any]
+    max_trials: int  # 0: no limit (as for the two below)
+    max_duration_s: int
+    parallelism: int
+    max_failed_trials: int
+    retries_per_trial: int
+    seed: int | None
+    state: StudyState
+    created_at: datetime
+    started_at: datetime | None
+    counts: Mapping[TrialState, int]  # trials per state (empty when not read)
+
+    def count(self, *states: TrialState) -> int:
+        return sum(self.counts.get(s, 0) for s in states)
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    id: uuid.UUID
+    study_id: uuid.UUID
+    number: int
+    state: TrialState
+    params: dict[str, Any]
+    values: list[float] | None
+    run_id: uuid.UUID | None
+    attempt: int  # 1 for the first try; a retry is the same trial with attempt + 1
+    worker: str
+    lease_expires: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+def directions(objectives: Sequence[Mapping[str, Any]]) -> tuple[Literal["minimize", "maximize"], ...]:
+    """Optuna's directions for a study's objectives."""
+    return tuple("minimize" if o["direction"] == hpo_pb2.DIRECTION_MINIMIZE else "maximize" for o in objectives)
+
+
+# -- studies ------------------------------------------------------------------------------------
+
+def exhausted(study: StudyRow, now: datetime) -> Limit | None:
+    """The limit the study has reached, if any: no trial is sampled past it."""
+    if study.max_failed_trials and study.count(TrialState.FAIL) >= study.max_failed_trials:
+        return Limit.MAX_FAILED_TRIALS
+    if study.max_duration_s and study.started_at is not None and (
+            now - study.started_at > timedelta(seconds=study.max_duration_s)):
+        return Limit.MAX_DURATION
+    if study.max_trials and sum(study.counts.values()) >= study.max_trials:
+        return Limit.MAX_TRIALS
+    return None
+
+
+def finishing(study: StudyRow, now: datetime) -> Limit | None:
+    """The limit a running study has reached (None when it runs on, or does not run). It is
+    FINISHED once no trial is open; trials sampled ahead are dropped first unless the limit is
+    max_trials (those within it are still needed)."""
+    return exhausted(study, now) if study.state == StudyState.RUNNING else None
+
+
+def open_trials(study: StudyRow) -> int:
+    """Trials waiting or running: a study finishes only when there are none."""
+    return study.count(TrialState.RUNNING, TrialState.WAITING)
+
+
+def check_study_move(study: StudyRow, target: StudyState) -> None:
+    """Raise FailedPrecondition unless the study may go to `target` (Start, Pause or Stop)."""
+    if study.state.ended:
+        raise FailedPrecondition(f"study {study.name!r} has ended; create a new one to search again")
+    if target == StudyState.PAUSED and study.state not in (StudyState.RUNNING, StudyState.CREATED):
+        raise FailedPrecondition(f"study {study.name!r} is not running")
+
+
+def may_hand_out(study: StudyRow) -> bool:
+    """Whether a worker may get a trial now: the study runs below its parallelism."""
+    return study.state == StudyState.RUNNING and study.count(TrialState.RUNNING) < study.parallelism
+
+
+def to_sample_ahead(study: StudyRow, now: datetime) -> int:
+    """How many trials to sample ahead so that `parallelism` wait besides those running, within
+    the study's limits (0 unless it runs)."""
+    if study.state != StudyState.RUNNING or exhausted(study, now):
+        return 0
+    missing = study.parallelism - study.count(TrialState.WAITING)
+    if study.max_trials:
+        missing = min(missing, study.max_trials - sum(study.counts.values()))
+    return max(missing, 0)
+
+
+# -- trials -------------------------------------------------------------------------------------
+
+def may_move(current: TrialState, target: TrialState) -> bool:
+    """Whether a trial may go from `current` to `target` (ended trials never change)."""
+    return target in _TRIAL_MOVES[current]
+
+
+def after_lost(trial: TrialRow, retries_per_trial: int) -> TrialState:
+    """What a running trial whose worker was lost (lease expired, run ended FAILED or CRASHED)
+    becomes: WAITING for another attempt while retries remain, else FAIL."""
+    return TrialState.WAITING if trial.attempt <= retries_per_trial else TrialState.FAIL
+
+
+def check_lease(trial: TrialRow, worker: str) -> None:
+    """Raise Aborted when a running trial is leased to another worker than `worker` (an empty
+    worker is not checked)."""
+    if trial.state == TrialState.RUNNING and worker and trial.worker != worker:
+        raise Aborted(f"trial {trial.number} is leased by {trial.worker!r}, not {worker!r}")
+
+
+def check_report(trial: TrialRow, study: StudyRow, value: float) -> None:
+    """Raise unless an intermediate value may be reported for this trial."""
+    if not math.isfinite(value):
+        raise InvalidArgument("an intermediate value must be a finite number")
+    if trial.state != TrialState.RUNNING:
+        raise FailedPrecondition(f"trial {trial.number} is not running: nothing to report")
+    if len(study.objectives) > 1:
+        raise FailedPrecondition("intermediate values need a single-objective study")
+
+
+def check_finish(trial: TrialRow, study: StudyRow, state: TrialState, values: Sequence[float]) -> bool:
+    """Whether ending `trial` as `state` with `values` is a repeat of how it ended (a no-op:
+    True) or a change to make (False). Raises InvalidArgument for a COMPLETE without one finite
+    value per objective, FailedPrecondition when it ended differently."""
+    if state == TrialState.COMPLETE and (len(values) != len(study.objectives) or not all(map(math.isfinite, values))):
+        raise InvalidArgument(f"give {len(study.objectives)} finite value(s), one per objective")
+    if may_move(trial.state, state):
+        return False
+    if trial.state == state and (state != TrialState.COMPLETE or trial.values == list(values)):
+        return True
+    raise FailedPrecondition(f"trial {trial.number} has ended already")
