@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test browser screenshots unit integration protos lint typecheck bench-ingest bench-artifacts bench-query bench-hpo bench-hpo-quality bench-web clean
+.PHONY: up test browser screenshots unit integration protos envoy lint typecheck bench-ingest bench-artifacts bench-query bench-hpo bench-hpo-quality bench-web clean
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "trackd needs Python 3.11+"'
@@ -41,6 +41,10 @@ integration: $(STAMP)
 ## protos: regenerate libs/trackd_api from protos/ (committed; a test fails when stale)
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
+
+## envoy: regenerate the three Envoy configs in deploy/ from the route table in scripts/gen_envoy.py (committed; a test fails when stale)
+envoy:
+	$(PYTHON) scripts/gen_envoy.py
 
 ## lint: buf lint (STANDARD rules) on the protos, ruff on the code
 lint: $(STAMP)
