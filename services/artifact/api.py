@@ -14,9 +14,10 @@ from trackd_platform.ids import parse_id
 from trackd_platform.paging import decode_token, encode_token, page_size
 from trackd_platform.streams import SlowReader
 from trackd_platform.timestamps import timestamp
-from trackd_services.artifact import domain
-from trackd_services.artifact.blobs import DIRECT_PREFIX, BlobStore, BlobUpload
-from trackd_services.artifact.store import ArtifactStore
+
+from . import domain
+from .blobs import DIRECT_PREFIX, BlobStore, BlobUpload
+from .store import ArtifactStore
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,14 @@ from trackd_platform.redis import create_redis
 from trackd_platform.s3 import ensure_bucket, s3_client
 from trackd_platform.server import GrpcServer, configure_logging
 from trackd_platform.wiring import wire
-from trackd_services.artifact.access import RULES
-from trackd_services.artifact.api import ArtifactServicer
-from trackd_services.artifact.blobs import BlobStore
-from trackd_services.artifact.registry import RegistryStore
-from trackd_services.artifact.registry_api import RegistryServicer
-from trackd_services.artifact.store import ArtifactStore
-from trackd_services.artifact.sweeper import Sweeper
+
+from .access import RULES
+from .api import ArtifactServicer
+from .blobs import BlobStore
+from .registry import RegistryStore
+from .registry_api import RegistryServicer
+from .store import ArtifactStore
+from .sweeper import Sweeper
 
 
 def install(server: GrpcServer, config: StoresConfig, pool: asyncpg.Pool, s3: Any) -> Sweeper:

@@ -22,7 +22,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from trackd_platform.errors import InvalidArgument, NotFound, Unavailable
-from trackd_services.artifact.domain import MAX_ARTIFACT_BYTES, PART_BYTES, blob_key
+
+from .domain import MAX_ARTIFACT_BYTES, PART_BYTES, blob_key
 
 log = logging.getLogger(__name__)
 READ_CHUNK = 1024 * 1024  # one DownloadArtifact message

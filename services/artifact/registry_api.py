@@ -14,8 +14,9 @@ from trackd_platform.ids import parse_id
 from trackd_platform.metric_series import run_summaries
 from trackd_platform.paging import decode_token, encode_token, page_size
 from trackd_platform.timestamps import timestamp
-from trackd_services.artifact import domain
-from trackd_services.artifact.registry import (
+
+from . import domain
+from .registry import (
     ModelVersion,
     RegisteredModel,
     RegistryStore,

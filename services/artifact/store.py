@@ -17,8 +17,9 @@ import uuid
 
 import asyncpg
 from trackd_platform.errors import AlreadyExists, FailedPrecondition, NotFound
-from trackd_services.artifact.blobs import BlobStore
-from trackd_services.artifact.domain import Artifact
+
+from .blobs import BlobStore
+from .domain import Artifact
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from trackd_platform.config import ArtifactSettings
-from trackd_services.artifact.blobs import DIRECT_PREFIX, TMP_PREFIX, BlobStore
-from trackd_services.artifact.store import ArtifactStore
+
+from .blobs import DIRECT_PREFIX, TMP_PREFIX, BlobStore
+from .store import ArtifactStore
 
 log = logging.getLogger(__name__)
 BATCH = 1_000  # at most this many items of each kind per sweep

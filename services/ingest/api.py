@@ -13,8 +13,9 @@ from trackd_platform.auth import ANONYMOUS, current_principal
 from trackd_platform.config import IngestSettings
 from trackd_platform.errors import InvalidArgument, ResourceExhausted
 from trackd_platform.ids import parse_id
-from trackd_services.ingest.domain import Chunk, Rejected, StreamSlots, split_batch, to_chunks
-from trackd_services.ingest.store import LatestCache, MetricStore
+
+from .domain import Chunk, Rejected, StreamSlots, split_batch, to_chunks
+from .store import LatestCache, MetricStore
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):

@@ -10,9 +10,10 @@ from trackd_platform.config import StoresConfig
 from trackd_platform.redis import create_redis
 from trackd_platform.server import configure_logging
 from trackd_platform.wiring import wire
-from trackd_services.ingest.access import RULES
-from trackd_services.ingest.api import IngestServicer
-from trackd_services.ingest.store import LatestCache, MetricStore
+
+from .access import RULES
+from .api import IngestServicer
+from .store import LatestCache, MetricStore
 
 
 async def serve(config: StoresConfig) -> None:

@@ -15,8 +15,16 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from trackd_platform.cache_keys import committed_points, latest_metrics
 from trackd_platform.errors import FailedPrecondition, InvalidArgument, NotFound
-from trackd_platform.metric_series import Summary, encode_summary, run_summaries, summary_of
-from trackd_services.ingest.domain import Chunk, merge, summarize, unpack
+from trackd_platform.metric_series import (
+    Summary,
+    encode_latest,
+    encode_summary,
+    latest_field,
+    run_summaries,
+    summary_of,
+)
+
+from .domain import Chunk, merge, summarize, unpack
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +221,7 @@ class LatestCache:
             return
         try:
             args = [x for (key, context), s in summaries.items()
-                    for x in (f"{key}\t{context}", s.count, encode_summary(s))]
+                    for x in (latest_field(key, context), s.count, encode_summary(s))]
             async with self._redis.pipeline(transaction=False) as pipe:
                 await self._store_newer(keys=[latest_metrics(run_id)], args=args, client=pipe)
                 pipe.publish(committed_points(run_id), published)
@@ -234,8 +242,7 @@ class LatestCache:
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.delete(latest_metrics(run_id))
                     if summaries:
-                        pipe.hset(latest_metrics(run_id), mapping={
-                            f"{k}\t{c}": encode_summary(s) for (k, c), s in summaries.items()})
+                        pipe.hset(latest_metrics(run_id), mapping=encode_latest(summaries))
                     await pipe.execute()
             except (TimeoutError, RedisError, OSError):
                 self._down_until = time.monotonic() + self._retry_after_s

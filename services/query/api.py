@@ -17,10 +17,11 @@ from trackd_platform.metric_series import CONTEXTS, KEY_MAX, Summary
 from trackd_platform.paging import page_size
 from trackd_platform.run_records import RunStatus, parse_view, run_to_proto
 from trackd_platform.streams import SlowReader
-from trackd_services.query import analysis, history
-from trackd_services.query.grammar import parse_filter, parse_order_by
-from trackd_services.query.live import PointsHub
-from trackd_services.query.store import Columns, Latest, LatestReader, QueryStore, Selection
+
+from . import analysis, history
+from .grammar import parse_filter, parse_order_by
+from .live import PointsHub
+from .store import Columns, Latest, LatestReader, QueryStore, Selection
 
 MAX_BULK_RUNS, MAX_BULK_KEYS = 100, 20
 MAX_COMPARED_RUNS = 100

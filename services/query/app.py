@@ -10,10 +10,11 @@ from trackd_platform.config import StoresConfig
 from trackd_platform.redis import create_redis
 from trackd_platform.server import configure_logging
 from trackd_platform.wiring import wire
-from trackd_services.query.access import RULES
-from trackd_services.query.api import QueryServicer
-from trackd_services.query.live import PointsHub
-from trackd_services.query.store import LatestReader, QueryStore
+
+from .access import RULES
+from .api import QueryServicer
+from .live import PointsHub
+from .store import LatestReader, QueryStore
 
 MAX_WATCHERS = 10_000  # WatchRun calls per replica; all share one Redis connection
 

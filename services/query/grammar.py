@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from trackd_platform.errors import InvalidArgument
-from trackd_platform.metric_series import CONTEXTS as INGEST_CONTEXTS
+from trackd_platform.vocabulary import CONTEXT_NUMBERS, RunStatus
 
 MAX_FILTER_LENGTH = 10_000
 MAX_IN_VALUES = 1_000
@@ -42,7 +42,7 @@ _PREFIXES: dict[str, Kind] = {
     "metrics": "metric", "metric": "metric", "params": "param", "param": "param",
     "tags": "tag", "tag": "tag", "attributes": "attribute", "attribute": "attribute", "attr": "attribute",
 }
-CONTEXTS = {name: number for number, name in INGEST_CONTEXTS.items()}  # "eval" → 2
+CONTEXTS = CONTEXT_NUMBERS  # "eval" → 2
 
 # attribute name (and its MLflow aliases) → (canonical name, type)
 ATTRIBUTES: dict[str, tuple[str, str]] = {
@@ -51,7 +51,7 @@ ATTRIBUTES: dict[str, tuple[str, str]] = {
     "experiment_id": ("experiment_id", "id"), "start_time": ("start_time", "time"),
     "end_time": ("end_time", "time"), "duration": ("duration", "number"),
 }
-STATUSES = {"RUNNING": 1, "FINISHED": 2, "FAILED": 3, "KILLED": 4, "CRASHED": 5}
+STATUSES = {s.name: s.value for s in RunStatus}  # "FAILED" → 3
 COMPARISONS = ("=", "!=", "<", "<=", ">", ">=")
 _KEYWORDS = {"AND", "OR", "NOT", "IN", "LIKE", "ILIKE", "IS", "NULL", "ASC", "DESC"}
 _BARE_KEY = re.compile(r"[A-Za-z0-9_\-./:]+")

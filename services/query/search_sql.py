@@ -26,7 +26,8 @@ from typing import Any
 from trackd_platform.errors import InvalidArgument
 from trackd_platform.paging import decode_token, encode_token
 from trackd_platform.run_records import VIEW_FILTER, View
-from trackd_services.query.grammar import (
+
+from .grammar import (
     STATUSES,
     And,
     Compare,

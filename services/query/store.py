@@ -17,11 +17,12 @@ from redis.exceptions import RedisError
 from trackd_platform.cache_keys import latest_metrics
 from trackd_platform.errors import InvalidArgument, NotFound
 from trackd_platform.ids import format_id
-from trackd_platform.metric_series import Summary, decode_summary, summary_of
+from trackd_platform.metric_series import Summary, decode_latest, summary_of
 from trackd_platform.run_records import VIEW_FILTER, Run, RunStatus, View, get_runs
-from trackd_services.query import history
-from trackd_services.query.grammar import Expr, OrderKey
-from trackd_services.query.search_sql import compile_search, next_token
+
+from . import history
+from .grammar import Expr, OrderKey
+from .search_sql import compile_search, next_token
 
 log = logging.getLogger(__name__)
 
@@ -365,13 +366,8 @@ class LatestReader:
                 log.warning("Redis unavailable (%s): latest metrics of %s read from PostgreSQL", exc, run_id.hex)
                 raw = {}
             if raw:
-                found: Latest = {}
-                for field, value in raw.items():
-                    name = field.decode() if isinstance(field, bytes) else field
-                    key, _, context = name.rpartition("\t")
-                    found[(key, int(context))] = decode_summary(value)
                 self._lookups.labels("hit").inc()
-                return dict(sorted(found.items())), True
+                return decode_latest(raw), True
         self._lookups.labels("miss").inc()
         await self._store.require_run(run_id)
         return (await self._store.latest_from_db([run_id]))[run_id], False

@@ -10,9 +10,10 @@ from trackd_api.run.v1 import run_pb2, run_pb2_grpc
 from trackd_platform.paging import decode_token, encode_token, page_size
 from trackd_platform.run_records import run_to_proto
 from trackd_platform.timestamps import timestamp
-from trackd_services.run import domain
-from trackd_services.run.domain import format_id, optional_id, parse_id
-from trackd_services.run.store import RunStore
+
+from . import domain
+from .domain import format_id, optional_id, parse_id
+from .store import RunStore
 
 
 def _project(p: domain.Project) -> run_pb2.Project:

@@ -15,11 +15,12 @@ from trackd_platform.redis import create_redis
 from trackd_platform.server import configure_logging
 from trackd_platform.tokens import TokenStore
 from trackd_platform.wiring import wire
-from trackd_services.run.access import RULES
-from trackd_services.run.api import RunServicer
-from trackd_services.run.domain import CrashGrace
-from trackd_services.run.store import RunStore
-from trackd_services.run.tokens_api import TokenServicer
+
+from .access import RULES
+from .api import RunServicer
+from .domain import CrashGrace
+from .store import RunStore
+from .tokens_api import TokenServicer
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from typing import Any
 from trackd_platform.errors import FailedPrecondition, InvalidArgument
 from trackd_platform.ids import format_id, optional_id, parse_id
 from trackd_platform.run_records import NAME_MAX, Run, RunStatus, View, parse_view, validate_name
+from trackd_platform.vocabulary import CLIENT_END_STATUSES
 
 # re-exported: the run service's id helpers and the run read model it writes (trackd_platform)
 __all__ = ["NAME_MAX", "Run", "RunStatus", "View", "format_id", "optional_id", "parse_id", "parse_view",
@@ -28,9 +29,6 @@ TAG_VALUE_MAX = 5_000
 NOTES_MAX = 100_000
 ITEMS_PER_REQUEST_MAX = 1_000
 
-
-# What a client may end a run with; CRASHED is the server's verdict alone.
-CLIENT_END_STATUSES = frozenset({RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED})
 
 
 @dataclass(frozen=True)

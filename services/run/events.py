@@ -9,7 +9,8 @@ from typing import cast
 from trackd_api.events.v1 import events_pb2
 from trackd_api.run.v1 import run_pb2
 from trackd_platform.timestamps import timestamp
-from trackd_services.run.domain import Run, format_id
+
+from .domain import Run, format_id
 
 
 def run_started(run: Run, event_id: uuid.UUID) -> bytes:

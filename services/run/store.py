@@ -13,8 +13,9 @@ from trackd_platform.errors import AlreadyExists, FailedPrecondition, InvalidArg
 from trackd_platform.kafka import RUN_ENDED, RUN_STARTED
 from trackd_platform.outbox import enqueue
 from trackd_platform.run_records import RUN_COLUMNS, RUN_FROM, VIEW_FILTER, get_runs, run_of, with_items
-from trackd_services.run import events
-from trackd_services.run.domain import (
+
+from . import events
+from .domain import (
     Experiment,
     NewRun,
     Project,

@@ -1,3 +1,3 @@
-from trackd_services.web.app import main
+from .app import main
 
 main()

@@ -24,13 +24,14 @@ from starlette.templating import Jinja2Templates
 from trackd_platform.config import WebConfig
 from trackd_platform.server import configure_logging
 from trackd_platform.telemetry import setup_tracing
-from trackd_services.web import views
-from trackd_services.web.artifacts import Artifacts
-from trackd_services.web.backends import Backends
-from trackd_services.web.charts import ChartData
-from trackd_services.web.http import CSRF_FIELD, Edge, csrf_token, error_response, rpc_error_response
-from trackd_services.web.live import LiveHub
-from trackd_services.web.runs import Pages
+
+from . import views
+from .artifacts import Artifacts
+from .backends import Backends
+from .charts import ChartData
+from .http import CSRF_FIELD, Edge, csrf_token, error_response, rpc_error_response
+from .live import LiveHub
+from .runs import Pages
 
 HERE = Path(__file__).parent
 log = logging.getLogger(__name__)

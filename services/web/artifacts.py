@@ -19,9 +19,10 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from trackd_api.artifact.v1 import artifact_pb2
-from trackd_services.web import views
-from trackd_services.web.backends import PAGE_TIMEOUT_S, Backends
-from trackd_services.web.runs import render_markdown
+
+from . import views
+from .backends import PAGE_TIMEOUT_S, Backends
+from .runs import render_markdown
 
 PREVIEW_BYTES = 512 * 1024  # text previews read at most this much
 PREVIEW_IMAGE_BYTES = 32 * 1024 * 1024

@@ -15,9 +15,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from trackd_api.query.v1 import query_pb2
 from trackd_api.run.v1 import run_pb2
-from trackd_services.web import views
-from trackd_services.web.backends import PAGE_TIMEOUT_S, Backends
-from trackd_services.web.live import CLOSE, LiveHub, NotSubscribed, TooManyViewers, sse
+
+from . import views
+from .backends import PAGE_TIMEOUT_S, Backends
+from .live import CLOSE, LiveHub, NotSubscribed, TooManyViewers, sse
 
 MIN_WIDTH, MAX_WIDTH = 16, 8192
 MAX_KEYS = 1000  # keys one request may ask for

@@ -18,8 +18,9 @@ import grpc
 import prometheus_client
 from trackd_api.query.v1 import query_pb2
 from trackd_api.run.v1 import run_pb2
-from trackd_services.web.backends import PAGE_TIMEOUT_S, Backends, Caller
-from trackd_services.web.views import ENDED, series_json, status_name
+
+from .backends import PAGE_TIMEOUT_S, Backends, Caller
+from .views import ENDED, series_json, status_name
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,10 @@ from starlette.templating import Jinja2Templates
 from trackd_api.hpo.v1 import hpo_pb2
 from trackd_api.query.v1 import query_pb2
 from trackd_api.run.v1 import run_pb2
-from trackd_services.web import views
-from trackd_services.web.backends import PAGE_TIMEOUT_S, Backends, Caller
-from trackd_services.web.http import require_csrf
+
+from . import views
+from .backends import PAGE_TIMEOUT_S, Backends, Caller
+from .http import require_csrf
 
 MAX_HOME_EXPERIMENTS = 1000
 KEYS_TTL_S = 10.0

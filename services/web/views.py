@@ -13,19 +13,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 import numpy as np
-from trackd_api.ingest.v1 import ingest_pb2
 from trackd_api.run.v1 import run_pb2
+from trackd_platform.vocabulary import CONTEXT_NUMBERS, CONTEXTS, RunStatus
 
 PAGE_SIZES = (25, 50, 100, 250)
 DEFAULT_PAGE_SIZE = 50
 MAX_COLUMNS = 100  # per kind (params, metrics, tags): the query service's limit
 VIEWS = {"active": run_pb2.VIEW_TYPE_ACTIVE_ONLY, "deleted": run_pb2.VIEW_TYPE_DELETED_ONLY,
          "all": run_pb2.VIEW_TYPE_ALL}
-CONTEXT_NAMES = {ingest_pb2.METRIC_CONTEXT_UNSPECIFIED: "", ingest_pb2.METRIC_CONTEXT_TRAIN: "train",
-                 ingest_pb2.METRIC_CONTEXT_EVAL: "eval", ingest_pb2.METRIC_CONTEXT_TEST: "test"}
-CONTEXTS_BY_NAME = {v: k for k, v in CONTEXT_NAMES.items()}
+CONTEXT_NAMES, CONTEXTS_BY_NAME = CONTEXTS, CONTEXT_NUMBERS
 SYSTEM_PREFIX = "system/"
-ENDED = frozenset({"FINISHED", "FAILED", "KILLED", "CRASHED"})
+ENDED = frozenset(s.name for s in RunStatus if s.terminal)
 _POSITION = re.compile(r"at character (\d+)")
 
 
