@@ -29,13 +29,15 @@ from pathlib import Path
 import grpc
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from trackd_platform.errors import InvalidArgument
+from trackd_platform.vocabulary import MetricContext
 
 from trackd._spool import DEFAULT_MAX_BYTES, Spool, SpoolFull
 
 log = logging.getLogger("trackd")
 
-CONTEXTS = {None: 0, "": 0, "train": 1, "eval": 2, "test": 3}
-CONTEXT_NAMES = {code: name or "none" for name, code in CONTEXTS.items() if name is not None}
+# What `context=` accepts: None or "" (no context), "train", "eval", "test".
+CONTEXTS: dict[str | None, MetricContext] = {None: MetricContext.NONE} | {c.label: c for c in MetricContext}
+CONTEXT_NAMES = {int(c): c.label or "none" for c in MetricContext}  # for messages
 KEY_MAX = 250  # the ingest service's limit (services/ingest/domain.py)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_BATCH_POINTS = 50_000  # under the server's 100,000
@@ -67,7 +69,7 @@ def check_key(key: object) -> str:
 
 def context_code(context: str | None) -> int:
     try:
-        return CONTEXTS[context]
+        return int(CONTEXTS[context])
     except (KeyError, TypeError):
         raise InvalidMetric(f"context must be None, 'train', 'eval' or 'test', not {context!r}") from None
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from trackd_api.query.v1 import query_pb2
+from trackd_platform.vocabulary import CONTEXTS as CONTEXT_NAMES  # a context's number → its name
 
 from trackd._client import Client, default_client
 from trackd._metrics import CONTEXTS
 from trackd._run import VIEWS, RunInfo
 from trackd.errors import from_rpc_error
 
-CONTEXT_NAMES = {0: "", 1: "train", 2: "eval", 3: "test"}
 DIRECTIONS = {"min": query_pb2.DIRECTION_MINIMIZE, "max": query_pb2.DIRECTION_MAXIMIZE}
 
 
@@ -34,7 +34,7 @@ def _selection(experiments: str | Sequence[str] | None, project: str, filter: st
         raise ValueError(f"view must be one of {', '.join(VIEWS)}, not {view!r}")
     names = [experiments] if isinstance(experiments, str) else list(experiments or [])
     return query_pb2.RunSelection(experiment_names=names, project=project, filter=filter,
-                                  view_type=VIEWS[view])  # type: ignore[arg-type]
+                                  view_type=VIEWS[view])
 
 
 def _points(series: Any) -> list[Point]:
@@ -117,7 +117,7 @@ def get_metric_history(
     most that many (downsampled keeping the first, last, minimum and maximum points)."""
     client = client or default_client()
     response = client.call("query", client.query.GetMetricHistory, query_pb2.GetMetricHistoryRequest(
-        run_id=run_id, key=key, context=CONTEXTS[context], max_points=max_points or 0,  # type: ignore[arg-type]
+        run_id=run_id, key=key, context=CONTEXTS[context].proto, max_points=max_points or 0,
         start_step=start_step, end_step=end_step), timeout=max(60.0, client.settings.rpc_timeout_s))
     return _points(response.series)
 
@@ -129,7 +129,7 @@ def get_metric_histories(
     """Many runs × keys at once (at most 100 runs and 20 keys): {(run_id, key): points}."""
     client = client or default_client()
     response = client.call("query", client.query.GetMetricHistoryBulk, query_pb2.GetMetricHistoryBulkRequest(
-        run_ids=list(run_ids), keys=list(keys), context=CONTEXTS[context],  # type: ignore[arg-type]
+        run_ids=list(run_ids), keys=list(keys), context=CONTEXTS[context].proto,
         max_points=max_points or 0))
     return {(s.run_id, s.series.key): _points(s.series) for s in response.series}
 
@@ -153,7 +153,7 @@ def aggregate_metric(
     seeds of one configuration)."""
     client = client or default_client()
     response = client.call("query", client.query.AggregateMetric, query_pb2.AggregateMetricRequest(
-        run_ids=list(run_ids), key=key, context=CONTEXTS[context],  # type: ignore[arg-type]
+        run_ids=list(run_ids), key=key, context=CONTEXTS[context].proto,
         bucket_width=bucket_width, max_buckets=max_buckets))
     return [Bucket(b.start_step, b.end_step, b.min, b.max, b.mean, b.last, b.count) for b in response.buckets]
 
@@ -162,13 +162,13 @@ def export_metric(run_id: str, key: str, *, context: str | None = None,
                   client: Client | None = None) -> Iterator[list[Point]]:
     """A full series in step order, part by part (about 65,536 points each)."""
     client = client or default_client()
-    request = query_pb2.ExportMetricRequest(run_id=run_id, key=key, context=CONTEXTS[context])  # type: ignore[arg-type]
+    request = query_pb2.ExportMetricRequest(run_id=run_id, key=key, context=CONTEXTS[context].proto)
     try:
         for part in client.query.ExportMetric(request, timeout=3600):
             yield _points(part.series)
     except Exception as error:  # grpc.RpcError, raised while iterating
         if hasattr(error, "code"):
-            raise from_rpc_error(error, client.settings.target("query")) from None  # type: ignore[arg-type]
+            raise from_rpc_error(error, client.settings.target("query")) from None
         raise
 
 
@@ -242,7 +242,7 @@ def param_importance(
     client = client or default_client()
     response = client.call("query", client.query.GetParamImportance, query_pb2.GetParamImportanceRequest(
         selection=_selection(experiments, project, filter, "active"), metric=metric,
-        context=CONTEXTS[context], params=list(params)), timeout=120)  # type: ignore[arg-type]
+        context=CONTEXTS[context].proto, params=list(params)), timeout=120)
     return {i.param: i.importance for i in response.importances}
 
 
@@ -266,7 +266,7 @@ def parallel_coordinates(
     client = client or default_client()
     response = client.call("query", client.query.GetParallelCoordinates, query_pb2.GetParallelCoordinatesRequest(
         selection=_selection(experiments, project, filter, "active"), metric=metric,
-        context=CONTEXTS[context], params=list(params)))  # type: ignore[arg-type]
+        context=CONTEXTS[context].proto, params=list(params)))
     return list(response.run_ids), [Axis(a.name, list(a.values), list(a.categories)) for a in response.axes]
 
 
@@ -288,7 +288,7 @@ def contour(
     client = client or default_client()
     r = client.call("query", client.query.GetContour, query_pb2.GetContourRequest(
         selection=_selection(experiments, project, filter, "active"), x_param=x_param, y_param=y_param,
-        metric=metric, context=CONTEXTS[context]))  # type: ignore[arg-type]
+        metric=metric, context=CONTEXTS[context].proto))
     width = len(r.grid_x)
     grid = [list(r.grid_z[i:i + width]) for i in range(0, len(r.grid_z), width)] if width else []
     return ContourData(list(r.run_ids), Axis(r.x.name, list(r.x.values), list(r.x.categories)),
@@ -311,7 +311,7 @@ def watch_run(run_id: str, *, from_step: int | None = None, keys: Sequence[str] 
                     yield name, point
     except Exception as error:
         if hasattr(error, "code"):
-            raise from_rpc_error(error, client.settings.target("query")) from None  # type: ignore[arg-type]
+            raise from_rpc_error(error, client.settings.target("query")) from None
         raise
     finally:  # a call object (cancel) or, through the tracing interceptor, a generator (close)
         (getattr(stream, "cancel", None) or stream.close)()

@@ -17,10 +17,10 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from trackd_platform.vocabulary import CONTEXTS
 
 from trackd._client import Client
 from trackd._query import (
-    CONTEXT_NAMES,
     Axis,
     MetricSummary,
     Point,
@@ -63,7 +63,7 @@ class ReportData:
 def _split(metric: str) -> tuple[str, str | None]:
     """`key@eval` → ("key", "eval"); the query API takes the context apart from the key."""
     key, _, context = metric.rpartition("@")
-    if key and context in CONTEXT_NAMES.values():
+    if key and context in CONTEXTS.values():
         return key, context
     return metric, None
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict, ParseDict
 from trackd_api.run.v1 import run_pb2
+from trackd_platform.vocabulary import RunStatus
 
 from trackd import _artifacts
 from trackd._capture import capture_environment, capture_source
@@ -28,7 +29,7 @@ from trackd.errors import TrackdError
 
 log = logging.getLogger("trackd")
 
-STATUSES = ("RUNNING", "FINISHED", "FAILED", "KILLED", "CRASHED")
+STATUSES = tuple(s.name for s in RunStatus)
 VIEWS = {"active": run_pb2.VIEW_TYPE_ACTIVE_ONLY, "deleted": run_pb2.VIEW_TYPE_DELETED_ONLY,
          "all": run_pb2.VIEW_TYPE_ALL}
 
@@ -70,11 +71,11 @@ class RunInfo:
         )
 
 
-def _status(name: str) -> int:
+def _status(name: str) -> RunStatus:
     upper = name.upper()
     if upper not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {name!r}")
-    return int(run_pb2.RunStatus.Value(f"RUN_STATUS_{upper}"))
+    return RunStatus[upper]
 
 
 class Run:
@@ -115,7 +116,7 @@ class Run:
             except TrackdError as exc:
                 log.warning("heartbeat for run %s failed: %s", self.id, exc)
                 continue
-            if response.status != run_pb2.RUN_STATUS_RUNNING:
+            if response.status != RunStatus.RUNNING:
                 log.warning("run %s is %s on the server; heartbeats stop",
                             self.id, run_pb2.RunStatus.Name(response.status).removeprefix("RUN_STATUS_"))
                 return
@@ -254,7 +255,7 @@ class Run:
                 )
         self._stop.set()
         response = self._client.call("run", self._client.runs.EndRun,
-                                     run_pb2.EndRunRequest(run_id=self.id, status=code))
+                                     run_pb2.EndRunRequest(run_id=self.id, status=code.proto))
         self._ended = True
         return RunInfo.from_proto(response.run)
 

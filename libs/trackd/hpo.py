@@ -26,13 +26,14 @@ from typing import Any
 
 from trackd_api.hpo.v1 import hpo_pb2
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from trackd_platform.vocabulary import StudyState, TrialState
 
 from trackd._client import Client, default_client
 from trackd.errors import TrackdError, Unavailable
 
 DIRECTIONS = {"minimize": hpo_pb2.DIRECTION_MINIMIZE, "maximize": hpo_pb2.DIRECTION_MAXIMIZE}
-STATES = {v: k.removeprefix("TRIAL_STATE_") for k, v in hpo_pb2.TrialState.items()}
-STUDY_STATES = {v: k.removeprefix("STUDY_STATE_") for k, v in hpo_pb2.StudyState.items()}
+STATES = {0: "UNSPECIFIED"} | {s.value: s.name for s in TrialState}  # a trial state's number → its name
+STUDY_STATES = {0: "UNSPECIFIED"} | {s.value: s.name for s in StudyState}
 # What a worker hands each trial process.
 ENV_TRIAL_ID, ENV_RUN_ID, ENV_WORKER, ENV_PARAMS = "TRACKD_TRIAL_ID", "TRACKD_RUN_ID", "TRACKD_HPO_WORKER", \
     "TRACKD_TRIAL_PARAMS"
@@ -66,7 +67,7 @@ class StudyInfo:
 class TrialInfo:
     id: str
     number: int
-    state: str  # WAITING, RUNNING, COMPLETE, PRUNED, FAIL
+    state: str  # a TrialState name: WAITING, RUNNING, COMPLETE, PRUNED, FAIL
     params: dict[str, Any]
     values: list[float]
     run_id: str

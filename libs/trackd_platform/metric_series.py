@@ -1,6 +1,7 @@
 """The metric-series read model: what the ingest service writes about each series (run, key,
-context) and the query and artifact services read — the vocabulary of contexts and keys, the
-latest-point summary kept in `metric_series` and in the Redis cache, and how both store it."""
+context) and the query and artifact services read — the limit on keys (the contexts are the
+vocabulary's), the latest-point summary kept in `metric_series` and in the Redis cache, and how
+both store it: this module alone encodes and decodes the Redis latest-metric hash."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
+from trackd_platform.vocabulary import CONTEXTS as CONTEXTS  # a series' context: its number → its name
+
+if TYPE_CHECKING:
+    import asyncpg
 
 KEY_MAX = 250  # characters in a metric key
-CONTEXTS = {0: "", 1: "train", 2: "eval", 3: "test"}  # a series' context: its number → its name
 
 
 @dataclass(frozen=True)
@@ -68,3 +71,24 @@ def _number(value: float) -> str:
     if math.isinf(value):
         return "1e999" if value > 0 else "-1e999"
     return repr(value)
+
+
+def latest_field(key: str, context: int) -> str:
+    """A series' field in its run's latest-metric hash (`cache_keys.latest_metrics`)."""
+    return f"{key}\t{context}"
+
+
+def encode_latest(summaries: Mapping[tuple[str, int], Summary]) -> dict[str, str]:
+    """Summaries by (key, context) as the fields and values of a latest-metric hash."""
+    return {latest_field(key, context): encode_summary(s) for (key, context), s in summaries.items()}
+
+
+def decode_latest(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[tuple[str, int], Summary]:
+    """The inverse of `encode_latest` (a hash as HGETALL returns it), sorted by (key, context).
+    Raises ValueError / KeyError on anything else."""
+    found: dict[tuple[str, int], Summary] = {}
+    for field, value in raw.items():
+        name = field.decode() if isinstance(field, bytes) else field
+        key, _, context = name.rpartition("\t")
+        found[(key, int(context))] = decode_summary(value)
+    return dict(sorted(found.items()))

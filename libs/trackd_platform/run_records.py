@@ -1,6 +1,7 @@
 """The run read model: runs as the run service writes them (tables `runs`, `run_params`,
-`run_tags`) and as the query service reads them — the statuses and views, the `Run` record, how a
-row becomes one, and how one becomes a `trackd.run.v1.Run` message."""
+`run_tags`) and as the query service reads them — the views (the statuses are the vocabulary's
+`RunStatus`), the `Run` record, how a row becomes one, and how one becomes a `trackd.run.v1.Run`
+message."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import enum
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 from google.protobuf.json_format import ParseDict
@@ -17,6 +18,7 @@ from trackd_api.run.v1 import run_pb2
 from trackd_platform.errors import InvalidArgument
 from trackd_platform.ids import format_id
 from trackd_platform.timestamps import timestamp
+from trackd_platform.vocabulary import RunStatus as RunStatus  # the vocabulary's, re-exported for its users
 
 NAME_MAX = 250  # characters in the name of a project, experiment, run or study
 
@@ -28,20 +30,6 @@ def validate_name(kind: str, name: str) -> str:
     if len(name) > NAME_MAX:
         raise InvalidArgument(f"{kind} is {len(name)} characters; the limit is {NAME_MAX}")
     return name
-
-
-class RunStatus(enum.IntEnum):
-    """Numbers match `trackd.run.v1.RunStatus` and the `runs.status` column."""
-
-    RUNNING = 1
-    FINISHED = 2
-    FAILED = 3
-    KILLED = 4
-    CRASHED = 5
-
-    @property
-    def terminal(self) -> bool:
-        return self is not RunStatus.RUNNING
 
 
 class View(enum.IntEnum):
@@ -130,7 +118,7 @@ async def get_runs(pool: asyncpg.Pool, run_ids: list[uuid.UUID]) -> list[Run]:
 def run_to_proto(r: Run) -> run_pb2.Run:
     return run_pb2.Run(
         id=format_id(r.id), experiment_id=format_id(r.experiment_id), project_id=format_id(r.project_id),
-        name=r.name, status=cast(run_pb2.RunStatus, int(r.status)),
+        name=r.name, status=r.status.proto,
         start_time=timestamp(r.start_time), end_time=timestamp(r.end_time),
         duration_ms=r.duration_ms(datetime.now(UTC)), params=r.params, tags=r.tags, notes=r.notes,
         source=ParseDict(r.source, run_pb2.Source(), ignore_unknown_fields=True),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from trackd_api.hpo.v1 import hpo_pb2
+from trackd_platform.vocabulary import TrialState
 
 from trackd import hpo as sdk
 from trackd._client import Client
@@ -73,7 +74,7 @@ def show(
                   f"{info.failed} failed, {info.running} running (max {info.max_trials or '∞'})")
     _table("best trials", ("#", "values", "params", "run"),
            ((str(t.number), ", ".join(f"{v:.6g}" for v in t.values), json.dumps(t.params), t.run_id) for t in best))
-    complete = [t for t in found if t.state == "COMPLETE" and len(t.values) == 1]
+    complete = [t for t in found if t.state == TrialState.COMPLETE.name and len(t.values) == 1]
     if len(info.objectives) == 1 and len(complete) >= 2:
         importance = _importance(complete)
         _table("param importance (optuna fANOVA, seed 0)", ("param", "importance"),
