@@ -71,16 +71,20 @@ class StudyState(enum.IntEnum):
     STOPPED = hpo_pb2.STUDY_STATE_STOPPED
     FINISHED = hpo_pb2.STUDY_STATE_FINISHED  # every trial it may run has ended
 
+    @property
+    def ended(self) -> bool:
+        return self in (StudyState.STOPPED, StudyState.FINISHED)
+
 
 class TrialState(enum.IntEnum):
     """A trial's state (`trials.state`); COMPLETE, PRUNED and FAIL are final."""
 
-    WAITING = hpo_pb2.TRIAL_STATE_WAITING
-    RUNNING = hpo_pb2.TRIAL_STATE_RUNNING
+    WAITING = hpo_pb2.TRIAL_STATE_WAITING  # sampled, not leased to a worker (or back for a retry)
+    RUNNING = hpo_pb2.TRIAL_STATE_RUNNING  # leased to a worker
     COMPLETE = hpo_pb2.TRIAL_STATE_COMPLETE
     PRUNED = hpo_pb2.TRIAL_STATE_PRUNED
     FAIL = hpo_pb2.TRIAL_STATE_FAIL
 
     @property
-    def finished(self) -> bool:
+    def ended(self) -> bool:
         return self in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)

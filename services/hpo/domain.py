@@ -16,35 +16,8 @@ from typing import Any, Literal
 
 from trackd_api.hpo.v1 import hpo_pb2
 from trackd_platform.errors import Aborted, FailedPrecondition, InvalidArgument
-
-
-class StudyState(enum.IntEnum):
-    """`trackd.hpo.v1.StudyState` (and the `studies.state` column)."""
-
-    CREATED = hpo_pb2.STUDY_STATE_CREATED
-    RUNNING = hpo_pb2.STUDY_STATE_RUNNING
-    PAUSED = hpo_pb2.STUDY_STATE_PAUSED
-    STOPPED = hpo_pb2.STUDY_STATE_STOPPED
-    FINISHED = hpo_pb2.STUDY_STATE_FINISHED  # every trial it may run has ended
-
-    @property
-    def ended(self) -> bool:
-        return self in (StudyState.STOPPED, StudyState.FINISHED)
-
-
-class TrialState(enum.IntEnum):
-    """`trackd.hpo.v1.TrialState` (and the `trials.state` column)."""
-
-    WAITING = hpo_pb2.TRIAL_STATE_WAITING  # sampled, not leased to a worker (or back for a retry)
-    RUNNING = hpo_pb2.TRIAL_STATE_RUNNING  # leased to a worker
-    COMPLETE = hpo_pb2.TRIAL_STATE_COMPLETE
-    PRUNED = hpo_pb2.TRIAL_STATE_PRUNED
-    FAIL = hpo_pb2.TRIAL_STATE_FAIL
-
-    @property
-    def ended(self) -> bool:
-        return self in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
+from trackd_platform.vocabulary import StudyState as StudyState  # re-exported: the one vocabulary's
+from trackd_platform.vocabulary import TrialState as TrialState
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

@@ -52,7 +52,8 @@ def test_a_member_goes_into_a_message_as_its_proto_value() -> None:
 def test_terminal_statuses_and_what_a_client_may_end_with() -> None:
     assert [s.name for s in RunStatus if not s.terminal] == ["RUNNING"]
     assert CLIENT_END_STATUSES == {RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED}
-    assert {s.name for s in TrialState if s.finished} == {"COMPLETE", "PRUNED", "FAIL"}
+    assert {s.name for s in TrialState if s.ended} == {"COMPLETE", "PRUNED", "FAIL"}
+    assert {s.name for s in StudyState if s.ended} == {"STOPPED", "FINISHED"}
 
 
 def test_the_read_models_re_export_the_vocabulary() -> None:
