@@ -19,7 +19,9 @@ from trackd.errors import InvalidArgument, NotFound
 
 CHUNK = 1024 * 1024
 PROGRESS_FROM = 32 * 1024 * 1024  # files this large get a progress bar
-TYPES = {"file": 1, "model": 2, "figure": 3, "data": 4, "text": 5}
+TYPES = {"file": artifact_pb2.ARTIFACT_TYPE_FILE, "model": artifact_pb2.ARTIFACT_TYPE_MODEL,
+         "figure": artifact_pb2.ARTIFACT_TYPE_FIGURE, "data": artifact_pb2.ARTIFACT_TYPE_DATA,
+         "text": artifact_pb2.ARTIFACT_TYPE_TEXT}
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class ArtifactInfo:
                    metadata=dict(a.metadata), is_dir=a.path.endswith("/"))
 
 
-def _type(name: str) -> int:
+def _type(name: str) -> artifact_pb2.ArtifactType:
     if name not in TYPES:
         raise InvalidArgument(f"artifact type must be one of {', '.join(TYPES)}, not {name!r}")
     return TYPES[name]
@@ -142,7 +144,8 @@ def encode_dict(value: Mapping[str, Any], path: str) -> bytes:
     if path.endswith((".yaml", ".yml")):
         import yaml
 
-        return yaml.safe_dump(dict(value), sort_keys=False).encode()
+        text: str = yaml.safe_dump(dict(value), sort_keys=False)
+        return text.encode()
     return json.dumps(value, indent=2, default=str).encode()
 
 

@@ -62,7 +62,7 @@ def capture_environment() -> dict[str, Any]:
 
     packages = {}
     for dist in importlib.metadata.distributions():
-        name = dist.metadata.get("Name")
+        name = dist.metadata["Name"] if "Name" in dist.metadata else ""  # none: a broken install
         if name:
             packages[name.lower()] = dist.version
     return {

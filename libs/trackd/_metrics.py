@@ -273,7 +273,7 @@ class MetricWriter:
                         self._changed.notify_all()
             except grpc.RpcError as error:
                 code = error.code() if hasattr(error, "code") else None
-                if code in _PERMANENT:
+                if code is not None and code in _PERMANENT:
                     self.failure = f"{code.name}: {error.details()}"
                     log.error("metrics of run %s refused (%s); %d batches kept in %s",
                               self.run_id, self.failure, self.spool.pending(), self.spool.directory)

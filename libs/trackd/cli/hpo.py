@@ -164,7 +164,12 @@ def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s
            sdk.ENV_TRIAL_ID: trial.id, sdk.ENV_RUN_ID: trial.run_id, sdk.ENV_WORKER: trial.worker,
            sdk.ENV_PARAMS: trial.params_json}
     child = subprocess.Popen(command, env=env)
-    with heartbeats(client, trial, lease_s, on_stop=lambda: child.poll() is None and child.terminate()) as lease:
+
+    def stop() -> None:
+        if child.poll() is None:
+            child.terminate()
+
+    with heartbeats(client, trial, lease_s, on_stop=stop) as lease:
         code = child.wait()
     if lease.lost.is_set():  # another worker has the trial now: nothing to report
         return LEASE_LOST

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from trackd_api.run.v1 import run_pb2
 
-from trackd._client import default_client
+from trackd._client import Client, default_client
 from trackd._run import RunInfo, get_run, list_runs
 from trackd.errors import TrackdError
 
@@ -35,26 +36,46 @@ def _fail(exc: TrackdError) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _pages(method_name: str, request: object, field: str) -> list[object]:
-    client = default_client()
-    items: list[object] = []
+Item = TypeVar("Item")
+
+
+def _pages(page: Callable[[str], tuple[Sequence[Item], str]]) -> list[Item]:
+    """Every item of a listing, given how to read one page: page token → (items, next token)."""
+    items: list[Item] = []
+    token = ""
     while True:
-        response = client.call("run", getattr(client.runs, method_name), request)
-        items.extend(getattr(response, field))
-        if not response.next_page_token:
+        found, token = page(token)
+        items.extend(found)
+        if not token:
             return items
-        request.page_token = response.next_page_token  # type: ignore[attr-defined]
+
+
+def _projects(client: Client) -> list[run_pb2.Project]:
+    def page(token: str) -> tuple[Sequence[run_pb2.Project], str]:
+        response = client.call("run", client.runs.ListProjects, run_pb2.ListProjectsRequest(page_token=token))
+        return response.projects, response.next_page_token
+
+    return _pages(page)
+
+
+def _experiments(client: Client, project_id: str, archived: bool) -> list[run_pb2.Experiment]:
+    def page(token: str) -> tuple[Sequence[run_pb2.Experiment], str]:
+        response = client.call("run", client.runs.ListExperiments, run_pb2.ListExperimentsRequest(
+            project_id=project_id, include_archived=archived, page_token=token))
+        return response.experiments, response.next_page_token
+
+    return _pages(page)
 
 
 @projects.command("list")
 def list_projects() -> None:
     """Every project."""
     try:
-        found = _pages("ListProjects", run_pb2.ListProjectsRequest(), "projects")
+        found = _projects(default_client())
     except TrackdError as exc:
         raise _fail(exc) from None
     _table("projects", ("name", "id", "created"),
-           ((p.name, p.id, p.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M")) for p in found))  # type: ignore[attr-defined]
+           ((p.name, p.id, p.create_time.ToDatetime().strftime("%Y-%m-%d %H:%M")) for p in found))
 
 
 @experiments.command("list")
@@ -68,14 +89,13 @@ def list_experiments(
         project_id = ""
         if project:
             project_id = client.call("run", client.runs.GetProject, run_pb2.GetProjectRequest(name=project)).project.id
-        found = _pages("ListExperiments", run_pb2.ListExperimentsRequest(
-            project_id=project_id, include_archived=archived), "experiments")
-        names = {p.id: p.name for p in _pages("ListProjects", run_pb2.ListProjectsRequest(), "projects")}  # type: ignore[attr-defined]
+        found = _experiments(client, project_id, archived)
+        names = {p.id: p.name for p in _projects(client)}
     except TrackdError as exc:
         raise _fail(exc) from None
     _table("experiments", ("project", "name", "id", "archived", "description"),
-           ((names.get(e.project_id, e.project_id), e.name, e.id, "yes" if e.archived else "",  # type: ignore[attr-defined]
-             e.description) for e in found))  # type: ignore[attr-defined]
+           ((names.get(e.project_id, e.project_id), e.name, e.id, "yes" if e.archived else "", e.description)
+            for e in found))
 
 
 def _status(run: RunInfo) -> str:
