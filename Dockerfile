@@ -15,7 +15,7 @@ COPY pyproject.toml README.m[d] ./
 COPY libs ./libs
 COPY services ./services
 
-RUN pip install . \
+RUN pip install ".[server]" \
     && groupadd --gid 10001 trackd \
     && useradd --create-home --uid 10001 --gid 10001 trackd
 

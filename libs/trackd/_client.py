@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
-from opentelemetry.instrumentation.grpc import client_interceptor, grpcext
 from trackd_api.artifact.v1 import artifact_pb2_grpc
 from trackd_api.hpo.v1 import hpo_pb2_grpc
 from trackd_api.query.v1 import query_pb2_grpc
@@ -72,6 +71,16 @@ def retry_after_s(error: grpc.RpcError) -> float | None:
     return None
 
 
+def _traced(channel: grpc.Channel) -> grpc.Channel:
+    """`channel` carrying the caller's trace context to the services (W3C traceparent metadata)
+    when OpenTelemetry's gRPC instrumentation is installed (`trackd[tracing]`); as is without it."""
+    try:
+        from opentelemetry.instrumentation.grpc import client_interceptor, grpcext
+    except ImportError:
+        return channel
+    return grpcext.intercept_channel(channel, client_interceptor())  # type: ignore[no-any-return]
+
+
 class Client:
     """Holds one channel per service; thread-safe; cheap to share."""
 
@@ -91,8 +100,7 @@ class Client:
                        if self.settings.tls_ca_file else grpc.insecure_channel(target, options=options))
                 self._raw.append(raw)
                 channel = grpc.intercept_channel(raw, _Bearer(self.settings.token)) if self.settings.token else raw
-                # Carries the caller's trace context to the services (W3C traceparent metadata).
-                self._channels[service] = grpcext.intercept_channel(channel, client_interceptor())
+                self._channels[service] = _traced(channel)
             return self._channels[service]
 
     @property

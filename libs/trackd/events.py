@@ -11,7 +11,7 @@ from typing import Any
 from google.protobuf.message import Message
 from trackd_api.events.v1 import events_pb2
 from trackd_platform.config import ClientSettings, KafkaSettings
-from trackd_platform.kafka import RUN_ENDED, RUN_STARTED, TOPICS, authentic, create_consumer, to_event
+from trackd_platform.event_contract import RUN_ENDED, RUN_STARTED, TOPICS, authentic, to_event
 
 log = logging.getLogger(__name__)
 DECODERS: dict[str, type[Message]] = {RUN_STARTED: events_pb2.RunStarted, RUN_ENDED: events_pb2.RunEnded}
@@ -43,6 +43,10 @@ async def subscribe(
     unknown = set(topics) - set(DECODERS)
     if unknown:
         raise ValueError(f"unknown topics {sorted(unknown)}; trackd publishes {list(DECODERS)}")
+    try:  # the Kafka client is an extra: a training node that only logs does not need it
+        from trackd_platform.kafka import create_consumer
+    except ImportError as exc:
+        raise ImportError(f"trackd.events needs a Kafka client ({exc}): pip install 'trackd[events]'") from None
     settings = KafkaSettings(bootstrap=bootstrap or ClientSettings.from_env().kafka_bootstrap,
                              event_key=os.environ.get("TRACKD_EVENT_KEY", ""))
     consumer = await create_consumer(settings, tuple(topics), group_id=group_id, from_beginning=from_beginning)

@@ -155,7 +155,7 @@ def test_the_trackd_image_is_built_from_the_dockerfile(services: dict[str, Any])
         dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
         path = ROOT / context / dockerfile
         assert path.is_file(), f"{name}: builds from {path}, which does not exist"
-    assert "pip install ." in (ROOT / "Dockerfile").read_text(), "Dockerfile must `pip install .`"
+    assert 'pip install ".[server]"' in (ROOT / "Dockerfile").read_text(), "Dockerfile must install the server extra"
 
 
 def test_trackd_services_use_only_env_names_the_code_reads(services: dict[str, Any]) -> None:

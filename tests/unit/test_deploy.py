@@ -537,7 +537,7 @@ def test_the_hpo_worker_job_template_is_valid_and_runs_the_worker() -> None:
 def test_the_dockerfile_builds_the_image_the_manifests_run() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.12-slim", text, re.M), "the image is python:3.12-slim"
-    assert "pip install ." in text
+    assert 'pip install ".[server]"' in text, "the image runs the services: it needs trackd[server]"
     user = re.findall(r"^USER (\d+)", text, re.M)
     assert user, "the Dockerfile must switch to a numeric non-root USER (runAsNonRoot checks it)"
     docs = render("dev")

@@ -8,7 +8,7 @@ import json
 import typer
 from google.protobuf.json_format import MessageToDict
 from rich.console import Console
-from trackd_platform.kafka import TOPICS
+from trackd_platform.event_contract import TOPICS
 
 from trackd.events import subscribe
 

