@@ -1,9 +1,8 @@
 """Analysis over runs: comparison, experiment summaries, param importance, parallel
 coordinates and contour data. Pure: runs and their latest metrics in, plain results out.
 
-Param importance uses Optuna's fANOVA evaluator (a random forest over the runs' params, fitted
-with a fixed seed, so the same runs give the same importances): each run becomes a completed
-trial whose value is the target metric.
+Param importance is `trackd_platform.importance.fanova` (Optuna's fANOVA evaluator): each run is
+a point whose value is the target metric.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from trackd_platform.errors import FailedPrecondition, ResourceExhausted
+from trackd_platform.importance import METHOD, fanova
 from trackd_platform.metric_series import Summary
 from trackd_platform.run_records import Run
 
@@ -22,7 +22,7 @@ MINIMIZE, MAXIMIZE = 1, 2
 # Metric names that are better when lower; any other metric is maximized unless told otherwise.
 _LOWER_IS_BETTER = re.compile(r"loss|error|err\b|mse|mae|rmse|perplexity|ppl|wer|cer|latency|regret|time",
                               re.IGNORECASE)
-IMPORTANCE_METHOD = "optuna fANOVA (random forest, 64 trees, max depth 64, seed 0)"
+IMPORTANCE_METHOD = METHOD
 MIN_RUNS_FOR_IMPORTANCE = 2
 MAX_CONTOUR_CELLS = 250_000  # the mean grid: 2 MB of doubles, well within one message
 
@@ -194,30 +194,12 @@ def contour(pairs: Sequence[tuple[Run, float]], x_param: str, y_param: str) -> C
 def importance(pairs: Sequence[tuple[Run, float]], params: Sequence[str]) -> tuple[dict[str, float], int]:
     """Normalized fANOVA importances of `params` for the target, and how many runs were used (runs
     lacking one of the params are left out). FAILED_PRECONDITION with fewer than 2 usable runs."""
-    import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
-
     usable = [(r, v) for r, v in pairs if all(p in r.params for p in params)]
     if len(usable) < MIN_RUNS_FOR_IMPORTANCE or not params:
         raise FailedPrecondition(f"param importance needs at least {MIN_RUNS_FOR_IMPORTANCE} runs having the "
                                  f"target metric and every param; {len(usable)} have them")
-    distributions: dict[str, object] = {}
-    for p in params:
-        a = axis(p, [r.params[p] for r, _ in usable])
-        if a.categories:
-            distributions[p] = CategoricalDistribution(a.categories)
-        else:
-            low, high = min(a.values), max(a.values)
-            distributions[p] = FloatDistribution(low, high if high > low else low + 1.0)
-    trials = []
-    for run, value in usable:
-        trial_params = {p: (run.params[p] if isinstance(distributions[p], CategoricalDistribution)
-                            else float(run.params[p])) for p in params}
-        trials.append(optuna.trial.create_trial(params=trial_params, distributions=distributions,  # type: ignore[arg-type]
-                                                value=value))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study()
-    study.add_trials(trials)
-    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-    found = optuna.importance.get_param_importances(study, evaluator=evaluator, params=list(params))
-    return {k: float(v) for k, v in found.items()}, len(usable)
+    axes = {p: axis(p, [r.params[p] for r, _ in usable]) for p in params}
+    categories = {p: a.categories for p, a in axes.items() if a.categories}
+    points: list[tuple[Mapping[str, float | str], float]] = [
+        ({p: r.params[p] if p in categories else float(r.params[p]) for p in params}, v) for r, v in usable]
+    return fanova(params, categories, points), len(usable)

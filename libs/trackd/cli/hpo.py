@@ -6,10 +6,12 @@ import json
 import os
 import socket
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import typer
 from trackd_api.hpo.v1 import hpo_pb2
+from trackd_platform.importance import fanova
 from trackd_platform.vocabulary import TrialState
 
 from trackd import hpo as sdk
@@ -76,38 +78,29 @@ def show(
            ((str(t.number), ", ".join(f"{v:.6g}" for v in t.values), json.dumps(t.params), t.run_id) for t in best))
     complete = [t for t in found if t.state == TrialState.COMPLETE.name and len(t.values) == 1]
     if len(info.objectives) == 1 and len(complete) >= 2:
-        importance = _importance(complete)
-        _table("param importance (optuna fANOVA, seed 0)", ("param", "importance"),
-               ((k, f"{v:.3f}") for k, v in importance.items()))
+        try:
+            importance = _importance(complete)
+        except ImportError as exc:  # the light client without optuna / scikit-learn
+            console.print(f"[yellow]no param importance:[/yellow] {exc}")
+        else:
+            _table("param importance (optuna fANOVA, seed 0)", ("param", "importance"),
+                   ((k, f"{v:.3f}") for k, v in importance.items()))
     if plot is not None:
         _history_png(info, complete, plot)
         console.print(f"wrote {plot}")
 
 
 def _importance(trials: list[sdk.TrialInfo]) -> dict[str, float]:
-    """fANOVA over the params every completed trial has (conditional ones are left out)."""
-    import optuna
-    from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
-
-    shared = set.intersection(*(set(t.params) for t in trials))
-    distributions: dict[str, BaseDistribution] = {}
-    for name in sorted(shared):
-        values = [t.params[name] for t in trials]
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            low, high = float(min(values)), float(max(values))
-            distributions[name] = FloatDistribution(low, high if high > low else low + 1.0)
-        else:
-            distributions[name] = CategoricalDistribution(sorted({json.dumps(v) for v in values}))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    history = optuna.create_study()
-    for t in trials:
-        params = {k: (float(t.params[k]) if isinstance(d, FloatDistribution) else json.dumps(t.params[k]))
-                  for k, d in distributions.items()}
-        history.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=t.values[0]))
-    if not distributions:
-        return {}
-    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-    return dict(optuna.importance.get_param_importances(history, evaluator=evaluator))
+    """fANOVA over the params every completed trial has (conditional ones are left out): numbers
+    as numbers, anything else as a category (its JSON)."""
+    shared = sorted(set.intersection(*(set(t.params) for t in trials)))
+    numeric = {name for name in shared
+               if all(isinstance(t.params[name], int | float) and not isinstance(t.params[name], bool) for t in trials)}
+    categories = {name: sorted({json.dumps(t.params[name]) for t in trials}) for name in shared if name not in numeric}
+    points: list[tuple[Mapping[str, float | str], float]] = [
+        ({k: float(t.params[k]) if k in numeric else json.dumps(t.params[k]) for k in shared}, t.values[0])
+        for t in trials]
+    return fanova(shared, categories, points)
 
 
 def _history_png(info: sdk.StudyInfo, trials: list[sdk.TrialInfo], path: Path) -> None:
