@@ -3,6 +3,9 @@
 protoc names Python modules after the proto package (`trackd.run.v1`), which would collide with
 the SDK package `trackd`; the generated modules are therefore rooted at `trackd_api` and their
 imports rewritten accordingly (the approach temporalio's sdk-python takes for its API stubs).
+The gRPC modules get typed stubs too (`*_pb2_grpc.pyi`, mypy-protobuf's `protoc-gen-mypy_grpc`,
+pinned in the dev extra), so stubs and servicers are checked against the request and response
+classes.
 
     python scripts/gen_protos.py           # regenerate in place
     python scripts/gen_protos.py --check   # exit 1 when the committed code is stale
@@ -26,6 +29,14 @@ TARGET = ROOT / "libs" / "trackd_api"
 _IMPORT = re.compile(r"^(from|import) trackd\.", re.MULTILINE)
 
 
+def _grpc_stub_plugin() -> str:
+    """mypy-protobuf's gRPC stub generator, installed beside this interpreter."""
+    plugin = Path(sys.executable).parent / "protoc-gen-mypy_grpc"
+    if not plugin.exists():
+        raise SystemExit(f"{plugin} not found: install the dev extra (pip install -e '.[dev]')")
+    return str(plugin)
+
+
 def generate(out: Path) -> None:
     """Write the generated package into `out` (created, must not exist)."""
     with tempfile.TemporaryDirectory() as raw:
@@ -38,6 +49,8 @@ def generate(out: Path) -> None:
             f"--python_out={raw}",
             f"--pyi_out={raw}",
             f"--grpc_python_out={raw}",
+            f"--plugin=protoc-gen-mypy_grpc={_grpc_stub_plugin()}",
+            f"--mypy_grpc_out=quiet:{raw}",
             *files,
         ]
         if protoc.main(args) != 0:

@@ -23,7 +23,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import asyncpg
 import grpc
@@ -35,6 +35,7 @@ from trackd_platform.errors import PermissionDenied, ResourceExhausted, Unauthen
 from trackd_platform.ids import parse_id
 from trackd_platform.owners import UNOWNED, Owners
 from trackd_platform.ratelimit import Limit, RateLimiter
+from trackd_platform.rpc_types import Context, Continuation, Handler, StreamingBehaviour, UnaryBehaviour
 from trackd_platform.tokens import TokenStore
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,7 @@ class _Caller:
         return self.secret is not None and not self.check.principal.admin
 
 
-class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AccessInterceptor(grpc.aio.ServerInterceptor):
     """Registered after the edge interceptor, which maps the errors raised here to status codes."""
 
     def __init__(self, rules: Mapping[str, Rule], *, auth: AuthSettings, tokens: TokenStore, owners: Owners,
@@ -237,7 +238,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             pending.add_done_callback(lambda _: self._lookups.pop(secret, None))
         return await asyncio.shield(pending)
 
-    async def _caller(self, context: grpc.aio.ServicerContext) -> _Caller:
+    async def _caller(self, context: Context) -> _Caller:
         if not self._auth.enabled:
             return _Caller(None, Check(ANONYMOUS, self._owners))
         secret = bearer(context.invocation_metadata())
@@ -283,25 +284,21 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 log.warning("re-checking an open call's token failed (%s: %s); retrying", type(exc).__name__, exc)
             await asyncio.sleep(self._recheck_s)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    async def intercept_service(self, continuation: Continuation, details: grpc.HandlerCallDetails) -> Handler | None:
         handler = await continuation(details)
         method: str = details.method
         if handler is None or method.startswith(EXEMPT_SERVICES):
             return handler
         rule = self._rules.get(method)
 
-        async def begin(context: grpc.aio.ServicerContext) -> _Caller:
+        async def begin(context: Context) -> _Caller:
             caller = await self._caller(context)
             current_principal.set(caller.check.principal)
             if rule is None and self._auth.enabled:  # fail closed; a unit test keeps the tables complete
                 raise PermissionDenied(f"{method} has no access rule")
             return caller
 
-        async def admit(request: Any, context: grpc.aio.ServicerContext, caller: _Caller) -> None:
+        async def admit(request: Any, context: Context, caller: _Caller) -> None:
             """A unary request: authorized, then refused with a retry-after hint when limited."""
             if rule is None:
                 return
@@ -331,18 +328,18 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             return _ended_by(self._watch(rule, caller), responses) if caller.revocable else responses
 
         if handler.unary_unary:
-            inner = handler.unary_unary
+            inner = cast(UnaryBehaviour, handler.unary_unary)
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary_unary(request: Any, context: Context) -> Any:
                 caller = await begin(context)
                 await admit(request, context, caller)
                 return await filtered(await inner(request, context), caller.check)
 
             return _rebuild(grpc.unary_unary_rpc_method_handler, unary_unary, handler)
         if handler.unary_stream:
-            inner_us = handler.unary_stream
+            inner_us = cast(StreamingBehaviour, handler.unary_stream)
 
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def unary_stream(request: Any, context: Context) -> AsyncIterator[Any]:
                 caller = await begin(context)
                 await admit(request, context, caller)
                 async for response in watched(inner_us(request, context), caller):
@@ -350,9 +347,9 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
             return _rebuild(grpc.unary_stream_rpc_method_handler, unary_stream, handler)
         if handler.stream_unary:
-            inner_su = handler.stream_unary
+            inner_su = cast(UnaryBehaviour, handler.stream_unary)
 
-            async def stream_unary(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+            async def stream_unary(requests: AsyncIterator[Any], context: Context) -> Any:
                 caller = await begin(context)
 
                 async def one() -> AsyncIterator[Any]:
@@ -362,9 +359,9 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 return await filtered(response, caller.check)
 
             return _rebuild(grpc.stream_unary_rpc_method_handler, stream_unary, handler)
-        inner_ss = handler.stream_stream
+        inner_ss = cast(StreamingBehaviour, handler.stream_stream)
 
-        async def stream_stream(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def stream_stream(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
             caller = await begin(context)
             async for response in watched(inner_ss(stream(requests, caller), context), caller):
                 yield response
@@ -416,8 +413,8 @@ async def _ended_by(watch: Awaitable[NoReturn], responses: AsyncIterator[Any]) -
                 await aclose()
 
 
-def _rebuild(factory: Callable[..., grpc.RpcMethodHandler], behaviour: Any,
-             handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _rebuild(factory: Callable[..., Handler], behaviour: UnaryBehaviour | StreamingBehaviour,
+             handler: Handler) -> Handler:
     return factory(behaviour, request_deserializer=handler.request_deserializer,
                    response_serializer=handler.response_serializer)
 

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from trackd_platform.errors import InvalidArgument, PermissionDenied, Unauthenticated
@@ -82,7 +82,7 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+def bearer(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     """The secret of the call's `authorization: Bearer <secret>` metadata; Unauthenticated when
     it is missing or malformed."""
     values = [v for k, v in metadata or () if k == "authorization"]

@@ -36,7 +36,7 @@ def pack_ints(values: np.ndarray) -> bytes:
     values = np.ascontiguousarray(values, dtype="<i8")
     if len(values) < MIN_COMPRESSED:
         return values.tobytes()
-    encoded = standalone.simple_compress(values, ChunkConfig())
+    encoded: bytes = standalone.simple_compress(values, ChunkConfig())
     if (len(encoded) + 1) % 8:
         return _PLAIN + encoded
     return _PADDED + encoded + b"\x00"

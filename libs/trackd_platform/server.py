@@ -11,7 +11,7 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import grpc
@@ -24,6 +24,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from trackd_platform import errors
 from trackd_platform.config import ServerSettings
 from trackd_platform.db import postgres_unreachable
+from trackd_platform.rpc_types import Context, Continuation, Handler, StreamingBehaviour, UnaryBehaviour
 from trackd_platform.telemetry import annotate_current_span, current_trace_id, setup_tracing
 from trackd_platform.tls import server_credentials
 
@@ -139,7 +140,7 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error (trace id {trace_id}); see the server log"
 
 
-class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class _EdgeInterceptor(grpc.aio.ServerInterceptor):
     """Maps the error hierarchy to status codes and records RPC metrics, once, for all RPCs."""
 
     def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
@@ -150,11 +151,7 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             "trackd_rpc_seconds", "RPC handling time", ["method"], registry=registry
         )
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    async def intercept_service(self, continuation: Continuation, details: grpc.HandlerCallDetails) -> Handler | None:
         handler = await continuation(details)
         if handler is None:
             return handler
@@ -164,15 +161,15 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             self._calls.labels(method, code.name).inc()
             self._seconds.labels(method).observe(time.perf_counter() - started)
 
-        async def fail(context: grpc.aio.ServicerContext, exc: Exception, started: float) -> None:
+        async def fail(context: Context, exc: Exception, started: float) -> None:
             code, message = status_of(exc)
             done(started, code)
             await context.abort(code, message)
 
         if handler.unary_unary or handler.stream_unary:
-            inner = handler.unary_unary or handler.stream_unary
+            inner = cast(UnaryBehaviour, handler.unary_unary or handler.stream_unary)
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary(request: Any, context: Context) -> Any:
                 started = time.perf_counter()
                 try:
                     if isinstance(request, _Undecodable):
@@ -187,23 +184,23 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 done(started, grpc.StatusCode.OK)
                 return response
 
-            wrapped: Callable[[Any, grpc.aio.ServicerContext], Any] = unary
+            wrapped: UnaryBehaviour | StreamingBehaviour = unary
             factory = (
                 grpc.unary_unary_rpc_method_handler
                 if handler.unary_unary
                 else grpc.stream_unary_rpc_method_handler
             )
         else:
-            inner = handler.unary_stream or handler.stream_stream
+            inner_streaming = cast(StreamingBehaviour, handler.unary_stream or handler.stream_stream)
 
-            async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
                 started = time.perf_counter()
                 try:
                     if isinstance(request, _Undecodable):
                         raise request.refuse()
                     requests = _checked(request) if handler.stream_stream else request
                     annotate_current_span(request)
-                    async for response in inner(requests, context):
+                    async for response in inner_streaming(requests, context):
                         yield response
                 except (grpc.aio.AbortError, asyncio.CancelledError):
                     raise
@@ -224,7 +221,7 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         )
 
 
-class _Gate(grpc.GenericRpcHandler):  # type: ignore[misc]
+class _Gate(grpc.GenericRpcHandler):
     """The services' methods, behind a gate: while the service waits for its dependencies at
     start-up every call is UNAVAILABLE, saying what is awaited; once `GrpcServer.start` opens the
     gate, the servicers' own handlers. Collects them as a grpc server would (`add_*_handlers`)."""
@@ -233,16 +230,16 @@ class _Gate(grpc.GenericRpcHandler):  # type: ignore[misc]
         self.name = name
         self.waiting_for = "its start-up"
         self.open = False
-        self._methods: dict[str, grpc.RpcMethodHandler] = {}
+        self._methods: dict[str, Handler] = {}
         self._generic: list[grpc.GenericRpcHandler] = []
 
     def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
         self._generic.extend(handlers)
 
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Handler]) -> None:
         self._methods.update({f"/{service}/{method}": h for method, h in handlers.items()})
 
-    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+    def service(self, details: grpc.HandlerCallDetails) -> Handler | None:
         if not self.open:
             return grpc.stream_stream_rpc_method_handler(self._refuse)
         found = self._methods.get(details.method)
@@ -251,22 +248,18 @@ class _Gate(grpc.GenericRpcHandler):  # type: ignore[misc]
                 break
         return found
 
-    async def _refuse(self, requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def _refuse(self, requests: Any, context: Context) -> AsyncIterator[Any]:
         raise errors.Unavailable(f"{self.name} is starting: it waits for {self.waiting_for}; retry shortly")
         yield  # an async generator, as a streaming handler is
 
 
-class _LateInterceptors(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class _LateInterceptors(grpc.aio.ServerInterceptor):
     """Interceptors known only once the service has its dependencies (access needs the pool)."""
 
     def __init__(self, interceptors: Sequence[grpc.aio.ServerInterceptor]) -> None:
         self.interceptors = list(interceptors)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    async def intercept_service(self, continuation: Continuation, details: grpc.HandlerCallDetails) -> Handler | None:
         for interceptor in reversed(self.interceptors):
             continuation = functools.partial(interceptor.intercept_service, continuation)
         return await continuation(details)
