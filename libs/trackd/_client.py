@@ -16,9 +16,9 @@ from trackd_api.artifact.v1 import artifact_pb2_grpc
 from trackd_api.hpo.v1 import hpo_pb2_grpc
 from trackd_api.query.v1 import query_pb2_grpc
 from trackd_api.run.v1 import run_pb2_grpc
-from trackd_platform.config import ClientSettings
 from trackd_platform.tls import channel_credentials
 
+from trackd._settings import ClientSettings
 from trackd.errors import from_rpc_error
 
 T = TypeVar("T")

@@ -10,8 +10,10 @@ from typing import Any
 
 from google.protobuf.message import Message
 from trackd_api.events.v1 import events_pb2
-from trackd_platform.config import ClientSettings, KafkaSettings
+from trackd_platform.config import KafkaSettings
 from trackd_platform.event_contract import RUN_ENDED, RUN_STARTED, TOPICS, authentic, to_event
+
+from trackd._settings import ClientSettings
 
 log = logging.getLogger(__name__)
 DECODERS: dict[str, type[Message]] = {RUN_STARTED: events_pb2.RunStarted, RUN_ENDED: events_pb2.RunEnded}

@@ -1,8 +1,10 @@
-"""Configuration: the only module that reads the environment.
+"""The servers' configuration: the only server module that reads the environment.
 
 Each process parses its settings once, at start-up, into frozen dataclasses and passes them down
 by constructor injection. Every name read here is listed in `ENV_NAMES` (the docker-compose and
-Kubernetes tests check their manifests against it).
+Kubernetes tests check their manifests against it). How a client addresses the services
+(`service_targets`) is here too, shared by the SDK and the services that call services; the SDK's
+own settings are `trackd._settings.ClientSettings`.
 """
 
 from __future__ import annotations
@@ -52,12 +54,6 @@ ENV_NAMES = frozenset(
         "TRACKD_ARTIFACT_TARGET",
         "TRACKD_QUERY_TARGET",
         "TRACKD_HPO_TARGET",
-        "TRACKD_HEARTBEAT_INTERVAL_S",
-        "TRACKD_RPC_TIMEOUT_S",
-        "TRACKD_SPOOL_DIR",
-        "TRACKD_MODE",
-        "TRACKD_FLUSH_TIMEOUT_S",
-        "TRACKD_SYSTEM_METRICS_INTERVAL_S",
         "TRACKD_AUTH",
         "TRACKD_ADMIN_TOKEN",
         "TRACKD_TOKEN",
@@ -74,21 +70,23 @@ ENV_NAMES = frozenset(
         "TRACKD_INGEST_MAX_STREAMS",
         "TRACKD_INGEST_MAX_STREAMS_PER_CALLER",
         "TRACKD_INGEST_STREAM_IDLE_S",
-        "TRACKD_SPOOL_MAX_BYTES",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_SERVICE_NAME",
     }
 )
 
 
-def _get(env: Mapping[str, str], name: str, default: str) -> str:
-    assert name in ENV_NAMES, f"{name} must be listed in ENV_NAMES"
+def env_text(env: Mapping[str, str], name: str, default: str, *, known: frozenset[str] = ENV_NAMES) -> str:
+    """`name`'s value, stripped, or `default` when unset or blank. `known`: the reader's list of
+    the names it reads (this module's ENV_NAMES, or the SDK's)."""
+    assert name in known, f"{name} must be listed in ENV_NAMES"
     value = env.get(name, "").strip()
     return value or default
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = _get(env, name, str(default))
+def env_number(env: Mapping[str, str], name: str, default: float, *, known: frozenset[str] = ENV_NAMES) -> float:
+    """A non-negative number; InvalidArgument naming the setting otherwise."""
+    raw = env_text(env, name, str(default), known=known)
     try:
         value = float(raw)
     except ValueError:
@@ -98,24 +96,26 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _number(env, name, default)
+def env_int(env: Mapping[str, str], name: str, default: int, *, known: frozenset[str] = ENV_NAMES) -> int:
+    """A non-negative whole number; InvalidArgument naming the setting otherwise."""
+    value = env_number(env, name, default, known=known)
     if value != int(value):
         raise InvalidArgument(f"{name}={value!r} must be a whole number")
     return int(value)
 
 
-def _mode(env: Mapping[str, str]) -> str:
-    mode = _get(env, "TRACKD_MODE", "online").lower()
-    if mode not in ("online", "offline"):
-        raise InvalidArgument(f"TRACKD_MODE={mode!r}: use online or offline")
-    return mode
+def service_targets(env: Mapping[str, str]) -> dict[str, str]:
+    """Where a client reaches each service (ARCHITECTURE.md, client addressing): its
+    `TRACKD_<SERVICE>_TARGET`, else `TRACKD_TARGET` (a gateway), else localhost on its default port."""
+    gateway = env_text(env, "TRACKD_TARGET", "")
+    return {s: env_text(env, f"TRACKD_{s.upper()}_TARGET", gateway or f"localhost:{DEFAULT_PORTS[s]}")
+            for s in SERVICES}
 
 
 def home(env: Mapping[str, str] | None = None) -> Path:
     """Where the embedded stack keeps its data: `TRACKD_HOME`, else `.trackd/` here."""
     env = os.environ if env is None else env
-    return Path(_get(env, "TRACKD_HOME", str(Path.cwd() / ".trackd"))).resolve()
+    return Path(env_text(env, "TRACKD_HOME", str(Path.cwd() / ".trackd"))).resolve()
 
 
 @dataclass(frozen=True)
@@ -128,9 +128,9 @@ class PostgresSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> PostgresSettings:
         return cls(
-            dsn=_get(env, "TRACKD_PG_DSN", "postgresql://postgres@127.0.0.1:15432/trackd"),
-            pool_max=_int(env, "TRACKD_PG_POOL_MAX", 10),
-            acquire_timeout_s=_number(env, "TRACKD_PG_ACQUIRE_TIMEOUT_S", 10.0),
+            dsn=env_text(env, "TRACKD_PG_DSN", "postgresql://postgres@127.0.0.1:15432/trackd"),
+            pool_max=env_int(env, "TRACKD_PG_POOL_MAX", 10),
+            acquire_timeout_s=env_number(env, "TRACKD_PG_ACQUIRE_TIMEOUT_S", 10.0),
         )
 
 
@@ -140,7 +140,7 @@ class RedisSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RedisSettings:
-        return cls(url=_get(env, "TRACKD_REDIS_URL", "redis://127.0.0.1:16379/0"))
+        return cls(url=env_text(env, "TRACKD_REDIS_URL", "redis://127.0.0.1:16379/0"))
 
 
 @dataclass(frozen=True)
@@ -153,8 +153,8 @@ class KafkaSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> KafkaSettings:
         return cls(
-            bootstrap=_get(env, "TRACKD_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
-            partitions=max(1, _int(env, "TRACKD_KAFKA_PARTITIONS", 3)),
+            bootstrap=env_text(env, "TRACKD_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
+            partitions=max(1, env_int(env, "TRACKD_KAFKA_PARTITIONS", 3)),
             event_key=env.get("TRACKD_EVENT_KEY", ""),
         )
 
@@ -170,11 +170,11 @@ class S3Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> S3Settings:
         return cls(
-            endpoint=_get(env, "TRACKD_S3_ENDPOINT", "http://127.0.0.1:18333"),
-            bucket=_get(env, "TRACKD_S3_BUCKET", "trackd-artifacts"),
-            region=_get(env, "TRACKD_S3_REGION", "us-east-1"),
-            access_key=_get(env, "TRACKD_S3_ACCESS_KEY", "trackd"),
-            secret_key=_get(env, "TRACKD_S3_SECRET_KEY", "trackd"),
+            endpoint=env_text(env, "TRACKD_S3_ENDPOINT", "http://127.0.0.1:18333"),
+            bucket=env_text(env, "TRACKD_S3_BUCKET", "trackd-artifacts"),
+            region=env_text(env, "TRACKD_S3_REGION", "us-east-1"),
+            access_key=env_text(env, "TRACKD_S3_ACCESS_KEY", "trackd"),
+            secret_key=env_text(env, "TRACKD_S3_SECRET_KEY", "trackd"),
         )
 
 
@@ -186,8 +186,8 @@ class TelemetrySettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, service: str) -> TelemetrySettings:
         return cls(
-            service_name=_get(env, "OTEL_SERVICE_NAME", f"trackd-{service}"),
-            otlp_endpoint=_get(env, "OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+            service_name=env_text(env, "OTEL_SERVICE_NAME", f"trackd-{service}"),
+            otlp_endpoint=env_text(env, "OTEL_EXPORTER_OTLP_ENDPOINT", ""),
         )
 
 
@@ -204,14 +204,14 @@ class AuthSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AuthSettings:
-        mode = _get(env, "TRACKD_AUTH", "off").lower()
+        mode = env_text(env, "TRACKD_AUTH", "off").lower()
         if mode not in ("on", "off"):
             raise InvalidArgument(f"TRACKD_AUTH={mode!r}: use on or off")
         settings = cls(
             enabled=mode == "on",
-            admin_token=_get(env, "TRACKD_ADMIN_TOKEN", ""),
-            writes_per_s=_number(env, "TRACKD_RATE_LIMIT_WRITES_PER_S", 0.0),
-            burst=_number(env, "TRACKD_RATE_LIMIT_BURST", 0.0),
+            admin_token=env_text(env, "TRACKD_ADMIN_TOKEN", ""),
+            writes_per_s=env_number(env, "TRACKD_RATE_LIMIT_WRITES_PER_S", 0.0),
+            burst=env_number(env, "TRACKD_RATE_LIMIT_BURST", 0.0),
         )
         if settings.admin_token and len(settings.admin_token) < 16:
             raise InvalidArgument("TRACKD_ADMIN_TOKEN must be at least 16 characters")
@@ -230,9 +230,9 @@ class TlsSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> TlsSettings:
         settings = cls(
-            cert_file=_get(env, "TRACKD_TLS_CERT_FILE", ""),
-            key_file=_get(env, "TRACKD_TLS_KEY_FILE", ""),
-            ca_file=_get(env, "TRACKD_TLS_CA_FILE", ""),
+            cert_file=env_text(env, "TRACKD_TLS_CERT_FILE", ""),
+            key_file=env_text(env, "TRACKD_TLS_KEY_FILE", ""),
+            ca_file=env_text(env, "TRACKD_TLS_CA_FILE", ""),
         )
         if bool(settings.cert_file) != bool(settings.key_file):
             raise InvalidArgument("set both TRACKD_TLS_CERT_FILE and TRACKD_TLS_KEY_FILE, or neither")
@@ -266,18 +266,18 @@ class ServerSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, service: str) -> ServerSettings:
-        port = _int(env, "TRACKD_GRPC_PORT", DEFAULT_PORTS[service])
+        port = env_int(env, "TRACKD_GRPC_PORT", DEFAULT_PORTS[service])
         return cls(
             name=service,
-            host=_get(env, "TRACKD_GRPC_HOST", "0.0.0.0"),
+            host=env_text(env, "TRACKD_GRPC_HOST", "0.0.0.0"),
             port=port,
-            metrics_port=_int(env, "TRACKD_METRICS_PORT", port + 1000),
-            shutdown_grace_s=_number(env, "TRACKD_SHUTDOWN_GRACE_S", 10.0),
+            metrics_port=env_int(env, "TRACKD_METRICS_PORT", port + 1000),
+            shutdown_grace_s=env_number(env, "TRACKD_SHUTDOWN_GRACE_S", 10.0),
             telemetry=TelemetrySettings.from_env(env, service=service),
             auth=AuthSettings.from_env(env),
             tls=TlsSettings.from_env(env),
-            keepalive_s=_number(env, "TRACKD_GRPC_KEEPALIVE_S", 60.0),
-            max_connection_idle_s=_number(env, "TRACKD_GRPC_MAX_CONNECTION_IDLE_S", 300.0),
+            keepalive_s=env_number(env, "TRACKD_GRPC_KEEPALIVE_S", 60.0),
+            max_connection_idle_s=env_number(env, "TRACKD_GRPC_MAX_CONNECTION_IDLE_S", 300.0),
         )
 
 
@@ -296,9 +296,9 @@ class IngestSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> IngestSettings:
         settings = cls(
-            max_streams=_int(env, "TRACKD_INGEST_MAX_STREAMS", 512),
-            max_streams_per_caller=_int(env, "TRACKD_INGEST_MAX_STREAMS_PER_CALLER", 128),
-            stream_idle_s=_number(env, "TRACKD_INGEST_STREAM_IDLE_S", 60.0),
+            max_streams=env_int(env, "TRACKD_INGEST_MAX_STREAMS", 512),
+            max_streams_per_caller=env_int(env, "TRACKD_INGEST_MAX_STREAMS_PER_CALLER", 128),
+            stream_idle_s=env_number(env, "TRACKD_INGEST_STREAM_IDLE_S", 60.0),
         )
         if settings.max_streams < 1:
             raise InvalidArgument("TRACKD_INGEST_MAX_STREAMS must be at least 1")
@@ -321,8 +321,8 @@ class RunServiceConfig:
             server=ServerSettings.from_env(env, service="run"),
             postgres=PostgresSettings.from_env(env),
             kafka=KafkaSettings.from_env(env),
-            heartbeat_timeout_s=_number(env, "TRACKD_HEARTBEAT_TIMEOUT_S", 120.0),
-            crash_check_interval_s=_number(env, "TRACKD_CRASH_CHECK_INTERVAL_S", 5.0),
+            heartbeat_timeout_s=env_number(env, "TRACKD_HEARTBEAT_TIMEOUT_S", 120.0),
+            crash_check_interval_s=env_number(env, "TRACKD_CRASH_CHECK_INTERVAL_S", 5.0),
             redis=RedisSettings.from_env(env),
         )
 
@@ -346,10 +346,10 @@ class ArtifactSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ArtifactSettings:
         settings = cls(
-            slow_reader_s=_number(env, "TRACKD_ARTIFACT_SLOW_READER_S", 60.0),
-            direct_upload_grace_s=_number(env, "TRACKD_ARTIFACT_DIRECT_UPLOAD_GRACE_S", 3600.0),
-            stale_upload_s=_number(env, "TRACKD_ARTIFACT_STALE_UPLOAD_S", 86400.0),
-            sweep_interval_s=_number(env, "TRACKD_ARTIFACT_SWEEP_INTERVAL_S", 60.0),
+            slow_reader_s=env_number(env, "TRACKD_ARTIFACT_SLOW_READER_S", 60.0),
+            direct_upload_grace_s=env_number(env, "TRACKD_ARTIFACT_DIRECT_UPLOAD_GRACE_S", 3600.0),
+            stale_upload_s=env_number(env, "TRACKD_ARTIFACT_STALE_UPLOAD_S", 86400.0),
+            sweep_interval_s=env_number(env, "TRACKD_ARTIFACT_SWEEP_INTERVAL_S", 60.0),
         )
         if settings.sweep_interval_s <= 0:
             raise InvalidArgument("TRACKD_ARTIFACT_SWEEP_INTERVAL_S must be positive")
@@ -382,55 +382,28 @@ class StoresConfig:
             redis=RedisSettings.from_env(env),
             kafka=KafkaSettings.from_env(env),
             s3=S3Settings.from_env(env),
-            run_target=ClientSettings.from_env(env).target("run"),
-            hpo_lease_s=_number(env, "TRACKD_HPO_LEASE_S", 30.0),
+            run_target=service_targets(env)["run"],
+            hpo_lease_s=env_number(env, "TRACKD_HPO_LEASE_S", 30.0),
             ingest=IngestSettings.from_env(env) if service == "ingest" else IngestSettings(),
             artifact=ArtifactSettings.from_env(env) if service == "artifact" else ArtifactSettings(),
-            query_slow_reader_s=_number(env, "TRACKD_QUERY_SLOW_READER_S", 60.0),
+            query_slow_reader_s=env_number(env, "TRACKD_QUERY_SLOW_READER_S", 60.0),
         )
 
 
 @dataclass(frozen=True)
-class ClientSettings:
-    """How the SDK and CLI address the services (see ARCHITECTURE.md, client addressing)."""
+class CallerSettings:
+    """How a server process calls the services (the web service): addressed as the SDK addresses
+    them, sending `token` (TRACKD_TOKEN) when set, over TLS trusting `tls_ca_file`
+    (TRACKD_TLS_CA_FILE) when set."""
 
     targets: Mapping[str, str]
-    heartbeat_interval_s: float
-    rpc_timeout_s: float
-    kafka_bootstrap: str
-    spool_dir: str = ""  # empty: ~/.cache/trackd/spool
-    offline: bool = False  # TRACKD_MODE=offline: metrics go to the spool only (`trackd sync` sends)
-    flush_timeout_s: float = 30.0
-    system_metrics_interval_s: float = 10.0  # 0: off
-    token: str = field(default="", repr=False)  # TRACKD_TOKEN: sent as `authorization: Bearer …`
-    tls_ca_file: str = ""  # TRACKD_TLS_CA_FILE: speak TLS, trusting this CA
-    # TRACKD_SPOOL_MAX_BYTES: disk a run's metric spool may use for batches not yet acknowledged
-    spool_max_bytes: int = 1024**3
+    token: str = field(default="", repr=False)
+    tls_ca_file: str = ""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ClientSettings:
-        env = os.environ if env is None else env
-        gateway = _get(env, "TRACKD_TARGET", "")
-        targets = {
-            s: _get(env, f"TRACKD_{s.upper()}_TARGET", gateway or f"localhost:{DEFAULT_PORTS[s]}")
-            for s in SERVICES
-        }
-        spool_max_bytes = _int(env, "TRACKD_SPOOL_MAX_BYTES", 1024**3)
-        if spool_max_bytes < 1024 * 1024:
-            raise InvalidArgument(f"TRACKD_SPOOL_MAX_BYTES={spool_max_bytes} must be at least 1048576 (1 MiB)")
-        return cls(
-            targets=targets,
-            heartbeat_interval_s=_number(env, "TRACKD_HEARTBEAT_INTERVAL_S", 10.0),
-            rpc_timeout_s=_number(env, "TRACKD_RPC_TIMEOUT_S", 30.0),
-            kafka_bootstrap=KafkaSettings.from_env(env).bootstrap,
-            spool_dir=_get(env, "TRACKD_SPOOL_DIR", ""),
-            offline=_mode(env) == "offline",
-            flush_timeout_s=_number(env, "TRACKD_FLUSH_TIMEOUT_S", 30.0),
-            system_metrics_interval_s=_number(env, "TRACKD_SYSTEM_METRICS_INTERVAL_S", 10.0),
-            token=_get(env, "TRACKD_TOKEN", ""),
-            tls_ca_file=_get(env, "TRACKD_TLS_CA_FILE", ""),
-            spool_max_bytes=spool_max_bytes,
-        )
+    def from_env(cls, env: Mapping[str, str]) -> CallerSettings:
+        return cls(targets=service_targets(env), token=env_text(env, "TRACKD_TOKEN", ""),
+                   tls_ca_file=env_text(env, "TRACKD_TLS_CA_FILE", ""))
 
     def target(self, service: str) -> str:
         return self.targets[service]
@@ -450,8 +423,8 @@ class StackSettings:
         names = ("TRACKD_PG_DSN", "TRACKD_REDIS_URL", "TRACKD_KAFKA_BOOTSTRAP", "TRACKD_S3_ENDPOINT")
         return cls(
             home=home(env),
-            external={n: _get(env, n, "") for n in names if _get(env, n, "")},
-            ingest_replicas=max(1, _int(env, "TRACKD_INGEST_REPLICAS", 1)),
+            external={n: env_text(env, n, "") for n in names if env_text(env, n, "")},
+            ingest_replicas=max(1, env_int(env, "TRACKD_INGEST_REPLICAS", 1)),
         )
 
 
@@ -463,7 +436,7 @@ class WebConfig:
 
     host: str
     port: int
-    client: ClientSettings
+    client: CallerSettings
     telemetry: TelemetrySettings
     auth: AuthSettings
     # live viewers (Server-Sent Events streams) one replica holds at once; more get 429
@@ -473,10 +446,10 @@ class WebConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> WebConfig:
         env = os.environ if env is None else env
         return cls(
-            host=_get(env, "TRACKD_WEB_HOST", "127.0.0.1"),
-            port=_int(env, "TRACKD_WEB_PORT", WEB_PORT),
-            client=ClientSettings.from_env(env),
+            host=env_text(env, "TRACKD_WEB_HOST", "127.0.0.1"),
+            port=env_int(env, "TRACKD_WEB_PORT", WEB_PORT),
+            client=CallerSettings.from_env(env),
             telemetry=TelemetrySettings.from_env(env, service="web"),
             auth=AuthSettings.from_env(env),
-            max_viewers=max(1, _int(env, "TRACKD_WEB_MAX_VIEWERS", 5000)),
+            max_viewers=max(1, env_int(env, "TRACKD_WEB_MAX_VIEWERS", 5000)),
         )

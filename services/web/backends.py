@@ -17,7 +17,7 @@ from trackd_api.artifact.v1 import artifact_pb2_grpc
 from trackd_api.hpo.v1 import hpo_pb2_grpc
 from trackd_api.query.v1 import query_pb2_grpc
 from trackd_api.run.v1 import run_pb2_grpc
-from trackd_platform.config import ClientSettings
+from trackd_platform.config import CallerSettings
 from trackd_platform.tls import channel_credentials
 
 _SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
@@ -39,7 +39,7 @@ class Caller:
 class Backends:
     """Stubs of the four services the web service reads and writes through."""
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: CallerSettings) -> None:
         self._settings = settings
         self._channels: list[grpc.aio.Channel] = []
         self.runs = run_pb2_grpc.RunServiceStub(self._channel("run"))

@@ -17,9 +17,9 @@ import grpc
 import pytest
 import trackd
 from trackd._client import Client
+from trackd._settings import ClientSettings
 from trackd_api.query.v1 import query_pb2, query_pb2_grpc
 from trackd_api.run.v1 import run_pb2
-from trackd_platform.config import ClientSettings
 from trackd_platform.stack import HOST, EmbeddedStack, grpc_serving
 
 from tests.metric_points import extra_ingest_replica, stored

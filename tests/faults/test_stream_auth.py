@@ -16,11 +16,11 @@ import grpc
 import pytest
 import trackd
 from trackd._client import Client
+from trackd._settings import ClientSettings
 from trackd_api.auth.v1 import auth_pb2, auth_pb2_grpc
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from trackd_api.query.v1 import query_pb2, query_pb2_grpc
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
-from trackd_platform.config import ClientSettings
 from trackd_platform.stack import HOST, EmbeddedStack, StackPorts
 
 from tests.metric_points import series, stored

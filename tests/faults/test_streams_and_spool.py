@@ -22,10 +22,10 @@ import pytest
 import trackd
 from trackd._client import Client
 from trackd._metrics import InvalidMetric
+from trackd._settings import ClientSettings
 from trackd._spool import Spool, SpoolFull
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from trackd_api.run.v1 import run_pb2
-from trackd_platform.config import ClientSettings
 from trackd_platform.processes import free_port
 from trackd_platform.stack import HOST, EmbeddedStack
 

@@ -23,13 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from trackd._client import Client
+from trackd._settings import ClientSettings
 from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc, registry_pb2, registry_pb2_grpc
 from trackd_api.auth.v1 import auth_pb2, auth_pb2_grpc
 from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from trackd_api.query.v1 import query_pb2, query_pb2_grpc
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
-from trackd_platform.config import ClientSettings
 from trackd_platform.stack import EmbeddedStack, StackPorts
 
 pytestmark = pytest.mark.integration

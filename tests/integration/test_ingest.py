@@ -16,8 +16,8 @@ import pytest
 import redis
 import trackd
 from trackd._client import Client
+from trackd._settings import ClientSettings
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from trackd_platform.config import ClientSettings
 from trackd_platform.stack import HOST, EmbeddedStack
 
 from tests.metric_points import series, stored

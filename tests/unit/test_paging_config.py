@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from trackd._settings import ClientSettings
 from trackd_platform import paging
-from trackd_platform.config import ClientSettings, PostgresSettings, RunServiceConfig, S3Settings
+from trackd_platform.config import PostgresSettings, RunServiceConfig, S3Settings
 from trackd_platform.errors import InvalidArgument
 
 
@@ -42,3 +43,24 @@ def test_client_addressing() -> None:
     gateway = ClientSettings.from_env({"TRACKD_TARGET": "gw:8080", "TRACKD_INGEST_TARGET": "ipv4:a:1,b:2"})
     assert gateway.target("run") == "gw:8080"
     assert gateway.target("ingest") == "ipv4:a:1,b:2"
+
+
+def test_the_sdk_settings_live_in_the_sdk_and_the_web_calls_as_the_sdk_addresses() -> None:
+    from trackd import _settings
+    from trackd_platform import config
+
+    sdk_only = {"TRACKD_HEARTBEAT_INTERVAL_S", "TRACKD_RPC_TIMEOUT_S", "TRACKD_SPOOL_DIR", "TRACKD_MODE",
+                "TRACKD_FLUSH_TIMEOUT_S", "TRACKD_SYSTEM_METRICS_INTERVAL_S", "TRACKD_SPOOL_MAX_BYTES"}
+    assert sdk_only <= _settings.ENV_NAMES and not sdk_only & config.ENV_NAMES
+    offline = ClientSettings.from_env({"TRACKD_MODE": "Offline", "TRACKD_SPOOL_DIR": "/spool",
+                                       "TRACKD_TOKEN": "s3cret"})
+    assert offline.offline and offline.spool_dir == "/spool" and "s3cret" not in repr(offline)
+    with pytest.raises(InvalidArgument, match="TRACKD_MODE='x': use online or offline"):
+        ClientSettings.from_env({"TRACKD_MODE": "x"})
+    with pytest.raises(InvalidArgument, match="must be at least 1048576"):
+        ClientSettings.from_env({"TRACKD_SPOOL_MAX_BYTES": "1000"})
+    env = {"TRACKD_TARGET": "gw:8080", "TRACKD_TOKEN": "s3cret", "TRACKD_TLS_CA_FILE": "/ca.pem"}
+    web = config.WebConfig.from_env(env).client
+    assert web.targets == ClientSettings.from_env(env).targets == config.service_targets(env)
+    assert web.tls_ca_file == "/ca.pem" and web.token == "s3cret" and "s3cret" not in repr(web)
+    assert config.StoresConfig.from_env(env, service="query").run_target == "gw:8080"

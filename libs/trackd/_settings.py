@@ -1,0 +1,76 @@
+"""The SDK's and CLI's settings: the only client module that reads the environment. Every name it
+reads is in `ENV_NAMES`. The services are addressed as the servers' config says
+(`trackd_platform.config.service_targets`: TRACKD_TARGET, TRACKD_<SERVICE>_TARGET)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from trackd_platform.config import KafkaSettings, env_int, env_number, env_text, service_targets
+from trackd_platform.errors import InvalidArgument
+
+ENV_NAMES = frozenset({
+    "TRACKD_TARGET", "TRACKD_RUN_TARGET", "TRACKD_INGEST_TARGET", "TRACKD_ARTIFACT_TARGET", "TRACKD_QUERY_TARGET",
+    "TRACKD_HPO_TARGET", "TRACKD_TOKEN", "TRACKD_TLS_CA_FILE", "TRACKD_KAFKA_BOOTSTRAP",
+    "TRACKD_HEARTBEAT_INTERVAL_S", "TRACKD_RPC_TIMEOUT_S", "TRACKD_SPOOL_DIR", "TRACKD_MODE",
+    "TRACKD_FLUSH_TIMEOUT_S", "TRACKD_SYSTEM_METRICS_INTERVAL_S", "TRACKD_SPOOL_MAX_BYTES",
+})
+MIN_SPOOL_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How the SDK and CLI address the services (see ARCHITECTURE.md, client addressing) and
+    behave towards them."""
+
+    targets: Mapping[str, str]
+    heartbeat_interval_s: float
+    rpc_timeout_s: float
+    kafka_bootstrap: str
+    spool_dir: str = ""  # empty: ~/.cache/trackd/spool
+    offline: bool = False  # TRACKD_MODE=offline: metrics go to the spool only (`trackd sync` sends)
+    flush_timeout_s: float = 30.0
+    system_metrics_interval_s: float = 10.0  # 0: off
+    token: str = field(default="", repr=False)  # TRACKD_TOKEN: sent as `authorization: Bearer …`
+    tls_ca_file: str = ""  # TRACKD_TLS_CA_FILE: speak TLS, trusting this CA
+    # TRACKD_SPOOL_MAX_BYTES: disk a run's metric spool may use for batches not yet acknowledged
+    spool_max_bytes: int = 1024**3
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ClientSettings:
+        env = os.environ if env is None else env
+
+        def number(name: str, default: float) -> float:
+            return env_number(env, name, default, known=ENV_NAMES)
+
+        def text(name: str, default: str = "") -> str:
+            return env_text(env, name, default, known=ENV_NAMES)
+
+        spool_max_bytes = env_int(env, "TRACKD_SPOOL_MAX_BYTES", 1024**3, known=ENV_NAMES)
+        if spool_max_bytes < MIN_SPOOL_BYTES:
+            raise InvalidArgument(f"TRACKD_SPOOL_MAX_BYTES={spool_max_bytes} must be at least 1048576 (1 MiB)")
+
+        def offline() -> bool:
+            mode = text("TRACKD_MODE", "online").lower()
+            if mode not in ("online", "offline"):
+                raise InvalidArgument(f"TRACKD_MODE={mode!r}: use online or offline")
+            return mode == "offline"
+
+        return cls(
+            targets=service_targets(env),
+            heartbeat_interval_s=number("TRACKD_HEARTBEAT_INTERVAL_S", 10.0),
+            rpc_timeout_s=number("TRACKD_RPC_TIMEOUT_S", 30.0),
+            kafka_bootstrap=KafkaSettings.from_env(env).bootstrap,
+            spool_dir=text("TRACKD_SPOOL_DIR"),
+            offline=offline(),
+            flush_timeout_s=number("TRACKD_FLUSH_TIMEOUT_S", 30.0),
+            system_metrics_interval_s=number("TRACKD_SYSTEM_METRICS_INTERVAL_S", 10.0),
+            token=text("TRACKD_TOKEN"),
+            tls_ca_file=text("TRACKD_TLS_CA_FILE"),
+            spool_max_bytes=spool_max_bytes,
+        )
+
+    def target(self, service: str) -> str:
+        return self.targets[service]
