@@ -25,7 +25,7 @@ from trackd_platform.config import WebConfig
 from trackd_platform.server import configure_logging
 from trackd_platform.telemetry import setup_tracing
 
-from . import views
+from . import mlflow, views
 from .artifacts import Artifacts
 from .backends import Backends
 from .charts import ChartData
@@ -84,6 +84,7 @@ def create_app(config: WebConfig, backends: Backends, *, registry: prometheus_cl
         *Pages(backends, pages).routes(),
         *ChartData(backends, hub).routes(),
         *Artifacts(backends, pages).routes(),
+        *mlflow.routes(backends),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan,
