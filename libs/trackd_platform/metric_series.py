@@ -10,7 +10,7 @@ import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from trackd_platform.vocabulary import CONTEXTS as CONTEXTS  # a series' context: its number → its name
 
@@ -83,7 +83,10 @@ def encode_latest(summaries: Mapping[tuple[str, int], Summary]) -> dict[str, str
     return {latest_field(key, context): encode_summary(s) for (key, context), s in summaries.items()}
 
 
-def decode_latest(raw: Mapping[bytes, bytes] | Mapping[str, str]) -> dict[tuple[str, int], Summary]:
+_Field = TypeVar("_Field", bound=bytes | str)  # HGETALL gives bytes, or str when the client decodes
+
+
+def decode_latest(raw: Mapping[_Field, bytes | str]) -> dict[tuple[str, int], Summary]:
     """The inverse of `encode_latest` (a hash as HGETALL returns it), sorted by (key, context).
     Raises ValueError / KeyError on anything else."""
     found: dict[tuple[str, int], Summary] = {}

@@ -27,15 +27,8 @@ from trackd_api.events.v1 import events_pb2
 from trackd_api.run.v1 import run_pb2
 
 from trackd_platform.config import KafkaSettings, PostgresSettings
-from trackd_platform.kafka import (
-    CONTENT_TYPE,
-    EVENT_TYPES,
-    RUN_ENDED,
-    SIGNATURE_HEADER,
-    create_producer,
-    ensure_topics,
-    signature,
-)
+from trackd_platform.event_contract import CONTENT_TYPE, EVENT_TYPES, RUN_ENDED, SIGNATURE_HEADER, signature
+from trackd_platform.kafka import create_producer, ensure_topics
 from trackd_platform.telemetry import context_from_traceparent, current_traceparent, kafka_instrumented
 
 log = logging.getLogger(__name__)

@@ -6,12 +6,12 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc
 from trackd_platform.errors import InvalidArgument
 from trackd_platform.ids import parse_id
 from trackd_platform.paging import decode_token, encode_token, page_size
+from trackd_platform.rpc_types import Context
 from trackd_platform.streams import SlowReader
 from trackd_platform.timestamps import timestamp
 
@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 def _artifact(a: domain.Artifact) -> artifact_pb2.Artifact:
     return artifact_pb2.Artifact(run_id=a.run_id, path=a.path, size_bytes=a.size, sha256=a.sha256,
-                                 type=a.type, metadata=a.metadata, create_time=timestamp(a.created_at))
+                                 type=artifact_pb2.ArtifactType.Name(a.type), metadata=a.metadata,
+                                 create_time=timestamp(a.created_at))
 
 
 class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
@@ -39,7 +40,9 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
         self._slow_reader_s = slow_reader_s
         self._direct_upload_grace_s = direct_upload_grace_s
 
-    async def UploadArtifact(self, requests: AsyncIterator[Any], context: Any) -> artifact_pb2.UploadArtifactResponse:
+    async def UploadArtifact(
+        self, requests: AsyncIterator[artifact_pb2.UploadArtifactRequest], context: Context
+    ) -> artifact_pb2.UploadArtifactResponse:
         first = await anext(aiter(requests), None)
         if first is None or not first.HasField("header"):
             raise InvalidArgument("the first message of an upload is its header")
@@ -74,7 +77,7 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
             await self._store.discard(upload.published, self._blobs)
 
     async def DownloadArtifact(
-        self, request: Any, context: Any
+        self, request: artifact_pb2.DownloadArtifactRequest, context: Context
     ) -> AsyncIterator[artifact_pb2.DownloadArtifactResponse]:
         artifact = await self._store.get(parse_id("run_id", request.run_id), domain.validate_path(request.path))
         if request.offset < 0 or request.length < 0 or request.offset > artifact.size:
@@ -90,7 +93,9 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
         finally:
             reader.taken()
 
-    async def ListArtifacts(self, request: Any, context: Any) -> artifact_pb2.ListArtifactsResponse:
+    async def ListArtifacts(
+        self, request: artifact_pb2.ListArtifactsRequest, context: Context
+    ) -> artifact_pb2.ListArtifactsResponse:
         run_id = parse_id("run_id", request.run_id)
         prefix = domain.validate_path(request.prefix, allow_empty=True)
         if prefix and not prefix.endswith("/"):
@@ -115,15 +120,21 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
             next_page_token=encode_token([found[-1].path]) if len(found) == limit else "",
         )
 
-    async def StatArtifact(self, request: Any, context: Any) -> artifact_pb2.StatArtifactResponse:
+    async def StatArtifact(
+        self, request: artifact_pb2.StatArtifactRequest, context: Context
+    ) -> artifact_pb2.StatArtifactResponse:
         artifact = await self._store.get(parse_id("run_id", request.run_id), domain.validate_path(request.path))
         return artifact_pb2.StatArtifactResponse(artifact=_artifact(artifact))
 
-    async def DeleteArtifact(self, request: Any, context: Any) -> artifact_pb2.DeleteArtifactResponse:
+    async def DeleteArtifact(
+        self, request: artifact_pb2.DeleteArtifactRequest, context: Context
+    ) -> artifact_pb2.DeleteArtifactResponse:
         await self._store.delete(parse_id("run_id", request.run_id), domain.validate_path(request.path), self._blobs)
         return artifact_pb2.DeleteArtifactResponse()
 
-    async def CreatePresignedUrl(self, request: Any, context: Any) -> artifact_pb2.CreatePresignedUrlResponse:
+    async def CreatePresignedUrl(
+        self, request: artifact_pb2.CreatePresignedUrlRequest, context: Context
+    ) -> artifact_pb2.CreatePresignedUrlResponse:
         expires = request.expires_in_seconds or 3600
         if not 1 <= expires <= 604_800:
             raise InvalidArgument("expires_in_seconds is between 1 and 604800 (7 days)")
@@ -152,7 +163,9 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
         urls = await self._blobs.presign_parts(key, upload_id, request.part_count, expires)
         return artifact_pb2.CreatePresignedUrlResponse(upload_key=key, upload_id=upload_id, part_urls=urls)
 
-    async def CompleteDirectUpload(self, request: Any, context: Any) -> artifact_pb2.CompleteDirectUploadResponse:
+    async def CompleteDirectUpload(
+        self, request: artifact_pb2.CompleteDirectUploadRequest, context: Context
+    ) -> artifact_pb2.CompleteDirectUploadResponse:
         run_id = parse_id("run_id", request.run_id)
         path = domain.validate_path(request.path)
         type_ = domain.validate_type(request.type)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from typing import Any
 
 import asyncpg
 from trackd_api.artifact.v1 import registry_pb2, registry_pb2_grpc
@@ -13,6 +12,7 @@ from trackd_platform.errors import InvalidArgument
 from trackd_platform.ids import parse_id
 from trackd_platform.metric_series import run_summaries
 from trackd_platform.paging import decode_token, encode_token, page_size
+from trackd_platform.rpc_types import Context
 from trackd_platform.timestamps import timestamp
 
 from . import domain
@@ -50,16 +50,22 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
         self._registry = registry
         self._pool = pool  # the metric summaries a version snapshots (trackd_platform.metric_series)
 
-    async def CreateRegisteredModel(self, request: Any, context: Any) -> registry_pb2.CreateRegisteredModelResponse:
+    async def CreateRegisteredModel(
+        self, request: registry_pb2.CreateRegisteredModelRequest, context: Context
+    ) -> registry_pb2.CreateRegisteredModelResponse:
         model = await self._registry.create_model(_scope(), validate_name(request.name), request.description,
                                                   domain.validate_metadata(request.tags))
         return registry_pb2.CreateRegisteredModelResponse(model=_model(model))
 
-    async def GetRegisteredModel(self, request: Any, context: Any) -> registry_pb2.GetRegisteredModelResponse:
+    async def GetRegisteredModel(
+        self, request: registry_pb2.GetRegisteredModelRequest, context: Context
+    ) -> registry_pb2.GetRegisteredModelResponse:
         return registry_pb2.GetRegisteredModelResponse(
             model=_model(await self._registry.get_model(_scope(), validate_name(request.name))))
 
-    async def ListRegisteredModels(self, request: Any, context: Any) -> registry_pb2.ListRegisteredModelsResponse:
+    async def ListRegisteredModels(
+        self, request: registry_pb2.ListRegisteredModelsRequest, context: Context
+    ) -> registry_pb2.ListRegisteredModelsResponse:
         limit = page_size(request.page_size)
         after = decode_token(request.page_token, arity=2, kinds=(str, str)) or ["", ""]
         found = await self._registry.list_models(_scope(), name_contains=request.name_contains,
@@ -68,7 +74,9 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
             models=[_model(m) for m, _ in found],
             next_page_token=encode_token([found[-1][0].name, found[-1][1]]) if len(found) == limit else "")
 
-    async def CreateModelVersion(self, request: Any, context: Any) -> registry_pb2.CreateModelVersionResponse:
+    async def CreateModelVersion(
+        self, request: registry_pb2.CreateModelVersionRequest, context: Context
+    ) -> registry_pb2.CreateModelVersionResponse:
         name = validate_name(request.name)
         run_id = parse_id("run_id", request.run_id)
         path = domain.validate_path(request.path.rstrip("/"))
@@ -84,24 +92,32 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
         return {key + CONTEXT_SUFFIX.get(str(context), ""): s.value for (key, context), s in latest.items()
                 if math.isfinite(s.value)}
 
-    async def GetModelVersion(self, request: Any, context: Any) -> registry_pb2.GetModelVersionResponse:
+    async def GetModelVersion(
+        self, request: registry_pb2.GetModelVersionRequest, context: Context
+    ) -> registry_pb2.GetModelVersionResponse:
         if not request.version and not request.alias:
             raise InvalidArgument("give a version number or an alias")
         version = await self._registry.get_version(_scope(), validate_name(request.name), version=request.version,
                                                    alias=validate_alias(request.alias) if request.alias else "")
         return registry_pb2.GetModelVersionResponse(version=_version(version))
 
-    async def ListModelVersions(self, request: Any, context: Any) -> registry_pb2.ListModelVersionsResponse:
+    async def ListModelVersions(
+        self, request: registry_pb2.ListModelVersionsRequest, context: Context
+    ) -> registry_pb2.ListModelVersionsResponse:
         versions = await self._registry.list_versions(_scope(), validate_name(request.name))
         return registry_pb2.ListModelVersionsResponse(versions=[_version(v) for v in versions])
 
-    async def SetModelAlias(self, request: Any, context: Any) -> registry_pb2.SetModelAliasResponse:
+    async def SetModelAlias(
+        self, request: registry_pb2.SetModelAliasRequest, context: Context
+    ) -> registry_pb2.SetModelAliasResponse:
         if request.version <= 0:
             raise InvalidArgument("version numbers start at 1")
         await self._registry.set_alias(_scope(), validate_name(request.name), validate_alias(request.alias),
                                        request.version)
         return registry_pb2.SetModelAliasResponse()
 
-    async def DeleteModelAlias(self, request: Any, context: Any) -> registry_pb2.DeleteModelAliasResponse:
+    async def DeleteModelAlias(
+        self, request: registry_pb2.DeleteModelAliasRequest, context: Context
+    ) -> registry_pb2.DeleteModelAliasResponse:
         await self._registry.delete_alias(_scope(), validate_name(request.name), validate_alias(request.alias))
         return registry_pb2.DeleteModelAliasResponse()

@@ -13,6 +13,8 @@ from trackd_platform.auth import ANONYMOUS, current_principal
 from trackd_platform.config import IngestSettings
 from trackd_platform.errors import InvalidArgument, ResourceExhausted
 from trackd_platform.ids import parse_id
+from trackd_platform.rpc_types import Context
+from trackd_platform.vocabulary import MetricContext
 
 from .domain import Chunk, Rejected, StreamSlots, split_batch, to_chunks
 from .store import LatestCache, MetricStore
@@ -48,7 +50,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self._slots = StreamSlots(total=settings.max_streams, per_caller=settings.max_streams_per_caller)
         self._idle_s = settings.stream_idle_s
 
-    async def StreamMetrics(self, requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+    async def StreamMetrics(
+        self, requests: AsyncIterator[ingest_pb2.StreamMetricsRequest], context: Context
+    ) -> AsyncIterator[ingest_pb2.StreamMetricsResponse]:
         caller = _caller(context)
         try:
             self._slots.take(caller)
@@ -101,7 +105,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                     "free its slot; open a new one to send more")
             yield request
 
-    async def LogMetrics(self, request: Any, context: Any) -> ingest_pb2.LogMetricsResponse:
+    async def LogMetrics(
+        self, request: ingest_pb2.LogMetricsRequest, context: Context
+    ) -> ingest_pb2.LogMetricsResponse:
         run_id = parse_id("run_id", request.run_id)
         chunks = to_chunks(request.series)
         async with self._commit_slots:
@@ -129,13 +135,14 @@ def _caller(context: Any) -> str:
 
 
 def _rejected(r: Rejected) -> ingest_pb2.RejectedSeries:
-    return ingest_pb2.RejectedSeries(key=r.key, context=r.context, points=r.points, reason=r.reason)
+    return ingest_pb2.RejectedSeries(key=r.key, context=MetricContext(r.context).proto, points=r.points,
+                                     reason=r.reason)
 
 
 def _published(run_id: str, chunks: list[Chunk]) -> bytes:
     """What live watchers receive: the committed points, timestamps filled in."""
     message = ingest_pb2.LogMetricsRequest(run_id=run_id, series=[
-        ingest_pb2.MetricSeries(key=c.key, context=c.context, steps=c.steps, values=c.values,
+        ingest_pb2.MetricSeries(key=c.key, context=MetricContext(c.context).proto, steps=c.steps, values=c.values,
                                 timestamps_ms=c.timestamps) for c in chunks
     ])
     return bytes(message.SerializeToString())

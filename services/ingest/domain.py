@@ -29,11 +29,16 @@ REJECTED_KEY_MAX = 256  # a rejected series' key is echoed back cut to this many
 class SeriesMessage(Protocol):
     """What a `trackd.ingest.v1.MetricSeries` looks like to the domain."""
 
-    key: str
-    context: int
-    steps: Sequence[int]
-    values: Sequence[float]
-    timestamps_ms: Sequence[int]
+    @property
+    def key(self) -> str: ...
+    @property
+    def context(self) -> int: ...
+    @property
+    def steps(self) -> Sequence[int]: ...
+    @property
+    def values(self) -> Sequence[float]: ...
+    @property
+    def timestamps_ms(self) -> Sequence[int]: ...
 
 
 @dataclass(frozen=True)

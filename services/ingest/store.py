@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 from trackd_platform.cache_keys import committed_points, latest_metrics
 from trackd_platform.errors import FailedPrecondition, InvalidArgument, NotFound
 from trackd_platform.metric_series import (
@@ -242,7 +243,9 @@ class LatestCache:
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.delete(latest_metrics(run_id))
                     if summaries:
-                        pipe.hset(latest_metrics(run_id), mapping=encode_latest(summaries))
+                        # redis types a hash's fields invariantly: a dict[str, str] is not its mapping type
+                        fields: dict[FieldT, EncodableT] = {f: v for f, v in encode_latest(summaries).items()}
+                        pipe.hset(latest_metrics(run_id), mapping=fields)
                     await pipe.execute()
             except (TimeoutError, RedisError, OSError):
                 self._down_until = time.monotonic() + self._retry_after_s

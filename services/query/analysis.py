@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import re
 import statistics
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from trackd_platform.errors import FailedPrecondition, ResourceExhausted
@@ -57,7 +58,8 @@ class ComparedMetric:
     differs: bool
 
 
-def compare(runs: Sequence[Run], latest: Mapping[object, Latest]) -> tuple[list[ComparedParam], list[ComparedMetric]]:
+def compare(runs: Sequence[Run], latest: Mapping[uuid.UUID, Latest]
+            ) -> tuple[list[ComparedParam], list[ComparedMetric]]:
     """Params side by side (a missing param counts as a value) and latest metrics, sorted by key;
     the differing ones are marked."""
     param_keys = sorted({k for r in runs for k in r.params})
@@ -85,14 +87,14 @@ class MetricSummary:
     mean: float
     std: float
     median: float
-    best_run: object
+    best_run: uuid.UUID
 
 
-def summarize(run_ids: Sequence[object], latest: Mapping[object, Latest],
+def summarize(run_ids: Sequence[uuid.UUID], latest: Mapping[uuid.UUID, Latest],
               directions: Mapping[str, int]) -> list[MetricSummary]:
     """Per metric over the runs' latest values (NaN ignored): best, worst, mean, population std,
     median and the best run, honouring each metric's direction."""
-    values: dict[tuple[str, int], list[tuple[float, object]]] = {}
+    values: dict[tuple[str, int], list[tuple[float, uuid.UUID]]] = {}
     for run_id in run_ids:
         for name, s in latest[run_id].items():
             if not math.isnan(s.value):
@@ -114,14 +116,14 @@ def summarize(run_ids: Sequence[object], latest: Mapping[object, Latest],
     return found
 
 
-def _safe(function: object, numbers: list[float]) -> float:
+def _safe(function: Callable[[list[float]], float], numbers: list[float]) -> float:
     try:
-        return float(function(numbers))  # type: ignore[operator]
+        return float(function(numbers))
     except (OverflowError, ValueError):  # ±inf among the values
         return math.nan
 
 
-def target_values(runs: Sequence[Run], latest: Mapping[object, Latest], metric: str, context: int
+def target_values(runs: Sequence[Run], latest: Mapping[uuid.UUID, Latest], metric: str, context: int
                   ) -> list[tuple[Run, float]]:
     """The runs having a finite latest value of the metric, with that value."""
     found = []

@@ -15,8 +15,10 @@ from trackd_platform.errors import InvalidArgument, ResourceExhausted, TrackdErr
 from trackd_platform.ids import format_id, parse_id
 from trackd_platform.metric_series import CONTEXTS, KEY_MAX, Summary
 from trackd_platform.paging import page_size
+from trackd_platform.rpc_types import Context
 from trackd_platform.run_records import RunStatus, parse_view, run_to_proto
 from trackd_platform.streams import SlowReader
+from trackd_platform.vocabulary import MetricContext
 
 from . import analysis, history
 from .grammar import parse_filter, parse_order_by
@@ -34,13 +36,13 @@ WATCH_IDLE_CHECK_S = 2.0
 
 
 def _series(key: str, context: int, points: history.Points) -> ingest_pb2.MetricSeries:
-    return ingest_pb2.MetricSeries(key=key, context=context, steps=points.steps.tolist(),  # type: ignore[arg-type]
+    return ingest_pb2.MetricSeries(key=key, context=MetricContext(context).proto, steps=points.steps.tolist(),
                                    values=points.values.tolist(), timestamps_ms=points.timestamps.tolist())
 
 
 def _latest(metrics: Latest) -> list[query_pb2.LatestMetric]:
-    return [query_pb2.LatestMetric(key=key, context=context, step=s.step, value=s.value, timestamp_ms=s.timestamp,
-                                   min=s.min, max=s.max, count=s.count)
+    return [query_pb2.LatestMetric(key=key, context=MetricContext(context).proto, step=s.step, value=s.value,
+                                   timestamp_ms=s.timestamp, min=s.min, max=s.max, count=s.count)
             for (key, context), s in metrics.items()]
 
 
@@ -88,7 +90,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         experiment_ids = await self._store.experiment_ids(ids, list(message.experiment_names), message.project)
         return Selection(experiment_ids, parse_filter(message.filter), parse_view(message.view_type))
 
-    async def SearchRuns(self, request: Any, context: Any) -> query_pb2.SearchRunsResponse:
+    async def SearchRuns(self, request: query_pb2.SearchRunsRequest, context: Context) -> query_pb2.SearchRunsResponse:
         order = parse_order_by(list(request.order_by))
         columns = _columns(request.columns) if request.HasField("columns") else None
         selection = await self._selection(request.selection)
@@ -101,16 +103,20 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             results.append(query_pb2.SearchResult(run=run, metrics=_latest(latest[r.id])))
         return query_pb2.SearchRunsResponse(results=results, next_page_token=token)
 
-    async def ListRunKeys(self, request: Any, context: Any) -> query_pb2.ListRunKeysResponse:
+    async def ListRunKeys(
+        self, request: query_pb2.ListRunKeysRequest, context: Context
+    ) -> query_pb2.ListRunKeysResponse:
         if not 0 <= request.max_runs <= MAX_KEY_SCAN_RUNS:
             raise InvalidArgument(f"max_runs is 0 (meaning {DEFAULT_KEY_SCAN_RUNS}) to {MAX_KEY_SCAN_RUNS}")
         params, tags, metrics, scanned = await self._store.run_keys(
             await self._selection(request.selection), request.max_runs or DEFAULT_KEY_SCAN_RUNS)
         return query_pb2.ListRunKeysResponse(
             param_keys=params, tag_keys=tags, runs_scanned=scanned,
-            metric_keys=[query_pb2.MetricKey(key=k, context=c) for k, c in metrics])  # type: ignore[misc]
+            metric_keys=[query_pb2.MetricKey(key=k, context=MetricContext(c).proto) for k, c in metrics])
 
-    async def GetExperimentStats(self, request: Any, context: Any) -> query_pb2.GetExperimentStatsResponse:
+    async def GetExperimentStats(
+        self, request: query_pb2.GetExperimentStatsRequest, context: Context
+    ) -> query_pb2.GetExperimentStatsResponse:
         ids = _ids("experiment_ids", request.experiment_ids, low=0, high=MAX_STATS_EXPERIMENTS)
         stats = []
         for s in await self._store.experiment_stats(ids):
@@ -121,7 +127,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             stats.append(item)
         return query_pb2.GetExperimentStatsResponse(stats=stats)
 
-    async def GetMetricHistory(self, request: Any, context: Any) -> query_pb2.GetMetricHistoryResponse:
+    async def GetMetricHistory(
+        self, request: query_pb2.GetMetricHistoryRequest, context: Context
+    ) -> query_pb2.GetMetricHistoryResponse:
         run_id = parse_id("run_id", request.run_id)
         key, ctx = _key(request.key, request.context)
         limit = _max_points(request.max_points)
@@ -131,7 +139,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         return query_pb2.GetMetricHistoryResponse(series=_series(key, ctx, shown), total_points=total,
                                                   downsampled=len(shown) < total)
 
-    async def GetMetricHistoryBulk(self, request: Any, context: Any) -> query_pb2.GetMetricHistoryBulkResponse:
+    async def GetMetricHistoryBulk(
+        self, request: query_pb2.GetMetricHistoryBulkRequest, context: Context
+    ) -> query_pb2.GetMetricHistoryBulkResponse:
         run_ids = _ids("run_ids", request.run_ids, low=1, high=MAX_BULK_RUNS)
         if not 1 <= len(request.keys) <= MAX_BULK_KEYS:
             raise InvalidArgument(f"keys: give 1 to {MAX_BULK_KEYS} metric keys")
@@ -151,7 +161,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                         total_points=len(points), downsampled=len(shown) < len(points)))
         return query_pb2.GetMetricHistoryBulkResponse(series=found)
 
-    async def AggregateMetric(self, request: Any, context: Any) -> query_pb2.AggregateMetricResponse:
+    async def AggregateMetric(
+        self, request: query_pb2.AggregateMetricRequest, context: Context
+    ) -> query_pb2.AggregateMetricResponse:
         run_ids = _ids("run_ids", request.run_ids, low=1, high=MAX_BULK_RUNS)
         key, ctx = _key(request.key, request.context)
         if request.bucket_width < 0:
@@ -176,7 +188,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             query_pb2.Bucket(start_step=b.start_step, end_step=b.end_step, min=b.min, max=b.max, mean=b.mean,
                              last=b.last, count=b.count) for b in buckets])
 
-    async def ExportMetric(self, request: Any, context: Any) -> AsyncIterator[query_pb2.ExportMetricResponse]:
+    async def ExportMetric(
+        self, request: query_pb2.ExportMetricRequest, context: Context
+    ) -> AsyncIterator[query_pb2.ExportMetricResponse]:
         run_id = parse_id("run_id", request.run_id)
         key, ctx = _key(request.key, request.context)
         reader = SlowReader(context, self._slow_reader_s, call="ExportMetric",
@@ -189,11 +203,15 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         finally:
             reader.taken()
 
-    async def GetLatestMetrics(self, request: Any, context: Any) -> query_pb2.GetLatestMetricsResponse:
+    async def GetLatestMetrics(
+        self, request: query_pb2.GetLatestMetricsRequest, context: Context
+    ) -> query_pb2.GetLatestMetricsResponse:
         metrics, from_cache = await self._latest.latest(parse_id("run_id", request.run_id))
         return query_pb2.GetLatestMetricsResponse(metrics=_latest(metrics), from_cache=from_cache)
 
-    async def CompareRuns(self, request: Any, context: Any) -> query_pb2.CompareRunsResponse:
+    async def CompareRuns(
+        self, request: query_pb2.CompareRunsRequest, context: Context
+    ) -> query_pb2.CompareRunsResponse:
         run_ids = _ids("run_ids", request.run_ids, low=2, high=MAX_COMPARED_RUNS)
         runs = await self._store.get_runs(run_ids)
         params, metrics = analysis.compare(runs, await self._store.latest_from_db(run_ids))
@@ -201,19 +219,23 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             runs=[run_to_proto(r) for r in runs],
             params=[query_pb2.ComparedParam(key=p.key, differs=p.differs, values=[
                 query_pb2.ParamCell(present=v is not None, value=v or "") for v in p.values]) for p in params],
-            metrics=[query_pb2.ComparedMetric(key=m.key, context=m.context, differs=m.differs, values=[
-                _metric_cell(s) for s in m.values]) for m in metrics])
+            metrics=[query_pb2.ComparedMetric(
+                key=m.key, context=MetricContext(m.context).proto, differs=m.differs,
+                values=[_metric_cell(s) for s in m.values]) for m in metrics])
 
-    async def SummarizeExperiment(self, request: Any, context: Any) -> query_pb2.SummarizeExperimentResponse:
+    async def SummarizeExperiment(
+        self, request: query_pb2.SummarizeExperimentRequest, context: Context
+    ) -> query_pb2.SummarizeExperimentResponse:
         directions = {k: int(v) for k, v in request.directions.items()}
         if any(v not in (analysis.MINIMIZE, analysis.MAXIMIZE) for v in directions.values()):
             raise InvalidArgument("directions are DIRECTION_MINIMIZE or DIRECTION_MAXIMIZE")
         run_ids = await self._store.select_run_ids(await self._selection(request.selection))
         summaries = analysis.summarize(run_ids, await self._store.latest_from_db(run_ids), directions)
         return query_pb2.SummarizeExperimentResponse(runs=len(run_ids), metrics=[
-            query_pb2.MetricSummary(key=s.key, context=s.context, direction=s.direction, runs=s.runs,
+            query_pb2.MetricSummary(key=s.key, context=MetricContext(s.context).proto,
+                                    direction=query_pb2.Direction.Name(s.direction), runs=s.runs,
                                     best=s.best, worst=s.worst, mean=s.mean, std=s.std, median=s.median,
-                                    best_run_id=format_id(cast(uuid.UUID, s.best_run))) for s in summaries])
+                                    best_run_id=format_id(s.best_run)) for s in summaries])
 
     async def _targets(self, message: Any, metric: str, ctx: int) -> tuple[list[Any], list[tuple[Any, float]]]:
         _key(metric, ctx)
@@ -221,7 +243,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         runs = await self._store.get_runs(run_ids)
         return runs, analysis.target_values(runs, await self._store.latest_from_db(run_ids), metric, ctx)
 
-    async def GetParamImportance(self, request: Any, context: Any) -> query_pb2.GetParamImportanceResponse:
+    async def GetParamImportance(
+        self, request: query_pb2.GetParamImportanceRequest, context: Context
+    ) -> query_pb2.GetParamImportanceResponse:
         runs, pairs = await self._targets(request, request.metric, request.context)
         params = analysis.param_keys(runs, request.params)
         # fANOVA fits a random forest: CPU work off the event loop
@@ -230,13 +254,15 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             importances=[query_pb2.Importance(param=k, importance=v) for k, v in found.items()],
             method=analysis.IMPORTANCE_METHOD, runs_used=used)
 
-    async def GetParallelCoordinates(self, request: Any, context: Any) -> query_pb2.GetParallelCoordinatesResponse:
+    async def GetParallelCoordinates(
+        self, request: query_pb2.GetParallelCoordinatesRequest, context: Context
+    ) -> query_pb2.GetParallelCoordinatesResponse:
         runs, pairs = await self._targets(request, request.metric, request.context)
         run_ids, axes = analysis.parallel_coordinates(pairs, analysis.param_keys(runs, request.params), request.metric)
         return query_pb2.GetParallelCoordinatesResponse(run_ids=[format_id(cast(uuid.UUID, i)) for i in run_ids],
                                                         axes=[_axis(a) for a in axes])
 
-    async def GetContour(self, request: Any, context: Any) -> query_pb2.GetContourResponse:
+    async def GetContour(self, request: query_pb2.GetContourRequest, context: Context) -> query_pb2.GetContourResponse:
         if not request.x_param or not request.y_param:
             raise InvalidArgument("x_param and y_param name two params")
         _, pairs = await self._targets(request, request.metric, request.context)
@@ -245,7 +271,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             run_ids=[format_id(cast(uuid.UUID, i)) for i in c.run_ids], x=_axis(c.x), y=_axis(c.y), z=c.z,
             grid_x=c.grid_x, grid_y=c.grid_y, grid_z=c.grid_z)
 
-    async def WatchRun(self, request: Any, context: Any) -> AsyncIterator[query_pb2.WatchRunResponse]:
+    async def WatchRun(
+        self, request: query_pb2.WatchRunRequest, context: Context
+    ) -> AsyncIterator[query_pb2.WatchRunResponse]:
         """Subscribes (through the replica's shared PointsHub) before reading the backlog, so
         nothing committed in between is missed; live points of a series at or below the last
         backlog step are the overlap and are dropped. The stream ends once the run has ended

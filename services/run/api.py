@@ -8,6 +8,7 @@ from typing import Any, cast
 from google.protobuf.json_format import MessageToDict
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
 from trackd_platform.paging import decode_token, encode_token, page_size
+from trackd_platform.rpc_types import Context
 from trackd_platform.run_records import run_to_proto
 from trackd_platform.timestamps import timestamp
 
@@ -29,7 +30,7 @@ def _experiment(e: domain.Experiment) -> run_pb2.Experiment:
 
 
 def _as_dict(message: Any) -> dict[str, Any]:
-    return cast(dict[str, Any], MessageToDict(message, preserving_proto_field_name=True))
+    return MessageToDict(message, preserving_proto_field_name=True)
 
 
 def _next(items: list[Any], limit: int, position: Any) -> str:
@@ -40,19 +41,23 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
     def __init__(self, store: RunStore) -> None:
         self._store = store
 
-    async def CreateProject(self, request: Any, context: Any) -> run_pb2.CreateProjectResponse:
+    async def CreateProject(
+        self, request: run_pb2.CreateProjectRequest, context: Context
+    ) -> run_pb2.CreateProjectResponse:
         name = domain.validate_name("project name", request.name)
         project = await self._store.create_project(name, request.description)
         return run_pb2.CreateProjectResponse(project=_project(project))
 
-    async def GetProject(self, request: Any, context: Any) -> run_pb2.GetProjectResponse:
+    async def GetProject(self, request: run_pb2.GetProjectRequest, context: Context) -> run_pb2.GetProjectResponse:
         if request.project_id:
             project = await self._store.get_project(project_id=parse_id("project_id", request.project_id))
         else:
             project = await self._store.get_project(name=domain.validate_name("project name", request.name))
         return run_pb2.GetProjectResponse(project=_project(project))
 
-    async def ListProjects(self, request: Any, context: Any) -> run_pb2.ListProjectsResponse:
+    async def ListProjects(
+        self, request: run_pb2.ListProjectsRequest, context: Context
+    ) -> run_pb2.ListProjectsResponse:
         limit = page_size(request.page_size)
         after = decode_token(request.page_token, arity=1, kinds=(str,))
         projects = await self._store.list_projects(limit=limit, after=after)
@@ -61,7 +66,9 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
             next_page_token=_next(projects, limit, lambda p: [p.name]),
         )
 
-    async def CreateExperiment(self, request: Any, context: Any) -> run_pb2.CreateExperimentResponse:
+    async def CreateExperiment(
+        self, request: run_pb2.CreateExperimentRequest, context: Context
+    ) -> run_pb2.CreateExperimentResponse:
         experiment = await self._store.create_experiment(
             parse_id("project_id", request.project_id),
             domain.validate_name("experiment name", request.name),
@@ -70,7 +77,9 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
         )
         return run_pb2.CreateExperimentResponse(experiment=_experiment(experiment))
 
-    async def GetExperiment(self, request: Any, context: Any) -> run_pb2.GetExperimentResponse:
+    async def GetExperiment(
+        self, request: run_pb2.GetExperimentRequest, context: Context
+    ) -> run_pb2.GetExperimentResponse:
         if request.experiment_id:
             experiment = await self._store.get_experiment(
                 experiment_id=parse_id("experiment_id", request.experiment_id)
@@ -82,7 +91,9 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
             )
         return run_pb2.GetExperimentResponse(experiment=_experiment(experiment))
 
-    async def ListExperiments(self, request: Any, context: Any) -> run_pb2.ListExperimentsResponse:
+    async def ListExperiments(
+        self, request: run_pb2.ListExperimentsRequest, context: Context
+    ) -> run_pb2.ListExperimentsResponse:
         limit = page_size(request.page_size)
         experiments = await self._store.list_experiments(
             project_id=optional_id("project_id", request.project_id),
@@ -95,7 +106,9 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
             next_page_token=_next(experiments, limit, lambda e: [e.created_at.isoformat(), e.id.hex]),
         )
 
-    async def UpdateExperiment(self, request: Any, context: Any) -> run_pb2.UpdateExperimentResponse:
+    async def UpdateExperiment(
+        self, request: run_pb2.UpdateExperimentRequest, context: Context
+    ) -> run_pb2.UpdateExperimentResponse:
         experiment = await self._store.update_experiment(
             parse_id("experiment_id", request.experiment_id),
             description=request.description if request.HasField("description") else None,
@@ -104,19 +117,23 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
         )
         return run_pb2.UpdateExperimentResponse(experiment=_experiment(experiment))
 
-    async def ArchiveExperiment(self, request: Any, context: Any) -> run_pb2.ArchiveExperimentResponse:
+    async def ArchiveExperiment(
+        self, request: run_pb2.ArchiveExperimentRequest, context: Context
+    ) -> run_pb2.ArchiveExperimentResponse:
         experiment = await self._store.update_experiment(
             parse_id("experiment_id", request.experiment_id), description=None, tags={}, archived=True
         )
         return run_pb2.ArchiveExperimentResponse(experiment=_experiment(experiment))
 
-    async def UnarchiveExperiment(self, request: Any, context: Any) -> run_pb2.UnarchiveExperimentResponse:
+    async def UnarchiveExperiment(
+        self, request: run_pb2.UnarchiveExperimentRequest, context: Context
+    ) -> run_pb2.UnarchiveExperimentResponse:
         experiment = await self._store.update_experiment(
             parse_id("experiment_id", request.experiment_id), description=None, tags={}, archived=False
         )
         return run_pb2.UnarchiveExperimentResponse(experiment=_experiment(experiment))
 
-    async def StartRun(self, request: Any, context: Any) -> run_pb2.StartRunResponse:
+    async def StartRun(self, request: run_pb2.StartRunRequest, context: Context) -> run_pb2.StartRunResponse:
         experiment_id = optional_id("experiment_id", request.experiment_id)
         new = domain.NewRun(
             experiment_id=experiment_id,
@@ -135,11 +152,11 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
         )
         return run_pb2.StartRunResponse(run=run_to_proto(await self._store.start_run(new)))
 
-    async def GetRun(self, request: Any, context: Any) -> run_pb2.GetRunResponse:
+    async def GetRun(self, request: run_pb2.GetRunRequest, context: Context) -> run_pb2.GetRunResponse:
         run = await self._store.get_run(parse_id("run_id", request.run_id))
         return run_pb2.GetRunResponse(run=run_to_proto(run))
 
-    async def ListRuns(self, request: Any, context: Any) -> run_pb2.ListRunsResponse:
+    async def ListRuns(self, request: run_pb2.ListRunsRequest, context: Context) -> run_pb2.ListRunsResponse:
         limit = page_size(request.page_size)
         runs = await self._store.list_runs(
             experiment_ids=[parse_id("experiment_id", e) for e in request.experiment_ids],
@@ -153,39 +170,39 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
             next_page_token=_next(runs, limit, lambda r: [r.start_time.isoformat(), r.id.hex]),
         )
 
-    async def EndRun(self, request: Any, context: Any) -> run_pb2.EndRunResponse:
+    async def EndRun(self, request: run_pb2.EndRunRequest, context: Context) -> run_pb2.EndRunResponse:
         run_id = parse_id("run_id", request.run_id)
         run = await self._store.end_run(run_id, domain.parse_status(request.status))
         return run_pb2.EndRunResponse(run=run_to_proto(run))
 
-    async def LogParams(self, request: Any, context: Any) -> run_pb2.LogParamsResponse:
+    async def LogParams(self, request: run_pb2.LogParamsRequest, context: Context) -> run_pb2.LogParamsResponse:
         run_id = parse_id("run_id", request.run_id)
         await self._store.log_params(run_id, domain.validate_params(request.params))
         return run_pb2.LogParamsResponse()
 
-    async def SetTags(self, request: Any, context: Any) -> run_pb2.SetTagsResponse:
+    async def SetTags(self, request: run_pb2.SetTagsRequest, context: Context) -> run_pb2.SetTagsResponse:
         run_id = parse_id("run_id", request.run_id)
         await self._store.set_tags(run_id, domain.validate_tags(request.tags))
         return run_pb2.SetTagsResponse()
 
-    async def DeleteTags(self, request: Any, context: Any) -> run_pb2.DeleteTagsResponse:
+    async def DeleteTags(self, request: run_pb2.DeleteTagsRequest, context: Context) -> run_pb2.DeleteTagsResponse:
         run_id = parse_id("run_id", request.run_id)
         await self._store.delete_tags(run_id, list(domain.validate_tags(dict.fromkeys(request.keys, ""))))
         return run_pb2.DeleteTagsResponse()
 
-    async def SetNotes(self, request: Any, context: Any) -> run_pb2.SetNotesResponse:
+    async def SetNotes(self, request: run_pb2.SetNotesRequest, context: Context) -> run_pb2.SetNotesResponse:
         run_id = parse_id("run_id", request.run_id)
         await self._store.set_notes(run_id, domain.validate_notes(request.notes))
         return run_pb2.SetNotesResponse()
 
-    async def Heartbeat(self, request: Any, context: Any) -> run_pb2.HeartbeatResponse:
+    async def Heartbeat(self, request: run_pb2.HeartbeatRequest, context: Context) -> run_pb2.HeartbeatResponse:
         status = await self._store.heartbeat(parse_id("run_id", request.run_id))
         return run_pb2.HeartbeatResponse(status=cast(run_pb2.RunStatus, int(status)))
 
-    async def DeleteRun(self, request: Any, context: Any) -> run_pb2.DeleteRunResponse:
+    async def DeleteRun(self, request: run_pb2.DeleteRunRequest, context: Context) -> run_pb2.DeleteRunResponse:
         await self._store.set_deleted(parse_id("run_id", request.run_id), True)
         return run_pb2.DeleteRunResponse()
 
-    async def RestoreRun(self, request: Any, context: Any) -> run_pb2.RestoreRunResponse:
+    async def RestoreRun(self, request: run_pb2.RestoreRunRequest, context: Context) -> run_pb2.RestoreRunResponse:
         await self._store.set_deleted(parse_id("run_id", request.run_id), False)
         return run_pb2.RestoreRunResponse()

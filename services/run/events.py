@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import cast
 
 from trackd_api.events.v1 import events_pb2
-from trackd_api.run.v1 import run_pb2
 from trackd_platform.timestamps import timestamp
 
 from .domain import Run, format_id
@@ -26,7 +24,7 @@ def run_started(run: Run, event_id: uuid.UUID) -> bytes:
         tags=run.tags,
         user=run.user,
     )
-    return cast(bytes, event.SerializeToString())
+    return event.SerializeToString()
 
 
 def run_ended(run: Run, event_id: uuid.UUID) -> bytes:
@@ -35,9 +33,9 @@ def run_ended(run: Run, event_id: uuid.UUID) -> bytes:
         run_id=format_id(run.id),
         experiment_id=format_id(run.experiment_id),
         project_id=format_id(run.project_id),
-        status=cast(run_pb2.RunStatus, int(run.status)),
+        status=run.status.proto,
         start_time=timestamp(run.start_time),
         end_time=timestamp(run.end_time),
         duration_ms=run.duration_ms(run.end_time or datetime.now(UTC)),
     )
-    return cast(bytes, event.SerializeToString())
+    return event.SerializeToString()

@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 from trackd_platform.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from trackd_platform.kafka import RUN_ENDED, RUN_STARTED
+from trackd_platform.event_contract import RUN_ENDED, RUN_STARTED
 from trackd_platform.outbox import enqueue
 from trackd_platform.run_records import RUN_COLUMNS, RUN_FROM, VIEW_FILTER, get_runs, run_of, with_items
 
