@@ -121,7 +121,8 @@ class MetricWriter:
         self._closed = False
         self.failure: str | None = None  # why the server refused the stream for good
         self.rejected: dict[tuple[str, int], str] = {}  # series the server refused alone → why
-        self._call: grpc.Future | None = None
+        self._call: grpc.Call | None = None
+        self._cancelled = False  # close() cancelled the call: no new one
         self._generation = 0  # of the current call; a request iterator of an older one stops
         self._channel = channel
         self._batcher = threading.Thread(target=self._batch_loop, name="trackd-batcher", daemon=True)
@@ -259,14 +260,15 @@ class MetricWriter:
                     if self._closed:
                         return
                     self._changed.wait(0.5)
-                if self._closed and self._call is not None and self._call.cancelled():
+                if self._closed and self._cancelled:
                     return  # close() gave up on the server: no new call
             try:
                 with self._changed:
                     self._generation += 1
                     generation = self._generation
-                self._call = stub.StreamMetrics(self._requests(generation), wait_for_ready=True)
-                for response in self._call:
+                call = stub.StreamMetrics(self._requests(generation), wait_for_ready=True)
+                self._call = call
+                for response in call:
                     self._acknowledged(response)
                     backoff = 0.2
                     with self._changed:
@@ -322,7 +324,7 @@ class MetricWriter:
         with self._changed:
             self._changed.notify_all()
         if self._call is not None and self.spool.pending():
-            self._call.cancel()
+            self._cancelled = self._call.cancel()  # False when the call had ended already
         if self._streamer is not None:
             self._streamer.join(5)
         left = self.spool.pending()

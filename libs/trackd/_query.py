@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import grpc
 from trackd_api.query.v1 import query_pb2
 from trackd_platform.vocabulary import CONTEXTS as CONTEXT_NAMES  # a context's number → its name
 
@@ -166,7 +167,7 @@ def export_metric(run_id: str, key: str, *, context: str | None = None,
     try:
         for part in client.query.ExportMetric(request, timeout=3600):
             yield _points(part.series)
-    except Exception as error:  # grpc.RpcError, raised while iterating
+    except grpc.RpcError as error:  # raised while iterating
         if hasattr(error, "code"):
             raise from_rpc_error(error, client.settings.target("query")) from None
         raise
@@ -302,16 +303,19 @@ def watch_run(run_id: str, *, from_step: int | None = None, keys: Sequence[str] 
     when given. Ends when the run has ended; interrupt with Ctrl-C otherwise."""
     client = client or default_client()
     request = query_pb2.WatchRunRequest(run_id=run_id, from_step=from_step, keys=list(keys))
-    stream = client.query.WatchRun(request)
+    stream: Iterator[query_pb2.WatchRunResponse] = client.query.WatchRun(request)
     try:
         for response in stream:
             for series in response.series:
                 name = metric_name(series.key, series.context)
                 for point in _points(series):
                     yield name, point
-    except Exception as error:
+    except grpc.RpcError as error:
         if hasattr(error, "code"):
             raise from_rpc_error(error, client.settings.target("query")) from None
         raise
     finally:  # a call object (cancel) or, through the tracing interceptor, a generator (close)
-        (getattr(stream, "cancel", None) or stream.close)()
+        if isinstance(stream, grpc.Call):
+            stream.cancel()
+        elif isinstance(stream, Generator):
+            stream.close()

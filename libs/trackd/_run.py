@@ -116,7 +116,7 @@ class Run:
             except TrackdError as exc:
                 log.warning("heartbeat for run %s failed: %s", self.id, exc)
                 continue
-            if response.status != RunStatus.RUNNING:
+            if response.status != RunStatus.RUNNING.proto:
                 log.warning("run %s is %s on the server; heartbeats stop",
                             self.id, run_pb2.RunStatus.Name(response.status).removeprefix("RUN_STATUS_"))
                 return
