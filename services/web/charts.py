@@ -13,8 +13,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from trackd_api.ingest.v1 import ingest_pb2
 from trackd_api.query.v1 import query_pb2
 from trackd_api.run.v1 import run_pb2
+from trackd_platform.vocabulary import MetricContext
 
 from . import views
 from .backends import PAGE_TIMEOUT_S, Backends
@@ -41,11 +43,11 @@ def _int(request: Request, name: str, default: int | None = None, *, low: int | 
     return value
 
 
-def _context(request: Request) -> int:
+def _context(request: Request) -> ingest_pb2.MetricContext:
     name = request.query_params.get("context", "")
     if name not in views.CONTEXTS_BY_NAME:
         raise HTTPException(400, f"context is one of {sorted(views.CONTEXTS_BY_NAME)}, got {name!r}")
-    return views.CONTEXTS_BY_NAME[name]
+    return MetricContext(views.CONTEXTS_BY_NAME[name]).proto
 
 
 class ChartData:
@@ -71,16 +73,16 @@ class ChartData:
             raise HTTPException(400, f"at most {MAX_KEYS} keys per request")
         latest = await self._b.query.GetLatestMetrics(query_pb2.GetLatestMetricsRequest(run_id=run_id),
                                                       metadata=caller.metadata, timeout=PAGE_TIMEOUT_S)
-        by_context: dict[int, list[str]] = {}
+        by_context: dict[ingest_pb2.MetricContext, list[str]] = {}
         for m in latest.metrics:
             if not keys or m.key in keys:
                 by_context.setdefault(m.context, []).append(m.key)
         limit = asyncio.Semaphore(CONCURRENT_FETCHES)
 
-        async def fetch(context: int, chunk: list[str]) -> list[dict[str, Any]]:
+        async def fetch(context: ingest_pb2.MetricContext, chunk: list[str]) -> list[dict[str, Any]]:
             async with limit:
                 found = await self._b.query.GetMetricHistoryBulk(query_pb2.GetMetricHistoryBulkRequest(
-                    run_ids=[run_id], keys=chunk, context=context, max_points=width),  # type: ignore[arg-type]
+                    run_ids=[run_id], keys=chunk, context=context, max_points=width),
                     metadata=caller.metadata, timeout=PAGE_TIMEOUT_S)
             return [views.series_json(s.series, total_points=s.total_points, downsampled=s.downsampled)
                     for s in found.series]
@@ -97,7 +99,7 @@ class ChartData:
         if not key:
             raise HTTPException(400, "key names the metric")
         message = query_pb2.GetMetricHistoryRequest(
-            run_id=request.path_params["run_id"], key=key, context=_context(request),  # type: ignore[arg-type]
+            run_id=request.path_params["run_id"], key=key, context=_context(request),
             max_points=_int(request, "width", 1000, low=MIN_WIDTH, high=MAX_WIDTH))
         start, end = _int(request, "start"), _int(request, "end")
         if start is not None:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from cachetools import TTLCache
@@ -27,6 +28,8 @@ from . import views
 from .backends import PAGE_TIMEOUT_S, Backends, Caller
 from .http import require_csrf
 
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 MAX_HOME_EXPERIMENTS = 1000
 KEYS_TTL_S = 10.0
 DEFAULT_COLUMNS = 6  # params and metrics shown when the URL names none
@@ -40,14 +43,15 @@ _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("
 
 
 def render_markdown(text: str) -> str:
-    return _markdown.render(text)
+    html: str = _markdown.render(text)
+    return html
 
 
 class Pages:
     def __init__(self, backends: Backends, templates: Jinja2Templates) -> None:
         self._b = backends
         self._t = templates
-        self._keys: TTLCache[tuple[bytes, str], Any] = TTLCache(maxsize=1024, ttl=KEYS_TTL_S)
+        self._keys: TTLCache[tuple[bytes, str], query_pb2.ListRunKeysResponse] = TTLCache(maxsize=1024, ttl=KEYS_TTL_S)
 
     def routes(self) -> list[Route]:
         return [
@@ -62,7 +66,8 @@ class Pages:
             Route("/runs/{run_id}/notes", self.set_notes, methods=["POST"]),
         ]
 
-    async def _call(self, method: Any, request: Any, caller: Caller, *, not_found: str = "") -> Any:
+    async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], request: Req, caller: Caller, *,
+                    not_found: str = "") -> Resp:
         """One RPC with the page deadline; with `not_found`, a malformed id is a 404 like an unknown one."""
         try:
             return await method(request, metadata=caller.metadata, timeout=PAGE_TIMEOUT_S)
@@ -106,15 +111,11 @@ class Pages:
         if not text:
             return RedirectResponse("/", 303)
         if _is_id(text):
-            for method, req, path in (
-                    (self._b.runs.GetRun, run_pb2.GetRunRequest(run_id=text), "/runs/"),
-                    (self._b.runs.GetExperiment, run_pb2.GetExperimentRequest(experiment_id=text), "/experiments/")):
-                try:
-                    await self._call(method, req, caller)
-                    return RedirectResponse(path + text, 303)
-                except grpc.aio.AioRpcError as error:
-                    if error.code() != grpc.StatusCode.NOT_FOUND:
-                        raise
+            if await _found(self._call(self._b.runs.GetRun, run_pb2.GetRunRequest(run_id=text), caller)):
+                return RedirectResponse(f"/runs/{text}", 303)
+            if await _found(self._call(self._b.runs.GetExperiment, run_pb2.GetExperimentRequest(experiment_id=text),
+                                       caller)):
+                return RedirectResponse(f"/experiments/{text}", 303)
         experiments = await self._call(self._b.runs.ListExperiments,
                                        run_pb2.ListExperimentsRequest(page_size=MAX_HOME_EXPERIMENTS), caller)
         for e in experiments.experiments:
@@ -144,9 +145,10 @@ class Pages:
             self._run_keys(selection, caller),
             self._page(selection, table, caller) if chosen else asyncio.sleep(0, None),
             return_exceptions=True)
-        for outcome in (found_experiment, keys):  # the experiment's own error (404) first
-            if isinstance(outcome, BaseException):
-                raise outcome
+        if isinstance(found_experiment, BaseException):  # the experiment's own error (404) first
+            raise found_experiment
+        if isinstance(keys, BaseException):
+            raise keys
         experiment = found_experiment.experiment
         metric_keys = sorted({m.key for m in keys.metric_keys})
         if not chosen:
@@ -157,6 +159,7 @@ class Pages:
             self._page(selection, table, caller) if not chosen else asyncio.sleep(0, page))
         if isinstance(page, BaseException):
             raise page
+        assert page is not None  # chosen columns: the first round fetched it
         rows, next_token, error = page
         position = views.filter_error_position(error) if error and table.filter else None
         path = f"/experiments/{experiment.id}"
@@ -168,11 +171,12 @@ class Pages:
             "quote_key": views.quote_key, "page_sizes": views.PAGE_SIZES,
         }, status_code=400 if error else 200)
 
-    async def _run_keys(self, selection: Any, caller: Caller) -> Any:
+    async def _run_keys(self, selection: query_pb2.RunSelection, caller: Caller) -> query_pb2.ListRunKeysResponse:
         """The column chooser's keys, kept KEYS_TTL_S per experiment, view and caller: they change
         slowly, and every sort, filter or page of the table would ask again."""
         cache_key = (selection.SerializeToString(), caller.token)
-        if (found := self._keys.get(cache_key)) is None:
+        found = self._keys.get(cache_key)
+        if found is None:
             found = await self._call(self._b.query.ListRunKeys, query_pb2.ListRunKeysRequest(selection=selection),
                                      caller)
             self._keys[cache_key] = found
@@ -205,9 +209,12 @@ class Pages:
         run_ids = (await request.form()).getlist("run_ids")
         if not run_ids:
             raise HTTPException(400, "Select at least one run first.")
-        method = self._b.runs.DeleteRun if action == "delete" else self._b.runs.RestoreRun
-        make = run_pb2.DeleteRunRequest if action == "delete" else run_pb2.RestoreRunRequest
-        await asyncio.gather(*(self._call(method, make(run_id=str(i)), caller) for i in run_ids))
+        if action == "delete":
+            await asyncio.gather(*(self._call(self._b.runs.DeleteRun, run_pb2.DeleteRunRequest(run_id=str(i)), caller)
+                                   for i in run_ids))
+        else:
+            await asyncio.gather(*(self._call(self._b.runs.RestoreRun, run_pb2.RestoreRunRequest(run_id=str(i)),
+                                              caller) for i in run_ids))
         return RedirectResponse(_local(str(form.get("next", "/"))), 303)
 
     # -- a run ------------------------------------------------------------------------------------
@@ -253,7 +260,8 @@ class Pages:
     async def _artifact_tree(self, run_id: str, caller: Caller) -> list[views.TreeEntry]:
         from trackd_api.artifact.v1 import artifact_pb2
 
-        found, token = [], ""
+        found: list[artifact_pb2.Artifact] = []
+        token = ""
         while len(found) < 10_000:
             page = await self._call(self._b.artifacts.ListArtifacts, artifact_pb2.ListArtifactsRequest(
                 run_id=run_id, recursive=True, page_size=1000, page_token=token), caller)
@@ -297,7 +305,8 @@ class Pages:
         ref = request.path_params["study"]
         by = hpo_pb2.GetStudyRequest(study_id=ref) if _is_id(ref) else hpo_pb2.GetStudyRequest(name=ref)
         study = (await self._call(self._b.hpo.GetStudy, by, caller, not_found=f"No study {ref!r}.")).study
-        trials, token = [], ""
+        trials: list[hpo_pb2.Trial] = []
+        token = ""
         while len(trials) < 10_000:
             page = await self._call(self._b.hpo.ListTrials, hpo_pb2.ListTrialsRequest(
                 study_id=study.id, page_size=1000, page_token=token), caller)
@@ -316,6 +325,17 @@ def _is_id(text: str) -> bool:
     try:
         uuid.UUID(text)
     except ValueError:
+        return False
+    return True
+
+
+async def _found(lookup: Awaitable[Resp]) -> bool:
+    """Whether a lookup by id found something: False on NOT_FOUND, other errors raised."""
+    try:
+        await lookup
+    except grpc.aio.AioRpcError as error:
+        if error.code() != grpc.StatusCode.NOT_FOUND:
+            raise
         return False
     return True
 

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
 from trackd_api.run.v1 import run_pb2
 from trackd_platform.vocabulary import CONTEXT_NUMBERS, CONTEXTS, RunStatus
 
@@ -48,14 +49,14 @@ def format_duration(ms: int) -> str:
     return f"{days}d {h:02d}h"
 
 
-def format_time(ts: Any) -> str:
+def format_time(ts: Timestamp | None) -> str:
     """A protobuf Timestamp as `2026-11-30 13:15:25` UTC; empty when unset."""
     if ts is None or (ts.seconds == 0 and ts.nanos == 0):
         return ""
     return ts.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def iso_time(ts: Any) -> str:
+def iso_time(ts: Timestamp | None) -> str:
     if ts is None or (ts.seconds == 0 and ts.nanos == 0):
         return ""
     return ts.ToDatetime(tzinfo=UTC).isoformat()
@@ -127,7 +128,7 @@ class TableQuery:
         )
 
     @property
-    def view_type(self) -> int:
+    def view_type(self) -> run_pb2.ViewType:
         return VIEWS[self.view]
 
     def params_dict(self, **changes: Any) -> dict[str, str]:
