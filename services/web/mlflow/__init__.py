@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..backends import Backends
+from . import artifacts
 from .protocol import ENDPOINT_NOT_FOUND, Handler, MlflowError, endpoint
 
 # MLflow's client calls /api/2.0/mlflow/…; its own web UI calls some endpoints under /ajax-api.
@@ -34,4 +35,5 @@ def routes(backends: Backends) -> list[BaseRoute]:
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     found += [Route(prefix + "/{rest:path}", unknown, methods=methods) for prefix in PREFIXES]
+    found += artifacts.routes(backends)  # the mlflow-artifacts proxy: streamed bodies, not JSON endpoints
     return found
