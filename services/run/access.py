@@ -39,6 +39,7 @@ RUN_RULES = {
     "ListRuns": Rule(READ, all_of(ids("experiment", "experiment_ids"), ids("run", "parent_run_id")),
                      keep=keep("runs", "project_id")),
     "EndRun": Rule(WRITE, _run),
+    "UpdateRun": Rule(WRITE, _run),
     "LogParams": Rule(WRITE, _run),
     "SetTags": Rule(WRITE, _run),
     "DeleteTags": Rule(WRITE, _run),

@@ -3,10 +3,13 @@ mapped to status codes by the server bootstrap's interceptor, not here."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.timestamp_pb2 import Timestamp
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
+from trackd_platform.errors import InvalidArgument
 from trackd_platform.paging import decode_token, encode_token, page_size
 from trackd_platform.rpc_types import Context
 from trackd_platform.run_records import run_to_proto
@@ -31,6 +34,17 @@ def _experiment(e: domain.Experiment) -> run_pb2.Experiment:
 
 def _as_dict(message: Any) -> dict[str, Any]:
     return MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _client_time(field: str, message: Any) -> datetime | None:
+    """A Timestamp field of `message` as a datetime; None when unset. Out of range is INVALID_ARGUMENT."""
+    if not message.HasField(field):
+        return None
+    value: Timestamp = getattr(message, field)
+    try:
+        return value.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(f"{field} is out of range (years 1–9999)") from None
 
 
 def _next(items: list[Any], limit: int, position: Any) -> str:
@@ -114,6 +128,8 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
             description=request.description if request.HasField("description") else None,
             tags=domain.validate_tags(request.tags),
             archived=None,
+            name=domain.validate_name("experiment name", request.name) if request.HasField("name") else None,
+            delete_tag_keys=list(domain.validate_tags(dict.fromkeys(request.delete_tag_keys, ""))),
         )
         return run_pb2.UpdateExperimentResponse(experiment=_experiment(experiment))
 
@@ -149,6 +165,8 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
             parent_run_id=optional_id("parent_run_id", request.parent_run_id),
             user=request.user[: domain.NAME_MAX],
             notes=domain.validate_notes(request.notes),
+            start_time=_client_time("start_time", request),
+            unattended=request.unattended,
         )
         return run_pb2.StartRunResponse(run=run_to_proto(await self._store.start_run(new)))
 
@@ -172,8 +190,17 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
 
     async def EndRun(self, request: run_pb2.EndRunRequest, context: Context) -> run_pb2.EndRunResponse:
         run_id = parse_id("run_id", request.run_id)
-        run = await self._store.end_run(run_id, domain.parse_status(request.status))
+        run = await self._store.end_run(run_id, domain.parse_status(request.status),
+                                        _client_time("end_time", request))
         return run_pb2.EndRunResponse(run=run_to_proto(run))
+
+    async def UpdateRun(self, request: run_pb2.UpdateRunRequest, context: Context) -> run_pb2.UpdateRunResponse:
+        run_id = parse_id("run_id", request.run_id)
+        if request.HasField("name"):
+            run = await self._store.rename_run(run_id, domain.validate_name("run name", request.name))
+        else:
+            run = await self._store.get_run(run_id)
+        return run_pb2.UpdateRunResponse(run=run_to_proto(run))
 
     async def LogParams(self, request: run_pb2.LogParamsRequest, context: Context) -> run_pb2.LogParamsResponse:
         run_id = parse_id("run_id", request.run_id)

@@ -65,6 +65,8 @@ class NewRun:
     parent_run_id: uuid.UUID | None
     user: str
     notes: str
+    start_time: datetime | None = None  # the client's; None: the server's clock
+    unattended: bool = False  # no heartbeats expected: never CRASHED for silence
 
 
 def _validate_items(kind: str, items: Mapping[str, str], value_max: int) -> dict[str, str]:
@@ -123,6 +125,13 @@ def check_end(run: Run, status: RunStatus) -> None:
         raise InvalidArgument(f"a run ends FINISHED, FAILED or KILLED, not {status.name}")
     if run.status is not RunStatus.CRASHED:
         require_running(run, f"end it {status.name}")
+
+
+def check_end_time(run: Run, end_time: datetime | None) -> None:
+    """A client's end time (None: the server's clock) is not before the run's start."""
+    if end_time is not None and end_time < run.start_time:
+        raise InvalidArgument(f"end_time {end_time.isoformat()} is before the run's start_time "
+                              f"{run.start_time.isoformat()}")
 
 
 def parse_status(number: int) -> RunStatus:

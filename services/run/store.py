@@ -23,6 +23,7 @@ from .domain import (
     RunStatus,
     View,
     check_end,
+    check_end_time,
     format_id,
     new_params,
     require_running,
@@ -119,15 +120,22 @@ class RunStore:
         return [_experiment(r) for r in rows]
 
     async def update_experiment(
-        self, experiment_id: uuid.UUID, *, description: str | None, tags: dict[str, str], archived: bool | None
+        self, experiment_id: uuid.UUID, *, description: str | None, tags: dict[str, str], archived: bool | None,
+        name: str | None = None, delete_tag_keys: list[str] | None = None,
     ) -> Experiment:
-        row = await self._pool.fetchrow(
-            """UPDATE experiments SET description = coalesce($2, description),
-                                      tags = tags || $3::jsonb,
-                                      archived = coalesce($4, archived)
-               WHERE id = $1 RETURNING *""",
-            experiment_id, description, tags, archived,
-        )
+        """Change what is given: description, tags (merged, then `delete_tag_keys` removed),
+        archived, name (AlreadyExists when its project has an experiment of that name)."""
+        try:
+            row = await self._pool.fetchrow(
+                """UPDATE experiments SET description = coalesce($2, description),
+                                          tags = (tags || $3::jsonb) - $6::text[],
+                                          archived = coalesce($4, archived),
+                                          name = coalesce($5, name)
+                   WHERE id = $1 RETURNING *""",
+                experiment_id, description, tags, archived, name, delete_tag_keys or [],
+            )
+        except asyncpg.UniqueViolationError:
+            raise AlreadyExists(f"experiment {name!r} exists already in this project") from None
         if row is None:
             raise NotFound(f"experiment {format_id(experiment_id)} does not exist")
         return _experiment(row)
@@ -148,11 +156,13 @@ class RunStore:
                 raise NotFound(f"parent run {format_id(new.parent_run_id)} does not exist")
             row = await conn.fetchrow(
                 f"""WITH r AS (INSERT INTO runs (id, experiment_id, name, status, start_time, last_heartbeat,
-                                                 parent_run_id, user_name, notes, source, environment)
-                               VALUES ($1, $2, $3, $4, now(), now(), $5, $6, $7, $8, $9) RETURNING *)
+                                                 parent_run_id, user_name, notes, source, environment, heartbeats)
+                               VALUES ($1, $2, $3, $4, coalesce($10, now()), now(), $5, $6, $7, $8, $9, $11)
+                               RETURNING *)
                     SELECT {RUN_COLUMNS} FROM r JOIN experiments e ON e.id = r.experiment_id""",
                 run_id, experiment_id, new.name or f"run-{run_id.hex[:8]}", RunStatus.RUNNING,
-                new.parent_run_id, new.user, new.notes, new.source, new.environment,
+                new.parent_run_id, new.user, new.notes, new.source, new.environment, new.start_time,
+                not new.unattended,
             )
             await _insert_pairs(conn, "run_params", run_id, new.params)
             await _insert_pairs(conn, "run_tags", run_id, new.tags)
@@ -213,19 +223,28 @@ class RunStore:
         """The runs with these ids, in this order; ids that do not exist are left out."""
         return await get_runs(self._pool, run_ids)
 
-    async def end_run(self, run_id: uuid.UUID, status: RunStatus) -> Run:
+    async def end_run(self, run_id: uuid.UUID, status: RunStatus, end_time: datetime | None = None) -> Run:
+        """End a run at `end_time` (the client's), or now."""
         event_id = uuid.uuid4()
         async with self._pool.acquire() as conn, conn.transaction():
             run = await self._load(conn, run_id, lock=True)
             check_end(run, status)
+            check_end_time(run, end_time)
             end_time = await conn.fetchval(
-                "UPDATE runs SET status = $2, end_time = clock_timestamp() WHERE id = $1 RETURNING end_time",
-                run_id, status,
+                """UPDATE runs SET status = $2, end_time = coalesce($3, clock_timestamp()) WHERE id = $1
+                   RETURNING end_time""",
+                run_id, status, end_time,
             )
             run = replace(run, status=status, end_time=end_time)
             await enqueue(conn, topic=RUN_ENDED, key=format_id(run_id), event_id=event_id,
                           payload=events.run_ended(run, event_id))
         return run
+
+    async def rename_run(self, run_id: uuid.UUID, name: str) -> Run:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._require_active(conn, run_id)
+            await conn.execute("UPDATE runs SET name = $2 WHERE id = $1", run_id, name)
+            return await self._load(conn, run_id)
 
     async def writable(self) -> None:
         """Write what a heartbeat writes (one running run's row, unchanged): Unavailable when
@@ -244,7 +263,7 @@ class RunStore:
         async with self._pool.acquire() as conn, conn.transaction():
             ids = await conn.fetch(
                 """UPDATE runs SET status = $1, end_time = last_heartbeat
-                   WHERE id IN (SELECT id FROM runs WHERE status = $2
+                   WHERE id IN (SELECT id FROM runs WHERE status = $2 AND heartbeats
                                   AND last_heartbeat < now() - make_interval(secs => $3)
                                 FOR UPDATE SKIP LOCKED LIMIT 500)
                    RETURNING id""",

@@ -287,7 +287,7 @@ class ListExperimentsResponse(_message.Message):
     def __init__(self, experiments: _Optional[_Iterable[_Union[Experiment, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateExperimentRequest(_message.Message):
-    __slots__ = ("experiment_id", "description", "tags")
+    __slots__ = ("experiment_id", "description", "tags", "name", "delete_tag_keys")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -298,10 +298,14 @@ class UpdateExperimentRequest(_message.Message):
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DELETE_TAG_KEYS_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     description: str
     tags: _containers.ScalarMap[str, str]
-    def __init__(self, experiment_id: _Optional[str] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    name: str
+    delete_tag_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, experiment_id: _Optional[str] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., name: _Optional[str] = ..., delete_tag_keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpdateExperimentResponse(_message.Message):
     __slots__ = ("experiment",)
@@ -334,7 +338,7 @@ class UnarchiveExperimentResponse(_message.Message):
     def __init__(self, experiment: _Optional[_Union[Experiment, _Mapping]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("experiment_id", "project_name", "experiment_name", "name", "params", "tags", "source", "environment", "parent_run_id", "user", "notes")
+    __slots__ = ("experiment_id", "project_name", "experiment_name", "name", "params", "tags", "source", "environment", "parent_run_id", "user", "notes", "start_time", "unattended")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -360,6 +364,8 @@ class StartRunRequest(_message.Message):
     PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    UNATTENDED_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     project_name: str
     experiment_name: str
@@ -371,7 +377,9 @@ class StartRunRequest(_message.Message):
     parent_run_id: str
     user: str
     notes: str
-    def __init__(self, experiment_id: _Optional[str] = ..., project_name: _Optional[str] = ..., experiment_name: _Optional[str] = ..., name: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., user: _Optional[str] = ..., notes: _Optional[str] = ...) -> None: ...
+    start_time: _timestamp_pb2.Timestamp
+    unattended: bool
+    def __init__(self, experiment_id: _Optional[str] = ..., project_name: _Optional[str] = ..., experiment_name: _Optional[str] = ..., name: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., user: _Optional[str] = ..., notes: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unattended: _Optional[bool] = ...) -> None: ...
 
 class StartRunResponse(_message.Message):
     __slots__ = ("run",)
@@ -414,14 +422,30 @@ class ListRunsResponse(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class EndRunRequest(_message.Message):
-    __slots__ = ("run_id", "status")
+    __slots__ = ("run_id", "status", "end_time")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     status: RunStatus
-    def __init__(self, run_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ...) -> None: ...
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, run_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class EndRunResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: Run
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+
+class UpdateRunRequest(_message.Message):
+    __slots__ = ("run_id", "name")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    name: str
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class UpdateRunResponse(_message.Message):
     __slots__ = ("run",)
     RUN_FIELD_NUMBER: _ClassVar[int]
     run: Run

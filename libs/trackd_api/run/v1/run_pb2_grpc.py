@@ -102,6 +102,11 @@ class RunServiceStub:
                 request_serializer=trackd_dot_run_dot_v1_dot_run__pb2.EndRunRequest.SerializeToString,
                 response_deserializer=trackd_dot_run_dot_v1_dot_run__pb2.EndRunResponse.FromString,
                 _registered_method=True)
+        self.UpdateRun = channel.unary_unary(
+                '/trackd.run.v1.RunService/UpdateRun',
+                request_serializer=trackd_dot_run_dot_v1_dot_run__pb2.UpdateRunRequest.SerializeToString,
+                response_deserializer=trackd_dot_run_dot_v1_dot_run__pb2.UpdateRunResponse.FromString,
+                _registered_method=True)
         self.LogParams = channel.unary_unary(
                 '/trackd.run.v1.RunService/LogParams',
                 request_serializer=trackd_dot_run_dot_v1_dot_run__pb2.LogParamsRequest.SerializeToString,
@@ -226,6 +231,13 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateRun(self, request, context):
+        """UpdateRun renames a run (not deleted); the run keeps its id, params and status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def LogParams(self, request, context):
         """LogParams adds params; the same key again with another value is INVALID_ARGUMENT, with the
         same value a no-op. Only while the run is RUNNING.
@@ -338,6 +350,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.EndRun,
                     request_deserializer=trackd_dot_run_dot_v1_dot_run__pb2.EndRunRequest.FromString,
                     response_serializer=trackd_dot_run_dot_v1_dot_run__pb2.EndRunResponse.SerializeToString,
+            ),
+            'UpdateRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRun,
+                    request_deserializer=trackd_dot_run_dot_v1_dot_run__pb2.UpdateRunRequest.FromString,
+                    response_serializer=trackd_dot_run_dot_v1_dot_run__pb2.UpdateRunResponse.SerializeToString,
             ),
             'LogParams': grpc.unary_unary_rpc_method_handler(
                     servicer.LogParams,
@@ -729,6 +746,33 @@ class RunService:
             '/trackd.run.v1.RunService/EndRun',
             trackd_dot_run_dot_v1_dot_run__pb2.EndRunRequest.SerializeToString,
             trackd_dot_run_dot_v1_dot_run__pb2.EndRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.run.v1.RunService/UpdateRun',
+            trackd_dot_run_dot_v1_dot_run__pb2.UpdateRunRequest.SerializeToString,
+            trackd_dot_run_dot_v1_dot_run__pb2.UpdateRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,8 @@ class RunServiceStub:
     ListRuns: _grpc.UnaryUnaryMultiCallable[_run_pb2.ListRunsRequest, _run_pb2.ListRunsResponse]
     EndRun: _grpc.UnaryUnaryMultiCallable[_run_pb2.EndRunRequest, _run_pb2.EndRunResponse]
     """EndRun moves a RUNNING run to a terminal status; ending it again is FAILED_PRECONDITION."""
+    UpdateRun: _grpc.UnaryUnaryMultiCallable[_run_pb2.UpdateRunRequest, _run_pb2.UpdateRunResponse]
+    """UpdateRun renames a run (not deleted); the run keeps its id, params and status."""
     LogParams: _grpc.UnaryUnaryMultiCallable[_run_pb2.LogParamsRequest, _run_pb2.LogParamsResponse]
     """LogParams adds params; the same key again with another value is INVALID_ARGUMENT, with the
     same value a no-op. Only while the run is RUNNING.
@@ -90,6 +92,8 @@ class RunServiceAsyncStub(RunServiceStub):
     ListRuns: _aio.UnaryUnaryMultiCallable[_run_pb2.ListRunsRequest, _run_pb2.ListRunsResponse]  # type: ignore[assignment]
     EndRun: _aio.UnaryUnaryMultiCallable[_run_pb2.EndRunRequest, _run_pb2.EndRunResponse]  # type: ignore[assignment]
     """EndRun moves a RUNNING run to a terminal status; ending it again is FAILED_PRECONDITION."""
+    UpdateRun: _aio.UnaryUnaryMultiCallable[_run_pb2.UpdateRunRequest, _run_pb2.UpdateRunResponse]  # type: ignore[assignment]
+    """UpdateRun renames a run (not deleted); the run keeps its id, params and status."""
     LogParams: _aio.UnaryUnaryMultiCallable[_run_pb2.LogParamsRequest, _run_pb2.LogParamsResponse]  # type: ignore[assignment]
     """LogParams adds params; the same key again with another value is INVALID_ARGUMENT, with the
     same value a no-op. Only while the run is RUNNING.
@@ -202,6 +206,14 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_run_pb2.EndRunResponse, _abc.Awaitable[_run_pb2.EndRunResponse]]:
         """EndRun moves a RUNNING run to a terminal status; ending it again is FAILED_PRECONDITION."""
+
+    @_abc_1.abstractmethod
+    def UpdateRun(
+        self,
+        request: _run_pb2.UpdateRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_run_pb2.UpdateRunResponse, _abc.Awaitable[_run_pb2.UpdateRunResponse]]:
+        """UpdateRun renames a run (not deleted); the run keeps its id, params and status."""
 
     @_abc_1.abstractmethod
     def LogParams(
