@@ -147,18 +147,18 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             raise InvalidArgument(f"keys: give 1 to {MAX_BULK_KEYS} metric keys")
         keys = [_key(k, request.context)[0] for k in request.keys]
         limit = _max_points(request.max_points)
+        series = await self._store.each_series(  # one query for every run and key
+            run_ids, keys, request.context, lambda points: (history.downsample(points, limit), len(points)))
+        if missing := [r for r in run_ids if not any((r, k) in series for k in keys)]:
+            await self._store.require_runs(missing)  # NOT_FOUND for an unknown run
         found = []
-        for run_id in run_ids:  # one query per run for all its keys
-            by_key = await self._store.series_points(run_id, keys, request.context)
-            if not by_key:
-                await self._store.require_run(run_id)  # NOT_FOUND for an unknown run
+        for run_id in run_ids:
             for key in keys:
-                points = by_key.get(key)
-                if points is not None and len(points):
-                    shown = history.downsample(points, limit)
+                shown, total = series.get((run_id, key), (None, 0))
+                if shown is not None and total:
                     found.append(query_pb2.RunSeries(
                         run_id=format_id(run_id), series=_series(key, request.context, shown),
-                        total_points=len(points), downsampled=len(shown) < len(points)))
+                        total_points=total, downsampled=len(shown) < total))
         return query_pb2.GetMetricHistoryBulkResponse(series=found)
 
     async def AggregateMetric(

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import asyncpg
 import numpy as np
@@ -30,6 +31,8 @@ MAX_ANALYZED_RUNS = 10_000
 MAX_LISTED_KEYS = 2_000
 EXPORT_PART_POINTS = 65_536
 EXPORT_PAGE_CHUNKS = 16  # chunks per keyset page of an export (a chunk is one batch of one series)
+BULK_PREFETCH_CHUNKS = 64  # chunks a bulk history read takes from its cursor at a time
+T = TypeVar("T")
 BEFORE_ANY_STEP = -(2**63)  # steps are int64: the keyset position before a series' first chunk
 
 # The chunks of one series ($1 run, $2 key, $3 context) that reach into [$4, $5] (NULL: unbounded).
@@ -278,19 +281,37 @@ class QueryStore:
                WHERE s.run_id = ANY($1::uuid[]) AND s.key = $2 AND s.context = $3""", run_ids, key, context)
         return int(row["points"]), int(row["first"] or 0), int(row["last"] or 0)
 
-    async def series_points(self, run_id: uuid.UUID, keys: list[str], context: int
-                            ) -> dict[str, history.Points]:
-        """Every point of several series of one run, in one query: key → points in step order
-        (keys without points are left out)."""
-        rows = await self._pool.fetch(
-            """SELECT s.key, c.steps, c.vals, c.timestamps FROM metric_series s
-               JOIN metric_chunks c ON c.run_id = s.run_id AND c.series_id = s.id
-               WHERE s.run_id = $1 AND s.key = ANY($2::text[]) AND s.context = $3
-               ORDER BY s.key, c.first_step""", run_id, keys, context)
-        grouped: dict[str, list[tuple[bytes, bytes, bytes]]] = {}
-        for r in rows:
-            grouped.setdefault(r["key"], []).append((r["steps"], r["vals"], r["timestamps"]))
-        return {key: history.from_packed(parts) for key, parts in grouped.items()}
+    async def each_series(self, run_ids: list[uuid.UUID], keys: list[str], context: int,
+                          reduce: Callable[[history.Points], T]) -> dict[tuple[uuid.UUID, str], T]:
+        """`reduce` of every point (in step order) of several series of several runs, read in one
+        query: (run, key) → its result, for the series that have points. The rows come through a
+        cursor series by series, so only one series is held decoded at a time, whatever the
+        number of runs and keys."""
+        found: dict[tuple[uuid.UUID, str], T] = {}
+        name: tuple[uuid.UUID, str] | None = None
+        parts: list[tuple[bytes, bytes, bytes]] = []
+        async with self._pool.acquire() as connection, connection.transaction():
+            async for r in connection.cursor(
+                    """SELECT s.run_id, s.key, c.steps, c.vals, c.timestamps FROM metric_series s
+                       JOIN metric_chunks c ON c.run_id = s.run_id AND c.series_id = s.id
+                       WHERE s.run_id = ANY($1::uuid[]) AND s.key = ANY($2::text[]) AND s.context = $3
+                       ORDER BY s.run_id, s.key, c.first_step""",
+                    run_ids, keys, context, prefetch=BULK_PREFETCH_CHUNKS):
+                if (r["run_id"], r["key"]) != name:
+                    if name is not None:
+                        found[name] = reduce(history.from_packed(parts))
+                    name, parts = (r["run_id"], r["key"]), []
+                parts.append((r["steps"], r["vals"], r["timestamps"]))
+        if name is not None:
+            found[name] = reduce(history.from_packed(parts))
+        return found
+
+    async def require_runs(self, run_ids: list[uuid.UUID]) -> None:
+        """NOT_FOUND naming the first of `run_ids` that does not exist."""
+        known = {r["id"] for r in await self._pool.fetch("SELECT id FROM runs WHERE id = ANY($1::uuid[])", run_ids)}
+        for run_id in run_ids:
+            if run_id not in known:
+                raise NotFound(f"run {format_id(run_id)} does not exist")
 
     async def points_since(self, run_id: uuid.UUID, from_step: int, keys: list[str]
                            ) -> dict[tuple[str, int], history.Points]:
