@@ -1,3 +1,3 @@
-from trackd_services.hpo.app import main
+from .app import main
 
 main()

@@ -15,7 +15,8 @@ from typing import Any
 
 import optuna
 from trackd_platform.errors import InvalidArgument
-from trackd_services.hpo.space import Space
+
+from .space import Space
 
 SAMPLERS = ("random", "grid", "tpe", "gp", "cmaes", "nsga2")
 MAX_GRID_POINTS = 100_000  # the grid sampler enumerates its grid: bounded, and checked before it is built

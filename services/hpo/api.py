@@ -11,9 +11,10 @@ from trackd_platform.ids import format_id, parse_id
 from trackd_platform.paging import decode_token, encode_token, page_size
 from trackd_platform.run_records import validate_name
 from trackd_platform.timestamps import timestamp
-from trackd_services.hpo.controller import Controller
-from trackd_services.hpo.engine import COMPLETE, FAIL, PRUNED
-from trackd_services.hpo.store import PAUSED, STOPPED, STUDY_RUNNING, StudyRow, StudyStore, TrialRow
+
+from .controller import Controller
+from .domain import StudyRow, StudyState, TrialRow, TrialState
+from .store import StudyStore
 
 MAX_PARALLELISM = 1_000
 
@@ -38,14 +39,14 @@ def study_to_proto(s: StudyRow) -> hpo_pb2.Study:
         sampler_options_json=json.dumps(s.sampler_options), pruner=s.pruner,
         pruner_options_json=json.dumps(s.pruner_options), max_trials=s.max_trials, max_duration_s=s.max_duration_s,
         parallelism=s.parallelism, max_failed_trials=s.max_failed_trials, retries_per_trial=s.retries_per_trial,
-        state=s.state, run_id=format_id(s.run_id) if s.run_id else "", create_time=timestamp(s.created_at),
-        trials_complete=s.counts.get(COMPLETE, 0), trials_pruned=s.counts.get(PRUNED, 0),
-        trials_failed=s.counts.get(FAIL, 0), trials_running=s.counts.get(2, 0))
+        state=s.state.value, run_id=format_id(s.run_id) if s.run_id else "", create_time=timestamp(s.created_at),
+        trials_complete=s.count(TrialState.COMPLETE), trials_pruned=s.count(TrialState.PRUNED),
+        trials_failed=s.count(TrialState.FAIL), trials_running=s.count(TrialState.RUNNING))
 
 
 def trial_to_proto(t: TrialRow) -> hpo_pb2.Trial:
     return hpo_pb2.Trial(
-        id=format_id(t.id), study_id=format_id(t.study_id), number=t.number, state=t.state,
+        id=format_id(t.id), study_id=format_id(t.study_id), number=t.number, state=t.state.value,
         params_json=json.dumps(t.params, sort_keys=True), values=t.values or [],
         run_id=format_id(t.run_id) if t.run_id else "", attempt=t.attempt, worker=t.worker,
         lease_expire_time=timestamp(t.lease_expires), start_time=timestamp(t.started_at),
@@ -102,15 +103,15 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
         return hpo_pb2.ListStudiesResponse(studies=[study_to_proto(s) for s in studies], next_page_token=token)
 
     async def StartStudy(self, request: Any, context: Any) -> hpo_pb2.StartStudyResponse:
-        study = await self._controller.transition(parse_id("study_id", request.study_id), STUDY_RUNNING)
+        study = await self._controller.transition(parse_id("study_id", request.study_id), StudyState.RUNNING)
         return hpo_pb2.StartStudyResponse(study=study_to_proto(study))
 
     async def PauseStudy(self, request: Any, context: Any) -> hpo_pb2.PauseStudyResponse:
-        study = await self._controller.transition(parse_id("study_id", request.study_id), PAUSED)
+        study = await self._controller.transition(parse_id("study_id", request.study_id), StudyState.PAUSED)
         return hpo_pb2.PauseStudyResponse(study=study_to_proto(study))
 
     async def StopStudy(self, request: Any, context: Any) -> hpo_pb2.StopStudyResponse:
-        study = await self._controller.transition(parse_id("study_id", request.study_id), STOPPED)
+        study = await self._controller.transition(parse_id("study_id", request.study_id), StudyState.STOPPED)
         return hpo_pb2.StopStudyResponse(study=study_to_proto(study))
 
     async def ListTrials(self, request: Any, context: Any) -> hpo_pb2.ListTrialsResponse:
@@ -142,10 +143,12 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
         return hpo_pb2.ReportIntermediateResponse(should_prune=prune)
 
     async def CompleteTrial(self, request: Any, context: Any) -> hpo_pb2.CompleteTrialResponse:
-        trial = await self._controller.finish(parse_id("trial_id", request.trial_id), request.worker,
-                                              PRUNED if request.pruned else COMPLETE, list(request.values))
+        state = TrialState.PRUNED if request.pruned else TrialState.COMPLETE
+        trial = await self._controller.finish(parse_id("trial_id", request.trial_id), request.worker, state,
+                                              list(request.values))
         return hpo_pb2.CompleteTrialResponse(trial=trial_to_proto(trial))
 
     async def FailTrial(self, request: Any, context: Any) -> hpo_pb2.FailTrialResponse:
-        trial = await self._controller.finish(parse_id("trial_id", request.trial_id), request.worker, FAIL, [])
+        trial = await self._controller.finish(parse_id("trial_id", request.trial_id), request.worker,
+                                              TrialState.FAIL, [])
         return hpo_pb2.FailTrialResponse(trial=trial_to_proto(trial))

@@ -1,4 +1,4 @@
-"""Wiring of the hpo service: config → pool → stores → controller → servicer → serve."""
+"""Wiring of the hpo service: config → pool → stores → sampling, reaper, controller → servicer → serve."""
 
 from __future__ import annotations
 
@@ -10,18 +10,22 @@ from trackd_api.events.v1 import events_pb2
 from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
 from trackd_api.run.v1 import run_pb2
 from trackd_platform.config import StoresConfig
+from trackd_platform.event_contract import RUN_ENDED, authentic, to_event
 from trackd_platform.ids import parse_id
-from trackd_platform.kafka import RUN_ENDED, authentic, create_consumer, to_event
+from trackd_platform.kafka import create_consumer
 from trackd_platform.redis import create_redis
 from trackd_platform.server import configure_logging
 from trackd_platform.telemetry import RUN_ID, continue_trace
 from trackd_platform.wiring import wire
-from trackd_services.hpo.access import RULES
-from trackd_services.hpo.api import HpoServicer
-from trackd_services.hpo.controller import Controller
-from trackd_services.hpo.queue import ReadyQueue
-from trackd_services.hpo.runs import RunsClient
-from trackd_services.hpo.store import StudyStore
+
+from .access import RULES
+from .api import HpoServicer
+from .controller import Controller
+from .leases import Reaper
+from .queue import ReadyQueue
+from .runs import RunsClient
+from .sampling import Sampling
+from .store import StudyStore
 
 REAP_INTERVAL_S = 2.0
 
@@ -36,9 +40,10 @@ async def serve(config: StoresConfig) -> None:
         log.info("renewed the leases of %d running trials after the restart", renewed)
     runs = RunsClient(config.run_target, config.server)
     server.add_closer(runs.close)
-    controller = Controller(store, runs, ReadyQueue(redis), lease_s=config.hpo_lease_s,
-                            registry=server.registry)
-    await server.until_ready("Valkey (the studies' trial queues)", controller.recover)
+    sampling = Sampling(store, ReadyQueue(redis))
+    reaper = Reaper(store, sampling, runs, registry=server.registry)
+    controller = Controller(store, runs, sampling, reaper, lease_s=config.hpo_lease_s)
+    await server.until_ready("Valkey (the studies' trial queues)", sampling.recover)
     server.add_servicer(
         hpo_pb2_grpc.add_HpoServiceServicer_to_server,
         HpoServicer(controller, store),
@@ -48,7 +53,7 @@ async def serve(config: StoresConfig) -> None:
     async def reap() -> None:
         while True:
             try:
-                await controller.reap_all()
+                await reaper.reap_all()
             except Exception:
                 log.exception("reaping leases failed; retrying")
             await asyncio.sleep(REAP_INTERVAL_S)
@@ -75,7 +80,7 @@ async def serve(config: StoresConfig) -> None:
                         if event.status in (run_pb2.RUN_STATUS_FAILED, run_pb2.RUN_STATUS_CRASHED):
                             with continue_trace(received.headers, "run.ended process",
                                                 attributes={RUN_ID: event.run_id}):
-                                await controller.run_ended(parse_id("run_id", event.run_id))
+                                await reaper.run_ended(parse_id("run_id", event.run_id))
                 finally:
                     await consumer.stop()
             except asyncio.CancelledError:

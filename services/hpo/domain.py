@@ -1,5 +1,5 @@
-"""The HPO vocabulary and its rules, as pure functions: study and trial states (the numbers of
-`trackd.hpo.v1`, which are also what PostgreSQL stores), the study and trial records, and the
+"""The HPO domain: study and trial states (trackd_platform.vocabulary's, from the protos — the
+numbers PostgreSQL stores too), the study and trial records, and as pure functions the
 decisions the controller takes on them — has a study reached a limit, may it change state, may a
 trial move from one state to another, is a lost trial retried or failed, how many trials to
 sample ahead. No I/O here: the controller reads the records, asks these rules, and writes."""
@@ -120,6 +120,14 @@ def check_study_move(study: StudyRow, target: StudyState) -> None:
         raise FailedPrecondition(f"study {study.name!r} is not running")
 
 
+def open_to_workers(study: StudyRow) -> bool:
+    """False when the study has finished (its workers see that and leave); FailedPrecondition
+    when it was stopped."""
+    if study.state == StudyState.STOPPED:
+        raise FailedPrecondition(f"study {study.name!r} was stopped: no more trials")
+    return study.state != StudyState.FINISHED
+
+
 def may_hand_out(study: StudyRow) -> bool:
     """Whether a worker may get a trial now: the study runs below its parallelism."""
     return study.state == StudyState.RUNNING and study.count(TrialState.RUNNING) < study.parallelism
@@ -156,10 +164,14 @@ def check_lease(trial: TrialRow, worker: str) -> None:
         raise Aborted(f"trial {trial.number} is leased by {trial.worker!r}, not {worker!r}")
 
 
-def check_report(trial: TrialRow, study: StudyRow, value: float) -> None:
-    """Raise unless an intermediate value may be reported for this trial."""
+def check_value(value: float) -> None:
+    """Raise InvalidArgument unless `value` may be reported as an intermediate value."""
     if not math.isfinite(value):
         raise InvalidArgument("an intermediate value must be a finite number")
+
+
+def check_report(trial: TrialRow, study: StudyRow) -> None:
+    """Raise FailedPrecondition unless the trial may report an intermediate value."""
     if trial.state != TrialState.RUNNING:
         raise FailedPrecondition(f"trial {trial.number} is not running: nothing to report")
     if len(study.objectives) > 1:

@@ -11,12 +11,13 @@ from typing import Any, Literal
 
 import optuna
 from optuna.trial import TrialState as OptunaState
-from trackd_services.hpo import algorithms
-from trackd_services.hpo.space import Space
 
-# trackd.hpo.v1.TrialState numbers
-WAITING, RUNNING, COMPLETE, PRUNED, FAIL = 1, 2, 3, 4, 5
-_FINISHED = {COMPLETE: OptunaState.COMPLETE, PRUNED: OptunaState.PRUNED, FAIL: OptunaState.FAIL}
+from . import algorithms
+from .domain import TrialState
+from .space import Space
+
+_FINISHED = {TrialState.COMPLETE: OptunaState.COMPLETE, TrialState.PRUNED: OptunaState.PRUNED,
+             TrialState.FAIL: OptunaState.FAIL}
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class StoredTrial:
     """A trial as PostgreSQL holds it."""
 
     number: int
-    state: int
+    state: TrialState
     params: Mapping[str, Any]
     values: Sequence[float] | None
     intermediates: Mapping[int, float] = field(default_factory=dict)
@@ -58,7 +59,7 @@ class Engine:
         self._numbers: dict[int, int] = {}  # Optuna number → trackd number
         distributions = spec.space.distributions()
         for t in sorted(trials, key=lambda t: t.number):
-            if t.state in (WAITING, RUNNING):
+            if not t.state.ended:
                 self._study.enqueue_trial(dict(t.params))
                 self._register(t.number, self._study.ask())
                 for step, value in sorted(t.intermediates.items()):
@@ -67,7 +68,7 @@ class Engine:
             self._study.add_trial(optuna.trial.create_trial(
                 state=_FINISHED[t.state], params=dict(t.params),
                 distributions={k: distributions[k] for k in t.params},
-                values=list(t.values) if t.state == COMPLETE and t.values else None,
+                values=list(t.values) if t.state == TrialState.COMPLETE and t.values else None,
                 intermediate_values=dict(t.intermediates)))
             self._numbers[self._study.trials[-1].number] = t.number
 
@@ -87,15 +88,15 @@ class Engine:
         trial.report(value, step)
         return bool(trial.should_prune())
 
-    def tell(self, number: int, state: int, values: Sequence[float] | None = None) -> None:
+    def tell(self, number: int, state: TrialState, values: Sequence[float] | None = None) -> None:
         """End an open trial (COMPLETE with values, PRUNED or FAIL); ending it again is a no-op."""
         trial = self._open.pop(number, None)
         if trial is None:
             return
-        if state == COMPLETE:
+        if state == TrialState.COMPLETE:
             self._study.tell(trial, list(values or []))
         else:
-            self._study.tell(trial, state=OptunaState.PRUNED if state == PRUNED else OptunaState.FAIL)
+            self._study.tell(trial, state=OptunaState.PRUNED if state == TrialState.PRUNED else OptunaState.FAIL)
 
     def best(self) -> list[int]:
         """Numbers of the best trial, or of the Pareto front with several objectives."""

@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TypeVar, cast
 
 import grpc
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
 from trackd_platform.config import ServerSettings
-from trackd_platform.errors import TrackdError, Unavailable
+from trackd_platform.errors import FailedPrecondition, NotFound, TrackdError, Unavailable
 from trackd_platform.ids import format_id, parse_id
 from trackd_platform.run_records import RunStatus
 from trackd_platform.server import STATUS_OF
 from trackd_platform.tls import channel_credentials
 
+from .domain import StudyRow, TrialRow
+
 CALL_TIMEOUT_S = 10.0
 _ERROR_OF = {code: error for error, code in STATUS_OF.items()}
+RequestT = TypeVar("RequestT")
+ResponseT = TypeVar("ResponseT")
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 
 
@@ -37,7 +41,7 @@ class RunsClient:
         tls = settings.tls
         self._channel = (grpc.aio.secure_channel(target, channel_credentials(tls.ca_file or tls.cert_file))
                          if tls.serving else grpc.aio.insecure_channel(target))
-        self._stub = run_pb2_grpc.RunServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._stub = run_pb2_grpc.RunServiceStub(self._channel)
         token = settings.auth.admin_token if settings.auth.enabled else ""
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
 
@@ -51,6 +55,19 @@ class RunsClient:
             parent_run_id=format_id(parent_run_id) if parent_run_id else ""))
         return StartedRun(parse_id("run_id", response.run.id), parse_id("experiment_id", response.run.experiment_id))
 
+    async def start_study_run(self, study: str, *, project: str, experiment: str) -> StartedRun:
+        """The study's own run (parent of its trials' runs), in `project` / `experiment`."""
+        return await self.start(project=project, experiment=experiment, name=f"study {study}",
+                                tags={"trackd.hpo.study": study})
+
+    async def start_trial_run(self, study: StudyRow, trial: TrialRow) -> StartedRun:
+        """A run for this attempt of the trial: a child of the study's run, with the trial's params."""
+        return await self.start(
+            experiment_id=study.experiment_id, parent_run_id=study.run_id,
+            name=f"{study.name} #{trial.number}" + (f" (attempt {trial.attempt})" if trial.attempt > 1 else ""),
+            params={k: str(v) for k, v in trial.params.items()},
+            tags={"trackd.hpo.study": study.name, "trackd.hpo.trial": str(trial.number)})
+
     async def end(self, run_id: uuid.UUID, status: RunStatus) -> None:
         await self._call(self._stub.EndRun, run_pb2.EndRunRequest(
             run_id=format_id(run_id), status=cast(run_pb2.RunStatus, int(status))))
@@ -58,10 +75,27 @@ class RunsClient:
     async def heartbeat(self, run_id: uuid.UUID) -> None:
         await self._call(self._stub.Heartbeat, run_pb2.HeartbeatRequest(run_id=format_id(run_id)))
 
+    async def end_if_running(self, run_id: uuid.UUID | None, status: RunStatus) -> None:
+        """`end`, unless there is no run or it has ended already (or is gone)."""
+        if run_id is not None:
+            try:
+                await self.end(run_id, status)
+            except (FailedPrecondition, NotFound):
+                pass
+
+    async def heartbeat_if_running(self, run_id: uuid.UUID | None) -> None:
+        """`heartbeat`, unless there is no run or it has ended (or is gone)."""
+        if run_id is not None:
+            try:
+                await self.heartbeat(run_id)
+            except (FailedPrecondition, NotFound):
+                pass
+
     async def close(self) -> None:
         await self._channel.close()
 
-    async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable, request: object) -> Any:
+    async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT],
+                    request: RequestT) -> ResponseT:
         try:
             return await method(request, timeout=CALL_TIMEOUT_S, metadata=self._metadata)
         except grpc.aio.AioRpcError as error:

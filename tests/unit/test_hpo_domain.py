@@ -21,11 +21,13 @@ from trackd_services.hpo.domain import (
     check_lease,
     check_report,
     check_study_move,
+    check_value,
     directions,
     exhausted,
     finishing,
     may_hand_out,
     may_move,
+    open_to_workers,
     open_trials,
     to_sample_ahead,
 )
@@ -107,6 +109,13 @@ def test_a_lost_trial_is_retried_while_attempts_remain() -> None:
     assert after_lost(trial(attempt=3), retries_per_trial=2) == F
 
 
+def test_workers_of_a_finished_study_leave_and_a_stopped_one_is_refused() -> None:
+    assert open_to_workers(study(state=StudyState.PAUSED))
+    assert not open_to_workers(study(state=StudyState.FINISHED))
+    with pytest.raises(FailedPrecondition, match="was stopped"):
+        open_to_workers(study(state=StudyState.STOPPED))
+
+
 def test_hand_out_and_sample_ahead_within_parallelism_and_limits() -> None:
     assert may_hand_out(study(parallelism=2, counts={R: 1}))
     assert not may_hand_out(study(parallelism=2, counts={R: 2}))
@@ -127,14 +136,16 @@ def test_a_lease_belongs_to_its_worker() -> None:
 
 
 def test_reports() -> None:
-    check_report(trial(), study(), 1.0)
-    with pytest.raises(InvalidArgument):
-        check_report(trial(), study(), float("nan"))
+    check_value(-1e300)
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(InvalidArgument, match="finite"):
+            check_value(value)
+    check_report(trial(), study())
     with pytest.raises(FailedPrecondition, match="not running"):
-        check_report(trial(state=W), study(), 1.0)
+        check_report(trial(state=W), study())
     two = study(objectives=[{"metric": "a", "direction": 1}, {"metric": "b", "direction": 2}])
     with pytest.raises(FailedPrecondition, match="single-objective"):
-        check_report(trial(), two, 1.0)
+        check_report(trial(), two)
 
 
 def test_finishing_again_the_same_way_is_a_no_op() -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import math
 
-from trackd_services.hpo.engine import COMPLETE, PRUNED, RUNNING, Engine, StoredTrial, StudySpec
+from trackd_services.hpo.domain import TrialState
+from trackd_services.hpo.engine import Engine, StoredTrial, StudySpec
 from trackd_services.hpo.space import parse
+
+COMPLETE, PRUNED, RUNNING = TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING
 
 SPACE = parse({"x": {"type": "float", "low": -5, "high": 5}, "opt": {"type": "categorical", "choices": ["a", "b"]},
                "m": {"type": "float", "low": 0, "high": 1, "when": {"opt": "b"}}})
