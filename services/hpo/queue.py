@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
@@ -21,6 +22,22 @@ from redis.exceptions import RedisError, ResponseError
 log = logging.getLogger(__name__)
 
 GROUP = "workers"
+
+# A stream entry as this client reads it: the client speaks RESP2 and does not decode responses
+# (trackd_platform.redis.create_redis), so ids, fields and values are bytes: (id, {b"trial": hex}).
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+def _trial_id(entry: Entry) -> uuid.UUID:
+    return uuid.UUID(hex=entry[1][b"trial"].decode())
+
+
+def _first_read(found: list[list[Any]]) -> Entry | None:
+    """The first entry of an XREADGROUP answer for one stream: RESP2 gives one [stream key,
+    [entry, …]] pair per stream, and an empty list when no entry is new."""
+    if not found or not found[0][1]:
+        return None
+    return cast(Entry, found[0][1][0])
 
 
 def stream_key(study_id: uuid.UUID) -> str:
@@ -62,7 +79,9 @@ class ReadyQueue:
         """The next entry for this worker (entry id, trial id), or None when the stream is empty,
         missing or Redis is unreachable."""
         try:
-            found = await self._redis.xreadgroup(GROUP, worker, {stream_key(study_id): ">"}, count=1)
+            # RESP2: a list (see _first_read), not the map RESP3 would give
+            found = cast(list[list[Any]], await self._redis.xreadgroup(GROUP, worker, {stream_key(study_id): ">"},
+                                                                       count=1))
         except ResponseError as exc:
             if "NOGROUP" in str(exc):
                 return None
@@ -71,10 +90,9 @@ class ReadyQueue:
         except RedisError as exc:
             log.warning("ready queue of study %s unreadable: %s", study_id.hex, exc)
             return None
-        if not found:
+        if (entry := _first_read(found)) is None:
             return None
-        entry_id, fields = found[0][1][0]  # [(stream, [(id, {field: value})])]
-        return entry_id, uuid.UUID(hex=fields[b"trial"].decode())
+        return entry[0], _trial_id(entry)
 
     async def done(self, study_id: uuid.UUID, entry_id: bytes) -> None:
         """The entry's trial was claimed in PostgreSQL (or was stale): acknowledge and drop it."""
@@ -90,10 +108,10 @@ class ReadyQueue:
     async def trial_ids(self, study_id: uuid.UUID) -> list[uuid.UUID] | None:
         """The trials the stream names, in order (None when Redis is unreachable)."""
         try:
-            entries = await self._redis.xrange(stream_key(study_id))
+            entries = cast(list[Entry], await self._redis.xrange(stream_key(study_id)))  # bytes, never None
         except RedisError:
             return None
-        return [uuid.UUID(hex=fields[b"trial"].decode()) for _, fields in entries]
+        return [_trial_id(entry) for entry in entries]
 
     async def drop(self, study_id: uuid.UUID) -> None:
         try:
