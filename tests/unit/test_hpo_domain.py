@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from trackd_api.hpo.v1 import hpo_pb2
@@ -36,20 +37,20 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 W, R, C, P, F = TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL
 
 
-def study(**changes: object) -> StudyRow:
+def study(**changes: Any) -> StudyRow:
     base = StudyRow(
         id=uuid.uuid4(), name="s", experiment_id=uuid.uuid4(), run_id=None,
         objectives=[{"metric": "loss", "direction": hpo_pb2.DIRECTION_MINIMIZE}], search_space={},
         sampler="tpe", sampler_options={}, pruner="none", pruner_options={}, max_trials=0, max_duration_s=0,
         parallelism=2, max_failed_trials=0, retries_per_trial=0, seed=None, state=StudyState.RUNNING,
         created_at=NOW, started_at=NOW, counts={})
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)
 
 
-def trial(**changes: object) -> TrialRow:
+def trial(**changes: Any) -> TrialRow:
     base = TrialRow(id=uuid.uuid4(), study_id=uuid.uuid4(), number=4, state=R, params={}, values=None, run_id=None,
                     attempt=1, worker="w1", lease_expires=None, started_at=NOW, ended_at=None)
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)
 
 
 def test_states_are_the_proto_enums() -> None:
