@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 
 from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc
@@ -16,8 +14,9 @@ from trackd_platform.streams import SlowReader
 from trackd_platform.timestamps import timestamp
 
 from . import domain
-from .blobs import DIRECT_PREFIX, BlobStore, BlobUpload
+from .blobs import BlobStore
 from .store import ArtifactStore
+from .uploads import NewArtifact, Uploads
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +28,16 @@ def _artifact(a: domain.Artifact) -> artifact_pb2.Artifact:
 
 
 class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
-    """`slow_reader_s`: a DownloadArtifact whose client takes no message for this long is ended
-    with DEADLINE_EXCEEDED (0: never). `direct_upload_grace_s`: how long after its URLs expire a
-    direct upload may still be completed (the sweeper removes it after that)."""
+    """Uploads go through `uploads` (uploads.py); reads and deletes straight to the store and
+    the blobs. `slow_reader_s`: a DownloadArtifact whose client takes no message for this long is
+    ended with DEADLINE_EXCEEDED (0: never)."""
 
-    def __init__(self, store: ArtifactStore, blobs: BlobStore, *, slow_reader_s: float = 60.0,
-                 direct_upload_grace_s: float = 3600.0) -> None:
+    def __init__(self, store: ArtifactStore, blobs: BlobStore, uploads: Uploads, *,
+                 slow_reader_s: float = 60.0) -> None:
         self._store = store
         self._blobs = blobs
+        self._uploads = uploads
         self._slow_reader_s = slow_reader_s
-        self._direct_upload_grace_s = direct_upload_grace_s
 
     async def UploadArtifact(
         self, requests: AsyncIterator[artifact_pb2.UploadArtifactRequest], context: Context
@@ -47,34 +46,13 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
         if first is None or not first.HasField("header"):
             raise InvalidArgument("the first message of an upload is its header")
         header = first.header
-        run_id = parse_id("run_id", header.run_id)
-        path = domain.validate_path(header.path)
-        type_ = domain.validate_type(header.type)
-        metadata = domain.validate_metadata(header.metadata)
-        expected = domain.validate_sha256(header.expected_sha256)
+        new = NewArtifact(run_id=parse_id("run_id", header.run_id), path=domain.validate_path(header.path),
+                          type=domain.validate_type(header.type), metadata=domain.validate_metadata(header.metadata),
+                          expected_sha256=domain.validate_sha256(header.expected_sha256))
         if header.expected_size_bytes < 0 or header.expected_size_bytes > domain.MAX_ARTIFACT_BYTES:
             raise InvalidArgument(f"expected_size_bytes must be between 0 and {domain.MAX_ARTIFACT_BYTES}")
-        await self._store.check_run(run_id)
-        upload = await self._blobs.begin(expected_sha256=expected, expected_size=header.expected_size_bytes)
-        try:
-            async for request in requests:
-                if not request.HasField("chunk"):
-                    raise InvalidArgument("only content chunks may follow the header")
-                await upload.write(request.chunk)
-            # gRPC may report a cancelled stream as its normal end and cancel this task a moment
-            # later: a cancellation anywhere before the record is committed undoes it all (blobs.py)
-            digest = await upload.finish()
-            artifact = await self._store.record(run_id, path, digest, upload.size, type_, metadata, self._blobs)
-        except BaseException:
-            # A refused or broken stream (the client cancelled: CancelledError) records nothing.
-            await asyncio.shield(self._discard(upload))
-            raise
+        artifact = await self._uploads.stream(new, header.expected_size_bytes, _chunks(requests))
         return artifact_pb2.UploadArtifactResponse(artifact=_artifact(artifact))
-
-    async def _discard(self, upload: BlobUpload) -> None:
-        await upload.abort()
-        if upload.published is not None:
-            await self._store.discard(upload.published, self._blobs)
 
     async def DownloadArtifact(
         self, request: artifact_pb2.DownloadArtifactRequest, context: Context
@@ -148,51 +126,24 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
             raise InvalidArgument("method is required: GET or PUT")
         if not 0 <= request.part_count <= 10_000:
             raise InvalidArgument("part_count is between 0 and 10000")
-        await self._store.check_run(run_id)
-        key = f"{DIRECT_PREFIX}{uuid.uuid4().hex}"
-        if request.part_count <= 1:
-            await self._store.add_direct_upload(key, "", run_id, expires)
-            return artifact_pb2.CreatePresignedUrlResponse(
-                url=await self._blobs.presign_put(key, expires), upload_key=key)
-        upload_id = await self._blobs.start_parts(key)
-        try:
-            await self._store.add_direct_upload(key, upload_id, run_id, expires)
-        except BaseException:
-            await asyncio.shield(self._blobs.abort_parts(key, upload_id))
-            raise
-        urls = await self._blobs.presign_parts(key, upload_id, request.part_count, expires)
-        return artifact_pb2.CreatePresignedUrlResponse(upload_key=key, upload_id=upload_id, part_urls=urls)
+        direct = await self._uploads.start_direct(run_id, expires, request.part_count)
+        return artifact_pb2.CreatePresignedUrlResponse(url=direct.url, upload_key=direct.key,
+                                                       upload_id=direct.upload_id, part_urls=direct.part_urls)
 
     async def CompleteDirectUpload(
         self, request: artifact_pb2.CompleteDirectUploadRequest, context: Context
     ) -> artifact_pb2.CompleteDirectUploadResponse:
-        run_id = parse_id("run_id", request.run_id)
-        path = domain.validate_path(request.path)
-        type_ = domain.validate_type(request.type)
-        metadata = domain.validate_metadata(request.metadata)
-        expected = domain.validate_sha256(request.expected_sha256)
-        key = request.upload_key
-        if not key.startswith(DIRECT_PREFIX) or len(key) != len(DIRECT_PREFIX) + 32:
-            raise InvalidArgument("upload_key is the one CreatePresignedUrl returned")
-        await self._store.check_run(run_id)
-        upload_id = await self._store.direct_upload(key, run_id, grace_s=self._direct_upload_grace_s)
-        if request.upload_id != upload_id:
-            raise InvalidArgument("upload_id is the one CreatePresignedUrl returned with this upload_key"
-                                  if upload_id else "this upload_key was handed out for a single PUT: no upload_id")
-        if upload_id:
-            await self._blobs.complete_parts(key, upload_id, [(p.number, p.etag) for p in request.parts])
-        digest, size = await self._blobs.digest(key)
-        if (expected and digest != expected) or size > domain.MAX_ARTIFACT_BYTES:
-            await self._blobs.delete_key(key)
-            await self._store.remove_direct_upload(key)
-            raise InvalidArgument(f"sha256 mismatch: got {digest}, expected {expected}" if expected and
-                                  digest != expected else "the upload is larger than the artifact limit")
-        published = await asyncio.shield(self._blobs.promote(key, digest))
-        try:
-            artifact = await self._store.record(run_id, path, digest, size, type_, metadata, self._blobs)
-        except BaseException:
-            if published:
-                await asyncio.shield(self._store.discard(digest, self._blobs))
-            raise
-        await self._store.remove_direct_upload(key)
+        new = NewArtifact(run_id=parse_id("run_id", request.run_id), path=domain.validate_path(request.path),
+                          type=domain.validate_type(request.type), metadata=domain.validate_metadata(request.metadata),
+                          expected_sha256=domain.validate_sha256(request.expected_sha256))
+        artifact = await self._uploads.complete_direct(new, request.upload_key, request.upload_id,
+                                                       [(p.number, p.etag) for p in request.parts])
         return artifact_pb2.CompleteDirectUploadResponse(artifact=_artifact(artifact))
+
+
+async def _chunks(requests: AsyncIterator[artifact_pb2.UploadArtifactRequest]) -> AsyncIterator[bytes]:
+    """The content of an upload's messages after its header."""
+    async for request in requests:
+        if not request.HasField("chunk"):
+            raise InvalidArgument("only content chunks may follow the header")
+        yield request.chunk

@@ -20,6 +20,7 @@ from .registry import RegistryStore
 from .registry_api import RegistryServicer
 from .store import ArtifactStore
 from .sweeper import Sweeper
+from .uploads import Uploads
 
 
 def install(server: GrpcServer, config: StoresConfig, pool: asyncpg.Pool, s3: Any) -> Sweeper:
@@ -27,10 +28,10 @@ def install(server: GrpcServer, config: StoresConfig, pool: asyncpg.Pool, s3: An
     task (returned too, for tests that sweep on their own schedule)."""
     artifacts, blobs = ArtifactStore(pool), BlobStore(s3, config.s3.bucket)
     settings = config.artifact
+    uploads = Uploads(artifacts, blobs, direct_upload_grace_s=settings.direct_upload_grace_s)
     server.add_servicer(
         artifact_pb2_grpc.add_ArtifactServiceServicer_to_server,
-        ArtifactServicer(artifacts, blobs, slow_reader_s=settings.slow_reader_s,
-                         direct_upload_grace_s=settings.direct_upload_grace_s),
+        ArtifactServicer(artifacts, blobs, uploads, slow_reader_s=settings.slow_reader_s),
         artifact_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name,
     )
     server.add_servicer(

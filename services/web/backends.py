@@ -15,6 +15,7 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from starlette.requests import Request
 from trackd_api.artifact.v1 import artifact_pb2_grpc
 from trackd_api.hpo.v1 import hpo_pb2_grpc
+from trackd_api.ingest.v1 import ingest_pb2_grpc
 from trackd_api.query.v1 import query_pb2_grpc
 from trackd_api.run.v1 import run_pb2_grpc
 from trackd_platform.config import CallerSettings
@@ -37,7 +38,7 @@ class Caller:
 
 
 class Backends:
-    """Stubs of the four services the web service reads and writes through."""
+    """Stubs of the services the web service reads and writes through (ingest: MLflow's metric writes)."""
 
     def __init__(self, settings: CallerSettings) -> None:
         self._settings = settings
@@ -46,6 +47,7 @@ class Backends:
         self.query = query_pb2_grpc.QueryServiceStub(self._channel("query"))
         self.artifacts = artifact_pb2_grpc.ArtifactServiceStub(self._channel("artifact"))
         self.hpo = hpo_pb2_grpc.HpoServiceStub(self._channel("hpo"))
+        self.ingest = ingest_pb2_grpc.IngestServiceStub(self._channel("ingest"))
 
     def _channel(self, service: str) -> grpc.aio.Channel:
         options = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -26,6 +26,7 @@ from trackd_platform.stack import HOST, EmbeddedStack
 from trackd_services.artifact.api import ArtifactServicer
 from trackd_services.artifact.blobs import BlobStore
 from trackd_services.artifact.store import ArtifactStore
+from trackd_services.artifact.uploads import Uploads
 from typer.testing import CliRunner
 
 from tests.stores import BUCKET, s3
@@ -245,7 +246,8 @@ async def test_an_upload_cancelled_at_any_s3_call_leaves_nothing(
                 cutter = CancelAtCall(client, at)
                 blobs = BlobStore(cutter, config.s3.bucket, **(
                     {"copy_object_max": copy_object_max} if copy_object_max else {}))
-                servicer = ArtifactServicer(ArtifactStore(pool), blobs)
+                store = ArtifactStore(pool)
+                servicer = ArtifactServicer(store, blobs, Uploads(store, blobs))
                 cutter.victim = task = asyncio.ensure_future(servicer.UploadArtifact(stream(), None))
                 try:
                     await task
