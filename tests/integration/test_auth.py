@@ -437,3 +437,31 @@ def test_the_web_ui_acts_with_the_callers_token_and_never_more(world: World, uni
         write = client.post(f"/runs/{a.run_id}/tags", data={"key": "k", "value": "v", "csrf": token.group(1)})
         assert write.status_code == 403, "a read token cannot write through the web service"
     assert "k" not in world.runs().GetRun(run_pb2.GetRunRequest(run_id=a.run_id), timeout=30).run.tags
+
+
+def test_mlflow_tracking_token_is_a_trackd_token(world: World, unique: Callable[[str], str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLFLOW_TRACKING_TOKEN reaches trackd as `Authorization: Bearer`: a write token of a
+    project logs through MLflow's client there; a read token reads but cannot log; none is 401."""
+    import httpx
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    a = make_project(world, unique)
+    _, writer = world.token(a.name, auth_pb2.ROLE_WRITE)
+    _, reader = world.token(a.name, auth_pb2.ROLE_READ)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", writer)
+    client = MlflowClient(tracking_uri=world.stack.web_url)
+    experiment = client.get_experiment_by_name(f"{a.name}/e")
+    assert experiment.experiment_id == a.experiment_id
+    run = client.create_run(a.experiment_id)
+    client.log_metric(run.info.run_id, "acc", 0.5, step=3)
+    client.set_terminated(run.info.run_id)
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", reader)
+    assert client.get_run(run.info.run_id).data.metrics == {"acc": 0.5}
+    with pytest.raises(MlflowException) as refused:
+        client.log_param(a.run_id, "p", "1")
+    assert refused.value.error_code == "PERMISSION_DENIED"
+    anonymous = httpx.get(f"{world.stack.web_url}/api/2.0/mlflow/runs/get", params={"run_id": a.run_id}, timeout=30)
+    assert anonymous.status_code == 401 and anonymous.json()["error_code"] == "UNAUTHENTICATED"
