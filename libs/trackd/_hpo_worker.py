@@ -20,6 +20,7 @@ from typing import Any
 
 from trackd_api.hpo.v1 import hpo_pb2
 from trackd_api.run.v1 import run_pb2
+from trackd_platform.vocabulary import StudyState, TrialState
 
 from trackd import hpo
 from trackd._client import Client
@@ -27,7 +28,7 @@ from trackd.errors import Aborted, NotFound, TrackdError
 
 POLL_S = 1.0
 LEASE_LOST = "ABORTED (the lease expired and the trial went to another worker)"
-ENDED = (hpo_pb2.STUDY_STATE_FINISHED, hpo_pb2.STUDY_STATE_STOPPED)
+ENDED = frozenset(s for s in StudyState if s.ended)
 
 log = logging.getLogger("trackd.hpo")
 
@@ -128,16 +129,16 @@ def call_objective(client: Client, objective: Callable[[hpo.Trial], Any], space:
         except Aborted:  # a report found the lease gone
             return LEASE_LOST
         except hpo.TrialPruned:
-            return _ended(lease, current.prune, "PRUNED")
+            return _ended(lease, current.prune, TrialState.PRUNED.name)
         except Exception as exc:
             if not lease.lost.is_set():
                 traceback.print_exc()
             reason = f"{type(exc).__name__}: {exc}"
-            return _ended(lease, lambda: current.fail(reason), "FAIL")
+            return _ended(lease, lambda: current.fail(reason), TrialState.FAIL.name)
     if value is None:
         return _ended(lease, lambda: current.fail("the objective returned None: return the value to optimize"),
-                      "FAIL")
-    return _ended(lease, lambda: current.complete(value), "COMPLETE")
+                      TrialState.FAIL.name)
+    return _ended(lease, lambda: current.complete(value), TrialState.COMPLETE.name)
 
 
 def _ended(lease: Lease, end: Callable[[], object], outcome: str) -> str:

@@ -29,9 +29,12 @@ from . import mlflow, views
 from .artifacts import Artifacts
 from .backends import Backends
 from .charts import ChartData
-from .http import CSRF_FIELD, Edge, csrf_token, error_response, rpc_error_response
+from .http import CSRF_FIELD, Edge, csrf_token, error_response, rpc_error_response, wants_json
 from .live import LiveHub
+from .login import Sessions, SessionState, signed_out
+from .models import Models
 from .runs import Pages
+from .studies import Studies
 
 HERE = Path(__file__).parent
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ def templates() -> Jinja2Templates:
 def create_app(config: WebConfig, backends: Backends, *, registry: prometheus_client.CollectorRegistry) -> Starlette:
     pages = templates()
     hub = LiveHub(backends, max_viewers=config.max_viewers, registry=registry)
+    sessions = Sessions(backends, pages, auth_enabled=config.auth.enabled)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -60,6 +64,8 @@ def create_app(config: WebConfig, backends: Backends, *, registry: prometheus_cl
 
     async def on_rpc_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, grpc.aio.AioRpcError)
+        if exc.code() == grpc.StatusCode.UNAUTHENTICATED and config.auth.enabled and not wants_json(request):
+            return signed_out(request)  # no, revoked or expired token: sign in (again)
         return rpc_error_response(pages, request, exc)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
@@ -84,13 +90,16 @@ def create_app(config: WebConfig, backends: Backends, *, registry: prometheus_cl
         *Pages(backends, pages).routes(),
         *ChartData(backends, hub).routes(),
         *Artifacts(backends, pages).routes(),
+        *Studies(backends, pages).routes(),
+        *Models(backends, pages).routes(),
+        *sessions.routes(),
         *mlflow.routes(backends),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan,
         # a span per request, not per chunk sent (a live stream sends thousands)
         middleware=[Middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"]),
-                    Middleware(Edge, registry=registry)],
+                    Middleware(Edge, registry=registry), Middleware(SessionState, sessions=sessions)],
         exception_handlers={grpc.aio.AioRpcError: on_rpc_error, HTTPException: on_http_error, Exception: on_error},
     )
     app.state.hub = hub

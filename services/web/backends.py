@@ -2,8 +2,8 @@
 them (TRACKD_TARGET / TRACKD_<SERVICE>_TARGET), with trace context carried into every call.
 
 A call is made on behalf of the browser's caller: `Caller.metadata` carries its bearer token (the
-request's `Authorization` header, else the web process's TRACKD_TOKEN), so the web service never
-has more rights than the caller."""
+request's `Authorization` header, else the session cookie /login set, else the web process's
+TRACKD_TOKEN), so the web service never has more rights than the caller."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from starlette.requests import Request
-from trackd_api.artifact.v1 import artifact_pb2_grpc
+from trackd_api.artifact.v1 import artifact_pb2_grpc, registry_pb2_grpc
+from trackd_api.auth.v1 import auth_pb2_grpc
 from trackd_api.hpo.v1 import hpo_pb2_grpc
-from trackd_api.ingest.v1 import ingest_pb2_grpc
 from trackd_api.query.v1 import query_pb2_grpc
 from trackd_api.run.v1 import run_pb2_grpc
 from trackd_platform.config import CallerSettings
@@ -23,6 +23,7 @@ from trackd_platform.tls import channel_credentials
 
 _SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SESSION_COOKIE = "trackd_session"  # the token /login accepted (HttpOnly, SameSite=Strict)
 PAGE_TIMEOUT_S = 10.0  # the deadline of a call made to render a page or answer a data request
 
 
@@ -43,11 +44,13 @@ class Backends:
     def __init__(self, settings: CallerSettings) -> None:
         self._settings = settings
         self._channels: list[grpc.aio.Channel] = []
-        self.runs = run_pb2_grpc.RunServiceStub(self._channel("run"))
+        run_channel = self._channel("run")
+        self.runs = run_pb2_grpc.RunServiceStub(run_channel)
+        self.tokens = auth_pb2_grpc.TokenServiceStub(run_channel)  # login asks what a token may do
         self.query = query_pb2_grpc.QueryServiceStub(self._channel("query"))
         self.artifacts = artifact_pb2_grpc.ArtifactServiceStub(self._channel("artifact"))
         self.hpo = hpo_pb2_grpc.HpoServiceStub(self._channel("hpo"))
-        self.ingest = ingest_pb2_grpc.IngestServiceStub(self._channel("ingest"))
+        self.registry = registry_pb2_grpc.ModelRegistryServiceStub(self._channel("artifact"))
 
     def _channel(self, service: str) -> grpc.aio.Channel:
         options = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -64,10 +67,12 @@ class Backends:
         return channel
 
     def caller(self, request: Request) -> Caller:
-        """The request's bearer token, else the process's own (single-user set-ups)."""
+        """The request's bearer token, else its session's, else the process's own (single-user set-ups)."""
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
             return Caller(header[7:].strip())
+        if session := request.cookies.get(SESSION_COOKIE, ""):
+            return Caller(session)
         return Caller(self._settings.token)
 
     async def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Pages: home (projects and experiments), an experiment's runs table, a run, a study's trials;
+"""Pages: home (projects and experiments), an experiment's runs table, a run (studies.py: studies);
 and the writes those pages make (delete / restore runs, tags, notes).
 
 A handler reads like a servicer: parse the request, call the services, render."""
@@ -20,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
-from trackd_api.hpo.v1 import hpo_pb2
 from trackd_api.query.v1 import query_pb2
 from trackd_api.run.v1 import run_pb2
 
@@ -59,7 +58,6 @@ class Pages:
             Route("/go", self.go),
             Route("/experiments/{experiment_id}", self.experiment),
             Route("/runs/{run_id}", self.run),
-            Route("/studies/{study}", self.study),
             Route("/runs-action/{action}", self.runs_action, methods=["POST"]),
             Route("/runs/{run_id}/tags", self.set_tag, methods=["POST"]),
             Route("/runs/{run_id}/tags/delete", self.delete_tag, methods=["POST"]),
@@ -297,28 +295,6 @@ class Pages:
         await self._call(self._b.runs.SetNotes, run_pb2.SetNotesRequest(run_id=run_id, notes=notes),
                          self._b.caller(request))
         return RedirectResponse(f"/runs/{run_id}?tab=overview", 303)
-
-    # -- a study ----------------------------------------------------------------------------------
-
-    async def study(self, request: Request) -> Response:
-        caller = self._b.caller(request)
-        ref = request.path_params["study"]
-        by = hpo_pb2.GetStudyRequest(study_id=ref) if _is_id(ref) else hpo_pb2.GetStudyRequest(name=ref)
-        study = (await self._call(self._b.hpo.GetStudy, by, caller, not_found=f"No study {ref!r}.")).study
-        trials: list[hpo_pb2.Trial] = []
-        token = ""
-        while len(trials) < 10_000:
-            page = await self._call(self._b.hpo.ListTrials, hpo_pb2.ListTrialsRequest(
-                study_id=study.id, page_size=1000, page_token=token), caller)
-            trials += page.trials
-            token = page.next_page_token
-            if not token:
-                break
-        rows = [{"number": t.number, "state": hpo_pb2.TrialState.Name(t.state).removeprefix("TRIAL_STATE_"),
-                 "values": ", ".join(views.format_value(v) for v in t.values), "params": t.params_json,
-                 "run_id": t.run_id} for t in trials]
-        return self._t.TemplateResponse(request, "study.html", {
-            "study": study, "trials": rows, "highlight": request.query_params.get("trial", "")})
 
 
 def _is_id(text: str) -> bool:

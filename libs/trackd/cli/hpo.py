@@ -172,7 +172,7 @@ def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s
             reason=f"the process exited with status {code} without ending the trial"))
     except FailedPrecondition:
         return "ended by the trial process" if code == 0 else f"ended, exit status {code}"
-    return f"FAIL (exit status {code})" if failed.trial.state == hpo_pb2.TRIAL_STATE_FAIL else "ended"
+    return f"FAIL (exit status {code})" if failed.trial.state == TrialState.FAIL else "ended"
 
 
 @app.command("worker", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

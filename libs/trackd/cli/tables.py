@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from trackd_api.run.v1 import run_pb2
+from trackd_platform.vocabulary import RunStatus
 
 from trackd._client import Client, default_client
 from trackd._run import RunInfo, get_run, list_runs
@@ -19,7 +20,8 @@ experiments = typer.Typer(no_args_is_help=True, help="Experiments.")
 runs = typer.Typer(no_args_is_help=True, help="Runs.")
 console = Console()
 
-STATUS_STYLE = {"RUNNING": "cyan", "FINISHED": "green", "FAILED": "red", "KILLED": "yellow", "CRASHED": "magenta"}
+STATUS_STYLE = {RunStatus.RUNNING.name: "cyan", RunStatus.FINISHED.name: "green", RunStatus.FAILED.name: "red",
+                RunStatus.KILLED.name: "yellow", RunStatus.CRASHED.name: "magenta"}
 
 
 def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[str]]) -> None:
