@@ -46,13 +46,15 @@ protos: $(STAMP)
 envoy:
 	$(PYTHON) scripts/gen_envoy.py
 
-## lint: buf lint (STANDARD rules) on the protos, ruff on the code
+## lint: buf lint (STANDARD rules) on the protos, ruff on the code, mypy strict on libs and services
 lint: $(STAMP)
 	npx --yes @bufbuild/buf lint
 	$(VENV)/bin/ruff check libs services tests bench scripts
+	$(VENV)/bin/mypy
 
+## typecheck: mypy strict alone (the files pyproject.toml's [tool.mypy] names: libs/trackd_platform, libs/trackd, services)
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy libs/trackd_platform services
+	$(VENV)/bin/mypy
 
 ## bench-ingest: trackd vs an MLflow server on the same PostgreSQL (ARGS="--seconds 10")
 bench-ingest: $(STAMP)
