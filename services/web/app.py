@@ -29,6 +29,7 @@ from . import mlflow, views
 from .artifacts import Artifacts
 from .backends import Backends
 from .charts import ChartData
+from .compare import Compare
 from .http import CSRF_FIELD, Edge, csrf_token, error_response, rpc_error_response, wants_json
 from .live import LiveHub
 from .login import Sessions, SessionState, signed_out
@@ -90,6 +91,7 @@ def create_app(config: WebConfig, backends: Backends, *, registry: prometheus_cl
         *Pages(backends, pages).routes(),
         *ChartData(backends, hub).routes(),
         *Artifacts(backends, pages).routes(),
+        *Compare(backends, pages).routes(),
         *Studies(backends, pages).routes(),
         *Models(backends, pages).routes(),
         *sessions.routes(),

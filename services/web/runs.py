@@ -25,6 +25,7 @@ from trackd_api.run.v1 import run_pb2
 
 from . import views
 from .backends import PAGE_TIMEOUT_S, Backends, Caller
+from .compare import experiment_panel
 from .http import require_csrf
 
 Req = TypeVar("Req")
@@ -167,6 +168,7 @@ class Pages:
             "first_url": table.url(path) if table.page_token else "",
             "error": error, "error_position": position, "keys": keys, "metric_keys": metric_keys,
             "quote_key": views.quote_key, "page_sizes": views.PAGE_SIZES,
+            **experiment_panel(request.query_params, keys, path, table),  # the charts panel and the CSV link
         }, status_code=400 if error else 200)
 
     async def _run_keys(self, selection: query_pb2.RunSelection, caller: Caller) -> query_pb2.ListRunKeysResponse:
