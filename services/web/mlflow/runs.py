@@ -75,6 +75,8 @@ async def create(call: Call) -> dict[str, Any]:
     name = call.get("run_name", str) or tags.get(convert.RUN_NAME_TAG, "")
     if len(name) > convert.KEY_MAX:
         raise invalid(f"Run name had length {len(name)}, which exceeded length limit of {convert.KEY_MAX}")
+    if name:
+        tags[convert.RUN_NAME_TAG] = name  # MLflow keeps the name as a tag too (searchable)
     parent = tags.get(convert.PARENT_TAG, "")
     if parent:
         await get_run(call, parent)
@@ -84,7 +86,7 @@ async def create(call: Call) -> dict[str, Any]:
         user=call.get("user_id", str) or tags.get(convert.USER_TAG, ""),
         start_time=convert.from_millis(start) if start is not None else None)
     run = (await call.rpc(call.backends.runs.StartRun, request)).run
-    if tags.get(convert.RUN_NAME_TAG) != run.name:  # MLflow keeps the name as a tag too (searchable)
+    if tags.get(convert.RUN_NAME_TAG) != run.name:  # the name trackd chose
         await call.rpc(call.backends.runs.SetTags, run_pb2.SetTagsRequest(
             run_id=run.id, tags={convert.RUN_NAME_TAG: run.name}))
         run.tags[convert.RUN_NAME_TAG] = run.name
