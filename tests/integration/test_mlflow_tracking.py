@@ -327,3 +327,26 @@ async def test_the_run_service_validates_client_times_and_names(runs: run_pb2_gr
     with pytest.raises(grpc.aio.AioRpcError) as taken:
         await runs.UpdateExperiment(run_pb2.UpdateExperimentRequest(experiment_id=run.experiment_id, name="taken"))
     assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS and other.experiment_id != run.experiment_id
+
+
+def test_sklearn_autolog_logs_params_metrics_and_the_dataset(tracking: MlflowClient,
+                                                             unique: Callable[[str], str]) -> None:
+    """The tracking half of autologging (the model itself is the registry's and artifacts' part)."""
+    import mlflow.sklearn
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    mlflow.set_experiment(unique("autolog"))
+    mlflow.sklearn.autolog(log_models=False, log_datasets=True, silent=True)
+    try:
+        features, labels = load_iris(return_X_y=True)
+        with mlflow.start_run() as run:
+            LogisticRegression(C=0.5, max_iter=200).fit(features, labels)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    got = tracking.get_run(run.info.run_id)
+    assert got.data.params["C"] == "0.5" and got.data.params["max_iter"] == "200"
+    assert 0.9 < got.data.metrics["training_accuracy_score"] <= 1.0
+    assert got.data.tags["estimator_class"] == "sklearn.linear_model._logistic.LogisticRegression"
+    assert [d.dataset.source_type for d in got.inputs.dataset_inputs] == ["code"]
+    assert got.info.status == "FINISHED"
