@@ -40,6 +40,11 @@ REGISTRY_RULES = {
     "ListModelVersions": Rule(READ, own_project),
     "SetModelAlias": Rule(WRITE, own_project),
     "DeleteModelAlias": Rule(WRITE, own_project),
+    "UpdateRegisteredModel": Rule(WRITE, own_project),
+    "RenameRegisteredModel": Rule(WRITE, own_project),
+    "UpdateModelVersion": Rule(WRITE, own_project),
+    "DeleteRegisteredModel": Rule(ADMIN, own_project),  # deletes are the admin's, as DeleteArtifact
+    "DeleteModelVersion": Rule(ADMIN, own_project),
 }
 
 RULES = {**rules_for("trackd.artifact.v1.ArtifactService", ARTIFACT_RULES),

@@ -15,6 +15,7 @@ from trackd_platform.errors import AlreadyExists, FailedPrecondition, InvalidArg
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,249}$")
 _ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+MAX_TAGS = 100  # tags of a model, metadata entries of a version (as artifact metadata)
 
 
 def validate_name(name: str) -> str:
@@ -141,9 +142,10 @@ class RegistryStore:
             sha256 = await self._artifact_digest(conn, run_id, path)
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _name_lock(name))
             model_id = await self._model_for(conn, scope, project, name, run_id)
-            await conn.execute("SELECT 1 FROM registered_models WHERE id = $1 FOR UPDATE", model_id)  # numbers in order
-            version = await conn.fetchval(
-                "SELECT coalesce(max(version), 0) + 1 FROM model_versions WHERE model_id = $1", model_id)
+            version = await conn.fetchval(  # the row lock gives numbers out in order; never one given before
+                """UPDATE registered_models SET next_version = greatest(next_version, (
+                       SELECT coalesce(max(version), 0) + 1 FROM model_versions WHERE model_id = $1)) + 1
+                   WHERE id = $1 RETURNING next_version - 1""", model_id)
             await conn.execute(
                 """INSERT INTO model_versions (model_id, name, version, run_id, path, sha256, metadata, metrics)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
@@ -221,6 +223,72 @@ class RegistryStore:
         if await self._pool.fetchval("DELETE FROM model_aliases WHERE model_id = $1 AND alias = $2 RETURNING 1",
                                      model_id, alias) is None:
             raise NotFound(f"model {name!r} has no alias {alias!r}")
+
+    async def update_model(self, scope: Scope, name: str, *, description: str | None, set_tags: dict[str, str],
+                           delete_tags: list[str]) -> RegisteredModel:
+        """Description (when given) and tags in one statement; INVALID_ARGUMENT past the tag limit."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            model_id = await self._resolve(conn, scope, name)
+            tags = dict(await conn.fetchval("SELECT tags FROM registered_models WHERE id = $1 FOR UPDATE", model_id))
+            tags = {k: v for k, v in {**tags, **set_tags}.items() if k not in delete_tags}
+            if len(tags) > MAX_TAGS:
+                raise InvalidArgument(f"a model holds at most {MAX_TAGS} tags")
+            await conn.execute("UPDATE registered_models SET tags = $2, description = coalesce($3, description) "
+                               "WHERE id = $1", model_id, tags, description)
+        return await self.get_model(scope, name)
+
+    async def rename_model(self, scope: Scope, name: str, new_name: str) -> RegisteredModel:
+        """The model, its versions and aliases under `new_name`, under both names' locks;
+        ALREADY_EXISTS when the caller sees a model of that name, or one of no project has it."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            for lock in sorted({_name_lock(name), _name_lock(new_name)}):
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", lock)
+            model_id = await self._resolve(conn, scope, name)
+            # as create_model: a name the caller sees (the admin: any), or one of no project, is taken
+            if await conn.fetchval(
+                    """SELECT 1 FROM registered_models WHERE name = $1 AND id <> $3
+                         AND ($2::uuid IS NULL OR project_id = $2 OR project_id IS NULL)""",
+                    new_name, scope, model_id):
+                raise AlreadyExists(f"model {new_name!r} is registered already")
+            await conn.execute("UPDATE registered_models SET name = $2 WHERE id = $1", model_id, new_name)
+            await conn.execute("UPDATE model_versions SET name = $2 WHERE model_id = $1", model_id, new_name)
+            await conn.execute("UPDATE model_aliases SET name = $2 WHERE model_id = $1", model_id, new_name)
+        return await self.get_model(scope, new_name)
+
+    async def delete_model(self, scope: Scope, name: str) -> None:
+        """The model with its versions and aliases, in one transaction under the name's lock."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", _name_lock(name))
+            model_id = await self._resolve(conn, scope, name)
+            await conn.execute("DELETE FROM model_aliases WHERE model_id = $1", model_id)
+            await conn.execute("DELETE FROM model_versions WHERE model_id = $1", model_id)
+            await conn.execute("DELETE FROM registered_models WHERE id = $1", model_id)
+
+    async def update_version(self, scope: Scope, name: str, version: int, *, set_metadata: dict[str, str],
+                             delete_keys: list[str]) -> ModelVersion:
+        """Metadata entries set and removed in one statement; INVALID_ARGUMENT past the limit."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            model_id = await self._resolve(conn, scope, name)
+            found = await conn.fetchval("SELECT metadata FROM model_versions WHERE model_id = $1 AND version = $2 "
+                                        "FOR UPDATE", model_id, version)
+            if found is None:
+                raise NotFound(f"model {name!r} has no version {version}")
+            metadata = {k: v for k, v in {**dict(found), **set_metadata}.items() if k not in delete_keys}
+            if len(metadata) > MAX_TAGS:
+                raise InvalidArgument(f"a model version holds at most {MAX_TAGS} metadata entries")
+            await conn.execute("UPDATE model_versions SET metadata = $3 WHERE model_id = $1 AND version = $2",
+                               model_id, version, metadata)
+        return await self.get_version(scope, name, version=version)
+
+    async def delete_version(self, scope: Scope, name: str, version: int) -> None:
+        """The version and the aliases on it. Its number is not given out again (`next_version`)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            model_id = await self._resolve(conn, scope, name)
+            await conn.execute("SELECT 1 FROM registered_models WHERE id = $1 FOR UPDATE", model_id)
+            await conn.execute("DELETE FROM model_aliases WHERE model_id = $1 AND version = $2", model_id, version)
+            if await conn.fetchval("DELETE FROM model_versions WHERE model_id = $1 AND version = $2 RETURNING 1",
+                                   model_id, version) is None:
+                raise NotFound(f"model {name!r} has no version {version}")
 
 
 def _model(row: Any) -> RegisteredModel:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterable
 
 import asyncpg
 from trackd_api.artifact.v1 import registry_pb2, registry_pb2_grpc
@@ -25,6 +26,7 @@ from .registry import (
     validate_name,
 )
 
+DESCRIPTION_MAX = 5_000
 CONTEXT_SUFFIX = {"0": "", "1": "@train", "2": "@eval", "3": "@test"}
 
 
@@ -121,3 +123,55 @@ class RegistryServicer(registry_pb2_grpc.ModelRegistryServiceServicer):
     ) -> registry_pb2.DeleteModelAliasResponse:
         await self._registry.delete_alias(_scope(), validate_name(request.name), validate_alias(request.alias))
         return registry_pb2.DeleteModelAliasResponse()
+
+    async def UpdateRegisteredModel(
+        self, request: registry_pb2.UpdateRegisteredModelRequest, context: Context
+    ) -> registry_pb2.UpdateRegisteredModelResponse:
+        description = request.description if request.HasField("description") else None
+        if description is not None and len(description) > DESCRIPTION_MAX:
+            raise InvalidArgument(f"a description is at most {DESCRIPTION_MAX} characters")
+        model = await self._registry.update_model(
+            _scope(), validate_name(request.name), description=description,
+            set_tags=domain.validate_metadata(request.set_tags), delete_tags=_keys(request.delete_tag_keys))
+        return registry_pb2.UpdateRegisteredModelResponse(model=_model(model))
+
+    async def RenameRegisteredModel(
+        self, request: registry_pb2.RenameRegisteredModelRequest, context: Context
+    ) -> registry_pb2.RenameRegisteredModelResponse:
+        model = await self._registry.rename_model(_scope(), validate_name(request.name),
+                                                  validate_name(request.new_name))
+        return registry_pb2.RenameRegisteredModelResponse(model=_model(model))
+
+    async def DeleteRegisteredModel(
+        self, request: registry_pb2.DeleteRegisteredModelRequest, context: Context
+    ) -> registry_pb2.DeleteRegisteredModelResponse:
+        await self._registry.delete_model(_scope(), validate_name(request.name))
+        return registry_pb2.DeleteRegisteredModelResponse()
+
+    async def UpdateModelVersion(
+        self, request: registry_pb2.UpdateModelVersionRequest, context: Context
+    ) -> registry_pb2.UpdateModelVersionResponse:
+        version = await self._registry.update_version(
+            _scope(), validate_name(request.name), _version_number(request.version),
+            set_metadata=domain.validate_metadata(request.set_metadata),
+            delete_keys=_keys(request.delete_metadata_keys))
+        return registry_pb2.UpdateModelVersionResponse(version=_version(version))
+
+    async def DeleteModelVersion(
+        self, request: registry_pb2.DeleteModelVersionRequest, context: Context
+    ) -> registry_pb2.DeleteModelVersionResponse:
+        await self._registry.delete_version(_scope(), validate_name(request.name), _version_number(request.version))
+        return registry_pb2.DeleteModelVersionResponse()
+
+
+def _version_number(version: int) -> int:
+    if version <= 0:
+        raise InvalidArgument("version numbers start at 1")
+    return version
+
+
+def _keys(keys: Iterable[str]) -> list[str]:
+    found = list(keys)
+    if len(found) > domain.METADATA_MAX or any(not k or len(k) > 250 for k in found):
+        raise InvalidArgument(f"at most {domain.METADATA_MAX} keys to delete, each 1–250 characters")
+    return found

@@ -10,7 +10,7 @@ import grpc
 import pytest
 import trackd
 from trackd.cli import app
-from trackd_api.artifact.v1 import registry_pb2, registry_pb2_grpc
+from trackd_api.artifact.v1 import artifact_pb2, artifact_pb2_grpc, registry_pb2, registry_pb2_grpc
 from trackd_platform.stack import HOST, EmbeddedStack
 from typer.testing import CliRunner
 
@@ -106,3 +106,79 @@ async def test_search_and_bad_input(
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call
         assert caught.value.code() == code
+
+
+async def _code(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value.code()
+
+
+async def test_update_rename_and_delete(
+    stack: EmbeddedStack, registry: registry_pb2_grpc.ModelRegistryServiceStub, unique: Callable[[str], str]
+) -> None:
+    name, other = unique("edit"), unique("edit-other")
+    with trackd.start_run(unique("edit"), capture_env=False, system_metrics=False) as run:
+        run.log_text("m", "m.txt")
+    await registry.CreateRegisteredModel(registry_pb2.CreateRegisteredModelRequest(name=other))
+    for _ in range(3):
+        await registry.CreateModelVersion(registry_pb2.CreateModelVersionRequest(
+            name=name, run_id=run.id, path="m.txt", metadata={"keep": "1", "drop": "2"}))
+    await registry.SetModelAlias(registry_pb2.SetModelAliasRequest(name=name, alias="prod", version=3))
+
+    updated = (await registry.UpdateRegisteredModel(registry_pb2.UpdateRegisteredModelRequest(
+        name=name, description="sentiment", set_tags={"team": "nlp", "x": "1"}, delete_tag_keys=["x"]))).model
+    assert (updated.description, dict(updated.tags)) == ("sentiment", {"team": "nlp"})
+    kept = (await registry.UpdateRegisteredModel(registry_pb2.UpdateRegisteredModelRequest(name=name))).model
+    assert kept.description == "sentiment", "an unset description stays"
+    version = (await registry.UpdateModelVersion(registry_pb2.UpdateModelVersionRequest(
+        name=name, version=2, set_metadata={"stage": "qa"}, delete_metadata_keys=["drop"]))).version
+    assert dict(version.metadata) == {"keep": "1", "stage": "qa"}
+
+    renamed = unique("edit-renamed")
+    model = (await registry.RenameRegisteredModel(registry_pb2.RenameRegisteredModelRequest(
+        name=name, new_name=renamed))).model
+    assert (model.name, dict(model.aliases), model.latest_version) == (renamed, {"prod": 3}, 3)
+    assert await _code(registry.GetRegisteredModel(registry_pb2.GetRegisteredModelRequest(name=name))) \
+        == grpc.StatusCode.NOT_FOUND
+    by_alias = (await registry.GetModelVersion(registry_pb2.GetModelVersionRequest(name=renamed, alias="prod")))
+    assert (by_alias.version.name, by_alias.version.version) == (renamed, 3)
+
+    await registry.DeleteModelVersion(registry_pb2.DeleteModelVersionRequest(name=renamed, version=3))
+    model = (await registry.GetRegisteredModel(registry_pb2.GetRegisteredModelRequest(name=renamed))).model
+    assert (model.latest_version, dict(model.aliases)) == (2, {}), "the alias went with its version"
+    again = (await registry.CreateModelVersion(registry_pb2.CreateModelVersionRequest(
+        name=renamed, run_id=run.id, path="m.txt"))).version
+    assert again.version == 4, "a deleted version's number is not given out again"
+
+    bad = [
+        (registry.RenameRegisteredModel(registry_pb2.RenameRegisteredModelRequest(name=renamed, new_name=other)),
+         grpc.StatusCode.ALREADY_EXISTS),
+        (registry.RenameRegisteredModel(registry_pb2.RenameRegisteredModelRequest(name=renamed, new_name="bad name")),
+         grpc.StatusCode.INVALID_ARGUMENT),
+        (registry.UpdateRegisteredModel(registry_pb2.UpdateRegisteredModelRequest(
+            name=renamed, set_tags={f"k{i}": "v" for i in range(101)})), grpc.StatusCode.INVALID_ARGUMENT),
+        (registry.UpdateRegisteredModel(registry_pb2.UpdateRegisteredModelRequest(
+            name=renamed, description="d" * 5001)), grpc.StatusCode.INVALID_ARGUMENT),
+        (registry.UpdateModelVersion(registry_pb2.UpdateModelVersionRequest(name=renamed, version=0)),
+         grpc.StatusCode.INVALID_ARGUMENT),
+        (registry.UpdateModelVersion(registry_pb2.UpdateModelVersionRequest(name=renamed, version=3)),
+         grpc.StatusCode.NOT_FOUND),
+        (registry.DeleteModelVersion(registry_pb2.DeleteModelVersionRequest(name=renamed, version=3)),
+         grpc.StatusCode.NOT_FOUND),
+        (registry.DeleteRegisteredModel(registry_pb2.DeleteRegisteredModelRequest(name=unique("nope"))),
+         grpc.StatusCode.NOT_FOUND),
+    ]
+    for call, code in bad:
+        assert await _code(call) == code
+    model = (await registry.GetRegisteredModel(registry_pb2.GetRegisteredModelRequest(name=renamed))).model
+    assert (model.description, dict(model.tags), model.latest_version) == ("sentiment", {"team": "nlp"}, 4), \
+        "refused requests changed nothing"
+
+    await registry.DeleteRegisteredModel(registry_pb2.DeleteRegisteredModelRequest(name=renamed))
+    assert await _code(registry.ListModelVersions(registry_pb2.ListModelVersionsRequest(name=renamed))) \
+        == grpc.StatusCode.NOT_FOUND
+    async with grpc.aio.insecure_channel(f"{HOST}:{stack.service_port('artifact')}") as channel:
+        artifacts = artifact_pb2_grpc.ArtifactServiceStub(channel)
+        # no version holds the artifact any more: it may go
+        await artifacts.DeleteArtifact(artifact_pb2.DeleteArtifactRequest(run_id=run.id, path="m.txt"))

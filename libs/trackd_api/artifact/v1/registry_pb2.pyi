@@ -215,3 +215,89 @@ class DeleteModelAliasRequest(_message.Message):
 class DeleteModelAliasResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class UpdateRegisteredModelRequest(_message.Message):
+    __slots__ = ("name", "description", "set_tags", "delete_tag_keys")
+    class SetTagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SET_TAGS_FIELD_NUMBER: _ClassVar[int]
+    DELETE_TAG_KEYS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    set_tags: _containers.ScalarMap[str, str]
+    delete_tag_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., set_tags: _Optional[_Mapping[str, str]] = ..., delete_tag_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateRegisteredModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: RegisteredModel
+    def __init__(self, model: _Optional[_Union[RegisteredModel, _Mapping]] = ...) -> None: ...
+
+class RenameRegisteredModelRequest(_message.Message):
+    __slots__ = ("name", "new_name")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NEW_NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    new_name: str
+    def __init__(self, name: _Optional[str] = ..., new_name: _Optional[str] = ...) -> None: ...
+
+class RenameRegisteredModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: RegisteredModel
+    def __init__(self, model: _Optional[_Union[RegisteredModel, _Mapping]] = ...) -> None: ...
+
+class DeleteRegisteredModelRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteRegisteredModelResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UpdateModelVersionRequest(_message.Message):
+    __slots__ = ("name", "version", "set_metadata", "delete_metadata_keys")
+    class SetMetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SET_METADATA_FIELD_NUMBER: _ClassVar[int]
+    DELETE_METADATA_KEYS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    set_metadata: _containers.ScalarMap[str, str]
+    delete_metadata_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., set_metadata: _Optional[_Mapping[str, str]] = ..., delete_metadata_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateModelVersionResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: ModelVersion
+    def __init__(self, version: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...
+
+class DeleteModelVersionRequest(_message.Message):
+    __slots__ = ("name", "version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class DeleteModelVersionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -76,6 +76,31 @@ class ModelRegistryServiceStub:
                 request_serializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteModelAliasRequest.SerializeToString,
                 response_deserializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteModelAliasResponse.FromString,
                 _registered_method=True)
+        self.UpdateRegisteredModel = channel.unary_unary(
+                '/trackd.artifact.v1.ModelRegistryService/UpdateRegisteredModel',
+                request_serializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.UpdateRegisteredModelRequest.SerializeToString,
+                response_deserializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.UpdateRegisteredModelResponse.FromString,
+                _registered_method=True)
+        self.RenameRegisteredModel = channel.unary_unary(
+                '/trackd.artifact.v1.ModelRegistryService/RenameRegisteredModel',
+                request_serializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.RenameRegisteredModelRequest.SerializeToString,
+                response_deserializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.RenameRegisteredModelResponse.FromString,
+                _registered_method=True)
+        self.DeleteRegisteredModel = channel.unary_unary(
+                '/trackd.artifact.v1.ModelRegistryService/DeleteRegisteredModel',
+                request_serializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteRegisteredModelRequest.SerializeToString,
+                response_deserializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteRegisteredModelResponse.FromString,
+                _registered_method=True)
+        self.UpdateModelVersion = channel.unary_unary(
+                '/trackd.artifact.v1.ModelRegistryService/UpdateModelVersion',
+                request_serializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.UpdateModelVersionRequest.SerializeToString,
+                response_deserializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.UpdateModelVersionResponse.FromString,
+                _registered_method=True)
+        self.DeleteModelVersion = channel.unary_unary(
+                '/trackd.artifact.v1.ModelRegistryService/DeleteModelVersion',
+                request_serializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteModelVersionRequest.SerializeToString,
+                response_deserializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteModelVersionResponse.FromString,
+                _registered_method=True)
 
 
 class ModelRegistryServiceServicer:
@@ -136,6 +161,43 @@ class ModelRegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateRegisteredModel(self, request, context):
+        """Sets the description (when given) and tags, removes tags; one transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenameRegisteredModel(self, request, context):
+        """A new name for the model, its versions and aliases; ALREADY_EXISTS when the caller sees a
+        model of that name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRegisteredModel(self, request, context):
+        """The model, its versions and aliases (the versions' artifacts stay with their runs, no longer
+        held by the registry).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateModelVersion(self, request, context):
+        """Sets and removes metadata entries of a version; one transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteModelVersion(self, request, context):
+        """The version and the aliases pointing to it; its number is not given out again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelRegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -178,6 +240,31 @@ def add_ModelRegistryServiceServicer_to_server(servicer, server):
                     servicer.DeleteModelAlias,
                     request_deserializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteModelAliasRequest.FromString,
                     response_serializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteModelAliasResponse.SerializeToString,
+            ),
+            'UpdateRegisteredModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateRegisteredModel,
+                    request_deserializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.UpdateRegisteredModelRequest.FromString,
+                    response_serializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.UpdateRegisteredModelResponse.SerializeToString,
+            ),
+            'RenameRegisteredModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameRegisteredModel,
+                    request_deserializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.RenameRegisteredModelRequest.FromString,
+                    response_serializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.RenameRegisteredModelResponse.SerializeToString,
+            ),
+            'DeleteRegisteredModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRegisteredModel,
+                    request_deserializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteRegisteredModelRequest.FromString,
+                    response_serializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteRegisteredModelResponse.SerializeToString,
+            ),
+            'UpdateModelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateModelVersion,
+                    request_deserializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.UpdateModelVersionRequest.FromString,
+                    response_serializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.UpdateModelVersionResponse.SerializeToString,
+            ),
+            'DeleteModelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteModelVersion,
+                    request_deserializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteModelVersionRequest.FromString,
+                    response_serializer=trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteModelVersionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +485,141 @@ class ModelRegistryService:
             '/trackd.artifact.v1.ModelRegistryService/DeleteModelAlias',
             trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteModelAliasRequest.SerializeToString,
             trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteModelAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateRegisteredModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.artifact.v1.ModelRegistryService/UpdateRegisteredModel',
+            trackd_dot_artifact_dot_v1_dot_registry__pb2.UpdateRegisteredModelRequest.SerializeToString,
+            trackd_dot_artifact_dot_v1_dot_registry__pb2.UpdateRegisteredModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameRegisteredModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.artifact.v1.ModelRegistryService/RenameRegisteredModel',
+            trackd_dot_artifact_dot_v1_dot_registry__pb2.RenameRegisteredModelRequest.SerializeToString,
+            trackd_dot_artifact_dot_v1_dot_registry__pb2.RenameRegisteredModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRegisteredModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.artifact.v1.ModelRegistryService/DeleteRegisteredModel',
+            trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteRegisteredModelRequest.SerializeToString,
+            trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteRegisteredModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.artifact.v1.ModelRegistryService/UpdateModelVersion',
+            trackd_dot_artifact_dot_v1_dot_registry__pb2.UpdateModelVersionRequest.SerializeToString,
+            trackd_dot_artifact_dot_v1_dot_registry__pb2.UpdateModelVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.artifact.v1.ModelRegistryService/DeleteModelVersion',
+            trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteModelVersionRequest.SerializeToString,
+            trackd_dot_artifact_dot_v1_dot_registry__pb2.DeleteModelVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,20 @@ class ModelRegistryServiceStub:
     SetModelAlias: _grpc.UnaryUnaryMultiCallable[_registry_pb2.SetModelAliasRequest, _registry_pb2.SetModelAliasResponse]
     """Points an alias at a version; moving an alias is one atomic write."""
     DeleteModelAlias: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteModelAliasRequest, _registry_pb2.DeleteModelAliasResponse]
+    UpdateRegisteredModel: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UpdateRegisteredModelRequest, _registry_pb2.UpdateRegisteredModelResponse]
+    """Sets the description (when given) and tags, removes tags; one transaction."""
+    RenameRegisteredModel: _grpc.UnaryUnaryMultiCallable[_registry_pb2.RenameRegisteredModelRequest, _registry_pb2.RenameRegisteredModelResponse]
+    """A new name for the model, its versions and aliases; ALREADY_EXISTS when the caller sees a
+    model of that name.
+    """
+    DeleteRegisteredModel: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteRegisteredModelRequest, _registry_pb2.DeleteRegisteredModelResponse]
+    """The model, its versions and aliases (the versions' artifacts stay with their runs, no longer
+    held by the registry).
+    """
+    UpdateModelVersion: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UpdateModelVersionRequest, _registry_pb2.UpdateModelVersionResponse]
+    """Sets and removes metadata entries of a version; one transaction."""
+    DeleteModelVersion: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteModelVersionRequest, _registry_pb2.DeleteModelVersionResponse]
+    """The version and the aliases pointing to it; its number is not given out again."""
 
 @_typing.type_check_only
 class ModelRegistryServiceAsyncStub(ModelRegistryServiceStub):
@@ -71,6 +85,20 @@ class ModelRegistryServiceAsyncStub(ModelRegistryServiceStub):
     SetModelAlias: _aio.UnaryUnaryMultiCallable[_registry_pb2.SetModelAliasRequest, _registry_pb2.SetModelAliasResponse]  # type: ignore[assignment]
     """Points an alias at a version; moving an alias is one atomic write."""
     DeleteModelAlias: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteModelAliasRequest, _registry_pb2.DeleteModelAliasResponse]  # type: ignore[assignment]
+    UpdateRegisteredModel: _aio.UnaryUnaryMultiCallable[_registry_pb2.UpdateRegisteredModelRequest, _registry_pb2.UpdateRegisteredModelResponse]  # type: ignore[assignment]
+    """Sets the description (when given) and tags, removes tags; one transaction."""
+    RenameRegisteredModel: _aio.UnaryUnaryMultiCallable[_registry_pb2.RenameRegisteredModelRequest, _registry_pb2.RenameRegisteredModelResponse]  # type: ignore[assignment]
+    """A new name for the model, its versions and aliases; ALREADY_EXISTS when the caller sees a
+    model of that name.
+    """
+    DeleteRegisteredModel: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteRegisteredModelRequest, _registry_pb2.DeleteRegisteredModelResponse]  # type: ignore[assignment]
+    """The model, its versions and aliases (the versions' artifacts stay with their runs, no longer
+    held by the registry).
+    """
+    UpdateModelVersion: _aio.UnaryUnaryMultiCallable[_registry_pb2.UpdateModelVersionRequest, _registry_pb2.UpdateModelVersionResponse]  # type: ignore[assignment]
+    """Sets and removes metadata entries of a version; one transaction."""
+    DeleteModelVersion: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteModelVersionRequest, _registry_pb2.DeleteModelVersionResponse]  # type: ignore[assignment]
+    """The version and the aliases pointing to it; its number is not given out again."""
 
 class ModelRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
     """ModelRegistryService: registered models, their versions (each an artifact of a run) and
@@ -138,5 +166,49 @@ class ModelRegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_pb2.DeleteModelAliasRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.DeleteModelAliasResponse, _abc.Awaitable[_registry_pb2.DeleteModelAliasResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateRegisteredModel(
+        self,
+        request: _registry_pb2.UpdateRegisteredModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.UpdateRegisteredModelResponse, _abc.Awaitable[_registry_pb2.UpdateRegisteredModelResponse]]:
+        """Sets the description (when given) and tags, removes tags; one transaction."""
+
+    @_abc_1.abstractmethod
+    def RenameRegisteredModel(
+        self,
+        request: _registry_pb2.RenameRegisteredModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.RenameRegisteredModelResponse, _abc.Awaitable[_registry_pb2.RenameRegisteredModelResponse]]:
+        """A new name for the model, its versions and aliases; ALREADY_EXISTS when the caller sees a
+        model of that name.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteRegisteredModel(
+        self,
+        request: _registry_pb2.DeleteRegisteredModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.DeleteRegisteredModelResponse, _abc.Awaitable[_registry_pb2.DeleteRegisteredModelResponse]]:
+        """The model, its versions and aliases (the versions' artifacts stay with their runs, no longer
+        held by the registry).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateModelVersion(
+        self,
+        request: _registry_pb2.UpdateModelVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.UpdateModelVersionResponse, _abc.Awaitable[_registry_pb2.UpdateModelVersionResponse]]:
+        """Sets and removes metadata entries of a version; one transaction."""
+
+    @_abc_1.abstractmethod
+    def DeleteModelVersion(
+        self,
+        request: _registry_pb2.DeleteModelVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.DeleteModelVersionResponse, _abc.Awaitable[_registry_pb2.DeleteModelVersionResponse]]:
+        """The version and the aliases pointing to it; its number is not given out again."""
 
 def add_ModelRegistryServiceServicer_to_server(servicer: ModelRegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
