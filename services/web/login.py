@@ -87,11 +87,12 @@ class Sessions:
         return found
 
     async def _probe(self, caller: Caller) -> Session:
-        at = {"metadata": caller.metadata, "timeout": PAGE_TIMEOUT_S}
-        projects = (await self._b.runs.ListProjects(run_pb2.ListProjectsRequest(page_size=2), **at)).projects
+        metadata, timeout = caller.metadata, PAGE_TIMEOUT_S
+        projects = (await self._b.runs.ListProjects(run_pb2.ListProjectsRequest(page_size=2), metadata=metadata,
+                                                    timeout=timeout)).projects
         own = projects[0] if len(projects) == 1 else None
         try:
-            await self._b.tokens.ListTokens(auth_pb2.ListTokensRequest(), **at)
+            await self._b.tokens.ListTokens(auth_pb2.ListTokensRequest(), metadata=metadata, timeout=timeout)
             return Session(auth=True, project=own.name if own else "", role=Role.ADMIN)
         except grpc.aio.AioRpcError as error:
             if error.code() != grpc.StatusCode.PERMISSION_DENIED:
@@ -99,7 +100,8 @@ class Sessions:
         role = Role.READ
         if own is not None:
             try:
-                await self._b.runs.CreateExperiment(run_pb2.CreateExperimentRequest(project_id=own.id, name=""), **at)
+                await self._b.runs.CreateExperiment(run_pb2.CreateExperimentRequest(project_id=own.id, name=""),
+                                                    metadata=metadata, timeout=timeout)
                 role = Role.WRITE  # unreachable in practice: an empty name is refused
             except grpc.aio.AioRpcError as error:
                 if error.code() == grpc.StatusCode.INVALID_ARGUMENT:

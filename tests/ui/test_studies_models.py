@@ -5,6 +5,7 @@ its confirmation) is what trackd.get_model_version answers."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -101,7 +102,10 @@ def test_the_study_page_shows_every_trial_and_the_best_value(web: Watched, study
     expect(web.page.locator("h1.page-title")).to_contain_text(f"{study.name} #{best[0].number}")
     web.goto(f"/studies/{study.id}")
     expect(root).to_have_attribute("data-ready", "1")
-    web.page.wait_for_timeout(300)
+    web.page.set_viewport_size({"width": 1440, "height": 1480})  # the charts, for the README
+    expect(root).to_have_attribute("data-ready", "1")
+    expect(web.page.locator("#importance-chart")).to_have_attribute("data-params", "3")
+    web.page.wait_for_timeout(1500)  # redrawn at the new width
     web.shot("study")
     assert not web.errors, web.errors
 
@@ -127,6 +131,25 @@ def test_pause_resume_and_stop_from_the_browser(web: Watched) -> None:
     expect(web.page.locator("#studies-table tr", has_text=name)).to_contain_text("STOPPED")
 
 
+def test_the_study_page_follows_a_running_study(web: Watched) -> None:
+    name = f"ui-live-{uuid.uuid4().hex[:6]}"
+    info = trackd.hpo.create_study(name, search_space={"x": {"type": "float", "low": 0, "high": 1}},
+                                   sampler="random", max_trials=4, seed=1)
+    assert web.goto(f"/studies/{info.id}") == 200
+    expect(web.page.locator("#study")).to_have_attribute("data-ready", "1")
+    expect(web.page.locator("[data-count=COMPLETE]")).to_have_text("0")
+    worker = threading.Thread(target=lambda: trackd.hpo.optimize(
+        lambda t: t.suggest_float("x", 0, 1), study=name, n_trials=4, processes=False, show_progress=False))
+    worker.start()
+    try:  # no reload: the page polls
+        expect(web.page.locator("[data-count=COMPLETE]")).to_have_text("4", timeout=30_000)
+        expect(web.page.locator("#study-state .state-name")).to_have_text("FINISHED", timeout=15_000)
+        expect(web.page.locator("#trials-table tbody tr")).to_have_count(4)
+        expect(web.page.locator("#history-chart")).to_have_attribute("data-points", "4")
+    finally:
+        worker.join(60)
+
+
 def test_the_models_pages_and_an_alias_moved_after_confirming(web: Watched, model: Registered) -> None:
     assert web.goto("/models") == 200
     row = web.page.locator(f"tr[data-model='{model.name}']")
@@ -144,7 +167,7 @@ def test_the_models_pages_and_an_alias_moved_after_confirming(web: Watched, mode
     dialog = web.page.locator("#alias-confirm")
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text("version 1 → version 2")
-    web.shot("model-alias-confirm")
+    web.shot("models-alias-confirm")
     web.page.click("#alias-cancel")  # cancelled: nothing moved
     expect(dialog).to_be_hidden()
     assert trackd.get_model_version(model.name, "champion").version == 1
@@ -153,7 +176,7 @@ def test_the_models_pages_and_an_alias_moved_after_confirming(web: Watched, mode
     expect(web.page.locator("#moved-notice")).to_be_visible()
     expect(web.page.locator("#v2 .aliases-cell")).to_have_text("@champion")
     assert trackd.get_model_version(model.name, "champion").version == 2
-    web.shot("model")
+    web.shot("models-detail")
     assert not web.errors, web.errors
 
 

@@ -160,6 +160,7 @@ function newPlot(name, figure, opts, columns) {
 }
 
 const yAxis = { values: (u, t) => t.map(fmtTick), size: 60 };
+const integers = (u, t) => t.map((v) => (Number.isInteger(v) ? v : ""));
 
 function renderHistory() {
   const figure = document.getElementById("history-chart");
@@ -180,7 +181,7 @@ function renderHistory() {
     series: [{ label: "trial" }, dots("complete", BLUE), dots("pruned", ORANGE),
              { label: "best so far", stroke: RED, width: 2, paths: uPlot.paths.stepped({ align: 1 }),
                points: { show: false }, value: (u, v) => fmt(v) }],
-    axes: [{ label: "trial", values: (u, t) => t.map((v) => (Number.isInteger(v) ? v : "")) }, yAxis],
+    axes: [{ label: "trial", values: integers }, yAxis],
   }, columns);
   figure.dataset.points = String(ended.length);
 }
@@ -227,7 +228,7 @@ async function renderIntermediate() {
   };
   newPlot("intermediate", figure, {
     series, legend: { show: false }, hooks: { draw: [markPruned] }, focus: { alpha: 0.3 },
-    cursor: { focus: { prox: 16 } }, axes: [{ label: "step" }, yAxis],
+    cursor: { focus: { prox: 16 } }, axes: [{ label: "step", values: integers }, yAxis],
   }, uPlot.join(usable.map((c) => [c.steps, c.values])));
 }
 
