@@ -46,6 +46,7 @@ export class ParallelCoordinates {
     this.scales = data.axes.map(scaleOf);
     const names = new Set(data.axes.map((a) => a.name));
     this.brushes = new Map([...brushes].filter(([name]) => names.has(name)));
+    this.canvas.dataset.axes = JSON.stringify(data.axes.map((a) => a.name)); // left to right
     this.draw();
     this.changed();
   }
