@@ -109,6 +109,8 @@ def test_log_batch_and_search_runs_with_filter_and_order(tracking: MlflowClient,
     ordered = tracking.search_runs([experiment_id], "tags.kind = 'sweep'", order_by=["metrics.acc DESC"])
     assert [r.info.run_id for r in ordered] == ids[::-1]
     assert [r.info.run_id for r in tracking.search_runs([experiment_id], "attributes.status = 'FAILED'")] == [ids[0]]
+    assert [r.info.run_id for r in tracking.search_runs([experiment_id], "status != 'FAILED'",
+                                                        order_by=["start_time ASC"])] == ids[1:]
     assert [r.info.run_id for r in tracking.search_runs(
         [experiment_id], "tags.`mlflow.runName` = 'r1'")] == [ids[1]]
     first = tracking.search_runs([experiment_id], max_results=2, order_by=["attributes.start_time ASC"])

@@ -72,3 +72,18 @@ def test_search_experiments_filter_and_order() -> None:
             parse_filter(bad)
     with pytest.raises(MlflowError):
         parse_order("size")
+
+
+def test_mlflow_search_syntax_becomes_trackds_grammar() -> None:
+    cases = {
+        "status = 'FAILED' and params.status = 'x'": "attributes.status = 'FAILED' and params.status = 'x'",
+        "parameters.lr = '0.1' AND run.run_name = 'a'": "params.lr = '0.1' AND attributes.run_name = 'a'",
+        "tags.`status` = 'status = 1'": "tags.`status` = 'status = 1'",
+        "metrics.my-status > 1 or metrics.a/start_time < 2": "metrics.my-status > 1 or metrics.a/start_time < 2",
+        "start_time DESC": "attributes.start_time DESC",
+        "attribute.created ASC": "attributes.start_time ASC",
+        "run_id IN ('a', 'b')": "attributes.run_id IN ('a', 'b')",
+        "attributes.status != 'RUNNING'": "attributes.status != 'RUNNING'",
+    }
+    for mlflow_syntax, trackd_syntax in cases.items():
+        assert convert.search_syntax(mlflow_syntax) == trackd_syntax

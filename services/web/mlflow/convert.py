@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -130,6 +131,28 @@ def run_json(run: run_pb2.Run, metrics: Iterable[query_pb2.LatestMetric]) -> dic
             "data": {"metrics": [latest_json(m) for m in metrics], "params": pairs(run.params),
                      "tags": pairs(run_tags(run))},
             "inputs": {"dataset_inputs": datasets}}
+
+
+# MLflow's search syntax beyond trackd's grammar: bare attribute names (`status = 'FAILED'`,
+# `start_time DESC`), `parameter(s).` and `run.` prefixes, and the `created` alias of start_time.
+_LITERAL = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|`[^`]*`""")
+_PREFIX = re.compile(r"(?<![\w.`/:-])(parameters?|run)\.")
+_BARE = re.compile(r"(?<![\w.`/:-])(run_id|run_name|status|user_id|start_time|end_time|created|Created)(?![\w.`/:-])")
+_CREATED = re.compile(r"(?<![\w.`/:-])(attributes?|attr)\.(created|Created)(?![\w.`/:-])")
+
+
+def search_syntax(text: str) -> str:
+    """An MLflow filter or order_by clause in trackd's grammar (docs/search.md), literals untouched."""
+    def rewrite(code: str) -> str:
+        code = _PREFIX.sub(lambda m: "params." if m[1].startswith("param") else "attributes.", code)
+        code = _CREATED.sub("attributes.start_time", code)
+        return _BARE.sub(lambda m: "attributes." + ("start_time" if m[1].lower() == "created" else m[1]), code)
+
+    parts, last = [], 0
+    for literal in _LITERAL.finditer(text):
+        parts += [rewrite(text[last:literal.start()]), literal[0]]
+        last = literal.end()
+    return "".join([*parts, rewrite(text[last:])])
 
 
 def dataset_tag(entry: Any) -> tuple[str, str]:

@@ -158,8 +158,9 @@ async def search(call: Call) -> dict[str, Any]:
         if not isinstance(experiment_id, str):
             raise invalid("Invalid value for parameter 'experiment_ids' supplied: expected strings")
         experiments.append((await get_experiment(call, experiment_id)).id)
-    selection = query_pb2.RunSelection(experiment_ids=experiments, filter=call.get("filter", str, "") or "",
-                                       view_type=convert.VIEW_TYPES[view])
+    selection = query_pb2.RunSelection(experiment_ids=experiments, view_type=convert.VIEW_TYPES[view],
+                                       filter=convert.search_syntax(call.get("filter", str, "") or ""))
+    order_by = [convert.search_syntax(o) for o in order_by]
     token = call.get("page_token", str, "") or ""
     runs: list[dict[str, Any]] = []
     while len(runs) < limit:
