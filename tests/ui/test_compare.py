@@ -139,6 +139,14 @@ def test_each_chart_has_one_line_per_run_and_the_smoothing_is_in_the_url(shared:
     assert sorted(charts.evaluate_all("els => els.map(e => e.dataset.key)")) == ["train/loss", "val_acc"]
     assert charts.evaluate_all("els => els.map(e => e.dataset.lines)") == ["3", "3"]
     assert page.locator("figure.chart[data-key='train/loss']").get_attribute("data-points") == "300"
+    loss = page.locator("figure.chart[data-key='train/loss']")
+    with page.expect_download() as svg:
+        loss.locator(".chart-actions button", has_text="SVG").click()
+    drawing = Path(svg.value.path()).read_text()
+    assert drawing.startswith("<svg") and drawing.count("<path ") == 3 and trackd.get_run(three.ids[2]).name in drawing
+    with page.expect_download() as png:
+        loss.locator(".chart-actions button", has_text="PNG").click()
+    assert Path(png.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page.locator("#smoothing").evaluate("e => { e.value = '0.6'; e.dispatchEvent(new Event('input')); }")
     expect(page).to_have_url(re.compile(r"smooth=0\.6"))
     page.reload()
@@ -239,6 +247,10 @@ def test_the_csv_downloads_have_the_right_rows(shared: Watched, three: Runs, tmp
     assert [int(p["step"]) for p in points] == list(range(100))
     assert [float(p["value"]) for p in points] == [2.0 / (1 + s * 2 / 10) for s in range(100)]
     assert page.request.get(shared.base + f"/runs/{three.ids[1]}/metrics/nothing.csv").status == 404
+    assert shared.goto(f"/runs/{three.ids[1]}") == 200  # a run's chart links its series' CSV
+    page.wait_for_selector("body[data-charts-ready='1']")
+    link = page.locator("figure.chart[data-key='train/loss'] .chart-actions a").get_attribute("href") or ""
+    assert page.request.get(shared.base + link).text() == series.text()
 
 
 def test_bad_input_is_a_page_with_the_reason(shared: Watched, three: Runs) -> None:
