@@ -33,6 +33,9 @@ def tracking(stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     monkeypatch.chdir(tmp_path)
+    # MLflow infers a model's pip requirements in a subprocess that imports it (tens of seconds on
+    # a busy machine); what it infers is no concern of trackd's
+    monkeypatch.setattr(mlflow.models, "infer_pip_requirements", lambda *a, fallback=None, **k: fallback or [])
     mlflow.set_tracking_uri(stack.web_url)
     mlflow.set_registry_uri(stack.web_url)
     yield stack.web_url
@@ -117,4 +120,119 @@ def test_bad_artifact_requests_are_mlflow_errors(tracking: str, http: httpx.Clie
                           json={"path": "x.bin", "num_parts": 2})
     assert multipart.json()["message"].startswith("Multipart upload is not supported")
     assert {a.path for a in trackd.list_artifacts(run.id, recursive=True)} == {"same.txt"}, "nothing else written"
+    run.end()
+
+
+def _data(seed: int = 0):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(120, 4))
+    y = (x[:, 0] + 0.5 * x[:, 1] - x[:, 2] > 0).astype(int) + (x[:, 3] > 1).astype(int)
+    return x, y
+
+
+def test_autolog_register_alias_and_load_predicts_the_same(tracking: str, unique: Callable[[str], str]) -> None:
+    from mlflow import MlflowClient
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _data()
+    mlflow.set_experiment(unique("mlflow-autolog"))
+    mlflow.sklearn.autolog(log_input_examples=False, log_model_signatures=True, silent=True)
+    try:
+        with mlflow.start_run() as active:
+            model = LogisticRegression(C=0.5, max_iter=200).fit(x, y)
+    finally:
+        mlflow.sklearn.autolog(disable=True)
+    run_id = active.info.run_id
+    run = MlflowClient().get_run(run_id)
+    assert run.data.params["C"] == "0.5" and run.data.params["max_iter"] == "200"
+    assert "training_accuracy_score" in run.data.metrics
+
+    # the logged model: MLflow 3's LoggedModel of the run, its files in the run's trackd artifacts
+    logged = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    assert [m.source_run_id for m in logged] == [run_id]
+    model_id = logged[0].model_id
+    assert mlflow.get_logged_model(model_id).name == "model"
+    files = {a.path for a in trackd.list_artifacts(run_id, f"models/{model_id}", recursive=True)}
+    assert f"models/{model_id}/MLmodel" in files
+
+    name = unique("iris-like")
+    version = mlflow.register_model(f"runs:/{run_id}/model", name)
+    assert (version.version, version.run_id) == ("1", run_id)
+    client = MlflowClient()
+    client.set_registered_model_alias(name, "champion", version.version)
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+    assert client.get_registered_model(name).aliases == {"champion": "1"}
+
+    expected = model.predict(x)
+    for uri in (f"models:/{name}@champion", f"models:/{name}/1", f"models:/{model_id}"):
+        loaded = mlflow.pyfunc.load_model(uri)
+        assert (loaded.predict(x) == expected).all(), uri
+
+    # trackd's SDK sees the version MLflow registered
+    seen = trackd.get_model_version(name, "champion")
+    assert (seen.version, seen.run_id, seen.path) == (1, run_id, f"models/{model_id}")
+    client.delete_registered_model_alias(name, "champion")
+    assert client.get_registered_model(name).aliases == {}
+
+
+def test_log_model_in_a_run_and_register_by_model_uri(tracking: str, unique: Callable[[str], str]) -> None:
+    from mlflow import MlflowClient
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _data(1)
+    model = LogisticRegression(max_iter=100).fit(x, y)
+    mlflow.set_experiment(unique("mlflow-logmodel"))
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(model, name="clf", params={"note": "first"}, serialization_format="cloudpickle")
+    name = unique("by-model-id")
+    version = mlflow.register_model(info.model_uri, name)
+    client = MlflowClient()
+    assert client.get_model_version(name, version.version).source == info.model_uri
+    assert client.get_model_version_download_uri(name, "1").endswith(f"/artifacts/models/{info.model_id}")
+    assert [v.version for v in client.search_model_versions(f"name = '{name}'")] == ["1"]
+    assert [m.name for m in client.search_registered_models(f"name = '{name}'")] == [name]
+    assert client.get_latest_versions(name)[0].version == "1"
+    client.set_logged_model_tags(info.model_id, {"team": "a"})
+    client.delete_logged_model_tag(info.model_id, "team")
+    assert "team" not in client.get_logged_model(info.model_id).tags
+    assert client.get_logged_model(info.model_id).params["note"] == "first"
+    loaded = mlflow.sklearn.load_model(f"models:/{name}/1")
+    assert (loaded.predict(x) == model.predict(x)).all()
+
+
+def test_bad_registry_and_logged_model_requests_are_mlflow_errors(tracking: str, http: httpx.Client,
+                                                                  unique: Callable[[str], str]) -> None:
+    run = trackd.start_run(experiment=unique("mlflow-reg-bad"), system_metrics=False)
+    name = unique("bad")
+    cases = [
+        ("POST", "/registered-models/create", {}, 400, "INVALID_PARAMETER_VALUE"),
+        ("POST", "/registered-models/create", {"name": 5}, 400, "INVALID_PARAMETER_VALUE"),
+        ("GET", f"/registered-models/get?name={name}", None, 404, "RESOURCE_DOES_NOT_EXIST"),
+        ("GET", f"/model-versions/get?name={name}&version=x", None, 400, "INVALID_PARAMETER_VALUE"),
+        ("GET", f"/model-versions/get?name={name}&version=1", None, 404, "RESOURCE_DOES_NOT_EXIST"),
+        ("GET", "/registered-models/search?filter=bogus", None, 400, "INVALID_PARAMETER_VALUE"),
+        ("POST", "/model-versions/create", {"name": name, "source": "s3://elsewhere/x"}, 400,
+         "INVALID_PARAMETER_VALUE"),
+        ("POST", "/model-versions/create",
+         {"name": name, "source": f"mlflow-artifacts:/{run.experiment_id}/{run.id}/artifacts/nothing"}, 404,
+         "RESOURCE_DOES_NOT_EXIST"),
+        ("POST", "/registered-models/alias", {"name": name, "alias": "x", "version": "1"}, 404,
+         "RESOURCE_DOES_NOT_EXIST"),
+        ("GET", "/logged-models/m-nope", None, 404, "RESOURCE_DOES_NOT_EXIST"),
+        ("GET", f"/logged-models/m-{run.id}-000000000000", None, 404, "RESOURCE_DOES_NOT_EXIST"),
+        ("POST", "/logged-models", {"experiment_id": run.experiment_id}, 400, "INVALID_PARAMETER_VALUE"),
+        ("POST", "/logged-models", {"experiment_id": run.experiment_id, "source_run_id": "0" * 32}, 404,
+         "RESOURCE_DOES_NOT_EXIST"),
+        ("POST", "/logged-models", {"experiment_id": run.experiment_id, "source_run_id": run.id,
+                                    "params": [{"value": "no key"}]}, 400, "INVALID_PARAMETER_VALUE"),
+        ("POST", "/logged-models/search", {"experiment_ids": [run.experiment_id], "filter": "metrics.x > 1"}, 400,
+         "INVALID_PARAMETER_VALUE"),
+    ]
+    for method, path, body, status, code in cases:
+        response = http.request(method, API + path, json=body)
+        assert (response.status_code, response.json()["error_code"]) == (status, code), (method, path, body)
+    assert http.get(f"{API}/registered-models/get", params={"name": name}).status_code == 404, "nothing registered"
+    assert trackd.list_artifacts(run.id, recursive=True) == [], "no logged model written"
     run.end()

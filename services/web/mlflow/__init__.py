@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..backends import Backends
-from . import artifacts, experiments, metrics, runs
+from . import artifacts, experiments, metrics, models, registry, runs
 from .protocol import ENDPOINT_NOT_FOUND, Handler, MlflowError, endpoint
 
 # MLflow's client calls /api/2.0/mlflow/…; its own web UI calls some endpoints under /ajax-api.
@@ -24,6 +24,7 @@ Endpoints = Sequence[tuple[str, list[str], Handler]]
 
 def routes(backends: Backends) -> list[BaseRoute]:
     table: list[tuple[str, list[str], Handler]] = [*experiments.ENDPOINTS, *runs.ENDPOINTS, *metrics.ENDPOINTS]
+    table += [*models.ENDPOINTS, *registry.ENDPOINTS]  # logged models, the model registry
     found: list[BaseRoute] = [
         Route(prefix + path, endpoint(backends, handler), methods=methods)
         for prefix in PREFIXES for path, methods, handler in table

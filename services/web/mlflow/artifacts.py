@@ -80,7 +80,7 @@ def parse_location(path: str, *, allow_root: bool = False) -> Location:
 
 def parse_uri(uri: str) -> Location:
     """An `mlflow-artifacts:/…` URI (or the proxy URL a client resolved it to) as a Location."""
-    for marker in ("/mlflow-artifacts/artifacts/", "mlflow-artifacts:/", "mlflow-artifacts://"):
+    for marker in ("/mlflow-artifacts/artifacts/", "mlflow-artifacts://", "mlflow-artifacts:/"):
         if marker in uri:
             tail = uri.split(marker, 1)[1]
             if marker == "mlflow-artifacts://" and "/" in tail:

@@ -149,6 +149,8 @@ async def _fields(request: Request) -> dict[str, Any]:
             found[key] = [*found[key], value] if isinstance(found.get(key), list) else (
                 [found[key], value] if key in found else value)
         return found
+    if request.method == "DELETE" and not (await request.body()).strip():
+        return {}  # MLflow's client sends some DELETEs without a body (no form can send a DELETE)
     if not request.headers.get("content-type", "").startswith("application/json"):
         # also what keeps other web sites out: a cross-site form cannot send application/json
         raise MlflowError(BAD_REQUEST, "Send the request body as JSON (Content-Type: application/json).")
