@@ -85,6 +85,7 @@ def test_tracking_quickstart_reads_back_through_mlflow_and_trackd(
     assert all(m.timestamp > 0 for m in history)
     nested = tracking.get_run(child.info.run_id)
     assert nested.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert tracking.get_parent_run(child.info.run_id).info.run_id == parent.info.run_id
     # the same run through trackd's own SDK: identical params and metrics, parent kept
     same = trackd.get_run(run.info.run_id)
     assert same.params == run.data.params and same.status == "FINISHED"
