@@ -40,16 +40,19 @@ MAX_GROUPS = 20  # groups of the overlay panel (AggregateMetric calls per reques
 # -- parsing (pure) -------------------------------------------------------------------------------
 
 def parse_run_ids(raw: str, *, low: int = 2) -> list[str]:
-    """Comma-separated run ids, duplicates dropped, in their order. 400 with the reason when one is
-    not a UUID, or there are fewer than `low` or more than MAX_COMPARED."""
-    ids = list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
-    if len(ids) > MAX_COMPARED:
-        raise HTTPException(400, f"At most {MAX_COMPARED} runs can be compared at once; the link names {len(ids)}.")
-    for run_id in ids:
+    """Comma-separated run ids (with or without dashes), as the services spell them, duplicates
+    dropped, in their order. 400 with the reason when one is not a UUID, or there are fewer than
+    `low` or more than MAX_COMPARED."""
+    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    if len(parts) > MAX_COMPARED:
+        raise HTTPException(400, f"At most {MAX_COMPARED} runs can be compared at once; the link names {len(parts)}.")
+    ids: list[str] = []
+    for part in parts:
         try:
-            uuid.UUID(run_id)
+            ids.append(uuid.UUID(part).hex)  # as the services spell ids, so a run named twice counts once
         except ValueError:
-            raise HTTPException(400, f"{run_id[:80]!r} is not a run id (a UUID).") from None
+            raise HTTPException(400, f"{part[:80]!r} is not a run id (a UUID).") from None
+    ids = list(dict.fromkeys(ids))
     if len(ids) < low:
         raise HTTPException(400, f"Name at least {low} runs: /compare?runs=<id>,<id>,… "
                                  f"({len(ids)} given).")
@@ -182,7 +185,7 @@ class Compare:
         return self._t.TemplateResponse(request, "compare.html", {
             **view, "state": state, "param_keys": keys, "metric_labels": [m["label"] for m in view["metrics"]],
             "metric_choices": {m["label"]: {"key": m["key"], "context": m["context"]} for m in view["metrics"]},
-            "experiments": experiments, "run_ids": run_ids,
+            "experiments": experiments, "run_ids": [r["id"] for r in view["runs"]],
             "differing": sum(1 for p in view["params"] if p["differs"])})
 
     async def series(self, request: Request) -> Response:

@@ -262,6 +262,11 @@ def test_bad_input_is_a_page_with_the_reason(shared: Watched, three: Runs) -> No
     expect(page.locator(".error-message")).to_contain_text("At most 100 runs")
     assert shared.goto(compare_url([three.ids[0], "not-a-run"])) == 400
     expect(page.locator(".error-message")).to_contain_text("'not-a-run' is not a run id")
+    dashed = [str(uuid.UUID(i)) for i in three.ids]  # ids spelled with dashes, one twice: the same three runs
+    assert shared.goto(compare_url([*dashed, three.ids[0]])) == 200
+    page.wait_for_selector("body[data-charts-ready='1']")
+    expect(page.locator("h1.page-title")).to_have_text("Compare 3 runs")
+    assert page.locator("#charts figure.chart").evaluate_all("els => els.map(e => e.dataset.lines)") == ["3", "3"]
     assert shared.goto(compare_url([three.ids[0]])) == 400
     assert shared.goto("/compare") == 400
     bad = page.request.get(shared.base + f"/api/compare/series?runs={three.ids[0]}&key=train/loss&context=nope")

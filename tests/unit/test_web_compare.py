@@ -23,8 +23,8 @@ from trackd_services.web.compare import (
 
 
 def test_run_ids_keep_their_order_without_duplicates() -> None:
-    a, b = uuid.uuid4().hex, str(uuid.uuid4())
-    assert parse_run_ids(f" {a},{b},{a}, ") == [a, b]
+    a, b = uuid.uuid4(), uuid.uuid4()
+    assert parse_run_ids(f" {a.hex},{b},{a}, {a.hex.upper()}") == [a.hex, b.hex]
 
 
 @pytest.mark.parametrize(("raw", "reason"), [
