@@ -33,7 +33,7 @@ from trackd_platform.auth import ANONYMOUS, GLOBAL, Principal, Role, Target, bea
 from trackd_platform.config import AuthSettings
 from trackd_platform.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from trackd_platform.ids import parse_id
-from trackd_platform.owners import UNOWNED, Owners
+from trackd_platform.owners import Owners, Unowned
 from trackd_platform.ratelimit import Limit, RateLimiter
 from trackd_platform.rpc_types import Context, Continuation, Handler, StreamingBehaviour, UnaryBehaviour
 from trackd_platform.tokens import TokenStore
@@ -170,8 +170,8 @@ def _set(message: Any, path: str, value: str) -> None:
     setattr(_field(message, parent) if parent else message, name, value)
 
 
-def _owned(found: Iterable[object]) -> list[Target]:
-    return [GLOBAL if p is UNOWNED else p for p in found]  # type: ignore[misc]
+def _owned(found: Iterable[uuid.UUID | Unowned]) -> list[Target]:
+    return [GLOBAL if isinstance(p, Unowned) else p for p in found]
 
 
 def keep(items: str, key: str, kind: str = "") -> Filter:

@@ -8,6 +8,7 @@ then reports NOT_FOUND as it would without auth.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Iterable
 
@@ -31,7 +32,15 @@ _QUERIES = {
     "model": "SELECT name AS key, project_id FROM registered_models WHERE name = ANY($1::text[])",
     "token": "SELECT id AS key, project_id FROM api_tokens WHERE id = ANY($1::uuid[])",
 }
-UNOWNED = object()  # a resource that exists but belongs to no project (a model before its first version)
+
+
+class Unowned(enum.Enum):
+    """The owner of a resource that exists but belongs to no project (a model before its first version)."""
+
+    UNOWNED = "unowned"
+
+
+UNOWNED = Unowned.UNOWNED
 
 
 class Owners:
@@ -41,10 +50,10 @@ class Owners:
         self._pool = pool
         self._cache: cachetools.LRUCache[tuple[str, object], uuid.UUID] = cachetools.LRUCache(CACHE_ENTRIES)
 
-    async def projects(self, kind: str, keys: Iterable[uuid.UUID | str]) -> dict[object, object]:
+    async def projects(self, kind: str, keys: Iterable[uuid.UUID | str]) -> dict[uuid.UUID | str, uuid.UUID | Unowned]:
         """Key → project id (or UNOWNED) for the keys of `kind` that exist; unknown keys are absent."""
         wanted = list(dict.fromkeys(keys))
-        found: dict[object, object] = {}
+        found: dict[uuid.UUID | str, uuid.UUID | Unowned] = {}
         missing = []
         for key in wanted:
             cached = self._cache.get((kind, key))

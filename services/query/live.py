@@ -15,7 +15,7 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 import prometheus_client
 import redis.asyncio as aioredis
@@ -141,7 +141,8 @@ class PointsHub:
         if message["type"] == "subscribe":
             channel.subscribed.set()
         elif message["type"] == "message":
-            batch = ingest_pb2.LogMetricsRequest.FromString(message["data"])  # type: ignore[arg-type]
+            # the hub's connection does not decode responses: a message's data is the published bytes
+            batch = ingest_pb2.LogMetricsRequest.FromString(cast(bytes, message["data"]))
             for queue in channel.watchers:
                 try:
                     queue.put_nowait(batch)
