@@ -236,3 +236,58 @@ def test_bad_registry_and_logged_model_requests_are_mlflow_errors(tracking: str,
     assert http.get(f"{API}/registered-models/get", params={"name": name}).status_code == 404, "nothing registered"
     assert trackd.list_artifacts(run.id, recursive=True) == [], "no logged model written"
     run.end()
+
+
+def test_the_rest_of_the_registry_and_logged_models_through_mlflow_client(tracking: str,
+                                                                          unique: Callable[[str], str]) -> None:
+    from mlflow import MlflowClient
+    from mlflow.entities import LoggedModelStatus
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    experiment_id = client.create_experiment(unique("mlflow-client"))
+    run = client.create_run(experiment_id)
+    run_id = run.info.run_id
+    logged = client.create_logged_model(experiment_id, name="net", source_run_id=run_id, params={"lr": "0.1"})
+    client.log_model_params(logged.model_id, {"layers": "3"})
+    assert client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY).status == LoggedModelStatus.READY
+    fetched = client.get_logged_model(logged.model_id)
+    assert fetched.params == {"lr": "0.1", "layers": "3"} and fetched.source_run_id == run_id
+    model_dir = Path("model-files")  # the fixture's cwd is the test's tmp_path
+    model_dir.mkdir()
+    (model_dir / "weights.txt").write_text("w")
+    client.log_model_artifacts(logged.model_id, str(model_dir))
+
+    name, renamed = unique("client-model"), unique("client-renamed")
+    client.create_registered_model(name, tags={"team": "a"}, description="first")
+    version = client.create_model_version(name, f"models:/{logged.model_id}", run_id=run_id,
+                                          tags={"stage": "qa"}, description="v1")
+    assert (version.version, version.tags, version.description) == ("1", {"stage": "qa"}, "v1")
+    client.update_registered_model(name, description="second")
+    client.set_registered_model_tag(name, "owner", "me")
+    client.delete_registered_model_tag(name, "team")
+    client.rename_registered_model(name, renamed)
+    model = client.get_registered_model(renamed)
+    assert (model.name, model.description, model.tags) == (renamed, "second", {"owner": "me"})
+    client.update_model_version(renamed, "1", description="better")
+    client.set_model_version_tag(renamed, "1", "checked", "yes")
+    client.delete_model_version_tag(renamed, "1", "stage")
+    shown = client.get_model_version(renamed, "1")
+    assert (shown.description, shown.tags) == ("better", {"checked": "yes"})
+    assert [m.name for m in client.search_registered_models(f"name LIKE '%{renamed[-10:]}%'")] == [renamed]
+    assert [v.version for v in client.search_model_versions(f"run_id = '{run_id}'")] == ["1"]
+
+    with pytest.raises(MlflowException) as caught:  # a registered version keeps its files
+        client.delete_logged_model(logged.model_id)
+    assert caught.value.error_code == "INVALID_STATE"
+    client.delete_model_version(renamed, "1")
+    assert client.search_model_versions(f"name = '{renamed}'") == []
+    client.delete_registered_model(renamed)
+    with pytest.raises(MlflowException) as caught:
+        client.get_registered_model(renamed)
+    assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    client.delete_logged_model(logged.model_id)
+    with pytest.raises(MlflowException) as caught:
+        client.get_logged_model(logged.model_id)
+    assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    client.set_terminated(run_id)
