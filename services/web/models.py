@@ -18,6 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from trackd_api.artifact.v1 import registry_pb2
+from trackd_api.run.v1 import run_pb2
 
 from . import views
 from .backends import PAGE_TIMEOUT_S, Backends, Caller
@@ -28,6 +29,7 @@ Resp = TypeVar("Resp")
 MAX_MODELS = 1000
 CONCURRENT_LOOKUPS = 8
 MAX_ALIAS = 256
+MAX_RUN_NAMES = 200  # source runs looked up for their names
 
 
 def version_row(v: registry_pb2.ModelVersion) -> dict[str, Any]:
@@ -64,6 +66,20 @@ class Models:
                 raise HTTPException(404, not_found) from None
             raise
 
+    async def _run_names(self, run_ids: set[str], caller: Caller) -> dict[str, str]:
+        """Each source run's name (its id's start when it is gone or unreadable), at most MAX_RUN_NAMES."""
+        limit = asyncio.Semaphore(CONCURRENT_LOOKUPS)
+
+        async def name(run_id: str) -> tuple[str, str]:
+            async with limit:
+                try:
+                    run = (await self._call(self._b.runs.GetRun, run_pb2.GetRunRequest(run_id=run_id), caller)).run
+                except grpc.aio.AioRpcError:
+                    return run_id, run_id[:8]
+            return run_id, run.name or run_id[:8]
+
+        return dict(await asyncio.gather(*(name(r) for r in sorted(run_ids)[:MAX_RUN_NAMES] if r)))
+
     async def index(self, request: Request) -> Response:
         caller = self._b.caller(request)
         text = request.query_params.get("q", "").strip()
@@ -86,7 +102,8 @@ class Models:
         versions = await asyncio.gather(*(latest(m) for m in found.models))
         rows = [model_row(m, v) for m, v in zip(found.models, versions, strict=True)]
         rows.sort(key=lambda r: r["name"].lower())
-        return self._t.TemplateResponse(request, "models.html", {"models": rows, "q": text})
+        names = await self._run_names({r["latest"]["run_id"] for r in rows if r["latest"]}, caller)
+        return self._t.TemplateResponse(request, "models.html", {"models": rows, "q": text, "run_names": names})
 
     async def model(self, request: Request) -> Response:
         caller = self._b.caller(request)
@@ -99,9 +116,10 @@ class Models:
                        not_found=gone))
         rows = sorted((version_row(v) for v in versions.versions), key=lambda r: -r["version"])
         metric_keys = sorted({k for r in rows for k, _ in r["metrics"]})
+        names = await self._run_names({r["run_id"] for r in rows}, caller)
         return self._t.TemplateResponse(request, "model.html", {
             "model": model_row(model.model, None), "versions": rows, "metric_keys": metric_keys,
-            "metrics_of": {r["version"]: dict(r["metrics"]) for r in rows},
+            "metrics_of": {r["version"]: dict(r["metrics"]) for r in rows}, "run_names": names,
             "alias": request.query_params.get("alias", ""), "moved": request.query_params.get("moved", "")})
 
     async def move_alias(self, request: Request) -> Response:

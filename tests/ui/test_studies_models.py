@@ -110,6 +110,32 @@ def test_the_study_page_shows_every_trial_and_the_best_value(web: Watched, study
     assert not web.errors, web.errors
 
 
+def test_a_two_objective_study_shows_its_pareto_front(web: Watched) -> None:
+    name = f"ui-pareto-{uuid.uuid4().hex[:6]}"
+    space = {"x": {"type": "float", "low": 0, "high": 5}, "y": {"type": "float", "low": 0, "high": 3}}
+    info = trackd.hpo.create_study(name, search_space=space, directions=["minimize", "minimize"],
+                                   metric=["latency", "error"], sampler="nsga2", max_trials=16, parallelism=2, seed=3)
+
+    def two(t: Trial) -> tuple[float, float]:
+        x, y = t.suggest_float("x", 0, 5), t.suggest_float("y", 0, 3)
+        return x ** 2 + y ** 2, (x - 5) ** 2 + (y - 3) ** 2
+
+    trackd.hpo.optimize(two, study=name, n_trials=16, n_workers=2, processes=False, show_progress=False)
+    front = trackd.hpo.best_trials(name)
+    assert web.goto(f"/studies/{info.id}") == 200
+    expect(web.page.locator("#study")).to_have_attribute("data-ready", "1")
+    expect(web.page.locator("#pareto-chart")).to_have_attribute("data-front", str(len(front)))
+    expect(web.page.locator("#best-trials h2")).to_contain_text(f"Pareto front ({len(front)} trials)")
+    stars = web.page.locator("#trials-table tbody td.num", has_text="★")
+    expect(stars).to_have_count(len(front))
+    web.page.select_option("#pareto-x", "1")  # the axes swap
+    web.page.select_option("#pareto-y", "0")
+    expect(web.page.locator("#pareto-chart")).to_have_attribute("data-front", str(len(front)))
+    web.page.evaluate("document.getElementById('parcoords-chart').scrollIntoView({block: 'start'})")
+    web.shot("study-pareto")
+    assert not web.errors, web.errors
+
+
 def test_pause_resume_and_stop_from_the_browser(web: Watched) -> None:
     name = f"ui-ctl-{uuid.uuid4().hex[:6]}"
     info = trackd.hpo.create_study(name, search_space={"x": {"type": "float", "low": 0, "high": 1}}, max_trials=50)
@@ -156,7 +182,7 @@ def test_the_models_pages_and_an_alias_moved_after_confirming(web: Watched, mode
     expect(row).to_contain_text("v2")
     expect(row).to_contain_text("@champion")
     web.shot("models")
-    row.locator("a", has_text=model.name).click()
+    row.locator("td.name a").click()
     expect(web.page.locator("#v1 .aliases-cell")).to_have_text("@champion")
     expect(web.page.locator("#v1")).to_contain_text("0.91")
     expect(web.page.locator(f"#v1 a[href='/runs/{model.run_id}']")).to_have_count(1)
