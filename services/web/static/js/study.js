@@ -407,9 +407,17 @@ async function renderImportance() {
 
 // -- the loop -------------------------------------------------------------------------------------
 
-async function refresh() {
+let drawn = ""; // what the charts and the table show: redrawn only when it changed
+
+async function refresh(force = false) {
   data = await getJSON(api);
   renderSummary();
+  const shown = JSON.stringify([data.state, data.counts, data.best, data.trials.length]);
+  if (shown === drawn && !force) {
+    if (data.counts.RUNNING) await renderIntermediate();
+    return;
+  }
+  drawn = shown;
   renderTable();
   renderHistory();
   await renderParcoords();
@@ -439,5 +447,5 @@ async function loop() {
 document.querySelector("#trials-table thead").addEventListener("click", onSortClick);
 for (const id of ["pareto-x", "pareto-y"]) document.getElementById(id)?.addEventListener("change", renderPareto);
 let resizeTimer = 0;
-addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => { if (data) { endedSeen = -1; refresh(); } }, 200); });
+addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => { if (data) { endedSeen = -1; refresh(true); } }, 200); });
 loop();
