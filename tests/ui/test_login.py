@@ -148,6 +148,12 @@ def test_a_token_signs_in_to_its_own_project_only(web: Watched, projects: tuple[
     session = next(c for c in web.page.context.cookies() if c["name"] == "trackd_session")
     assert session["httpOnly"] and session["sameSite"] == "Strict"
     assert a.write not in web.page.url
+    web.page.click("nav.sections a:text('Studies')")
+    expect(web.page.locator(f"#studies-table a[href='/studies/{a.study_id}']")).to_have_count(1)
+    expect(web.page.locator(f"#studies-table a[href='/studies/{b.study_id}']")).to_have_count(0)
+    web.page.click("nav.sections a:text('Models')")
+    expect(web.page.locator(f"tr[data-model='{a.model}']")).to_have_count(1)
+    expect(web.page.locator(f"tr[data-model='{b.model}']")).to_have_count(0)
     assert web.goto(f"/studies/{a.study_id}") == 200
     expect(web.page.locator("#study-resume")).to_be_visible()  # a writer sees the controls
     assert web.goto(f"/models/{a.model}") == 200
