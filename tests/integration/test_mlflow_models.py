@@ -230,10 +230,50 @@ def test_bad_registry_and_logged_model_requests_are_mlflow_errors(tracking: str,
         ("POST", "/logged-models/search", {"experiment_ids": [run.experiment_id], "filter": "metrics.x > 1"}, 400,
          "INVALID_PARAMETER_VALUE"),
     ]
+    taken = unique("taken")
+    assert http.post(f"{API}/registered-models/create", json={"name": taken}).status_code == 200
+    named = unique("named")
+    assert http.post(f"{API}/registered-models/create", json={"name": named}).status_code == 200
+    cases += [
+        ("POST", "/registered-models/create", {"name": taken}, 400, "RESOURCE_ALREADY_EXISTS"),
+        ("POST", "/registered-models/rename", {"name": named, "new_name": taken}, 400, "RESOURCE_ALREADY_EXISTS"),
+        ("POST", "/registered-models/rename", {"name": named}, 400, "INVALID_PARAMETER_VALUE"),
+        ("PATCH", "/registered-models/update", {"name": named, "description": 5}, 400, "INVALID_PARAMETER_VALUE"),
+        ("DELETE", "/registered-models/delete", {"name": unique("nope")}, 404, "RESOURCE_DOES_NOT_EXIST"),
+        ("POST", "/registered-models/set-tag", {"name": named, "key": "trackd.mlflow.source", "value": "x"}, 400,
+         "INVALID_PARAMETER_VALUE"),
+        ("DELETE", "/registered-models/delete-tag", {"name": named, "key": "absent"}, 404, "RESOURCE_DOES_NOT_EXIST"),
+        ("POST", "/registered-models/get-latest-versions", {"name": unique("nope")}, 404, "RESOURCE_DOES_NOT_EXIST"),
+        ("GET", f"/registered-models/alias?name={named}&alias=absent", None, 404, "RESOURCE_DOES_NOT_EXIST"),
+        ("DELETE", "/registered-models/alias", {"name": named, "alias": "absent"}, 404, "RESOURCE_DOES_NOT_EXIST"),
+        ("POST", "/registered-models/alias", {"name": named, "alias": "v1", "version": "1"}, 400,
+         "INVALID_PARAMETER_VALUE"),
+        ("PATCH", "/model-versions/update", {"name": named, "version": "0", "description": "x"}, 400,
+         "INVALID_PARAMETER_VALUE"),
+        ("DELETE", "/model-versions/delete", {"name": named, "version": "1"}, 404, "RESOURCE_DOES_NOT_EXIST"),
+        ("POST", "/model-versions/set-tag", {"name": named, "version": "1", "key": "k", "value": "v"}, 404,
+         "RESOURCE_DOES_NOT_EXIST"),
+        ("GET", f"/model-versions/get-download-uri?name={named}&version=1", None, 404, "RESOURCE_DOES_NOT_EXIST"),
+        ("GET", "/model-versions/search?filter=version > 1", None, 400, "INVALID_PARAMETER_VALUE"),
+        ("GET", "/model-versions/search?max_results=-1", None, 400, "INVALID_PARAMETER_VALUE"),
+        ("PATCH", f"/logged-models/m-{run.id}-000000000000", {"status": "LOGGED_MODEL_READY"}, 404,
+         "RESOURCE_DOES_NOT_EXIST"),
+        ("PATCH", f"/logged-models/m-{run.id}-000000000000/tags", {"tags": "x"}, 400, "INVALID_PARAMETER_VALUE"),
+        ("DELETE", f"/logged-models/m-{run.id}-000000000000", None, 404, "RESOURCE_DOES_NOT_EXIST"),
+        ("POST", "/logged-models/search", {}, 400, "INVALID_PARAMETER_VALUE"),
+        ("POST", "/runs/outputs", {"run_id": run.id, "models": [{"model_id": f"m-{'1' * 32}-000000000000"}]}, 400,
+         "INVALID_PARAMETER_VALUE"),
+        ("POST", "/runs/outputs", {"run_id": run.id, "models": [{"model_id": f"m-{run.id}-000000000000"}]}, 404,
+         "RESOURCE_DOES_NOT_EXIST"),
+    ]
     for method, path, body, status, code in cases:
         response = http.request(method, API + path, json=body)
-        assert (response.status_code, response.json()["error_code"]) == (status, code), (method, path, body)
+        assert (response.status_code, response.json().get("error_code")) == (status, code), (method, path, body)
     assert http.get(f"{API}/registered-models/get", params={"name": name}).status_code == 404, "nothing registered"
+    model = http.get(f"{API}/registered-models/get", params={"name": named}).json()["registered_model"]
+    assert (model.get("tags", []), model.get("aliases", []), model.get("latest_versions", [])) == ([], [], []), \
+        "refused requests changed nothing"
+    assert http.get(f"{API}/registered-models/get", params={"name": taken}).status_code == 200
     assert trackd.list_artifacts(run.id, recursive=True) == [], "no logged model written"
     run.end()
 

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from trackd_api.artifact.v1 import artifact_pb2
 
-from ..backends import Backends, Caller
+from ..backends import Backends
 from .protocol import (
     BAD_REQUEST,
     CALL_TIMEOUT_S,
@@ -151,14 +151,14 @@ class ArtifactProxy:
                 yield artifact_pb2.UploadArtifactRequest(chunk=bytes(pending))
 
         timeout = max(CALL_TIMEOUT_S, size / (5 * 1024 * 1024)) if size else TRANSFER_TIMEOUT_S
-        await self._b.artifacts.UploadArtifact(messages(), metadata=self._caller(request).metadata, timeout=timeout)
+        await self._b.artifacts.UploadArtifact(messages(), metadata=self._b.caller(request).metadata, timeout=timeout)
         return JSONResponse({})
 
     async def download(self, request: Request) -> Response:
         """GET: the file's bytes as DownloadArtifact streams them (Content-Length from a stat first,
         so a missing file is a 404 before any byte is sent)."""
         where = parse_location(request.path_params["path"])
-        metadata = self._caller(request).metadata
+        metadata = self._b.caller(request).metadata
         artifact = await self._stat(where, metadata)
         call = self._b.artifacts.DownloadArtifact(
             artifact_pb2.DownloadArtifactRequest(run_id=where.run_id, path=where.path),
@@ -197,7 +197,7 @@ class ArtifactProxy:
         if not raw:
             return JSONResponse({"files": []})  # MLflow's root lists experiments; trackd's runs are per run
         where = parse_location(raw, allow_root=True)
-        files = [_file_info(a, where.path) for a in await self.children(where, self._caller(request).metadata)]
+        files = [_file_info(a) for a in await self.children(where, self._b.caller(request).metadata)]
         return JSONResponse({"files": files})
 
     async def children(self, where: Location, metadata: Any) -> list[artifact_pb2.Artifact]:
@@ -218,7 +218,7 @@ class ArtifactProxy:
     async def delete(self, request: Request) -> Response:
         """DELETE: the file, or every file under the directory (MLflow's delete_artifacts)."""
         where = parse_location(request.path_params["path"], allow_root=True)
-        metadata = self._caller(request).metadata
+        metadata = self._b.caller(request).metadata
         paths = await self.files_under(where, metadata)
         if not paths:
             raise not_found(f"No artifact {where.path!r} in run {where.run_id}")
@@ -254,11 +254,8 @@ class ArtifactProxy:
         raise MlflowError("NOT_IMPLEMENTED", f"{MULTIPART_UNSUPPORTED}: trackd streams large files through "
                                              "one PUT (or the SDK's direct S3 upload)")
 
-    def _caller(self, request: Request) -> Caller:
-        return self._b.caller(request)
 
-
-def _file_info(artifact: artifact_pb2.Artifact, directory: str) -> dict[str, Any]:
+def _file_info(artifact: artifact_pb2.Artifact) -> dict[str, Any]:
     is_dir = artifact.path.endswith("/")
     name = posixpath.basename(artifact.path.rstrip("/"))
     info: dict[str, Any] = {"path": name, "is_dir": is_dir}
