@@ -37,6 +37,7 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 MAX_COUNTED = 200  # the newest studies of the list get their trial counts
 MAX_TRIALS = 10_000  # the page shows at most this many trials
+SERVER_ROWS = 300  # rows rendered in the page's HTML; its script draws the whole table
 MAX_CURVES = 500  # trials whose intermediate values are drawn (the newest)
 CURVE_POINTS = 300
 BULK_RUNS = 100  # GetMetricHistoryBulk's limit of runs per call
@@ -90,7 +91,8 @@ def study_json(study: hpo_pb2.Study, trials: Sequence[hpo_pb2.Trial], best: Sequ
 
 def is_live(study: hpo_pb2.Study, trials: Sequence[hpo_pb2.Trial]) -> bool:
     """Whether the page should keep polling: the study may still change on its own."""
-    return state_name(study.state) not in ENDED_STUDY or any(t.state == hpo_pb2.TRIAL_STATE_RUNNING for t in trials)
+    return (state_name(study.state) not in ENDED_STUDY or study.trials_running > 0
+            or any(t.state == hpo_pb2.TRIAL_STATE_RUNNING for t in trials))
 
 
 def importance_points(trials: Sequence[Mapping[str, Any]]
@@ -187,13 +189,21 @@ class Studies:
         return self._t.TemplateResponse(request, "studies.html", {"studies": rows})
 
     async def page(self, request: Request) -> Response:
-        study, trials, best = await self._everything(request)
-        data = study_json(study, trials, best)
-        best_rows = [t for t in data["trials"] if t["number"] in set(data["best"])]
+        """The study with its first SERVER_ROWS trials (the page's script fetches all of them)."""
+        caller = self._b.caller(request)
+        study = await self._study(request, caller)
+        best, first = await asyncio.gather(
+            self._call(self._b.hpo.GetBestTrials, hpo_pb2.GetBestTrialsRequest(study_id=study.id), caller),
+            self._call(self._b.hpo.ListTrials, hpo_pb2.ListTrialsRequest(study_id=study.id, page_size=SERVER_ROWS),
+                       caller))
+        data = study_json(study, first.trials, best.trials)
+        total = sum(data["counts"].values())
+        space = _space(study.search_space_json)
         return self._t.TemplateResponse(request, "study.html", {
-            "study": study, "data": data, "best": best_rows, "state": data["state"],
-            "highlight": request.query_params.get("trial", ""), "space": _space(study.search_space_json),
-            "param_names": sorted({k for t in data["trials"] for k in t["params"]}),
+            "study": study, "data": data, "best": [trial_json(t) for t in best.trials], "state": data["state"],
+            "highlight": request.query_params.get("trial", ""), "space": space, "total": total,
+            "param_names": sorted({name for name, _ in space} | {k for t in data["trials"] for k in t["params"]}),
+            "rows": data["trials"], "more_rows": max(0, total - len(data["trials"])) if first.next_page_token else 0,
             "created": views.format_time(study.create_time)})
 
     async def act(self, request: Request) -> Response:
