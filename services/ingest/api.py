@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 import prometheus_client
@@ -82,7 +81,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             self._slots.give_back(caller)
             self._open.dec()
 
-    async def _until_idle(self, requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+    async def _until_idle(self, requests: AsyncIterator[ingest_pb2.StreamMetricsRequest], context: Context
+                          ) -> AsyncIterator[ingest_pb2.StreamMetricsRequest]:
         """The stream's requests; a stream that sends none for `stream_idle_s` is ended (with
         DEADLINE_EXCEEDED) so that it gives its slot back."""
         if not self._idle_s:
@@ -123,7 +123,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             self._batch_points.observe(points)
 
 
-def _caller(context: Any) -> str:
+def _caller(context: Context) -> str:
     """Who holds a stream slot: the token (or the admin secret) with auth on; with auth off, the
     client's address as this replica sees it."""
     principal = current_principal.get()

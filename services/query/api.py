@@ -6,7 +6,7 @@ import asyncio
 import math
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from trackd_api.ingest.v1 import ingest_pb2
@@ -16,7 +16,7 @@ from trackd_platform.ids import format_id, parse_id
 from trackd_platform.metric_series import CONTEXTS, KEY_MAX, Summary
 from trackd_platform.paging import page_size
 from trackd_platform.rpc_types import Context
-from trackd_platform.run_records import RunStatus, parse_view, run_to_proto
+from trackd_platform.run_records import Run, RunStatus, parse_view, run_to_proto
 from trackd_platform.streams import SlowReader
 from trackd_platform.vocabulary import MetricContext
 
@@ -54,7 +54,7 @@ def _key(key: str, context: int) -> tuple[str, int]:
     return key, context
 
 
-def _columns(message: Any) -> Columns:
+def _columns(message: query_pb2.RunColumns) -> Columns:
     lists = {"param_keys": message.param_keys, "tag_keys": message.tag_keys, "metric_keys": message.metric_keys}
     for name, keys in lists.items():
         if len(keys) > MAX_COLUMN_KEYS:
@@ -85,7 +85,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self._slow_reader_s = slow_reader_s  # an ExportMetric client that takes no part this long is ended
         self._status_seen: dict[uuid.UUID, tuple[float, RunStatus]] = {}
 
-    async def _selection(self, message: Any) -> Selection:
+    async def _selection(self, message: query_pb2.RunSelection) -> Selection:
         ids = [parse_id("experiment_ids", i) for i in message.experiment_ids]
         experiment_ids = await self._store.experiment_ids(ids, list(message.experiment_names), message.project)
         return Selection(experiment_ids, parse_filter(message.filter), parse_view(message.view_type))
@@ -237,16 +237,17 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
                                     best=s.best, worst=s.worst, mean=s.mean, std=s.std, median=s.median,
                                     best_run_id=format_id(s.best_run)) for s in summaries])
 
-    async def _targets(self, message: Any, metric: str, ctx: int) -> tuple[list[Any], list[tuple[Any, float]]]:
+    async def _targets(self, selection: query_pb2.RunSelection, metric: str, ctx: int
+                       ) -> tuple[list[Run], list[tuple[Run, float]]]:
         _key(metric, ctx)
-        run_ids = await self._store.select_run_ids(await self._selection(message.selection))
+        run_ids = await self._store.select_run_ids(await self._selection(selection))
         runs = await self._store.get_runs(run_ids)
         return runs, analysis.target_values(runs, await self._store.latest_from_db(run_ids), metric, ctx)
 
     async def GetParamImportance(
         self, request: query_pb2.GetParamImportanceRequest, context: Context
     ) -> query_pb2.GetParamImportanceResponse:
-        runs, pairs = await self._targets(request, request.metric, request.context)
+        runs, pairs = await self._targets(request.selection, request.metric, request.context)
         params = analysis.param_keys(runs, request.params)
         # fANOVA fits a random forest: CPU work off the event loop
         found, used = await asyncio.to_thread(analysis.importance, pairs, params)
@@ -257,7 +258,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     async def GetParallelCoordinates(
         self, request: query_pb2.GetParallelCoordinatesRequest, context: Context
     ) -> query_pb2.GetParallelCoordinatesResponse:
-        runs, pairs = await self._targets(request, request.metric, request.context)
+        runs, pairs = await self._targets(request.selection, request.metric, request.context)
         run_ids, axes = analysis.parallel_coordinates(pairs, analysis.param_keys(runs, request.params), request.metric)
         return query_pb2.GetParallelCoordinatesResponse(run_ids=[format_id(cast(uuid.UUID, i)) for i in run_ids],
                                                         axes=[_axis(a) for a in axes])
@@ -265,7 +266,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     async def GetContour(self, request: query_pb2.GetContourRequest, context: Context) -> query_pb2.GetContourResponse:
         if not request.x_param or not request.y_param:
             raise InvalidArgument("x_param and y_param name two params")
-        _, pairs = await self._targets(request, request.metric, request.context)
+        _, pairs = await self._targets(request.selection, request.metric, request.context)
         c = analysis.contour(pairs, request.x_param, request.y_param)
         return query_pb2.GetContourResponse(
             run_ids=[format_id(cast(uuid.UUID, i)) for i in c.run_ids], x=_axis(c.x), y=_axis(c.y), z=c.z,
@@ -320,7 +321,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         return known[1] in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)
 
 
-def _fresh(series: Any, seen: dict[tuple[str, int], int]) -> Any:
+def _fresh(series: ingest_pb2.MetricSeries, seen: dict[tuple[str, int], int]) -> ingest_pb2.MetricSeries | None:
     """The points of a live batch not already sent with the backlog."""
     last = seen.get((series.key, series.context))
     if last is None:

@@ -3,10 +3,12 @@ mapped to status codes by the server bootstrap's interceptor, not here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
 from trackd_platform.errors import InvalidArgument
@@ -18,6 +20,8 @@ from trackd_platform.timestamps import timestamp
 from . import domain
 from .domain import format_id, optional_id, parse_id
 from .store import RunStore
+
+T = TypeVar("T")
 
 
 def _project(p: domain.Project) -> run_pb2.Project:
@@ -32,11 +36,11 @@ def _experiment(e: domain.Experiment) -> run_pb2.Experiment:
     )
 
 
-def _as_dict(message: Any) -> dict[str, Any]:
+def _as_dict(message: Message) -> dict[str, Any]:
     return MessageToDict(message, preserving_proto_field_name=True)
 
 
-def _client_time(field: str, message: Any) -> datetime | None:
+def _client_time(field: str, message: Message) -> datetime | None:
     """A Timestamp field of `message` as a datetime; None when unset. Out of range is INVALID_ARGUMENT."""
     if not message.HasField(field):
         return None
@@ -47,7 +51,7 @@ def _client_time(field: str, message: Any) -> datetime | None:
         raise InvalidArgument(f"{field} is out of range (years 1–9999)") from None
 
 
-def _next(items: list[Any], limit: int, position: Any) -> str:
+def _next(items: Sequence[T], limit: int, position: Callable[[T], list[str]]) -> str:
     return encode_token(position(items[-1])) if len(items) == limit else ""
 
 
