@@ -22,7 +22,7 @@ up: $(STAMP)
 
 ## test: the whole test suite: unit, integration and fault drills on the real stack, and the UI in headless Chromium
 test: $(STAMP) browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 ## browser: the headless Chromium the UI tests drive (Debian's chromium-headless-shell, via apt as root)
 browser:
