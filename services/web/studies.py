@@ -116,7 +116,8 @@ class Studies:
     def __init__(self, backends: Backends, templates: Jinja2Templates) -> None:
         self._b = backends
         self._t = templates
-        self._importance: TTLCache[tuple[str, int, str], dict[str, Any]] = TTLCache(maxsize=256, ttl=600)
+        self._importance: TTLCache[tuple[str, int], dict[str, Any]] = TTLCache(maxsize=256, ttl=600)
+        self._computing: dict[tuple[str, int], asyncio.Future[dict[str, Any]]] = {}
 
     def routes(self) -> list[Route]:
         return [
@@ -255,27 +256,36 @@ class Studies:
         return FastJSON({"curves": sorted(curves.values(), key=lambda c: c["number"])})
 
     async def importance(self, request: Request) -> Response:
-        """fANOVA importance of the params for the first objective, kept per study, completed-trial
-        count and caller (a new completed trial computes it again)."""
+        """fANOVA importance of the params for the first objective. Kept per study and count of
+        completed trials (a new one computes it again), for every caller who may read the study
+        (each reads its trials first); viewers asking at once share one computation."""
         caller = self._b.caller(request)
         study = await self._study(request, caller)
         trials = [trial_json(t) for t in await self._trials(study, caller)]
         done = [t for t in trials if t["state"] == "COMPLETE"][-MAX_IMPORTANCE_TRIALS:]
-        key = (study.id, len(done), caller.token)
+        key = (study.id, len(done))
         if (found := self._importance.get(key)) is None:
-            names, categories, points = importance_points(done)
-            note = "" if names else "Param importance needs two or more completed trials with params in common."
-            try:
-                values = await asyncio.to_thread(fanova, names, categories, points) if names else {}
-            except ImportError as exc:
-                values, note = {}, str(exc)
-            except Exception as exc:  # noqa: BLE001 — e.g. every trial has the same params: a note, not a 500
-                log.info("fANOVA of study %s failed: %s", study.id, exc)
-                values, note = {}, f"Param importance could not be computed: {exc}"
-            found = {"importances": [{"param": k, "importance": v} for k, v in values.items()],
-                     "method": METHOD, "trials": len(points), "note": note}
+            pending = self._computing.get(key)
+            if pending is None:
+                pending = self._computing[key] = asyncio.ensure_future(self._fanova(study, done))
+                pending.add_done_callback(lambda _: self._computing.pop(key, None))
+            found = await asyncio.shield(pending)
             self._importance[key] = found
         return FastJSON(found)
+
+    async def _fanova(self, study: hpo_pb2.Study, done: list[dict[str, Any]]) -> dict[str, Any]:
+        names, categories, points = importance_points(done)
+        note = "" if names else "Param importance needs two or more completed trials with params in common."
+        try:
+            values = await asyncio.to_thread(fanova, names, categories, points) if names else {}
+        except ImportError as exc:
+            values, note = {}, str(exc)
+        except Exception as exc:  # noqa: BLE001 — e.g. every trial has the same params: a note, not a 500
+            log.info("fANOVA of study %s failed: %s", study.id, exc)
+            values, note = {}, f"Param importance could not be computed: {exc}"
+        metric = study.objectives[0].metric if study.objectives else "objective"
+        return {"importances": [{"param": k, "importance": v} for k, v in values.items()], "metric": metric,
+                "method": METHOD, "trials": len(points), "note": note}
 
 
 def _space(text: str) -> list[tuple[str, str]]:

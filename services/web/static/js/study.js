@@ -390,7 +390,7 @@ async function renderImportance() {
   const figure = document.getElementById("importance-chart");
   const found = await getJSON(`${api}/importance`);
   const holder = figure.querySelector(".bars");
-  document.getElementById("importance-note").textContent = found.note || `fANOVA over ${found.trials} completed trials`;
+  document.getElementById("importance-note").textContent = found.note || `fANOVA over ${found.trials} completed trials, for ${found.metric}`;
   document.getElementById("importance-note").title = found.method;
   const rows = found.importances.map(({ param, importance }) => {
     const row = el("div", "bar-row");
