@@ -1,7 +1,8 @@
 """Optuna's samplers and pruners by name. trackd does not reimplement them: the controller
 drives them through ask-and-tell with the study's trials, as trackd keeps them, as history.
 
-Samplers: random, grid, tpe (options: multivariate), gp (needs torch), cmaes (needs cmaes),
+Samplers: random, grid (each point once; at most MAX_GRID_POINTS), tpe (options: multivariate),
+gp (refused at CreateStudy unless torch is installed), cmaes (the `cmaes` package, a server dependency),
 nsga2 (several objectives). Pruners: none, median, percentile (option: percentile),
 asha (successive halving; options: min_resource, reduction_factor), hyperband (options:
 min_resource, max_resource, reduction_factor), wilcoxon (option: p_threshold).
@@ -9,11 +10,14 @@ min_resource, max_resource, reduction_factor), wilcoxon (option: p_threshold).
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 from trackd_platform.errors import InvalidArgument
 
 from .space import Space
@@ -23,6 +27,8 @@ MAX_GRID_POINTS = 100_000  # the grid sampler enumerates its grid: bounded, and 
 PRUNERS = ("none", "median", "percentile", "asha", "hyperband", "wilcoxon")
 _SINGLE_OBJECTIVE_SAMPLERS = {"gp", "cmaes"}
 
+log = logging.getLogger(__name__)
+
 
 def _options(kind: str, name: str, options: Mapping[str, Any], allowed: set[str]) -> dict[str, Any]:
     if unknown := set(options) - allowed:
@@ -31,8 +37,9 @@ def _options(kind: str, name: str, options: Mapping[str, Any], allowed: set[str]
     return dict(options)
 
 
-def check(sampler: str, pruner: str, objectives: int, space: Space) -> None:
-    """Raise InvalidArgument unless this sampler and pruner can run this study."""
+def check(sampler: str, pruner: str, objectives: int, space: Space) -> int | None:
+    """Raise InvalidArgument unless this sampler and pruner can run this study. Returns the
+    most trials the sampler can use (the grid's size), None when unbounded."""
     if sampler not in SAMPLERS:
         raise InvalidArgument(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
     if pruner not in PRUNERS:
@@ -41,13 +48,23 @@ def check(sampler: str, pruner: str, objectives: int, space: Space) -> None:
         raise InvalidArgument("pruning needs a single objective: Optuna's pruners cannot compare several")
     if objectives > 1 and sampler in _SINGLE_OBJECTIVE_SAMPLERS:
         raise InvalidArgument(f"sampler {sampler!r} handles one objective: use nsga2, tpe or random")
+    if sampler == "gp":
+        _check_torch()
     if sampler == "grid":
-        grid_space(space)
+        return grid_size(space)
+    return None
 
 
-def grid_space(space: Space) -> dict[str, list[Any]]:
-    """The grid of a space: categorical choices, and every step of stepped int / float params.
-    Its size is checked from the counts before anything is built: at most MAX_GRID_POINTS."""
+def _check_torch() -> None:
+    # GPSampler imports torch lazily (optuna._imports), on its first sample: the study would fail then.
+    if importlib.util.find_spec("torch") is None:
+        raise InvalidArgument("sampler 'gp' needs torch, which the hpo service does not have installed "
+                              "(pip install torch, CPU build is enough): use tpe or cmaes")
+
+
+def grid_size(space: Space) -> int:
+    """How many points the space's grid has, from the counts per param (nothing is built);
+    InvalidArgument beyond MAX_GRID_POINTS, or for a param the grid cannot enumerate."""
     counts: dict[str, int] = {}
     for p in space.params:
         if p.when:
@@ -64,6 +81,13 @@ def grid_space(space: Space) -> dict[str, list[Any]]:
     if size > MAX_GRID_POINTS:
         raise InvalidArgument(f"the grid has {size:,} points ({' × '.join(f'{n}: {c:,}' for n, c in counts.items())}); "
                               f"the limit is {MAX_GRID_POINTS:,}: widen the steps or use another sampler")
+    return size
+
+
+def grid_space(space: Space) -> dict[str, list[Any]]:
+    """The grid of a space: categorical choices, and every step of stepped int / float params
+    (its size checked first by `grid_size`)."""
+    grid_size(space)
     grid: dict[str, list[Any]] = {}
     for p in space.params:
         if p.type == "categorical":
@@ -72,8 +96,51 @@ def grid_space(space: Space) -> dict[str, list[Any]]:
             grid[p.name] = list(range(int(p.low), int(p.high) + 1, int(p.step or 1)))
         else:
             assert p.step is not None
-            grid[p.name] = [p.low + i * p.step for i in range(counts[p.name])]
+            grid[p.name] = [p.low + i * p.step for i in range(round((p.high - p.low) / p.step) + 1)]
     return grid
+
+
+class GridOnce(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, driven by ask-and-tell over a history rebuilt from PostgreSQL:
+    each point is handed out once, in the (seeded) shuffled order, whatever the trials' numbers;
+    a point a trial was given explicitly (enqueued, or re-asked after a rebuild) counts as taken.
+    Optuna's own `after_trial` stops `study.optimize` at the grid's end — outside `optimize` that
+    raises — so trackd instead bounds a grid study's max_trials by the grid's size."""
+
+    def __init__(self, grid: Mapping[str, Sequence[Any]], *, seed: int | None) -> None:
+        super().__init__(grid, seed=seed)
+        self._ids = {tuple(point): i for i, point in enumerate(self._all_grids)}
+        self._taken: set[int] = set()
+        self._next = 0  # every point before it is taken
+
+    def attrs_of(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The system attributes marking a trial with these params as the grid point it is
+        (none when it is not on the grid); the point counts as taken."""
+        grid_id = self._ids.get(tuple(params.get(name) for name in self._search_space))
+        if grid_id is None:
+            return {}
+        self._taken.add(grid_id)
+        return {"grid_id": grid_id, "search_space": self._search_space}
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if "grid_id" in trial.system_attrs:
+            return
+        if "fixed_params" in trial.system_attrs:
+            attrs = self.attrs_of(trial.system_attrs["fixed_params"])
+        else:
+            while self._next in self._taken:
+                self._next += 1
+            if self._next >= len(self._all_grids):  # only past max_trials: re-evaluate a point
+                log.warning("the grid of a study is exhausted: re-evaluating a point")
+                self._next = int(self._rng.rng.randint(len(self._all_grids)))
+            self._taken.add(self._next)
+            attrs = {"grid_id": self._next, "search_space": self._search_space}
+        for key, value in attrs.items():
+            study._storage.set_trial_system_attr(trial._trial_id, key, value)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        pass  # see the class docstring: no study.stop() here
 
 
 def make_sampler(
@@ -82,7 +149,7 @@ def make_sampler(
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed, **_options("sampler", name, options, set()))
     if name == "grid":
-        return optuna.samplers.GridSampler(grid_space(space), seed=seed)
+        return GridOnce(grid_space(space), seed=seed)
     if name == "tpe":
         opts = _options("sampler", name, options, {"multivariate", "n_startup_trials", "group"})
         return optuna.samplers.TPESampler(seed=seed, **opts)

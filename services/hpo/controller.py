@@ -40,7 +40,8 @@ class Controller:
         self.lease_s = lease_s
 
     async def create(self, fields: dict[str, Any], *, experiment: str, project: str, paused: bool) -> StudyRow:
-        check_study(fields)  # options Optuna refuses fail here, before anything is stored
+        # options Optuna refuses fail here, before anything is stored (off the loop: a grid is built)
+        fields = await asyncio.to_thread(check_study, fields)
         run = await self._runs.start_study_run(fields["name"], project=project, experiment=experiment)
         try:
             study_id = await self._store.create({**fields, "experiment_id": run.experiment_id, "run_id": run.id,

@@ -50,9 +50,9 @@ class Engine:
     def __init__(self, spec: StudySpec, trials: Sequence[StoredTrial]) -> None:
         self.spec = spec
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = algorithms.make_sampler(spec.sampler, spec.sampler_options, seed=spec.seed, space=spec.space)
         self._study = optuna.create_study(
-            directions=list(spec.directions),
-            sampler=algorithms.make_sampler(spec.sampler, spec.sampler_options, seed=spec.seed, space=spec.space),
+            directions=list(spec.directions), sampler=sampler,
             pruner=algorithms.make_pruner(spec.pruner, spec.pruner_options),
         )
         self._open: dict[int, optuna.Trial] = {}  # trackd number → the Optuna trial being evaluated
@@ -69,7 +69,9 @@ class Engine:
                 state=_FINISHED[t.state], params=dict(t.params),
                 distributions={k: distributions[k] for k in t.params},
                 values=list(t.values) if t.state == TrialState.COMPLETE and t.values else None,
-                intermediate_values=dict(t.intermediates)))
+                intermediate_values=dict(t.intermediates),
+                # the grid sampler knows its points taken by these marks
+                system_attrs=sampler.attrs_of(t.params) if isinstance(sampler, algorithms.GridOnce) else None))
             self._numbers[self._study.trials[-1].number] = t.number
 
     def _register(self, number: int, trial: optuna.Trial) -> dict[str, Any]:

@@ -23,13 +23,18 @@ from .store import StudyStore, StudyTx
 log = logging.getLogger(__name__)
 
 
-def check_study(fields: Mapping[str, Any]) -> None:
+def check_study(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Raise InvalidArgument unless Optuna can run a study of these fields (a new study's
-    columns): the space parses, sampler and pruner fit it, and Optuna accepts their options."""
+    columns): the space parses, sampler and pruner fit it, and Optuna accepts their options.
+    Returns the fields to store: a grid study's max_trials is at most its grid's size (each
+    point runs once). Blocking (a grid is built): call it off the event loop."""
     space = parse(fields["search_space"])
-    algorithms.check(fields["sampler"], fields["pruner"], len(fields["objectives"]), space)
+    bound = algorithms.check(fields["sampler"], fields["pruner"], len(fields["objectives"]), space)
     Engine(StudySpec(directions(fields["objectives"]), space, fields["sampler"], fields["sampler_options"],
                      fields["pruner"], fields["pruner_options"], fields["seed"]), [])
+    if bound is not None and not 0 < fields["max_trials"] <= bound:
+        return {**fields, "max_trials": bound}
+    return dict(fields)
 
 
 def spec_of(study: StudyRow) -> StudySpec:

@@ -57,3 +57,26 @@ def test_a_rebuilt_engine_keeps_history_open_trials_and_their_reports() -> None:
     engine.tell(4, COMPLETE, [math.inf])
     params = engine.ask(5)
     assert set(params) >= {"x", "opt"}
+
+
+def test_the_grid_sampler_finishes_its_grid() -> None:
+    space = parse({"a": {"type": "categorical", "choices": ["x", "y"]}, "b": {"type": "int", "low": 0, "high": 2}})
+    engine = Engine(StudySpec(("minimize",), space, "grid", {}, "none", {}, seed=1), [])
+    seen = []
+    for number in range(6):  # the tell of the last point used to raise (Optuna's study.stop outside optimize)
+        params = engine.ask(number)
+        seen.append((params["a"], params["b"]))
+        engine.tell(number, COMPLETE, [float(number)])
+    assert sorted(seen) == [(a, b) for a in "xy" for b in range(3)]
+    assert engine.best() == [0]
+
+
+def test_a_rebuilt_grid_engine_hands_out_only_the_points_not_taken() -> None:
+    space = parse({"b": {"type": "int", "low": 0, "high": 5}})
+    grid_spec = StudySpec(("minimize",), space, "grid", {}, "none", {}, seed=None)  # unseeded: another order
+    first = Engine(grid_spec, [])
+    done = [StoredTrial(n, COMPLETE, first.ask(n), [1.0]) for n in range(3)]
+    running = StoredTrial(3, RUNNING, first.ask(3), None)
+    rebuilt = Engine(grid_spec, [*done, running])
+    rest = [rebuilt.ask(n)["b"] for n in (4, 5)]
+    assert sorted([*(t.params["b"] for t in done), running.params["b"], *rest]) == list(range(6))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import optuna
 import pytest
 from trackd.hpo import env_name
 from trackd_platform.errors import InvalidArgument
 from trackd_services.hpo import algorithms
+from trackd_services.hpo.domain import TrialState
+from trackd_services.hpo.engine import Engine, StudySpec
+from trackd_services.hpo.sampling import check_study
 from trackd_services.hpo.space import parse, parse_yaml
 
 SEEDS_EXAMPLE = """
@@ -93,3 +98,25 @@ def test_a_grid_too_large_to_enumerate_is_refused_before_it_is_built() -> None:
         algorithms.check("grid", "none", 1, huge)
     with pytest.raises(InvalidArgument, match="limit is 100,000"):
         algorithms.grid_space(parse({"x": {"type": "int", "low": 0, "high": 10**15}}))
+
+
+def test_every_sampler_offered_can_sample_or_is_refused_up_front() -> None:
+    space = parse({"x": {"type": "float", "low": 0, "high": 1}, "y": {"type": "float", "low": 0, "high": 1}})
+    for name in ("random", "tpe", "cmaes", "nsga2"):  # cmaes: its package is a server dependency
+        engine = Engine(StudySpec(("minimize",), space, name, {}, "none", {}, seed=1), [])
+        for number in range(12):  # past cmaes' startup trials, so its own package is used
+            engine.tell(number, TrialState.COMPLETE, [sum(engine.ask(number).values())])
+    if importlib.util.find_spec("torch") is None:
+        with pytest.raises(InvalidArgument, match="needs torch"):
+            algorithms.check("gp", "none", 1, space)
+    else:
+        algorithms.check("gp", "none", 1, space)
+
+
+def test_a_grid_study_runs_each_point_once() -> None:
+    fields = {"search_space": {"k": {"type": "int", "low": 1, "high": 3}}, "sampler": "grid", "sampler_options": {},
+              "pruner": "none", "pruner_options": {}, "objectives": [{"metric": "loss", "direction": 1}], "seed": None}
+    assert check_study({**fields, "max_trials": 0})["max_trials"] == 3
+    assert check_study({**fields, "max_trials": 10})["max_trials"] == 3
+    assert check_study({**fields, "max_trials": 2})["max_trials"] == 2
+    assert check_study({**fields, "sampler": "tpe", "max_trials": 0})["max_trials"] == 0
