@@ -1,17 +1,21 @@
-"""How a metric chunk's integer columns (steps and timestamps) are stored: written by the ingest
-service, read by the query service. One module, so both agree on the bytes.
+"""How a metric chunk's columns (int64 steps and timestamps, float64 values) are stored: written
+by the ingest service, read by the query service. One module, so both agree on the bytes.
 
 A column is one of:
 
-- raw: little-endian int64, its length a multiple of 8 — every chunk written before this format,
-  and chunks of fewer than MIN_COMPRESSED points (pcodec's header would outweigh them);
-- pcodec: a tag byte, then pcodec's standalone encoding (lossless), then one pad byte when that
-  would otherwise make the length a multiple of 8. Tag 0x01: no pad; 0x02: one trailing pad byte.
-  The length alone tells the two apart, so old chunks read unchanged, with no migration.
+- raw: little-endian int64 or float64, its length a multiple of 8 — every chunk written before
+  this format (values were always raw before), chunks of fewer than MIN_COMPRESSED points
+  (pcodec's header would outweigh them), and columns pcodec does not shrink (random float64);
+- pcodec: a tag byte, then pcodec's standalone encoding, then one pad byte when that would
+  otherwise make the length a multiple of 8. Tag 0x01: no pad; 0x02: one trailing pad byte.
+  The length alone tells the two apart — it is the chunk's format version — so old chunks read
+  unchanged, with no migration. The encoding names its own number type (int64 or float64).
 
-Regular steps take ~0 bytes a point this way and millisecond timestamps ~0.5 (24 → ~8 bytes a
-point with the raw float64 values), so a million-point series reads a third of the bytes. Values
-stay raw float64 here: bit for bit, NaN payloads included.
+pcodec is lossless bit for bit on float64 too: every NaN payload, ±Inf, -0.0, subnormals and the
+extremes come back with the bits they were written with (tests/unit/test_chunks.py holds it to
+that). Regular steps take ~0 bytes a point, millisecond timestamps ~0.5 and float32-origin values
+(a loss curve) ~3: a realistic point takes ~4 bytes where raw columns took 24. Random float64
+values stay raw (8 bytes a point).
 
 A chunk's overview (its row's `overview` column) lets a long series be drawn without reading every
 point: the chunk's first and last point and, per block of OVERVIEW_BLOCK points, the point of the
@@ -33,25 +37,48 @@ _PLAIN, _PADDED = b"\x01", b"\x02"
 
 def pack_ints(values: np.ndarray) -> bytes:
     """An int64 column as stored (see the module docstring)."""
-    values = np.ascontiguousarray(values, dtype="<i8")
+    return _pack(np.ascontiguousarray(values, dtype="<i8"))
+
+
+def unpack_ints(data: bytes) -> np.ndarray:
+    """The int64 column of `pack_ints`' bytes, or of raw bytes written before it (read-only when raw)."""
+    return _unpack(data, np.dtype("<i8"))
+
+
+def pack_floats(values: np.ndarray) -> bytes:
+    """A float64 column as stored (see the module docstring): every value's bits kept."""
+    return _pack(np.ascontiguousarray(values, dtype="<f8"))
+
+
+def unpack_floats(data: bytes) -> np.ndarray:
+    """The float64 column of `pack_floats`' bytes, or of raw bytes written before it (read-only when raw)."""
+    return _unpack(data, np.dtype("<f8"))
+
+
+def _pack(values: np.ndarray) -> bytes:
+    raw: bytes = values.tobytes()
     if len(values) < MIN_COMPRESSED:
-        return values.tobytes()
+        return raw
     encoded: bytes = standalone.simple_compress(values, ChunkConfig())
+    if len(encoded) + 2 >= len(raw):  # incompressible: raw is as small and faster to read
+        return raw
     if (len(encoded) + 1) % 8:
         return _PLAIN + encoded
     return _PADDED + encoded + b"\x00"
 
 
-def unpack_ints(data: bytes) -> np.ndarray:
-    """The int64 column of `pack_ints`' bytes, or of raw bytes written before it (read-only when raw)."""
+def _unpack(data: bytes, dtype: np.dtype) -> np.ndarray:
     if len(data) % 8 == 0:
-        return np.frombuffer(data, "<i8")
+        return np.frombuffer(data, dtype)
     tag, body = data[:1], data[1:]
     if tag == _PADDED:
         body = body[:-1]
     elif tag != _PLAIN:
         raise ValueError(f"unknown chunk column tag {tag!r}")
-    return np.asarray(standalone.simple_decompress(body), dtype=np.int64)
+    decoded = standalone.simple_decompress(body)
+    if decoded.dtype != dtype:
+        raise ValueError(f"chunk column holds {decoded.dtype}, {dtype} expected")
+    return np.asarray(decoded)
 
 
 def pack_overview(steps: np.ndarray, values: np.ndarray, timestamps: np.ndarray) -> bytes | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from trackd_platform.chunks import pack_ints, pack_overview, unpack_ints
+from trackd_platform.chunks import pack_floats, pack_ints, pack_overview, unpack_floats, unpack_ints
 from trackd_platform.errors import InvalidArgument, ResourceExhausted
 from trackd_platform.metric_series import CONTEXTS, KEY_MAX, Summary
 
@@ -56,11 +56,11 @@ class Chunk:
         return len(self.steps)
 
     def packed(self) -> tuple[bytes, bytes, bytes, bytes | None]:
-        """As stored: steps and timestamps through trackd_platform.chunks, values raw float64, and
+        """As stored: the three columns through trackd_platform.chunks (pcodec, bit for bit), and
         the chunk's overview (None for a small chunk or one holding NaN / ±Inf)."""
         steps, stamps = np.frombuffer(self.steps, np.int64), np.frombuffer(self.timestamps, np.int64)
         values = np.frombuffer(self.values, np.float64)
-        return pack_ints(steps), self.values.tobytes(), pack_ints(stamps), pack_overview(steps, values, stamps)
+        return pack_ints(steps), pack_floats(values), pack_ints(stamps), pack_overview(steps, values, stamps)
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def unpack(steps: bytes, values: bytes, timestamps: bytes) -> Chunk:
     """The inverse of `Chunk.packed()` (key and context are the caller's)."""
     s, v, t = array("q"), array("d"), array("q")
     s.frombytes(unpack_ints(steps).tobytes())
-    v.frombytes(values)
+    v.frombytes(unpack_floats(values).tobytes())
     t.frombytes(unpack_ints(timestamps).tobytes())
     return Chunk("", 0, s, v, t)
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from trackd_platform.chunks import OVERVIEW_BLOCK, unpack_ints, unpack_overview
+from trackd_platform.chunks import OVERVIEW_BLOCK, unpack_floats, unpack_ints, unpack_overview
 from tsdownsample import MinMaxLTTBDownsampler
 
 # Downsampling reads chunk overviews (one point in OVERVIEW_BLOCK / 2) when a series holds at least
@@ -41,7 +41,7 @@ def from_packed(chunks: Iterable[tuple[bytes, bytes, bytes]]) -> Points:
     if not parts:
         return EMPTY
     steps = np.concatenate([unpack_ints(s) for s, _, _ in parts])
-    values = np.concatenate([np.frombuffer(v, "<f8") for _, v, _ in parts])
+    values = np.concatenate([unpack_floats(v) for _, v, _ in parts])
     stamps = np.concatenate([unpack_ints(t) for _, _, t in parts])
     points = Points(steps, values, stamps)
     if len(steps) > 1 and not _ordered(points):
@@ -72,7 +72,7 @@ def from_chunks(chunks: Sequence[Chunk]) -> Points:
         b.first_step == a.last_step + 1 for a, b in zip(chunks, chunks[1:], strict=False))
     if not spans or not all(_increasing(unpack_ints(c.steps)) for c in chunks):
         return from_packed((c.steps, c.values, c.timestamps) for c in chunks)
-    values = np.concatenate([np.frombuffer(c.values, "<f8") for c in chunks])
+    values = np.concatenate([unpack_floats(c.values) for c in chunks])
     stamps = np.concatenate([unpack_ints(c.timestamps) for c in chunks])
     return Points(np.arange(chunks[0].first_step, chunks[-1].last_step + 1, dtype=np.int64), values, stamps)
 
