@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -110,29 +111,64 @@ def runs_to_frame(runs: Iterable[RunInfo]) -> Any:
     return pd.DataFrame(rows)
 
 
+# Larger answers are streamed (ExportMetric) rather than sent as one message, which gRPC caps:
+# a point takes about 27 bytes on the wire, so this stays far below the client's 16 MiB limit.
+UNARY_POINTS = 100_000
+
+
 def get_metric_history(
     run_id: str, key: str, *, context: str | None = None, max_points: int | None = None,
     start_step: int | None = None, end_step: int | None = None, client: Client | None = None,
 ) -> list[Point]:
     """The points of one series in step order: every point when `max_points` is None, else at
-    most that many (downsampled keeping the first, last, minimum and maximum points)."""
+    most that many (downsampled keeping the first, last, minimum and maximum points). Series of
+    any length: a large answer is streamed in parts and the list built part by part."""
     client = client or default_client()
-    response = client.call("query", client.query.GetMetricHistory, query_pb2.GetMetricHistoryRequest(
-        run_id=run_id, key=key, context=CONTEXTS[context].proto, max_points=max_points or 0,
-        start_step=start_step, end_step=end_step), timeout=max(60.0, client.settings.rpc_timeout_s))
-    return _points(response.series)
+    if max_points is not None and max_points < 0:
+        raise ValueError(f"max_points is None (every point) or a positive number, not {max_points}")
+    if max_points and max_points <= UNARY_POINTS:
+        response = client.call("query", client.query.GetMetricHistory, query_pb2.GetMetricHistoryRequest(
+            run_id=run_id, key=key, context=CONTEXTS[context].proto, max_points=max_points,
+            start_step=start_step, end_step=end_step), timeout=max(60.0, client.settings.rpc_timeout_s))
+        return _points(response.series)
+    points: list[Point] = []
+    for part in _export(client, query_pb2.ExportMetricRequest(
+            run_id=run_id, key=key, context=CONTEXTS[context].proto, max_points=max_points or 0,
+            start_step=start_step, end_step=end_step)):
+        points.extend(part)
+    return points
 
 
 def get_metric_histories(
     run_ids: Sequence[str], keys: Sequence[str], *, context: str | None = None, max_points: int | None = 1000,
     client: Client | None = None,
 ) -> dict[tuple[str, str], list[Point]]:
-    """Many runs × keys at once (at most 100 runs and 20 keys): {(run_id, key): points}."""
+    """Many runs × keys at once: {(run_id, key): points} for the series that have points.
+    Every point with `max_points=None`. Answered in one call when small enough (then at most
+    100 runs and 20 keys), else series by series, each streamed (any number and length)."""
     client = client or default_client()
-    response = client.call("query", client.query.GetMetricHistoryBulk, query_pb2.GetMetricHistoryBulkRequest(
-        run_ids=list(run_ids), keys=list(keys), context=CONTEXTS[context].proto,
-        max_points=max_points or 0))
-    return {(s.run_id, s.series.key): _points(s.series) for s in response.series}
+    if max_points is not None and max_points < 0:
+        raise ValueError(f"max_points is None (every point) or a positive number, not {max_points}")
+    if max_points and max_points * len(run_ids) * len(keys) <= UNARY_POINTS:
+        response = client.call("query", client.query.GetMetricHistoryBulk, query_pb2.GetMetricHistoryBulkRequest(
+            run_ids=list(run_ids), keys=list(keys), context=CONTEXTS[context].proto, max_points=max_points))
+        return {(s.run_id, s.series.key): _points(s.series) for s in response.series}
+    found: dict[tuple[str, str], list[Point]] = {}
+    for run_id in dict.fromkeys(_run_hex(r) for r in run_ids):
+        for key in dict.fromkeys(keys):
+            points = get_metric_history(run_id, key, context=context, max_points=max_points or None, client=client)
+            if points:
+                found[run_id, key] = points
+    return found
+
+
+def _run_hex(run_id: str) -> str:
+    """A run id as the services spell it (uuid hex); left as given when it is no uuid, for the
+    service to refuse."""
+    try:
+        return uuid.UUID(run_id).hex
+    except ValueError:
+        return run_id
 
 
 @dataclass(frozen=True)
@@ -163,7 +199,10 @@ def export_metric(run_id: str, key: str, *, context: str | None = None,
                   client: Client | None = None) -> Iterator[list[Point]]:
     """A full series in step order, part by part (about 65,536 points each)."""
     client = client or default_client()
-    request = query_pb2.ExportMetricRequest(run_id=run_id, key=key, context=CONTEXTS[context].proto)
+    return _export(client, query_pb2.ExportMetricRequest(run_id=run_id, key=key, context=CONTEXTS[context].proto))
+
+
+def _export(client: Client, request: query_pb2.ExportMetricRequest) -> Iterator[list[Point]]:
     try:
         for part in client.query.ExportMetric(request, timeout=3600):
             yield _points(part.series)

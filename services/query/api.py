@@ -23,7 +23,7 @@ from trackd_platform.vocabulary import MetricContext
 from . import analysis, history
 from .grammar import parse_filter, parse_order_by
 from .live import PointsHub
-from .store import Columns, Latest, LatestReader, QueryStore, Selection
+from .store import EXPORT_PART_POINTS, Columns, Latest, LatestReader, QueryStore, Selection
 
 MAX_BULK_RUNS, MAX_BULK_KEYS = 100, 20
 MAX_COMPARED_RUNS = 100
@@ -193,15 +193,31 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     ) -> AsyncIterator[query_pb2.ExportMetricResponse]:
         run_id = parse_id("run_id", request.run_id)
         key, ctx = _key(request.key, request.context)
+        if request.max_points < 0:
+            raise InvalidArgument(f"max_points is 0 (every point) or a positive number, got {request.max_points}")
+        start = request.start_step if request.HasField("start_step") else None
+        end = request.end_step if request.HasField("end_step") else None
         reader = SlowReader(context, self._slow_reader_s, call="ExportMetric",
                             then="export again and skip the steps already received")
         try:
-            async for part in self._store.export(run_id, key, ctx):
+            async for part in self._export(run_id, key, ctx, start, end, request.max_points):
                 reader.waiting()
                 yield query_pb2.ExportMetricResponse(series=_series(key, ctx, part))
                 reader.taken()
         finally:
             reader.taken()
+
+    async def _export(self, run_id: uuid.UUID, key: str, context: int, start: int | None, end: int | None,
+                      max_points: int) -> AsyncIterator[history.Points]:
+        if not max_points:  # chunk by chunk: memory bounded however long the series
+            async for part in self._store.export(run_id, key, context, start, end):
+                yield part
+            return
+        shown, _ = await self._store.downsampled(run_id, key, context, start, end, max_points)
+        if not len(shown):
+            await self._store.require_run(run_id)  # NOT_FOUND for an unknown run, as a full export
+        for at in range(0, len(shown), EXPORT_PART_POINTS):
+            yield shown.take(slice(at, at + EXPORT_PART_POINTS))
 
     async def GetLatestMetrics(
         self, request: query_pb2.GetLatestMetricsRequest, context: Context

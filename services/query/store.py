@@ -327,12 +327,14 @@ class QueryStore:
         return {name: history.in_range(history.from_packed(parts), from_step, None)
                 for name, parts in grouped.items()}
 
-    async def export(self, run_id: uuid.UUID, key: str, context: int) -> AsyncIterator[history.Points]:
-        """A series in step order, in parts of about EXPORT_PART_POINTS, holding in memory only
-        the chunks whose steps overlap. Chunks are read by keyset, in pages of EXPORT_PAGE_CHUNKS
-        in (first_step, chunk_id) order, each page with a connection of its own for one query: no
-        pooled connection is held while a part waits for the client to take it, however slowly it
-        reads. Points committed while an export runs may or may not be in it."""
+    async def export(self, run_id: uuid.UUID, key: str, context: int, start: int | None = None,
+                     end: int | None = None) -> AsyncIterator[history.Points]:
+        """A series within [start, end] in step order, in parts of about EXPORT_PART_POINTS
+        (none empty), holding in memory only the chunks whose steps overlap. Chunks are read by
+        keyset, in pages of EXPORT_PAGE_CHUNKS in (first_step, chunk_id) order, each page with a
+        connection of its own for one query: no pooled connection is held while a part waits for
+        the client to take it, however slowly it reads.
+        Points committed while an export runs may or may not be in it."""
         series_id = await self._pool.fetchval(
             "SELECT id FROM metric_series WHERE run_id = $1 AND key = $2 AND context = $3", run_id, key, context)
         if series_id is None:
@@ -345,24 +347,26 @@ class QueryStore:
             rows = await self._pool.fetch(
                 """SELECT first_step, chunk_id, steps, vals, timestamps FROM metric_chunks
                    WHERE run_id = $1 AND series_id = $2 AND (first_step, chunk_id) > ($3, $4)
+                     AND ($6::bigint IS NULL OR last_step >= $6) AND ($7::bigint IS NULL OR first_step <= $7)
                    ORDER BY first_step, chunk_id LIMIT $5""",
-                run_id, series_id, after[0], after[1], EXPORT_PAGE_CHUNKS)
+                run_id, series_id, after[0], after[1], EXPORT_PAGE_CHUNKS, start, end)
             for row in rows:
                 if size >= EXPORT_PART_POINTS:  # every pending point below this chunk's first step is final
                     merged = history.merge_sorted(pending)
                     cut = int(np.searchsorted(merged.steps, row["first_step"], "left"))
-                    for start in range(0, cut, EXPORT_PART_POINTS):
-                        yield merged.take(slice(start, min(start + EXPORT_PART_POINTS, cut)))
+                    for at in range(0, cut, EXPORT_PART_POINTS):
+                        yield merged.take(slice(at, min(at + EXPORT_PART_POINTS, cut)))
                     pending, size = [merged.take(slice(cut, None))], len(merged) - cut
-                chunk = history.from_packed([(row["steps"], row["vals"], row["timestamps"])])
+                chunk = history.in_range(history.from_packed([(row["steps"], row["vals"], row["timestamps"])]),
+                                         start, end)
                 pending.append(chunk)
                 size += len(chunk)
             if len(rows) < EXPORT_PAGE_CHUNKS:
                 break
             after = (rows[-1]["first_step"], rows[-1]["chunk_id"])
         rest = history.merge_sorted(pending)
-        for start in range(0, len(rest), EXPORT_PART_POINTS):
-            yield rest.take(slice(start, start + EXPORT_PART_POINTS))
+        for at in range(0, len(rest), EXPORT_PART_POINTS):
+            yield rest.take(slice(at, at + EXPORT_PART_POINTS))
 
 
 class LatestReader:

@@ -192,14 +192,20 @@ class AggregateMetricResponse(_message.Message):
     def __init__(self, bucket_width: _Optional[int] = ..., buckets: _Optional[_Iterable[_Union[Bucket, _Mapping]]] = ...) -> None: ...
 
 class ExportMetricRequest(_message.Message):
-    __slots__ = ("run_id", "key", "context")
+    __slots__ = ("run_id", "key", "context", "start_step", "end_step", "max_points")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    START_STEP_FIELD_NUMBER: _ClassVar[int]
+    END_STEP_FIELD_NUMBER: _ClassVar[int]
+    MAX_POINTS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     key: str
     context: _ingest_pb2.MetricContext
-    def __init__(self, run_id: _Optional[str] = ..., key: _Optional[str] = ..., context: _Optional[_Union[_ingest_pb2.MetricContext, str]] = ...) -> None: ...
+    start_step: int
+    end_step: int
+    max_points: int
+    def __init__(self, run_id: _Optional[str] = ..., key: _Optional[str] = ..., context: _Optional[_Union[_ingest_pb2.MetricContext, str]] = ..., start_step: _Optional[int] = ..., end_step: _Optional[int] = ..., max_points: _Optional[int] = ...) -> None: ...
 
 class ExportMetricResponse(_message.Message):
     __slots__ = ("series",)

@@ -142,7 +142,8 @@ class QueryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExportMetric(self, request, context):
-        """A full series in step order, streamed in parts, for offline analysis.
+        """A series in step order, streamed in parts: every point, or downsampled to max_points
+        (any number, unlike GetMetricHistory, whose answer must fit one message).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

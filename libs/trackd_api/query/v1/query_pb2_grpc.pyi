@@ -44,7 +44,9 @@ class QueryServiceStub:
     AggregateMetric: _grpc.UnaryUnaryMultiCallable[_query_pb2.AggregateMetricRequest, _query_pb2.AggregateMetricResponse]
     """Per step bucket min / max / mean / last / count over the points of one or more runs."""
     ExportMetric: _grpc.UnaryStreamMultiCallable[_query_pb2.ExportMetricRequest, _query_pb2.ExportMetricResponse]
-    """A full series in step order, streamed in parts, for offline analysis."""
+    """A series in step order, streamed in parts: every point, or downsampled to max_points
+    (any number, unlike GetMetricHistory, whose answer must fit one message).
+    """
     GetLatestMetrics: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetLatestMetricsRequest, _query_pb2.GetLatestMetricsResponse]
     """The latest point of every series of a run: the Redis cache, else PostgreSQL."""
     CompareRuns: _grpc.UnaryUnaryMultiCallable[_query_pb2.CompareRunsRequest, _query_pb2.CompareRunsResponse]
@@ -77,7 +79,9 @@ class QueryServiceAsyncStub(QueryServiceStub):
     AggregateMetric: _aio.UnaryUnaryMultiCallable[_query_pb2.AggregateMetricRequest, _query_pb2.AggregateMetricResponse]  # type: ignore[assignment]
     """Per step bucket min / max / mean / last / count over the points of one or more runs."""
     ExportMetric: _aio.UnaryStreamMultiCallable[_query_pb2.ExportMetricRequest, _query_pb2.ExportMetricResponse]  # type: ignore[assignment]
-    """A full series in step order, streamed in parts, for offline analysis."""
+    """A series in step order, streamed in parts: every point, or downsampled to max_points
+    (any number, unlike GetMetricHistory, whose answer must fit one message).
+    """
     GetLatestMetrics: _aio.UnaryUnaryMultiCallable[_query_pb2.GetLatestMetricsRequest, _query_pb2.GetLatestMetricsResponse]  # type: ignore[assignment]
     """The latest point of every series of a run: the Redis cache, else PostgreSQL."""
     CompareRuns: _aio.UnaryUnaryMultiCallable[_query_pb2.CompareRunsRequest, _query_pb2.CompareRunsResponse]  # type: ignore[assignment]
@@ -137,7 +141,9 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_pb2.ExportMetricRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_query_pb2.ExportMetricResponse], _abc.AsyncIterator[_query_pb2.ExportMetricResponse]]:
-        """A full series in step order, streamed in parts, for offline analysis."""
+        """A series in step order, streamed in parts: every point, or downsampled to max_points
+        (any number, unlike GetMetricHistory, whose answer must fit one message).
+        """
 
     @_abc_1.abstractmethod
     def GetLatestMetrics(
