@@ -4,9 +4,10 @@ attempts, metric history and downsampling, the latest-metric fallback, analysis,
 from __future__ import annotations
 
 import math
+import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import grpc
 import pytest
@@ -203,6 +204,38 @@ def test_history_downsampling_keeps_extremes_and_the_last_point(stack: EmbeddedS
     assert trackd.get_metric_history(run.info.id, "missing") == []
     with pytest.raises(NotFound):
         trackd.get_metric_history("0" * 32, "wave")
+
+
+# float64 bit patterns a float comparison would blur (NaN payloads, signalling NaNs, ±Inf, -0.0,
+# subnormals, the extremes): stored compressed, they must come back with the same bits
+SPECIAL_BITS = [0x7FF8_0000_0000_0000, 0xFFF8_0000_0000_0000, 0x7FF8_0000_0000_0001, 0x7FFF_FFFF_FFFF_FFFF,
+                0xFFF0_0000_DEAD_BEEF, 0x7FF0_0000_0000_0001, 0x7FF4_0000_0000_0000, 0x7FF0_0000_0000_0000,
+                0xFFF0_0000_0000_0000, 0x8000_0000_0000_0000, 0x0000_0000_0000_0001, 0x000F_FFFF_FFFF_FFFF,
+                0x8000_0000_0000_0001, 0x7FEF_FFFF_FFFF_FFFF, 0xFFEF_FFFF_FFFF_FFFF]
+
+
+def _bits(values: Iterable[float]) -> list[int]:
+    return [struct.unpack("<Q", struct.pack("<d", v))[0] for v in values]
+
+
+def test_special_float_values_come_back_bit_for_bit(stack: EmbeddedStack, unique: Callable[[str], str]) -> None:
+    """A loss curve with every special value in it (a compressed chunk) and the special values
+    alone (a chunk too short to compress) read back with their exact bits, whole and exported."""
+    specials = [struct.unpack("<d", struct.pack("<Q", b))[0] for b in SPECIAL_BITS]
+    curve = [struct.unpack("<f", struct.pack("<f", 2.5 / (i + 1)))[0] for i in range(2_000)]
+    mixed = curve[:1_000] + specials + curve[1_000:]
+    with trackd.start_run(experiment=unique("bits"), system_metrics=False) as run:
+        _write(stack, run.info.id, "mixed", list(range(len(mixed))), mixed)
+        _write(stack, run.info.id, "alone", list(range(len(specials))), specials)
+    with grpc.insecure_channel(stack.client_env()["TRACKD_QUERY_TARGET"]) as channel:
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        for key, sent in (("mixed", mixed), ("alone", specials)):
+            history = stub.GetMetricHistory(query_pb2.GetMetricHistoryRequest(run_id=run.info.id, key=key),
+                                            timeout=30)
+            assert list(history.series.steps) == list(range(len(sent)))
+            assert _bits(history.series.values) == _bits(sent), key
+            parts = stub.ExportMetric(query_pb2.ExportMetricRequest(run_id=run.info.id, key=key), timeout=30)
+            assert _bits(v for part in parts for v in part.series.values) == _bits(sent), key
 
 
 def test_bulk_history_and_aggregation_across_seeds(stack: EmbeddedStack, unique: Callable[[str], str]) -> None:
