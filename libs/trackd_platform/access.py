@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 
 EXEMPT_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 RETRY_AFTER = "retry-after-ms"  # trailing metadata of a rate-limited call: wait this long, then retry
-# An open stream re-checks its caller this often. A lookup is cached up to 5 s
-# (trackd_platform.tokens.CACHE_TTL_S), so a revoked token's streams end within 5 s + this.
+# An open stream re-checks its caller this often. A lookup is cached up to 3 s
+# (trackd_platform.tokens.CACHE_TTL_S), so a revoked token's streams end within 3 s + this.
 STREAM_RECHECK_S = 1.0
 
 

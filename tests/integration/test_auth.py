@@ -423,7 +423,9 @@ def test_the_web_ui_acts_with_the_callers_token_and_never_more(world: World, uni
     _, reader = world.token(a.name, auth_pb2.ROLE_READ)
     web = world.stack.web_url
     with httpx.Client(base_url=web, timeout=30) as anonymous:
-        assert anonymous.get(f"/runs/{a.run_id}").status_code == 401
+        page = anonymous.get(f"/runs/{a.run_id}")  # a page sends the browser to sign in; data answers 401
+        assert page.status_code == 303 and page.headers["location"].startswith("/login"), page.headers
+        assert anonymous.get(f"/api/runs/{a.run_id}/history?key=loss").status_code == 401
     with httpx.Client(base_url=web, timeout=30, headers={"authorization": f"Bearer {reader}"}) as client:
         page = client.get(f"/runs/{a.run_id}?tab=overview")
         assert page.status_code == 200
