@@ -72,6 +72,7 @@ class TrialInfo:
     values: list[float]
     run_id: str
     attempt: int
+    fail_reason: str = ""  # why a FAIL failed (Trial.fail's reason, or "worker lost: …")
 
     @property
     def value(self) -> float | None:
@@ -80,7 +81,7 @@ class TrialInfo:
     @classmethod
     def from_proto(cls, t: hpo_pb2.Trial) -> TrialInfo:
         return cls(t.id, t.number, STATES[t.state], json.loads(t.params_json or "{}"), list(t.values), t.run_id,
-                   t.attempt)
+                   t.attempt, t.fail_reason)
 
 
 RETRY_FOR_S = 90.0  # how long calls wait out a restarting controller
@@ -175,6 +176,31 @@ def stop_study(study: str, *, client: Client | None = None) -> StudyInfo:
     client = client or default_client()
     study_id = get_study(study, client=client).id
     return StudyInfo.from_proto(call(client, "StopStudy", hpo_pb2.StopStudyRequest(study_id=study_id)).study)
+
+
+def pause_study(study: str, *, client: Client | None = None) -> StudyInfo:
+    """No trial is handed out until `resume_study`; running trials go on (their results count)."""
+    client = client or default_client()
+    study_id = get_study(study, client=client).id
+    return StudyInfo.from_proto(call(client, "PauseStudy", hpo_pb2.PauseStudyRequest(study_id=study_id)).study)
+
+
+def resume_study(study: str, *, client: Client | None = None) -> StudyInfo:
+    """Hand out trials again (a paused study, or one created paused)."""
+    client = client or default_client()
+    study_id = get_study(study, client=client).id
+    return StudyInfo.from_proto(call(client, "StartStudy", hpo_pb2.StartStudyRequest(study_id=study_id)).study)
+
+
+def enqueue_trial(study: str, params: Mapping[str, Any], *, client: Client | None = None) -> TrialInfo:
+    """A trial with these params (a known-good configuration: a warm start), handed out before
+    any sampled one, as Optuna's `study.enqueue_trial`; params left out are sampled. Raises
+    InvalidArgument for params outside the study's search space."""
+    client = client or default_client()
+    study_id = get_study(study, client=client).id
+    response = call(client, "EnqueueTrial", hpo_pb2.EnqueueTrialRequest(study_id=study_id,
+                                                                        params_json=json.dumps(dict(params))))
+    return TrialInfo.from_proto(response.trial)
 
 
 class TrialPruned(Exception):  # noqa: N818 (Optuna's name, which users know)

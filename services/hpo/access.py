@@ -18,6 +18,7 @@ RULES = rules_for("trackd.hpo.v1.HpoService", {
     "StartStudy": Rule(WRITE, _study),
     "PauseStudy": Rule(WRITE, _study),
     "StopStudy": Rule(WRITE, _study),
+    "EnqueueTrial": Rule(WRITE, _study),
     "ListTrials": Rule(READ, _study),
     "GetBestTrials": Rule(READ, _study),
     "AcquireTrial": Rule(WRITE, _study),

@@ -50,7 +50,7 @@ def trial_to_proto(t: TrialRow) -> hpo_pb2.Trial:
         params_json=json.dumps(t.params, sort_keys=True), values=t.values or [],
         run_id=format_id(t.run_id) if t.run_id else "", attempt=t.attempt, worker=t.worker,
         lease_expire_time=timestamp(t.lease_expires), start_time=timestamp(t.started_at),
-        end_time=timestamp(t.ended_at))
+        end_time=timestamp(t.ended_at), fail_reason=t.fail_reason)
 
 
 class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
@@ -114,6 +114,11 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
         study = await self._controller.transition(parse_id("study_id", request.study_id), StudyState.STOPPED)
         return hpo_pb2.StopStudyResponse(study=study_to_proto(study))
 
+    async def EnqueueTrial(self, request: Any, context: Any) -> hpo_pb2.EnqueueTrialResponse:
+        trial = await self._controller.enqueue(parse_id("study_id", request.study_id),
+                                               _options("params_json", request.params_json))
+        return hpo_pb2.EnqueueTrialResponse(trial=trial_to_proto(trial))
+
     async def ListTrials(self, request: Any, context: Any) -> hpo_pb2.ListTrialsResponse:
         study_id = parse_id("study_id", request.study_id)
         await self._store.get(study_id=study_id)
@@ -150,5 +155,5 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
 
     async def FailTrial(self, request: Any, context: Any) -> hpo_pb2.FailTrialResponse:
         trial = await self._controller.finish(parse_id("trial_id", request.trial_id), request.worker,
-                                              TrialState.FAIL, [])
+                                              TrialState.FAIL, [], request.reason)
         return hpo_pb2.FailTrialResponse(trial=trial_to_proto(trial))

@@ -20,7 +20,7 @@ from . import domain
 from .domain import StudyRow, StudyState, TrialRow, TrialState
 from .leases import Reaper
 from .runs import RunsClient
-from .sampling import Sampling, check_study
+from .sampling import Sampling, check_study, spec_of
 from .store import StudyStore, StudyTx
 
 
@@ -68,6 +68,30 @@ class Controller:
             await self._sampling.rebuild_queue(study_id)
             self._sampling.refill_soon(study_id)
         return await self._store.get(study_id=study_id)
+
+    async def enqueue(self, study_id: uuid.UUID, params: dict[str, Any]) -> TrialRow:
+        """A WAITING trial with these params (the space's others sampled), handed out before any
+        sampled trial: those sampled ahead that no worker started are dropped (sampled again
+        after it, as they were sampled without it). InvalidArgument for params outside the
+        space; FailedPrecondition when the study ended or reached a limit."""
+        async with self._sampling.serialized(study_id), self._store.locked(study_id) as tx:
+            space = spec_of(tx.study).space
+            space.check_params(params)
+            if tx.study.sampler == "grid" and (missing := {p.name for p in space.params} - set(params)):
+                names = ", ".join(sorted(missing))
+                raise InvalidArgument(f"a grid study's enqueued trial is a grid point: give {names} too")
+            if await tx.drop_unstarted(keep_enqueued=True):
+                self._sampling.forget(study_id)
+                await tx.refresh()
+            domain.check_enqueue(tx.study, datetime.now(UTC))
+            engine = await self._sampling.engine(tx.study, tx)
+            number = await tx.next_number()
+            params = await asyncio.to_thread(engine.ask_enqueued, number, params)
+            trial = await tx.insert_trial(number, params, enqueued=True)
+        if tx.study.state == StudyState.RUNNING:
+            await self._sampling.rebuild_queue(study_id)  # enqueued trials first
+            self._sampling.refill_soon(study_id)
+        return trial
 
     async def acquire(self, study_id: uuid.UUID, worker: str) -> Acquired:
         """A trial to run: the one already leased to this worker (its answer was lost), else the
@@ -132,15 +156,16 @@ class Controller:
                 return False
             return await asyncio.to_thread(engine.report, trial.number, step, value)
 
-    async def finish(self, trial_id: uuid.UUID, worker: str, state: TrialState, values: Sequence[float]) -> TrialRow:
-        """COMPLETE (with one value per objective), PRUNED or FAIL. Finishing a trial again in the
-        same way is a no-op (idempotent); differently, FAILED_PRECONDITION."""
+    async def finish(self, trial_id: uuid.UUID, worker: str, state: TrialState, values: Sequence[float],
+                     reason: str = "") -> TrialRow:
+        """COMPLETE (with one value per objective), PRUNED or FAIL (with its `reason`). Finishing
+        a trial again in the same way is a no-op (idempotent); differently, FAILED_PRECONDITION."""
         study_id = await self._store.study_of(trial_id)
         async with self._sampling.serialized(study_id):
             async with self._store.locked(study_id) as tx:
                 domain.check_lease(trial := await tx.trial(trial_id), worker)
                 if not (repeat := domain.check_finish(trial, tx.study, state, values)):
-                    await self._end_trial(tx, trial, state, values)
+                    await self._end_trial(tx, trial, state, values, domain.fail_reason(reason))
             if not repeat:
                 ok = state in (TrialState.COMPLETE, TrialState.PRUNED)
                 await self._runs.end_if_running(trial.run_id, RunStatus.FINISHED if ok else RunStatus.FAILED)
@@ -148,12 +173,13 @@ class Controller:
         self._sampling.refill_soon(study_id)
         return trial
 
-    async def _end_trial(self, tx: StudyTx, trial: TrialRow, state: TrialState, values: Sequence[float]) -> None:
+    async def _end_trial(self, tx: StudyTx, trial: TrialRow, state: TrialState, values: Sequence[float],
+                         reason: str) -> None:
         if state == TrialState.PRUNED:  # its value is the last it reported
             last = await tx.last_intermediate(trial.id)
             values = [last] if last is not None else []
         engine = await self._sampling.engine(tx.study, tx)
-        await tx.end_trial(trial.id, state, values or None)
+        await tx.end_trial(trial.id, state, values or None, reason if state == TrialState.FAIL else "")
         engine.tell(trial.number, state, values)
         await self._reaper.finish_if_done(tx)
 

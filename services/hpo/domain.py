@@ -79,6 +79,7 @@ class TrialRow:
     lease_expires: datetime | None
     started_at: datetime | None
     ended_at: datetime | None
+    fail_reason: str = ""  # FailTrial's reason, or why the service failed it
 
 
 def directions(objectives: Sequence[Mapping[str, Any]]) -> tuple[Literal["minimize", "maximize"], ...]:
@@ -162,6 +163,23 @@ def check_lease(trial: TrialRow, worker: str) -> None:
     worker is not checked)."""
     if trial.state == TrialState.RUNNING and worker and trial.worker != worker:
         raise Aborted(f"trial {trial.number} is leased by {trial.worker!r}, not {worker!r}")
+
+
+MAX_FAIL_REASON = 1_000
+
+
+def fail_reason(reason: str) -> str:
+    """A FailTrial reason as kept: at most MAX_FAIL_REASON characters."""
+    return reason if len(reason) <= MAX_FAIL_REASON else reason[:MAX_FAIL_REASON - 1] + "…"
+
+
+def check_enqueue(study: StudyRow, now: datetime) -> None:
+    """Raise FailedPrecondition unless a trial may be enqueued: the study has not ended, and
+    (its unstarted trials sampled ahead dropped first) has room below its limits."""
+    if study.state.ended:
+        raise FailedPrecondition(f"study {study.name!r} has ended; create a new one to search again")
+    if limit := exhausted(study, now):
+        raise FailedPrecondition(f"study {study.name!r} reached {limit.value}: no trial can be added")
 
 
 def check_value(value: float) -> None:

@@ -84,6 +84,12 @@ class Engine:
         """Params for the new trial `number`, sampled from the study's history."""
         return self._register(number, self._study.ask())
 
+    def ask_enqueued(self, number: int, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Params for the new trial `number`: these (Optuna's enqueue_trial), the space's
+        others sampled."""
+        self._study.enqueue_trial(dict(params))
+        return self._register(number, self._study.ask())
+
     def report(self, number: int, step: int, value: float) -> bool:
         """Record an intermediate value; True when the pruner says stop."""
         trial = self._open[number]

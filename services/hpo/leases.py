@@ -50,7 +50,7 @@ class Reaper:
             await tx.requeue(trial.id)
         else:
             log.info("trial %d of %s: %s and no retry is left: failed", trial.number, study.name, why)
-            await tx.end_trial(trial.id, TrialState.FAIL, None)
+            await tx.end_trial(trial.id, TrialState.FAIL, None, f"worker lost: {why}")
             engine.tell(trial.number, TrialState.FAIL)
 
     async def finish_if_done(self, tx: StudyTx) -> None:

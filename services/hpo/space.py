@@ -63,6 +63,22 @@ class Space:
     def distributions(self) -> dict[str, BaseDistribution]:
         return {p.name: p.distribution() for p in self.params}
 
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """Raise InvalidArgument unless each of `params` is a param of the space with a value it
+        may take (a subset: the others are sampled)."""
+        known = {p.name: p for p in self.params}
+        for name, value in params.items():
+            if (p := known.get(name)) is None:
+                raise InvalidArgument(f"the study has no param {name!r} (params: {', '.join(known)})")
+            dist = p.distribution()
+            try:
+                ok = not isinstance(value, bool) or p.type == "categorical"
+                ok = ok and dist._contains(dist.to_internal_repr(value))
+            except (ValueError, TypeError):
+                ok = False
+            if not ok:
+                raise InvalidArgument(f"param {name!r}: {value!r} is outside the space ({_describe(p)})")
+
     def suggest(self, trial: optuna.Trial) -> dict[str, Choice]:
         """Draw one configuration through `trial`; conditional parameters whose condition does not
         hold are left out (and never suggested, so samplers do not see them)."""
@@ -74,6 +90,13 @@ class Space:
 
 
 _MISSING = object()
+
+
+def _describe(p: Param) -> str:
+    if p.type == "categorical":
+        return "one of " + ", ".join(map(repr, p.choices))
+    step = f", step {p.step:g}" if p.step is not None else ""
+    return f"{p.type} from {p.low:g} to {p.high:g}{step}{', log' if p.log else ''}"
 
 
 def _number(name: str, spec: Mapping[str, Any], key: str) -> float:

@@ -42,7 +42,7 @@ def _trial(row: asyncpg.Record) -> TrialRow:
         id=row["id"], study_id=row["study_id"], number=row["number"], state=TrialState(row["state"]),
         params=_json(row["params"]), values=list(row["objective_values"]) if row["objective_values"] else None,
         run_id=row["run_id"], attempt=row["attempt"], worker=row["worker"], lease_expires=row["lease_expires"],
-        started_at=row["started_at"], ended_at=row["ended_at"])
+        started_at=row["started_at"], ended_at=row["ended_at"], fail_reason=row["fail_reason"])
 
 
 # Queries made both under a study's lock (on its transaction's connection) and outside (on the
@@ -73,7 +73,8 @@ async def _leased_to(db: Any, study_id: uuid.UUID, worker: str) -> TrialRow | No
 
 
 async def _waiting_ids(db: Any, study_id: uuid.UUID) -> list[uuid.UUID]:
-    rows = await db.fetch("SELECT id FROM trials WHERE study_id = $1 AND state = $2 ORDER BY number",
+    """In the order they are handed out: enqueued trials first (as enqueued), then by number."""
+    rows = await db.fetch("SELECT id FROM trials WHERE study_id = $1 AND state = $2 ORDER BY NOT enqueued, number",
                           study_id, _WAITING)
     return [r["id"] for r in rows]
 
@@ -145,11 +146,11 @@ class StudyTx:
         return int(await self._conn.fetchval(
             "SELECT coalesce(max(number) + 1, 0) FROM trials WHERE study_id = $1", self.study.id))
 
-    async def insert_trial(self, number: int, params: dict[str, Any]) -> TrialRow:
-        """A new WAITING trial."""
+    async def insert_trial(self, number: int, params: dict[str, Any], *, enqueued: bool = False) -> TrialRow:
+        """A new WAITING trial (`enqueued`: its params were given, see `waiting_ids`)."""
         return _trial(await self._conn.fetchrow(
-            "INSERT INTO trials (id, study_id, number, state, params) VALUES ($1, $2, $3, $4, $5) RETURNING *",
-            uuid.uuid4(), self.study.id, number, _WAITING, json.dumps(params)))
+            "INSERT INTO trials (id, study_id, number, state, params, enqueued) VALUES ($1, $2, $3, $4, $5, $6) "
+            "RETURNING *", uuid.uuid4(), self.study.id, number, _WAITING, json.dumps(params), enqueued))
 
     async def expired(self) -> list[TrialRow]:
         """Running trials whose lease has expired."""
@@ -183,16 +184,21 @@ class StudyTx:
             "SELECT value FROM trial_intermediates WHERE trial_id = $1 ORDER BY step DESC LIMIT 1", trial_id)
         return None if value is None else float(value)
 
-    async def end_trial(self, trial_id: uuid.UUID, state: TrialState, values: Sequence[float] | None) -> None:
+    async def end_trial(self, trial_id: uuid.UUID, state: TrialState, values: Sequence[float] | None,
+                        reason: str = "") -> None:
+        """`reason`: why a FAIL failed (kept as given: see domain.fail_reason)."""
         await self._conn.execute(
-            """UPDATE trials SET state = $2, objective_values = $3, ended_at = now(), lease_expires = NULL
-               WHERE id = $1""", trial_id, state, list(values) if values is not None else None)
+            """UPDATE trials SET state = $2, objective_values = $3, ended_at = now(), lease_expires = NULL,
+                                 fail_reason = $4
+               WHERE id = $1""", trial_id, state, list(values) if values is not None else None, reason)
 
-    async def drop_unstarted(self) -> int:
+    async def drop_unstarted(self, *, keep_enqueued: bool = False) -> int:
         """Delete the trials sampled ahead that no worker ever started (the study ended before
-        they were needed); retries waiting for a worker stay. Returns how many."""
+        they were needed, or an enqueued trial goes first); retries waiting for a worker stay,
+        and with `keep_enqueued` the enqueued ones. Returns how many."""
         status = await self._conn.execute(
-            "DELETE FROM trials WHERE study_id = $1 AND state = $2 AND started_at IS NULL", self.study.id, _WAITING)
+            "DELETE FROM trials WHERE study_id = $1 AND state = $2 AND started_at IS NULL AND NOT (enqueued AND $3)",
+            self.study.id, _WAITING, keep_enqueued)
         return int(status.split()[-1])
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from trackd_platform.vocabulary import TrialState
 from trackd import hpo as sdk
 from trackd._client import Client
 from trackd._hpo_worker import LEASE_LOST, heartbeats, run_slots
+from trackd._query import get_latest_metrics
 from trackd.cli.tables import _fail, _table, console
 from trackd.errors import FailedPrecondition, TrackdError
 
@@ -76,6 +78,9 @@ def show(
                   f"{info.failed} failed, {info.running} running (max {info.max_trials or '∞'})")
     _table("best trials", ("#", "values", "params", "run"),
            ((str(t.number), ", ".join(f"{v:.6g}" for v in t.values), json.dumps(t.params), t.run_id) for t in best))
+    if failed := [t for t in found if t.state == TrialState.FAIL.name]:
+        _table(f"failed trials (last {min(len(failed), 10)} of {len(failed)})", ("#", "attempt", "reason"),
+               ((str(t.number), str(t.attempt), t.fail_reason) for t in failed[-10:]))
     complete = [t for t in found if t.state == TrialState.COMPLETE.name and len(t.values) == 1]
     if len(info.objectives) == 1 and len(complete) >= 2:
         try:
@@ -134,9 +139,52 @@ def trials(study: str) -> None:
         found = sdk.list_trials(study)
     except TrackdError as exc:
         raise _fail(exc) from None
-    _table(f"trials of {study}", ("#", "state", "values", "params", "attempt"),
-           ((str(t.number), t.state, ", ".join(f"{v:.6g}" for v in t.values), json.dumps(t.params), str(t.attempt))
-            for t in found))
+    _table(f"trials of {study}", ("#", "state", "values", "params", "attempt", "fail reason"),
+           ((str(t.number), t.state, ", ".join(f"{v:.6g}" for v in t.values), json.dumps(t.params), str(t.attempt),
+             t.fail_reason) for t in found))
+
+
+@app.command("pause")
+def pause(study: str) -> None:
+    """Pause a study: no trial is handed out until `trackd hpo resume`; running ones go on."""
+    try:
+        info = sdk.pause_study(study)
+    except TrackdError as exc:
+        raise _fail(exc) from None
+    console.print(f"study {info.name}: {info.state}")
+
+
+@app.command("resume")
+def resume(study: str) -> None:
+    """Resume a paused study (or start one created paused)."""
+    try:
+        info = sdk.resume_study(study)
+    except TrackdError as exc:
+        raise _fail(exc) from None
+    console.print(f"study {info.name}: {info.state}")
+
+
+@app.command("enqueue")
+def enqueue(
+    study: str,
+    params: list[str] = typer.Argument(..., help="NAME=VALUE (a JSON value, else a string), one per param; "
+                                                  "params left out are sampled."),
+) -> None:
+    """Run a trial with these params before any sampled one (a warm start: a known-good config)."""
+    given: dict[str, object] = {}
+    for item in params:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{item!r} is not NAME=VALUE")
+        try:
+            given[name] = json.loads(text)
+        except ValueError:
+            given[name] = text
+    try:
+        trial = sdk.enqueue_trial(study, given)
+    except TrackdError as exc:
+        raise _fail(exc) from None
+    console.print(f"trial {trial.number} enqueued: {json.dumps(trial.params)}")
 
 
 @app.command("stop")
@@ -149,9 +197,26 @@ def stop(study: str) -> None:
     console.print(f"study {info.name}: {info.state}")
 
 
-def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s: int) -> str:
+LOGGED_WAIT_S = 5.0  # how long the last logged points may take to be readable after the process exits
+
+
+def _logged_values(client: Client, run_id: str, metrics: list[str]) -> list[float] | None:
+    """The last value the run logged of each metric, None unless it logged all of them."""
+    deadline = time.monotonic() + LOGGED_WAIT_S
+    while True:
+        latest = get_latest_metrics(run_id, client=client) if run_id else {}
+        if all(m in latest for m in metrics):
+            return [latest[m] for m in metrics]
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.25)
+
+
+def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s: int, metrics: list[str]) -> str:
     """Run one trial as a subprocess: params in HP_<NAME>, heartbeats while it runs, killed when
-    pruned or stopped; a trial the process did not end is failed with its exit status."""
+    pruned or stopped. A trial the process did not end is completed with the last values of the
+    study's metrics the process logged on the trial's run when it exited 0, else failed with its
+    exit status."""
     params = json.loads(trial.params_json)
     env = {**os.environ, **{sdk.env_name(k): str(v) for k, v in params.items()},
            sdk.ENV_TRIAL_ID: trial.id, sdk.ENV_RUN_ID: trial.run_id, sdk.ENV_WORKER: trial.worker,
@@ -166,10 +231,17 @@ def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s
         code = child.wait()
     if lease.lost.is_set():  # another worker has the trial now: nothing to report
         return LEASE_LOST
-    try:  # a trial the process ended itself refuses this: that is the normal case
+    logged = _logged_values(client, trial.run_id, metrics) if code == 0 else None
+    try:  # a trial the process ended itself refuses these: that is the normal case
+        if logged is not None:
+            done = sdk.call(client, "CompleteTrial", hpo_pb2.CompleteTrialRequest(
+                trial_id=trial.id, worker=trial.worker, values=logged))
+            return f"COMPLETE with the logged {', '.join(metrics)}: {', '.join(f'{v:.6g}' for v in logged)}" \
+                if done.trial.state == TrialState.COMPLETE else "ended"
+        unlogged = f" nor logging {', '.join(metrics)}" if code == 0 else ""
         failed = sdk.call(client, "FailTrial", hpo_pb2.FailTrialRequest(
             trial_id=trial.id, worker=trial.worker,
-            reason=f"the process exited with status {code} without ending the trial"))
+            reason=f"the process exited with status {code} without ending the trial{unlogged}"))
     except FailedPrecondition:
         return "ended by the trial process" if code == 0 else f"ended, exit status {code}"
     return f"FAIL (exit status {code})" if failed.trial.state == TrialState.FAIL else "ended"
@@ -188,11 +260,17 @@ def worker(
         raise typer.BadParameter("give the command after `--`, e.g. -- python train.py")
     client = Client()
 
+    try:
+        info = sdk.get_study(study, client=client)
+    except TrackdError as exc:
+        raise _fail(exc) from None
+    metrics = [metric for metric, _ in info.objectives]
+
     def run(trial: hpo_pb2.Trial, lease_s: int) -> None:
-        console.print(f"trial {trial.number}: {_run_trial(client, trial, command, lease_s)}")
+        console.print(f"trial {trial.number}: {_run_trial(client, trial, command, lease_s, metrics)}")
 
     try:
-        study_id = sdk.get_study(study, client=client).id
+        study_id = info.id
         started = run_slots(client, study_id, f"{socket.gethostname()}:{os.getpid()}", run, n_trials=n_trials,
                             slots=max_concurrent)
     except TrackdError as exc:

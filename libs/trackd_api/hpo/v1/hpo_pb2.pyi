@@ -104,7 +104,7 @@ class Study(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., experiment_id: _Optional[str] = ..., objectives: _Optional[_Iterable[_Union[Objective, _Mapping]]] = ..., search_space_json: _Optional[str] = ..., sampler: _Optional[str] = ..., sampler_options_json: _Optional[str] = ..., pruner: _Optional[str] = ..., pruner_options_json: _Optional[str] = ..., max_trials: _Optional[int] = ..., max_duration_s: _Optional[int] = ..., parallelism: _Optional[int] = ..., max_failed_trials: _Optional[int] = ..., retries_per_trial: _Optional[int] = ..., state: _Optional[_Union[StudyState, str]] = ..., run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trials_complete: _Optional[int] = ..., trials_pruned: _Optional[int] = ..., trials_failed: _Optional[int] = ..., trials_running: _Optional[int] = ...) -> None: ...
 
 class Trial(_message.Message):
-    __slots__ = ("id", "study_id", "number", "state", "params_json", "values", "run_id", "attempt", "lease_expire_time", "worker", "start_time", "end_time")
+    __slots__ = ("id", "study_id", "number", "state", "params_json", "values", "run_id", "attempt", "lease_expire_time", "worker", "start_time", "end_time", "fail_reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     STUDY_ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,7 @@ class Trial(_message.Message):
     WORKER_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    FAIL_REASON_FIELD_NUMBER: _ClassVar[int]
     id: str
     study_id: str
     number: int
@@ -129,7 +130,8 @@ class Trial(_message.Message):
     worker: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., study_id: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., params_json: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., worker: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    fail_reason: str
+    def __init__(self, id: _Optional[str] = ..., study_id: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., params_json: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ..., run_id: _Optional[str] = ..., attempt: _Optional[int] = ..., lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., worker: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fail_reason: _Optional[str] = ...) -> None: ...
 
 class CreateStudyRequest(_message.Message):
     __slots__ = ("name", "experiment", "project", "objectives", "search_space_json", "sampler", "sampler_options_json", "pruner", "pruner_options_json", "max_trials", "max_duration_s", "parallelism", "max_failed_trials", "retries_per_trial", "paused", "seed")
@@ -238,6 +240,20 @@ class StopStudyResponse(_message.Message):
     STUDY_FIELD_NUMBER: _ClassVar[int]
     study: Study
     def __init__(self, study: _Optional[_Union[Study, _Mapping]] = ...) -> None: ...
+
+class EnqueueTrialRequest(_message.Message):
+    __slots__ = ("study_id", "params_json")
+    STUDY_ID_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    study_id: str
+    params_json: str
+    def __init__(self, study_id: _Optional[str] = ..., params_json: _Optional[str] = ...) -> None: ...
+
+class EnqueueTrialResponse(_message.Message):
+    __slots__ = ("trial",)
+    TRIAL_FIELD_NUMBER: _ClassVar[int]
+    trial: Trial
+    def __init__(self, trial: _Optional[_Union[Trial, _Mapping]] = ...) -> None: ...
 
 class ListTrialsRequest(_message.Message):
     __slots__ = ("study_id", "states", "page_size", "page_token")

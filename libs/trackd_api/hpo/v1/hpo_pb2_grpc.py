@@ -66,6 +66,11 @@ class HpoServiceStub:
                 request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.StopStudyRequest.SerializeToString,
                 response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.StopStudyResponse.FromString,
                 _registered_method=True)
+        self.EnqueueTrial = channel.unary_unary(
+                '/trackd.hpo.v1.HpoService/EnqueueTrial',
+                request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.EnqueueTrialRequest.SerializeToString,
+                response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.EnqueueTrialResponse.FromString,
+                _registered_method=True)
         self.ListTrials = channel.unary_unary(
                 '/trackd.hpo.v1.HpoService/ListTrials',
                 request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.ListTrialsRequest.SerializeToString,
@@ -140,6 +145,15 @@ class HpoServiceServicer:
 
     def StopStudy(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnqueueTrial(self, request, context):
+        """A trial with these params (a known-good configuration: a warm start), handed out before any
+        sampled one, as Optuna's study.enqueue_trial. Params left out are sampled. Trials sampled
+        ahead that no worker started are dropped and sampled again after it.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -222,6 +236,11 @@ def add_HpoServiceServicer_to_server(servicer, server):
                     servicer.StopStudy,
                     request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.StopStudyRequest.FromString,
                     response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.StopStudyResponse.SerializeToString,
+            ),
+            'EnqueueTrial': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnqueueTrial,
+                    request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.EnqueueTrialRequest.FromString,
+                    response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.EnqueueTrialResponse.SerializeToString,
             ),
             'ListTrials': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTrials,
@@ -423,6 +442,33 @@ class HpoService:
             '/trackd.hpo.v1.HpoService/StopStudy',
             trackd_dot_hpo_dot_v1_dot_hpo__pb2.StopStudyRequest.SerializeToString,
             trackd_dot_hpo_dot_v1_dot_hpo__pb2.StopStudyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueTrial(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.hpo.v1.HpoService/EnqueueTrial',
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.EnqueueTrialRequest.SerializeToString,
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.EnqueueTrialResponse.FromString,
             options,
             channel_credentials,
             insecure,

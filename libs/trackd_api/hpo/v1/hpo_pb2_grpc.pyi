@@ -41,6 +41,11 @@ class HpoServiceStub:
     StartStudy: _grpc.UnaryUnaryMultiCallable[_hpo_pb2.StartStudyRequest, _hpo_pb2.StartStudyResponse]
     PauseStudy: _grpc.UnaryUnaryMultiCallable[_hpo_pb2.PauseStudyRequest, _hpo_pb2.PauseStudyResponse]
     StopStudy: _grpc.UnaryUnaryMultiCallable[_hpo_pb2.StopStudyRequest, _hpo_pb2.StopStudyResponse]
+    EnqueueTrial: _grpc.UnaryUnaryMultiCallable[_hpo_pb2.EnqueueTrialRequest, _hpo_pb2.EnqueueTrialResponse]
+    """A trial with these params (a known-good configuration: a warm start), handed out before any
+    sampled one, as Optuna's study.enqueue_trial. Params left out are sampled. Trials sampled
+    ahead that no worker started are dropped and sampled again after it.
+    """
     ListTrials: _grpc.UnaryUnaryMultiCallable[_hpo_pb2.ListTrialsRequest, _hpo_pb2.ListTrialsResponse]
     GetBestTrials: _grpc.UnaryUnaryMultiCallable[_hpo_pb2.GetBestTrialsRequest, _hpo_pb2.GetBestTrialsResponse]
     """The best trial, or the Pareto front when the study has several objectives."""
@@ -66,6 +71,11 @@ class HpoServiceAsyncStub(HpoServiceStub):
     StartStudy: _aio.UnaryUnaryMultiCallable[_hpo_pb2.StartStudyRequest, _hpo_pb2.StartStudyResponse]  # type: ignore[assignment]
     PauseStudy: _aio.UnaryUnaryMultiCallable[_hpo_pb2.PauseStudyRequest, _hpo_pb2.PauseStudyResponse]  # type: ignore[assignment]
     StopStudy: _aio.UnaryUnaryMultiCallable[_hpo_pb2.StopStudyRequest, _hpo_pb2.StopStudyResponse]  # type: ignore[assignment]
+    EnqueueTrial: _aio.UnaryUnaryMultiCallable[_hpo_pb2.EnqueueTrialRequest, _hpo_pb2.EnqueueTrialResponse]  # type: ignore[assignment]
+    """A trial with these params (a known-good configuration: a warm start), handed out before any
+    sampled one, as Optuna's study.enqueue_trial. Params left out are sampled. Trials sampled
+    ahead that no worker started are dropped and sampled again after it.
+    """
     ListTrials: _aio.UnaryUnaryMultiCallable[_hpo_pb2.ListTrialsRequest, _hpo_pb2.ListTrialsResponse]  # type: ignore[assignment]
     GetBestTrials: _aio.UnaryUnaryMultiCallable[_hpo_pb2.GetBestTrialsRequest, _hpo_pb2.GetBestTrialsResponse]  # type: ignore[assignment]
     """The best trial, or the Pareto front when the study has several objectives."""
@@ -124,6 +134,17 @@ class HpoServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hpo_pb2.StopStudyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hpo_pb2.StopStudyResponse, _abc.Awaitable[_hpo_pb2.StopStudyResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def EnqueueTrial(
+        self,
+        request: _hpo_pb2.EnqueueTrialRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_hpo_pb2.EnqueueTrialResponse, _abc.Awaitable[_hpo_pb2.EnqueueTrialResponse]]:
+        """A trial with these params (a known-good configuration: a warm start), handed out before any
+        sampled one, as Optuna's study.enqueue_trial. Params left out are sampled. Trials sampled
+        ahead that no worker started are dropped and sampled again after it.
+        """
 
     @_abc_1.abstractmethod
     def ListTrials(
