@@ -99,6 +99,10 @@ class TokenStore:
             project, include_revoked)
         return [Token.from_row(r) for r in rows]
 
+    async def project_name(self, project_id: uuid.UUID) -> str:
+        """The name of the project `project_id` ("" when it does not exist)."""
+        return str(await self._pool.fetchval("SELECT name FROM projects WHERE id = $1", project_id) or "")
+
     async def revoke(self, token_id: uuid.UUID) -> Token:
         """Idempotent: revoking a revoked token keeps its first revocation time."""
         await self._pool.execute(

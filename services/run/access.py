@@ -10,6 +10,7 @@ from trackd_platform.access import (
     ids,
     keep,
     names,
+    own_project,
     project_name_or_own,
     project_or_own,
     rules_for,
@@ -34,7 +35,7 @@ RUN_RULES = {
     "ArchiveExperiment": Rule(WRITE, _experiment),
     "UnarchiveExperiment": Rule(WRITE, _experiment),
     "StartRun": Rule(WRITE, all_of(either("experiment_id", _experiment, _project_named),
-                                   ids("run", "parent_run_id"))),
+                                   ids("run", "parent_run_id"), _run)),  # run_id: the run resumed
     "GetRun": Rule(READ, _run),
     "ListRuns": Rule(READ, all_of(ids("experiment", "experiment_ids"), ids("run", "parent_run_id")),
                      keep=keep("runs", "project_id")),
@@ -53,6 +54,7 @@ TOKEN_RULES = {
     "CreateToken": Rule(ADMIN, project_name_or_own("project")),
     "ListTokens": Rule(ADMIN, project_name_or_own("project")),
     "RevokeToken": Rule(ADMIN, ids("token", "token_id")),
+    "WhoAmI": Rule(READ, own_project),  # any valid token: READ on its own project
 }
 
 RULES = {**rules_for("trackd.run.v1.RunService", RUN_RULES), **rules_for("trackd.auth.v1.TokenService", TOKEN_RULES)}

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from trackd_api.auth.v1 import auth_pb2, auth_pb2_grpc
-from trackd_platform.auth import Role
+from trackd_platform.auth import Role, current_principal
 from trackd_platform.errors import InvalidArgument
 from trackd_platform.ids import parse_id
 from trackd_platform.rpc_types import Context
@@ -41,3 +41,11 @@ class TokenServicer(auth_pb2_grpc.TokenServiceServicer):
     async def RevokeToken(self, request: auth_pb2.RevokeTokenRequest, context: Context) -> auth_pb2.RevokeTokenResponse:
         token = await self._store.revoke(parse_id("token_id", request.token_id))
         return auth_pb2.RevokeTokenResponse(token=token_to_proto(token))
+
+    async def WhoAmI(self, request: auth_pb2.WhoAmIRequest, context: Context) -> auth_pb2.WhoAmIResponse:
+        principal = current_principal.get()
+        if principal.admin or principal.project_id is None:
+            return auth_pb2.WhoAmIResponse(admin=True, role=auth_pb2.ROLE_ADMIN)
+        return auth_pb2.WhoAmIResponse(
+            project_id=principal.project_id.hex, project_name=await self._store.project_name(principal.project_id),
+            role=f"ROLE_{principal.role.name}")

@@ -5,11 +5,10 @@ The session is the token itself in an HttpOnly, SameSite=Strict cookie (Secure u
 service keeps no state, never puts the token in a URL and never logs it. Every call made for the
 page carries it (`Backends.caller`), so the services decide, and re-check it: a revoked or expired
 token answers UNAUTHENTICATED, which sends pages back here (app.py) and `session.js` polls
-/api/session so an open page follows within the services' token cache (5 s) and a poll.
+/api/session so an open page follows within the services' token cache (3 s) and a poll.
 
-What a token may do is asked once per token and kept SESSION_CACHE_S: ListProjects (its own project
-only), ListTokens (ADMIN only) and a CreateExperiment with an empty name (WRITE passes the access
-check and fails validation; READ is refused)."""
+What a token may do is asked once per token (the run service's WhoAmI: its project and role) and
+kept SESSION_CACHE_S."""
 
 from __future__ import annotations
 
@@ -87,28 +86,11 @@ class Sessions:
         return found
 
     async def _probe(self, caller: Caller) -> Session:
-        metadata, timeout = caller.metadata, PAGE_TIMEOUT_S
-        projects = (await self._b.runs.ListProjects(run_pb2.ListProjectsRequest(page_size=2), metadata=metadata,
-                                                    timeout=timeout)).projects
-        own = projects[0] if len(projects) == 1 else None
-        try:
-            await self._b.tokens.ListTokens(auth_pb2.ListTokensRequest(), metadata=metadata, timeout=timeout)
-            return Session(auth=True, project=own.name if own else "", role=Role.ADMIN)
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.PERMISSION_DENIED:
-                raise
-        role = Role.READ
-        if own is not None:
-            try:
-                await self._b.runs.CreateExperiment(run_pb2.CreateExperimentRequest(project_id=own.id, name=""),
-                                                    metadata=metadata, timeout=timeout)
-                role = Role.WRITE  # unreachable in practice: an empty name is refused
-            except grpc.aio.AioRpcError as error:
-                if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                    role = Role.WRITE
-                elif error.code() != grpc.StatusCode.PERMISSION_DENIED:
-                    raise
-        return Session(auth=True, project=own.name if own else "", role=role)
+        found = await self._b.tokens.WhoAmI(auth_pb2.WhoAmIRequest(), metadata=caller.metadata,
+                                            timeout=PAGE_TIMEOUT_S)
+        if found.admin:
+            return Session(auth=True, project="", role=Role.ADMIN)
+        return Session(auth=True, project=found.project_name, role=Role.parse(found.role))
 
     # -- routes -----------------------------------------------------------------------------------
 

@@ -302,6 +302,12 @@ def test_roles_read_write_admin(world: World, unique: Callable[[str], str]) -> N
     made = world.tokens(owner).CreateToken(auth_pb2.CreateTokenRequest(role=auth_pb2.ROLE_READ), timeout=30)
     assert made.token.project_name == a.name and made.secret.startswith("trk_")
     assert made.secret not in str(world.tokens(owner).ListTokens(auth_pb2.ListTokensRequest(), timeout=30))
+    # WhoAmI: any valid token learns its project and role; the admin secret is the global admin
+    for token, role in ((reader, auth_pb2.ROLE_READ), (writer, auth_pb2.ROLE_WRITE), (owner, auth_pb2.ROLE_ADMIN)):
+        me = world.tokens(token).WhoAmI(auth_pb2.WhoAmIRequest(), timeout=30)
+        assert (me.project_name, me.project_id, me.role, me.admin) == (a.name, a.id, role, False), me
+    assert world.tokens().WhoAmI(auth_pb2.WhoAmIRequest(), timeout=30).admin
+    assert code_of(lambda: world.tokens("trk_" + "0" * 40).WhoAmI(auth_pb2.WhoAmIRequest())) == UNAUTHENTICATED
 
 
 def wait_until_refused(world: World, token: str, run_id: str) -> float:

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trackd/auth/v1/auth.proto\x12\x0etrackd.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x02\n\x05Token\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x14\n\x0cproject_name\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\"\n\x04role\x18\x05 \x01(\x0e\x32\x14.trackd.auth.v1.Role\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x12\x43reateTokenRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\"\n\x04role\x18\x02 \x01(\x0e\x32\x14.trackd.auth.v1.Role\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x1a\n\x12\x65xpires_in_seconds\x18\x04 \x01(\x03\"K\n\x13\x43reateTokenResponse\x12$\n\x05token\x18\x01 \x01(\x0b\x32\x15.trackd.auth.v1.Token\x12\x0e\n\x06secret\x18\x02 \x01(\t\"=\n\x11ListTokensRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x02 \x01(\x08\";\n\x12ListTokensResponse\x12%\n\x06tokens\x18\x01 \x03(\x0b\x32\x15.trackd.auth.v1.Token\"&\n\x12RevokeTokenRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\";\n\x13RevokeTokenResponse\x12$\n\x05token\x18\x01 \x01(\x0b\x32\x15.trackd.auth.v1.Token*K\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_READ\x10\x01\x12\x0e\n\nROLE_WRITE\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03\x32\x93\x02\n\x0cTokenService\x12V\n\x0b\x43reateToken\x12\".trackd.auth.v1.CreateTokenRequest\x1a#.trackd.auth.v1.CreateTokenResponse\x12S\n\nListTokens\x12!.trackd.auth.v1.ListTokensRequest\x1a\".trackd.auth.v1.ListTokensResponse\x12V\n\x0bRevokeToken\x12\".trackd.auth.v1.RevokeTokenRequest\x1a#.trackd.auth.v1.RevokeTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trackd/auth/v1/auth.proto\x12\x0etrackd.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x02\n\x05Token\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x14\n\x0cproject_name\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\"\n\x04role\x18\x05 \x01(\x0e\x32\x14.trackd.auth.v1.Role\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brevoke_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"s\n\x12\x43reateTokenRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\"\n\x04role\x18\x02 \x01(\x0e\x32\x14.trackd.auth.v1.Role\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x1a\n\x12\x65xpires_in_seconds\x18\x04 \x01(\x03\"K\n\x13\x43reateTokenResponse\x12$\n\x05token\x18\x01 \x01(\x0b\x32\x15.trackd.auth.v1.Token\x12\x0e\n\x06secret\x18\x02 \x01(\t\"=\n\x11ListTokensRequest\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x02 \x01(\x08\";\n\x12ListTokensResponse\x12%\n\x06tokens\x18\x01 \x03(\x0b\x32\x15.trackd.auth.v1.Token\"&\n\x12RevokeTokenRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\";\n\x13RevokeTokenResponse\x12$\n\x05token\x18\x01 \x01(\x0b\x32\x15.trackd.auth.v1.Token\"\x0f\n\rWhoAmIRequest\"m\n\x0eWhoAmIResponse\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x14\n\x0cproject_name\x18\x02 \x01(\t\x12\"\n\x04role\x18\x03 \x01(\x0e\x32\x14.trackd.auth.v1.Role\x12\r\n\x05\x61\x64min\x18\x04 \x01(\x08*K\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_READ\x10\x01\x12\x0e\n\nROLE_WRITE\x10\x02\x12\x0e\n\nROLE_ADMIN\x10\x03\x32\xdc\x02\n\x0cTokenService\x12V\n\x0b\x43reateToken\x12\".trackd.auth.v1.CreateTokenRequest\x1a#.trackd.auth.v1.CreateTokenResponse\x12S\n\nListTokens\x12!.trackd.auth.v1.ListTokensRequest\x1a\".trackd.auth.v1.ListTokensResponse\x12V\n\x0bRevokeToken\x12\".trackd.auth.v1.RevokeTokenRequest\x1a#.trackd.auth.v1.RevokeTokenResponse\x12G\n\x06WhoAmI\x12\x1d.trackd.auth.v1.WhoAmIRequest\x1a\x1e.trackd.auth.v1.WhoAmIResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trackd.auth.v1.auth_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=758
-  _globals['_ROLE']._serialized_end=833
+  _globals['_ROLE']._serialized_start=886
+  _globals['_ROLE']._serialized_end=961
   _globals['_TOKEN']._serialized_start=79
   _globals['_TOKEN']._serialized_end=337
   _globals['_CREATETOKENREQUEST']._serialized_start=339
@@ -48,6 +48,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REVOKETOKENREQUEST']._serialized_end=695
   _globals['_REVOKETOKENRESPONSE']._serialized_start=697
   _globals['_REVOKETOKENRESPONSE']._serialized_end=756
-  _globals['_TOKENSERVICE']._serialized_start=836
-  _globals['_TOKENSERVICE']._serialized_end=1111
+  _globals['_WHOAMIREQUEST']._serialized_start=758
+  _globals['_WHOAMIREQUEST']._serialized_end=773
+  _globals['_WHOAMIRESPONSE']._serialized_start=775
+  _globals['_WHOAMIRESPONSE']._serialized_end=884
+  _globals['_TOKENSERVICE']._serialized_start=964
+  _globals['_TOKENSERVICE']._serialized_end=1312
 # @@protoc_insertion_point(module_scope)

@@ -86,3 +86,19 @@ class RevokeTokenResponse(_message.Message):
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     token: Token
     def __init__(self, token: _Optional[_Union[Token, _Mapping]] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("project_id", "project_name", "role", "admin")
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_FIELD_NUMBER: _ClassVar[int]
+    project_id: str
+    project_name: str
+    role: Role
+    admin: bool
+    def __init__(self, project_id: _Optional[str] = ..., project_name: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., admin: _Optional[bool] = ...) -> None: ...

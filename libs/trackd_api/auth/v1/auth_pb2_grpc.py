@@ -52,6 +52,11 @@ class TokenServiceStub:
                 request_serializer=trackd_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=trackd_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenResponse.FromString,
                 _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/trackd.auth.v1.TokenService/WhoAmI',
+                request_serializer=trackd_dot_auth_dot_v1_dot_auth__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=trackd_dot_auth_dot_v1_dot_auth__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class TokenServiceServicer:
@@ -73,7 +78,15 @@ class TokenServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RevokeToken(self, request, context):
-        """Revocation takes effect on every service within the token cache's lifetime (5 s).
+        """Revocation takes effect on every service within the token cache's lifetime (3 s).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """Who the caller is: its token's project and role. Any valid token may ask; with auth off,
+        or with the admin secret, the caller is the global admin.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +109,11 @@ def add_TokenServiceServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=trackd_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenRequest.FromString,
                     response_serializer=trackd_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=trackd_dot_auth_dot_v1_dot_auth__pb2.WhoAmIRequest.FromString,
+                    response_serializer=trackd_dot_auth_dot_v1_dot_auth__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -182,6 +200,33 @@ class TokenService:
             '/trackd.auth.v1.TokenService/RevokeToken',
             trackd_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenRequest.SerializeToString,
             trackd_dot_auth_dot_v1_dot_auth__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.auth.v1.TokenService/WhoAmI',
+            trackd_dot_auth_dot_v1_dot_auth__pb2.WhoAmIRequest.SerializeToString,
+            trackd_dot_auth_dot_v1_dot_auth__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,

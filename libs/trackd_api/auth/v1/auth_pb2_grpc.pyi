@@ -39,7 +39,11 @@ class TokenServiceStub:
     CreateToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateTokenRequest, _auth_pb2.CreateTokenResponse]
     ListTokens: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListTokensRequest, _auth_pb2.ListTokensResponse]
     RevokeToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RevokeTokenRequest, _auth_pb2.RevokeTokenResponse]
-    """Revocation takes effect on every service within the token cache's lifetime (5 s)."""
+    """Revocation takes effect on every service within the token cache's lifetime (3 s)."""
+    WhoAmI: _grpc.UnaryUnaryMultiCallable[_auth_pb2.WhoAmIRequest, _auth_pb2.WhoAmIResponse]
+    """Who the caller is: its token's project and role. Any valid token may ask; with auth off,
+    or with the admin secret, the caller is the global admin.
+    """
 
 @_typing.type_check_only
 class TokenServiceAsyncStub(TokenServiceStub):
@@ -52,7 +56,11 @@ class TokenServiceAsyncStub(TokenServiceStub):
     CreateToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateTokenRequest, _auth_pb2.CreateTokenResponse]  # type: ignore[assignment]
     ListTokens: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListTokensRequest, _auth_pb2.ListTokensResponse]  # type: ignore[assignment]
     RevokeToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeTokenRequest, _auth_pb2.RevokeTokenResponse]  # type: ignore[assignment]
-    """Revocation takes effect on every service within the token cache's lifetime (5 s)."""
+    """Revocation takes effect on every service within the token cache's lifetime (3 s)."""
+    WhoAmI: _aio.UnaryUnaryMultiCallable[_auth_pb2.WhoAmIRequest, _auth_pb2.WhoAmIResponse]  # type: ignore[assignment]
+    """Who the caller is: its token's project and role. Any valid token may ask; with auth off,
+    or with the admin secret, the caller is the global admin.
+    """
 
 class TokenServiceServicer(metaclass=_abc_1.ABCMeta):
     """TokenService manages API tokens (served by the run service, which owns projects). A token
@@ -80,6 +88,16 @@ class TokenServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.RevokeTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.RevokeTokenResponse, _abc.Awaitable[_auth_pb2.RevokeTokenResponse]]:
-        """Revocation takes effect on every service within the token cache's lifetime (5 s)."""
+        """Revocation takes effect on every service within the token cache's lifetime (3 s)."""
+
+    @_abc_1.abstractmethod
+    def WhoAmI(
+        self,
+        request: _auth_pb2.WhoAmIRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.WhoAmIResponse, _abc.Awaitable[_auth_pb2.WhoAmIResponse]]:
+        """Who the caller is: its token's project and role. Any valid token may ask; with auth off,
+        or with the admin secret, the caller is the global admin.
+        """
 
 def add_TokenServiceServicer_to_server(servicer: TokenServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
