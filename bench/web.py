@@ -15,7 +15,11 @@
    go through IngestService.LogMetrics; each point's delay is its arrival at a viewer minus the
    LogMetrics acknowledgement (CLOCK_MONOTONIC, shared by the processes).
 
-Every timing follows one untimed warm-up call. Figures go to bench/results/web.json.
+5–7. The compare page of 20 runs × 1,000,000 points, parallel coordinates over 10,000 runs and the
+   page of a 10,000-trial study: bench/_web_ui2.py (`--only compare,parcoords,study` runs them alone).
+
+Every timing follows one untimed warm-up call. Figures go to bench/results/web.json (parts 1–4) and
+bench/results/web2.json (5–7).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import _web_ui2
 import grpc
 import httpx
 import numpy as np
@@ -51,6 +56,7 @@ from _common import (
     with_database,
 )
 from _query_data import ORDER_BY, PAGE, SEARCH_EXPERIMENT, SERIES_KEY
+from _web_ui2 import CHROMIUM_ARGS, VIEWPORT
 from query import GRPC_OPTIONS, SearchData, Timing, load_mlflow, load_trackd, log_series, timed
 from rich.table import Table
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -59,10 +65,8 @@ from trackd_platform.stack import EmbeddedStack, StackPorts
 from trackd_services.web.runs import DEFAULT_COLUMNS
 
 RESULTS = BENCH / "results" / "web.json"
+ALL_PARTS = ("part1", *_web_ui2.PARTS)  # part1: the four measurements above, together
 ROW_ID = re.compile(r'<tr data-run-id="([0-9a-f-]{32,36})"')
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
-VIEWPORT = {"width": 1440, "height": 900}
 # records when the page marks its charts drawn, and two animation frames later (painted)
 READY_PROBE = """
 new MutationObserver((records, observer) => {
@@ -393,10 +397,27 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between live batches")
     parser.add_argument("--live-timeout", type=float, default=30.0, help="seconds to wait for the last points")
     parser.add_argument("--no-mlflow", action="store_true", help="skip the MLflow anchor (quicker, for development)")
-    parser.add_argument("--show", action="store_true", help=f"print the table of {RESULTS.name} and exit")
+    parser.add_argument("--compare-runs", type=int, default=20, help="runs of the compare page")
+    parser.add_argument("--compare-points", type=int, default=1_000_000, help="points of each compared run")
+    parser.add_argument("--parcoords-runs", type=int, default=10_000, help="runs of the parallel coordinates")
+    parser.add_argument("--study-trials", type=int, default=10_000, help="trials of the study page's study")
+    parser.add_argument("--study-workers", type=int, default=8, help="threads creating the study's trials")
+    parser.add_argument("--study-budget", type=float, default=900.0, help="seconds allowed for creating them")
+    parser.add_argument("--only", default=",".join(ALL_PARTS),
+                        help=f"comma-separated parts to run, of {','.join(ALL_PARTS)} (default: all)")
+    parser.add_argument("--show", action="store_true",
+                        help=f"print the tables of {RESULTS.name} and {_web_ui2.RESULTS.name}")
     args = parser.parse_args()
     if args.show:
-        print_table(json.loads(RESULTS.read_text()))
+        for path, show in ((RESULTS, print_table), (_web_ui2.RESULTS, _web_ui2.print_table)):
+            if path.exists():
+                show(json.loads(path.read_text()))
+        return
+    parts = {p.strip() for p in args.only.split(",") if p.strip()}
+    if not parts or parts - set(ALL_PARTS):
+        parser.error(f"--only names parts of {', '.join(ALL_PARTS)}")
+    if "part1" not in parts:
+        _web_ui2.run_alone(parts, args)
         return
 
     if not args.no_mlflow:
@@ -451,6 +472,7 @@ def main() -> None:
                 td["browser"] = measure_browser(f"{stack.web_url}/runs/{chart_run}", args.loads)
             with console.status(f"trackd: {args.viewers:,} live viewers of one running run…"):
                 td["live"] = measure_live(stack, web, args)
+        part2 = _web_ui2.run(parts, stack, args) if parts & set(_web_ui2.PARTS) else {}
         failed = False
     finally:
         if mlflow_proc is not None:
@@ -472,6 +494,9 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
+    if part2:
+        _web_ui2.save(part2, load_at_start)
+
 
 
 def print_table(r: dict[str, Any]) -> None:

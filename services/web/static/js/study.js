@@ -298,7 +298,9 @@ async function renderParcoords() {
     const objective = axisOf(metric.name, metric.values);
     const quality = (t) => { const p = objective.pos(t.values[0]); return maximize() ? 1 - p : p; };
     const colors = Object.fromEntries(done.map((t) => [`#${t.number}`, ramp(quality(t))]));
+    const drawStart = performance.now();
     brushable.setData({ ids: done.map((t) => `#${t.number}`), axes: [...axes, metric], colors }, brushable.brushes);
+    figure.dataset.drawMs = (performance.now() - drawStart).toFixed(1); // read by bench/_web_ui2.py
     return;
   }
   const { ctx, width, height } = canvasIn(figure, 300);
