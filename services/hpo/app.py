@@ -1,4 +1,5 @@
-"""Wiring of the hpo service: config → pool → stores → sampling, reaper, controller → servicer → serve."""
+"""Wiring of the hpo service: config → pool → the controller lease (one active replica) → stores →
+sampling, reaper, controller → servicer → serve."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from trackd_platform.wiring import wire
 from .access import RULES
 from .api import HpoServicer
 from .controller import Controller
+from .leader import Leadership
 from .leases import Reaper
 from .queue import ReadyQueue
 from .runs import RunsClient
@@ -35,6 +37,10 @@ log = logging.getLogger(__name__)
 async def serve(config: StoresConfig) -> None:
     redis = create_redis(config.redis)  # the ready queues, and per-token write limits (docs/auth.md)
     server, pool = await wire(config.server, config.postgres, RULES, redis=redis)
+    leadership = Leadership(pool)  # one active controller: the others wait here, NOT_SERVING
+    await server.until_ready("the controller lease (another hpo replica is the active controller)",
+                             leadership.acquire)
+    server.add_closer(leadership.release)  # before the pool closes (closers run in reverse)
     store = StudyStore(pool)
     if renewed := await store.renew_all_leases(config.hpo_lease_s):
         log.info("renewed the leases of %d running trials after the restart", renewed)
@@ -89,6 +95,7 @@ async def serve(config: StoresConfig) -> None:
                 log.exception("following run.ended failed; reconnecting")
                 await asyncio.sleep(2.0)
 
+    server.add_background(leadership.hold)
     server.add_background(reap)
     server.add_background(follow_run_ended)
     await server.run_until_signal()
