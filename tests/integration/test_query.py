@@ -3,12 +3,15 @@ attempts, metric history and downsampling, the latest-metric fallback, analysis,
 
 from __future__ import annotations
 
+import asyncio
 import math
 import struct
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 
+import asyncpg
 import grpc
 import pytest
 import trackd
@@ -236,6 +239,41 @@ def test_special_float_values_come_back_bit_for_bit(stack: EmbeddedStack, unique
             assert _bits(history.series.values) == _bits(sent), key
             parts = stub.ExportMetric(query_pb2.ExportMetricRequest(run_id=run.info.id, key=key), timeout=30)
             assert _bits(v for part in parts for v in part.series.values) == _bits(sent), key
+
+
+def test_chunks_written_before_compression_read_bit_for_bit(stack: EmbeddedStack,
+                                                           unique: Callable[[str], str]) -> None:
+    """A chunk as every chunk was stored before pcodec (raw little-endian columns, no overview),
+    special values included, reads back exactly."""
+    specials = [struct.unpack("<d", struct.pack("<Q", b))[0] for b in SPECIAL_BITS]
+    values = [i / 7 for i in range(200)] + specials
+    steps = list(range(len(values)))
+    with trackd.start_run(experiment=unique("old-chunks"), system_metrics=False) as run:
+        pass
+
+    async def insert() -> None:
+        conn = await asyncpg.connect(stack.pg_dsn)
+        try:
+            series_id = await conn.fetchval(
+                """INSERT INTO metric_series (run_id, key, context, last_step, last_value, last_ts, min_value,
+                                              max_value, points)
+                   VALUES ($1, 'old', 0, $2, 0, 1, 0, 0, $3) RETURNING id""",
+                uuid.UUID(run.info.id), steps[-1], len(steps))
+            await conn.execute(
+                """INSERT INTO metric_chunks (run_id, series_id, first_step, last_step, points, steps, vals, timestamps)
+                   VALUES ($1, $2, 0, $3, $4, $5, $6, $7)""",
+                uuid.UUID(run.info.id), series_id, steps[-1], len(steps), struct.pack(f"<{len(steps)}q", *steps),
+                struct.pack(f"<{len(values)}d", *values), struct.pack(f"<{len(steps)}q", *[1] * len(steps)))
+        finally:
+            await conn.close()
+
+    asyncio.run(insert())
+    with grpc.insecure_channel(stack.client_env()["TRACKD_QUERY_TARGET"]) as channel:
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        history = stub.GetMetricHistory(query_pb2.GetMetricHistoryRequest(run_id=run.info.id, key="old"), timeout=30)
+        assert list(history.series.steps) == steps and _bits(history.series.values) == _bits(values)
+        parts = stub.ExportMetric(query_pb2.ExportMetricRequest(run_id=run.info.id, key="old"), timeout=30)
+        assert _bits(v for part in parts for v in part.series.values) == _bits(values)
 
 
 def test_bulk_history_and_aggregation_across_seeds(stack: EmbeddedStack, unique: Callable[[str], str]) -> None:
