@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import grpc
@@ -100,13 +100,15 @@ class MetricWriter:
         stream_id: str | None = None,
         max_spool_bytes: int = DEFAULT_MAX_BYTES,
         resume: bool = False,
+        next_steps: Mapping[tuple[str, int], int] | None = None,
     ) -> None:
         """`resume=True` opens the existing spool of `stream_id` (`trackd sync`): SpoolInUse when a
-        live process holds it, FileNotFoundError when it is gone."""
+        live process holds it, FileNotFoundError when it is gone. `next_steps`: where `step=None`
+        continues per (key, context) — a resumed run's last stored step + 1 — instead of 0."""
         self.run_id = run_id
         self._buffer: collections.deque[tuple[str, int, int, float, int]] = collections.deque()
         self._buffer_points = buffer_points
-        self._next_step: dict[tuple[str, int], int] = {}
+        self._next_step: dict[tuple[str, int], int] = dict(next_steps or {})
         self._keys: set[str] = set()  # keys checked already
         self._flush_interval_s = flush_interval_s
         self._window = window

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict, ParseDict
+from trackd_api.query.v1 import query_pb2
 from trackd_api.run.v1 import run_pb2
 from trackd_platform.vocabulary import RunStatus
 
@@ -23,7 +25,7 @@ from trackd._capture import capture_environment, capture_source
 from trackd._client import Client, default_client
 from trackd._metrics import MetricWriter, check_key, context_code, timestamp_ms
 from trackd._params import flatten
-from trackd._spool import default_root
+from trackd._spool import SpoolInUse, default_root, leftover
 from trackd._system import SystemMonitor
 from trackd.errors import TrackdError
 
@@ -84,8 +86,11 @@ class Run:
     Leaving a `with` block normally ends the run FINISHED; an exception ends it FAILED
     (KeyboardInterrupt: KILLED) and propagates."""
 
-    def __init__(self, info: RunInfo, *, client: Client, system_metrics: bool = True) -> None:
+    def __init__(self, info: RunInfo, *, client: Client, system_metrics: bool = True, resumed: bool = False,
+                 next_steps: Mapping[tuple[str, int], int] | None = None) -> None:
         self._client = client
+        self.resumed = resumed  # an existing run was reattached (start_run's run_id or resume_key)
+        self._next_steps = dict(next_steps or {})
         self._writer: MetricWriter | None = None
         self._writer_lock = threading.Lock()
         self._system: SystemMonitor | None = None
@@ -129,6 +134,7 @@ class Run:
                     self._writer = MetricWriter(
                         self.id, None if settings.offline else self._client.channel("ingest"),
                         spool_root=default_root(settings.spool_dir), max_spool_bytes=settings.spool_max_bytes,
+                        next_steps=self._next_steps,
                     )
         return self._writer
 
@@ -156,6 +162,12 @@ class Run:
             check_key(key)
         for key, value in points:
             writer.log(key, value, step, code, stamp)
+
+    def last_step(self, key: str, context: str | None = None) -> int | None:
+        """The step of the series' latest stored point (None: none stored): where a resumed
+        script picks up (`range(run.last_step("loss") + 1, total)`). Points of this process not
+        yet acknowledged are not counted: `flush()` first when logging already."""
+        return _stored_steps(self._client, self.id).get((check_key(key), context_code(context)))
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until every logged point is acknowledged by the server; False on timeout."""
@@ -286,9 +298,18 @@ def start_run(
     capture_env: bool = True,
     system_metrics: bool = True,
     experiment_id: str | None = None,
+    run_id: str | None = None,
+    resume_key: str | None = None,
     client: Client | None = None,
 ) -> Run:
-    """Start a RUNNING run in `project`/`experiment` (both created if missing)."""
+    """Start a RUNNING run in `project`/`experiment` (both created if missing), or resume one.
+
+    `run_id`: reattach to that run, RUNNING or CRASHED (CRASHED becomes RUNNING again); an ended
+    run raises FailedPrecondition. `resume_key` (e.g. a scheduler's job id): the first start with
+    it in the experiment creates the run, later ones resume it. A resumed run's heartbeats and
+    system metrics continue; metric batches a killed process of it left in the local spool are
+    delivered first, and `step=None` continues after each series' last stored step
+    (`run.resumed`, `run.last_step(key)`). Params given again must keep their values; tags are set."""
     client = client or default_client()
     request = run_pb2.StartRunRequest(
         experiment_id=experiment_id or "",
@@ -300,12 +321,46 @@ def start_run(
         notes=notes,
         parent_run_id=parent.id if isinstance(parent, Run) else (parent or ""),
         user=getpass.getuser(),
+        run_id=run_id or "",
+        resume_key=resume_key or "",
     )
-    if capture_env:
+    if capture_env and not run_id:
         ParseDict(capture_source(), request.source, ignore_unknown_fields=True)
         ParseDict(capture_environment(), request.environment, ignore_unknown_fields=True)
     response = client.call("run", client.runs.StartRun, request)
-    return Run(RunInfo.from_proto(response.run), client=client, system_metrics=system_metrics)
+    info = RunInfo.from_proto(response.run)
+    if not response.resumed:
+        return Run(info, client=client, system_metrics=system_metrics)
+    if not client.settings.offline:
+        _deliver_leftovers(client, info.id)
+    next_steps = {series: step + 1 for series, step in _stored_steps(client, info.id).items()}
+    log.info("resumed run %s (%s); metrics continue after their last stored steps", info.id, info.status)
+    return Run(info, client=client, system_metrics=system_metrics, resumed=True, next_steps=next_steps)
+
+
+def _stored_steps(client: Client, run_id: str) -> dict[tuple[str, int], int]:
+    """(key, context) → the step of the latest stored point, for every series of the run."""
+    response = client.call("query", client.query.GetLatestMetrics, query_pb2.GetLatestMetricsRequest(run_id=run_id))
+    return {(m.key, int(m.context)): m.step for m in response.metrics}
+
+
+def _deliver_leftovers(client: Client, run_id: str) -> None:
+    """Send what earlier processes of this run left in the local spool (killed before their
+    batches were acknowledged), so that the last stored steps include it. A spool still held by a
+    live process is left alone (`trackd sync` skips it too)."""
+    root = default_root(client.settings.spool_dir)
+    for directory in leftover(root):
+        try:
+            meta = json.loads((directory / "meta.json").read_text())
+            if meta.get("run_id") != run_id:
+                continue
+            writer = MetricWriter(run_id, client.channel("ingest"), spool_root=root, stream_id=meta["stream_id"],
+                                  resume=True)
+        except (SpoolInUse, FileNotFoundError, OSError, ValueError, KeyError):
+            continue
+        if left := writer.close(client.settings.flush_timeout_s):
+            log.warning("run %s: %d spooled metric batches of an earlier process not delivered; kept in %s "
+                        "(`trackd sync` sends them)", run_id, left, directory)
 
 
 def get_run(run_id: str, *, client: Client | None = None) -> RunInfo:

@@ -154,6 +154,11 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
         return run_pb2.UnarchiveExperimentResponse(experiment=_experiment(experiment))
 
     async def StartRun(self, request: run_pb2.StartRunRequest, context: Context) -> run_pb2.StartRunResponse:
+        if request.run_id:
+            run = await self._store.resume_run(parse_id("run_id", request.run_id),
+                                               domain.validate_params(request.params),
+                                               domain.validate_tags(request.tags))
+            return run_pb2.StartRunResponse(run=run_to_proto(run), resumed=True)
         experiment_id = optional_id("experiment_id", request.experiment_id)
         new = domain.NewRun(
             experiment_id=experiment_id,
@@ -171,8 +176,10 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
             notes=domain.validate_notes(request.notes),
             start_time=_client_time("start_time", request),
             unattended=request.unattended,
+            resume_key=domain.validate_resume_key(request.resume_key),
         )
-        return run_pb2.StartRunResponse(run=run_to_proto(await self._store.start_run(new)))
+        run, resumed = await self._store.start_run(new)
+        return run_pb2.StartRunResponse(run=run_to_proto(run), resumed=resumed)
 
     async def GetRun(self, request: run_pb2.GetRunRequest, context: Context) -> run_pb2.GetRunResponse:
         run = await self._store.get_run(parse_id("run_id", request.run_id))

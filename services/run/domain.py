@@ -67,6 +67,7 @@ class NewRun:
     notes: str
     start_time: datetime | None = None  # the client's; None: the server's clock
     unattended: bool = False  # no heartbeats expected: never CRASHED for silence
+    resume_key: str = ""  # the first start with it creates the run, later ones resume it
 
 
 def _validate_items(kind: str, items: Mapping[str, str], value_max: int) -> dict[str, str]:
@@ -125,6 +126,22 @@ def check_end(run: Run, status: RunStatus) -> None:
         raise InvalidArgument(f"a run ends FINISHED, FAILED or KILLED, not {status.name}")
     if run.status is not RunStatus.CRASHED:
         require_running(run, f"end it {status.name}")
+
+
+def check_resume(run: Run) -> None:
+    """A RUNNING run (its process replaced, e.g. after preemption) or a CRASHED one (CRASHED is
+    the server's guess; the client's word is final) may be resumed; an ended run may not."""
+    if run.deleted:
+        raise FailedPrecondition(f"cannot resume run {format_id(run.id)}: it is deleted; restore it first")
+    if run.status not in (RunStatus.RUNNING, RunStatus.CRASHED):
+        raise FailedPrecondition(f"cannot resume run {format_id(run.id)}: it ended {run.status.name}; "
+                                 "only a RUNNING or CRASHED run can be resumed: start a new run")
+
+
+def validate_resume_key(key: str) -> str:
+    if key and (not key.strip() or len(key) > NAME_MAX):
+        raise InvalidArgument(f"resume_key is 1–{NAME_MAX} characters, not blank")
+    return key
 
 
 def check_end_time(run: Run, end_time: datetime | None) -> None:

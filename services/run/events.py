@@ -11,7 +11,7 @@ from trackd_platform.timestamps import timestamp
 from .domain import Run, format_id
 
 
-def run_started(run: Run, event_id: uuid.UUID) -> bytes:
+def run_started(run: Run, event_id: uuid.UUID, *, resumed: bool = False) -> bytes:
     event = events_pb2.RunStarted(
         event_id=str(event_id),
         run_id=format_id(run.id),
@@ -23,6 +23,7 @@ def run_started(run: Run, event_id: uuid.UUID) -> bytes:
         params=run.params,
         tags=run.tags,
         user=run.user,
+        resumed=resumed,
     )
     return event.SerializeToString()
 

@@ -24,6 +24,7 @@ from .domain import (
     View,
     check_end,
     check_end_time,
+    check_resume,
     format_id,
     new_params,
     require_running,
@@ -142,7 +143,15 @@ class RunStore:
 
     # -- runs ---------------------------------------------------------------------------------
 
-    async def start_run(self, new: NewRun) -> Run:
+    async def start_run(self, new: NewRun) -> tuple[Run, bool]:
+        """Start a run, or resume the one holding `new.resume_key` in its experiment: (the run,
+        True when resumed). Two first starts with one key at once: one creates, the other resumes."""
+        try:
+            return await self._start_run(new)
+        except asyncpg.UniqueViolationError:  # a concurrent first start took the key: resume its run
+            return await self._start_run(new)
+
+    async def _start_run(self, new: NewRun) -> tuple[Run, bool]:
         run_id, event_id = uuid.uuid4(), uuid.uuid4()
         async with self._pool.acquire() as conn, conn.transaction():
             experiment_id = new.experiment_id or await self._ensure_experiment(
@@ -152,23 +161,50 @@ class RunStore:
                 "SELECT 1 FROM experiments WHERE id = $1", experiment_id
             ):
                 raise NotFound(f"experiment {format_id(experiment_id)} does not exist")
+            if new.resume_key and (known := await conn.fetchval(
+                    "SELECT id FROM runs WHERE experiment_id = $1 AND resume_key = $2", experiment_id, new.resume_key)):
+                return await self._resume(conn, known, new.params, new.tags), True
             if new.parent_run_id and not await conn.fetchval("SELECT 1 FROM runs WHERE id = $1", new.parent_run_id):
                 raise NotFound(f"parent run {format_id(new.parent_run_id)} does not exist")
             row = await conn.fetchrow(
                 f"""WITH r AS (INSERT INTO runs (id, experiment_id, name, status, start_time, last_heartbeat,
-                                                 parent_run_id, user_name, notes, source, environment, heartbeats)
-                               VALUES ($1, $2, $3, $4, coalesce($10, now()), now(), $5, $6, $7, $8, $9, $11)
+                                                 parent_run_id, user_name, notes, source, environment, heartbeats,
+                                                 resume_key)
+                               VALUES ($1, $2, $3, $4, coalesce($10, now()), now(), $5, $6, $7, $8, $9, $11,
+                                       nullif($12, ''))
                                RETURNING *)
                     SELECT {RUN_COLUMNS} FROM r JOIN experiments e ON e.id = r.experiment_id""",
                 run_id, experiment_id, new.name or f"run-{run_id.hex[:8]}", RunStatus.RUNNING,
                 new.parent_run_id, new.user, new.notes, new.source, new.environment, new.start_time,
-                not new.unattended,
+                not new.unattended, new.resume_key,
             )
             await _insert_pairs(conn, "run_params", run_id, new.params)
             await _insert_pairs(conn, "run_tags", run_id, new.tags)
             run = run_of(row, dict(new.params), dict(new.tags))
             await enqueue(conn, topic=RUN_STARTED, key=format_id(run_id), event_id=event_id,
                           payload=events.run_started(run, event_id))
+        return run, False
+
+    async def resume_run(self, run_id: uuid.UUID, params: dict[str, str], tags: dict[str, str]) -> Run:
+        """Reattach to a RUNNING or CRASHED run (CRASHED becomes RUNNING again), with its
+        `run.started` event marked resumed; FailedPrecondition for an ended or deleted run."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            return await self._resume(conn, run_id, params, tags)
+
+    async def _resume(self, conn: asyncpg.Connection, run_id: uuid.UUID, params: dict[str, str],
+                      tags: dict[str, str]) -> Run:
+        run = await self._load(conn, run_id, lock=True)
+        check_resume(run)
+        await _insert_pairs(conn, "run_params", run_id, new_params(run.params, params))
+        await conn.executemany(
+            """INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3)
+               ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value""",
+            [(run_id, k, v) for k, v in tags.items()])
+        await conn.execute("UPDATE runs SET status = $2, end_time = NULL, last_heartbeat = now() WHERE id = $1",
+                           run_id, RunStatus.RUNNING)
+        run, event_id = await self._load(conn, run_id), uuid.uuid4()
+        await enqueue(conn, topic=RUN_STARTED, key=format_id(run_id), event_id=event_id,
+                      payload=events.run_started(run, event_id, resumed=True))
         return run
 
     async def _ensure_experiment(self, conn: asyncpg.Connection, project_name: str, name: str) -> uuid.UUID:

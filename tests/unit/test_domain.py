@@ -94,3 +94,17 @@ def test_crash_grace_waits_a_whole_timeout_of_writable_database_after_an_outage(
     grace.failed()  # PostgreSQL could not be written
     assert not grace.may_judge(2000.0) and not grace.may_judge(2100.0)
     assert grace.may_judge(2120.0)
+
+
+def test_a_running_or_crashed_run_resumes_an_ended_or_deleted_one_does_not() -> None:
+    domain.check_resume(make_run())  # its process replaced (preemption) before it was judged CRASHED
+    domain.check_resume(make_run(RunStatus.CRASHED))
+    for ended in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED):
+        with pytest.raises(FailedPrecondition, match=f"ended {ended.name}; only a RUNNING or CRASHED"):
+            domain.check_resume(make_run(ended))
+    with pytest.raises(FailedPrecondition, match="deleted"):
+        domain.check_resume(make_run(deleted=True))
+    assert domain.validate_resume_key("") == "" and domain.validate_resume_key("job-1234") == "job-1234"
+    for bad in (" ", "k" * 251):
+        with pytest.raises(InvalidArgument, match="resume_key"):
+            domain.validate_resume_key(bad)

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from trackd_api.run.v1 import run_pb2 as trackd_dot_run_dot_v1_dot_run__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtrackd/events/v1/events.proto\x12\x10trackd.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17trackd/run/v1/run.proto\"\x88\x03\n\nRunStarted\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x15\n\rexperiment_id\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rparent_run_id\x18\x07 \x01(\t\x12\x38\n\x06params\x18\x08 \x03(\x0b\x32(.trackd.events.v1.RunStarted.ParamsEntry\x12\x34\n\x04tags\x18\t \x03(\x0b\x32&.trackd.events.v1.RunStarted.TagsEntry\x12\x0c\n\x04user\x18\n \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf4\x01\n\x08RunEnded\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x15\n\rexperiment_id\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12(\n\x06status\x18\x05 \x01(\x0e\x32\x18.trackd.run.v1.RunStatus\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x08 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtrackd/events/v1/events.proto\x12\x10trackd.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17trackd/run/v1/run.proto\"\x99\x03\n\nRunStarted\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x15\n\rexperiment_id\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rparent_run_id\x18\x07 \x01(\t\x12\x38\n\x06params\x18\x08 \x03(\x0b\x32(.trackd.events.v1.RunStarted.ParamsEntry\x12\x34\n\x04tags\x18\t \x03(\x0b\x32&.trackd.events.v1.RunStarted.TagsEntry\x12\x0c\n\x04user\x18\n \x01(\t\x12\x0f\n\x07resumed\x18\x0b \x01(\x08\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf4\x01\n\x08RunEnded\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x15\n\rexperiment_id\x18\x03 \x01(\t\x12\x12\n\nproject_id\x18\x04 \x01(\t\x12(\n\x06status\x18\x05 \x01(\x0e\x32\x18.trackd.run.v1.RunStatus\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x08 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,11 +38,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNSTARTED_TAGSENTRY']._loaded_options = None
   _globals['_RUNSTARTED_TAGSENTRY']._serialized_options = b'8\001'
   _globals['_RUNSTARTED']._serialized_start=110
-  _globals['_RUNSTARTED']._serialized_end=502
-  _globals['_RUNSTARTED_PARAMSENTRY']._serialized_start=412
-  _globals['_RUNSTARTED_PARAMSENTRY']._serialized_end=457
-  _globals['_RUNSTARTED_TAGSENTRY']._serialized_start=459
-  _globals['_RUNSTARTED_TAGSENTRY']._serialized_end=502
-  _globals['_RUNENDED']._serialized_start=505
-  _globals['_RUNENDED']._serialized_end=749
+  _globals['_RUNSTARTED']._serialized_end=519
+  _globals['_RUNSTARTED_PARAMSENTRY']._serialized_start=429
+  _globals['_RUNSTARTED_PARAMSENTRY']._serialized_end=474
+  _globals['_RUNSTARTED_TAGSENTRY']._serialized_start=476
+  _globals['_RUNSTARTED_TAGSENTRY']._serialized_end=519
+  _globals['_RUNENDED']._serialized_start=522
+  _globals['_RUNENDED']._serialized_end=766
 # @@protoc_insertion_point(module_scope)

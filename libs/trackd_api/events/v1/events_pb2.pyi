@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RunStarted(_message.Message):
-    __slots__ = ("event_id", "run_id", "experiment_id", "project_id", "name", "start_time", "parent_run_id", "params", "tags", "user")
+    __slots__ = ("event_id", "run_id", "experiment_id", "project_id", "name", "start_time", "parent_run_id", "params", "tags", "user", "resumed")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,7 @@ class RunStarted(_message.Message):
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     run_id: str
     experiment_id: str
@@ -46,7 +47,8 @@ class RunStarted(_message.Message):
     params: _containers.ScalarMap[str, str]
     tags: _containers.ScalarMap[str, str]
     user: str
-    def __init__(self, event_id: _Optional[str] = ..., run_id: _Optional[str] = ..., experiment_id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., user: _Optional[str] = ...) -> None: ...
+    resumed: bool
+    def __init__(self, event_id: _Optional[str] = ..., run_id: _Optional[str] = ..., experiment_id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., user: _Optional[str] = ..., resumed: _Optional[bool] = ...) -> None: ...
 
 class RunEnded(_message.Message):
     __slots__ = ("event_id", "run_id", "experiment_id", "project_id", "status", "start_time", "end_time", "duration_ms")

@@ -338,7 +338,7 @@ class UnarchiveExperimentResponse(_message.Message):
     def __init__(self, experiment: _Optional[_Union[Experiment, _Mapping]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("experiment_id", "project_name", "experiment_name", "name", "params", "tags", "source", "environment", "parent_run_id", "user", "notes", "start_time", "unattended")
+    __slots__ = ("experiment_id", "project_name", "experiment_name", "name", "params", "tags", "source", "environment", "parent_run_id", "user", "notes", "start_time", "unattended", "run_id", "resume_key")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -366,6 +366,8 @@ class StartRunRequest(_message.Message):
     NOTES_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     UNATTENDED_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    RESUME_KEY_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     project_name: str
     experiment_name: str
@@ -379,13 +381,17 @@ class StartRunRequest(_message.Message):
     notes: str
     start_time: _timestamp_pb2.Timestamp
     unattended: bool
-    def __init__(self, experiment_id: _Optional[str] = ..., project_name: _Optional[str] = ..., experiment_name: _Optional[str] = ..., name: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., user: _Optional[str] = ..., notes: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unattended: _Optional[bool] = ...) -> None: ...
+    run_id: str
+    resume_key: str
+    def __init__(self, experiment_id: _Optional[str] = ..., project_name: _Optional[str] = ..., experiment_name: _Optional[str] = ..., name: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., user: _Optional[str] = ..., notes: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unattended: _Optional[bool] = ..., run_id: _Optional[str] = ..., resume_key: _Optional[str] = ...) -> None: ...
 
 class StartRunResponse(_message.Message):
-    __slots__ = ("run",)
+    __slots__ = ("run", "resumed")
     RUN_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
     run: Run
-    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
+    resumed: bool
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., resumed: _Optional[bool] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("run_id",)
