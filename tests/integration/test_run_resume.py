@@ -4,6 +4,7 @@ reattach, per experiment), auto-numbered steps continuing, and ended runs refuse
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -48,7 +49,7 @@ async def test_a_crashed_run_resumed_by_id_runs_again_and_its_steps_continue(
         assert run.last_step("acc") is None
         for _ in range(5):
             run.log_metric("loss", 2.0)  # continues at 10
-        time.sleep(HEARTBEAT_TIMEOUT_S + 2)  # heartbeats continue: not CRASHED again
+        await asyncio.sleep(HEARTBEAT_TIMEOUT_S + 2)  # heartbeats continue: not CRASHED again
         assert trackd.get_run(run.id).status == "RUNNING"
     assert [p.step for p in trackd.get_metric_history(run.id, "loss")] == list(range(15))
     assert trackd.get_run(run.id).status == "FINISHED"
