@@ -56,10 +56,12 @@ def check(sampler: str, pruner: str, objectives: int, space: Space) -> int | Non
 
 
 def _check_torch() -> None:
-    # GPSampler imports torch lazily (optuna._imports), on its first sample: the study would fail then.
-    if importlib.util.find_spec("torch") is None:
-        raise InvalidArgument("sampler 'gp' needs torch, which the hpo service does not have installed "
-                              "(pip install torch, CPU build is enough): use tpe or cmaes")
+    # GPSampler imports torch and scipy lazily (optuna._imports), on its first sample: the study
+    # would fail then, after its startup trials.
+    if missing := [m for m in ("torch", "scipy") if importlib.util.find_spec(m) is None]:
+        raise InvalidArgument(f"sampler 'gp' needs {' and '.join(missing)}, which the hpo service does not have "
+                              f"installed (pip install {' '.join(missing)}; torch's CPU build is enough): "
+                              "use tpe or cmaes")
 
 
 def grid_size(space: Space) -> int:

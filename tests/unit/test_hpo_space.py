@@ -120,3 +120,14 @@ def test_a_grid_study_runs_each_point_once() -> None:
     assert check_study({**fields, "max_trials": 10})["max_trials"] == 3
     assert check_study({**fields, "max_trials": 2})["max_trials"] == 2
     assert check_study({**fields, "sampler": "tpe", "max_trials": 0})["max_trials"] == 0
+
+
+def test_enqueued_params_must_fit_the_space() -> None:
+    space = parse({"x": {"type": "float", "low": 0, "high": 1, "step": 0.25}, "k": {"type": "int", "low": 1, "high": 3},
+                   "c": {"type": "categorical", "choices": ["a", "b"]}})
+    space.check_params({"x": 0.5, "k": 2, "c": "b"})
+    space.check_params({"k": 3})  # the others are sampled
+    for bad, message in [({"x": 0.3}, "outside the space"), ({"k": 1.5}, "outside"), ({"k": True}, "outside"),
+                         ({"c": "z"}, "one of 'a', 'b'"), ({"y": 1}, "no param 'y'")]:
+        with pytest.raises(InvalidArgument, match=message):
+            space.check_params(bad)
