@@ -6,6 +6,7 @@
 """
 
 from trackd import errors, events, hpo
+from trackd._active import active_run, finish, init, log
 from trackd._client import Client
 from trackd._query import (
     Comparison,
@@ -37,7 +38,8 @@ from trackd._run import (
     start_run,
 )
 
-__all__ = ["Client", "Comparison", "ModelVersion", "Point", "Run", "RunInfo", "aggregate_metric", "compare_runs",
+__all__ = ["Client", "Comparison", "ModelVersion", "Point", "Run", "RunInfo", "active_run", "aggregate_metric",
+           "compare_runs", "finish", "init", "log",
            "contour", "download_artifacts", "errors", "events", "export_metric", "hpo", "get_latest_metrics",
            "get_metric_histories", "get_metric_history", "get_model_version", "get_run", "iter_runs", "iter_search",
            "list_artifacts", "list_model_versions", "list_runs", "parallel_coordinates", "param_importance",

@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -87,7 +87,7 @@ class Run:
     (KeyboardInterrupt: KILLED) and propagates."""
 
     def __init__(self, info: RunInfo, *, client: Client, system_metrics: bool = True, resumed: bool = False,
-                 next_steps: Mapping[tuple[str, int], int] | None = None) -> None:
+                 next_steps: Mapping[tuple[str, int], int] | None = None, rank: int | None = None) -> None:
         self._client = client
         self.resumed = resumed  # an existing run was reattached (start_run's run_id or resume_key)
         self._next_steps = dict(next_steps or {})
@@ -105,7 +105,13 @@ class Run:
         self._heartbeat.start()
         interval = client.settings.system_metrics_interval_s
         if system_metrics and interval > 0:
-            self._system = SystemMonitor(self.log_metrics, interval)
+            self._system = SystemMonitor(self.log_metrics if rank is None else self._rank_logger(rank), interval)
+
+    def _rank_logger(self, rank: int) -> Callable[[dict[str, float]], None]:
+        """System metrics of one rank of a distributed job: `system/rank{N}/…`."""
+        def log_metrics(metrics: dict[str, float]) -> None:
+            self.log_metrics({k.replace("system/", f"system/rank{rank}/", 1): v for k, v in metrics.items()})
+        return log_metrics
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, name={self.name!r})"
@@ -245,9 +251,15 @@ class Run:
     def info(self) -> RunInfo:
         return get_run(self.id, client=self._client)
 
-    def end(self, status: str = "FINISHED") -> RunInfo:
-        """End the run with FINISHED, FAILED or KILLED. Ending it twice is an error."""
-        code = _status(status)
+    def detach(self) -> None:
+        """Stop this process's part (uploads, system metrics, heartbeats) after delivering its
+        points, leaving the run open: for the ranks of a distributed job that share a run which
+        rank 0 ends. Raises TrackdError when points are left undelivered, as `end()` does."""
+        self._close_writer()
+        self._stop.set()
+        self._ended = True  # this handle is done: leaving a `with` block does not end the run
+
+    def _close_writer(self) -> None:
         for future in self._pending:  # background uploads finish before the run ends
             future.result()
         self._pending.clear()
@@ -265,6 +277,11 @@ class Run:
                     f"{self._writer.spool.directory} ({why}); the run is left open: run "
                     f"`trackd sync` when the servers are reachable, then end it"
                 )
+
+    def end(self, status: str = "FINISHED") -> RunInfo:
+        """End the run with FINISHED, FAILED or KILLED. Ending it twice is an error."""
+        code = _status(status)
+        self._close_writer()
         self._stop.set()
         response = self._client.call("run", self._client.runs.EndRun,
                                      run_pb2.EndRunRequest(run_id=self.id, status=code.proto))
@@ -300,6 +317,7 @@ def start_run(
     experiment_id: str | None = None,
     run_id: str | None = None,
     resume_key: str | None = None,
+    rank: int | None = None,
     client: Client | None = None,
 ) -> Run:
     """Start a RUNNING run in `project`/`experiment` (both created if missing), or resume one.
@@ -309,7 +327,8 @@ def start_run(
     it in the experiment creates the run, later ones resume it. A resumed run's heartbeats and
     system metrics continue; metric batches a killed process of it left in the local spool are
     delivered first, and `step=None` continues after each series' last stored step
-    (`run.resumed`, `run.last_step(key)`). Params given again must keep their values; tags are set."""
+    (`run.resumed`, `run.last_step(key)`). Params given again must keep their values; tags are set.
+    `rank`: this process's rank in a distributed job; its system metrics are `system/rank{N}/…`."""
     client = client or default_client()
     request = run_pb2.StartRunRequest(
         experiment_id=experiment_id or "",
@@ -330,12 +349,12 @@ def start_run(
     response = client.call("run", client.runs.StartRun, request)
     info = RunInfo.from_proto(response.run)
     if not response.resumed:
-        return Run(info, client=client, system_metrics=system_metrics)
+        return Run(info, client=client, system_metrics=system_metrics, rank=rank)
     if not client.settings.offline:
         _deliver_leftovers(client, info.id)
     next_steps = {series: step + 1 for series, step in _stored_steps(client, info.id).items()}
     log.info("resumed run %s (%s); metrics continue after their last stored steps", info.id, info.status)
-    return Run(info, client=client, system_metrics=system_metrics, resumed=True, next_steps=next_steps)
+    return Run(info, client=client, system_metrics=system_metrics, resumed=True, next_steps=next_steps, rank=rank)
 
 
 def _stored_steps(client: Client, run_id: str) -> dict[tuple[str, int], int]:

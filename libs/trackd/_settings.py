@@ -74,3 +74,24 @@ class ClientSettings:
 
     def target(self, service: str) -> str:
         return self.targets[service]
+
+
+@dataclass(frozen=True)
+class LaunchEnv:
+    """What a distributed launcher (torchrun, and most others) tells a process: its rank among
+    `world_size`, and the job's id when it has one (TORCHELASTIC_RUN_ID, SLURM_JOB_ID)."""
+
+    rank: int
+    world_size: int
+    job_id: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LaunchEnv | None:
+        """None outside a launcher (no RANK, or one that is not a number)."""
+        env = os.environ if env is None else env
+        try:
+            rank, world_size = int(env["RANK"]), int(env.get("WORLD_SIZE", "1"))
+        except (KeyError, ValueError):
+            return None
+        job_id = env.get("TORCHELASTIC_RUN_ID", "")
+        return cls(rank, world_size, env.get("SLURM_JOB_ID", "") if job_id in ("", "none") else job_id)
