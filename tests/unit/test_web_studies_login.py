@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 from trackd_api.artifact.v1 import registry_pb2
+from trackd_api.auth.v1 import auth_pb2
 from trackd_api.hpo.v1 import hpo_pb2
 from trackd_api.run.v1 import run_pb2
 from trackd_platform.auth import Role
@@ -92,13 +93,17 @@ class FakeRuns:
             raise refused(grpc.StatusCode.UNAUTHENTICATED)
         return run_pb2.ListProjectsResponse(projects=[run_pb2.Project(id="p1", name="vision")])
 
-    async def CreateExperiment(self, request: Any, *, metadata: Any, **options: Any) -> Any:
-        raise refused(grpc.StatusCode.PERMISSION_DENIED)  # a read token
 
 
+@dataclass
 class FakeTokens:
-    async def ListTokens(self, request: Any, *, metadata: Any, **options: Any) -> Any:
-        raise refused(grpc.StatusCode.PERMISSION_DENIED)
+    calls: list[str] = field(default_factory=list)
+
+    async def WhoAmI(self, request: Any, *, metadata: Any, **options: Any) -> auth_pb2.WhoAmIResponse:
+        self.calls.append(dict(metadata)["authorization"])
+        if dict(metadata)["authorization"] != f"Bearer {GOOD}":
+            raise refused(grpc.StatusCode.UNAUTHENTICATED)
+        return auth_pb2.WhoAmIResponse(project_id="p1", project_name="vision", role=auth_pb2.ROLE_READ)
 
 
 class FakeBackends:
