@@ -34,8 +34,9 @@ RUN_RULES = {
     "UpdateExperiment": Rule(WRITE, _experiment),
     "ArchiveExperiment": Rule(WRITE, _experiment),
     "UnarchiveExperiment": Rule(WRITE, _experiment),
-    "StartRun": Rule(WRITE, all_of(either("experiment_id", _experiment, _project_named),
-                                   ids("run", "parent_run_id"), _run)),  # run_id: the run resumed
+    # run_id: the run resumed (its project; the request's experiment fields are ignored then)
+    "StartRun": Rule(WRITE, all_of(either("run_id", _run, either("experiment_id", _experiment, _project_named)),
+                                   ids("run", "parent_run_id"))),
     "GetRun": Rule(READ, _run),
     "ListRuns": Rule(READ, all_of(ids("experiment", "experiment_ids"), ids("run", "parent_run_id")),
                      keep=keep("runs", "project_id")),

@@ -212,6 +212,10 @@ def test_a_token_of_project_a_reaches_nothing_of_project_b_in_every_service(
         run_pb2.StartRunRequest(project_name=b.name, experiment_name="x"))) == DENIED
     assert code_of(lambda: world.runs(token).StartRun(
         run_pb2.StartRunRequest(project_name=a.name, experiment_name="x", parent_run_id=b.run_id))) == DENIED
+    assert code_of(lambda: world.runs(token).StartRun(  # resuming: the resumed run's project decides
+        run_pb2.StartRunRequest(project_name=a.name, experiment_name="x", run_id=b.run_id))) == DENIED
+    assert code_of(lambda: world.runs(token).StartRun(run_pb2.StartRunRequest(run_id=a.run_id))) in (
+        grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION)  # allowed; a.run may have ended
     assert code_of(lambda: world.runs(token).CreateProject(run_pb2.CreateProjectRequest(name=unique("p")))) \
         == DENIED
     listed = world.runs(token).ListProjects(run_pb2.ListProjectsRequest(page_size=1000), timeout=30).projects
