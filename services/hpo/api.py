@@ -9,6 +9,7 @@ from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
 from trackd_platform.errors import InvalidArgument
 from trackd_platform.ids import format_id, parse_id
 from trackd_platform.paging import decode_token, encode_token, page_size
+from trackd_platform.rpc_types import Context
 from trackd_platform.run_records import validate_name
 from trackd_platform.timestamps import timestamp
 
@@ -58,7 +59,7 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
         self._controller = controller
         self._store = store
 
-    async def CreateStudy(self, request: Any, context: Any) -> hpo_pb2.CreateStudyResponse:
+    async def CreateStudy(self, request: hpo_pb2.CreateStudyRequest, context: Context) -> hpo_pb2.CreateStudyResponse:
         name = validate_name("study", request.name)
         if not request.objectives:
             raise InvalidArgument("a study needs at least one objective (metric and direction)")
@@ -88,38 +89,40 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
             project=validate_name("project", request.project or "default"), paused=request.paused)
         return hpo_pb2.CreateStudyResponse(study=study_to_proto(study))
 
-    async def GetStudy(self, request: Any, context: Any) -> hpo_pb2.GetStudyResponse:
+    async def GetStudy(self, request: hpo_pb2.GetStudyRequest, context: Context) -> hpo_pb2.GetStudyResponse:
         if request.study_id:
             study = await self._store.get(study_id=parse_id("study_id", request.study_id))
         else:
             study = await self._store.get(name=validate_name("study", request.name))
         return hpo_pb2.GetStudyResponse(study=study_to_proto(study))
 
-    async def ListStudies(self, request: Any, context: Any) -> hpo_pb2.ListStudiesResponse:
+    async def ListStudies(self, request: hpo_pb2.ListStudiesRequest, context: Context) -> hpo_pb2.ListStudiesResponse:
         limit = page_size(request.page_size)
         after = decode_token(request.page_token, arity=1, kinds=(str,))
         studies = await self._store.list_studies(limit=limit, after=after[0] if after else None)
         token = encode_token([studies[-1].name]) if len(studies) == limit else ""
         return hpo_pb2.ListStudiesResponse(studies=[study_to_proto(s) for s in studies], next_page_token=token)
 
-    async def StartStudy(self, request: Any, context: Any) -> hpo_pb2.StartStudyResponse:
+    async def StartStudy(self, request: hpo_pb2.StartStudyRequest, context: Context) -> hpo_pb2.StartStudyResponse:
         study = await self._controller.transition(parse_id("study_id", request.study_id), StudyState.RUNNING)
         return hpo_pb2.StartStudyResponse(study=study_to_proto(study))
 
-    async def PauseStudy(self, request: Any, context: Any) -> hpo_pb2.PauseStudyResponse:
+    async def PauseStudy(self, request: hpo_pb2.PauseStudyRequest, context: Context) -> hpo_pb2.PauseStudyResponse:
         study = await self._controller.transition(parse_id("study_id", request.study_id), StudyState.PAUSED)
         return hpo_pb2.PauseStudyResponse(study=study_to_proto(study))
 
-    async def StopStudy(self, request: Any, context: Any) -> hpo_pb2.StopStudyResponse:
+    async def StopStudy(self, request: hpo_pb2.StopStudyRequest, context: Context) -> hpo_pb2.StopStudyResponse:
         study = await self._controller.transition(parse_id("study_id", request.study_id), StudyState.STOPPED)
         return hpo_pb2.StopStudyResponse(study=study_to_proto(study))
 
-    async def EnqueueTrial(self, request: Any, context: Any) -> hpo_pb2.EnqueueTrialResponse:
+    async def EnqueueTrial(
+        self, request: hpo_pb2.EnqueueTrialRequest, context: Context
+    ) -> hpo_pb2.EnqueueTrialResponse:
         trial = await self._controller.enqueue(parse_id("study_id", request.study_id),
                                                _options("params_json", request.params_json))
         return hpo_pb2.EnqueueTrialResponse(trial=trial_to_proto(trial))
 
-    async def ListTrials(self, request: Any, context: Any) -> hpo_pb2.ListTrialsResponse:
+    async def ListTrials(self, request: hpo_pb2.ListTrialsRequest, context: Context) -> hpo_pb2.ListTrialsResponse:
         study_id = parse_id("study_id", request.study_id)
         await self._store.get(study_id=study_id)
         limit = page_size(request.page_size)
@@ -129,31 +132,41 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
         token = encode_token([trials[-1].number]) if len(trials) == limit else ""
         return hpo_pb2.ListTrialsResponse(trials=[trial_to_proto(t) for t in trials], next_page_token=token)
 
-    async def GetBestTrials(self, request: Any, context: Any) -> hpo_pb2.GetBestTrialsResponse:
+    async def GetBestTrials(
+        self, request: hpo_pb2.GetBestTrialsRequest, context: Context
+    ) -> hpo_pb2.GetBestTrialsResponse:
         trials = await self._controller.best(parse_id("study_id", request.study_id))
         return hpo_pb2.GetBestTrialsResponse(trials=[trial_to_proto(t) for t in trials])
 
-    async def AcquireTrial(self, request: Any, context: Any) -> hpo_pb2.AcquireTrialResponse:
+    async def AcquireTrial(
+        self, request: hpo_pb2.AcquireTrialRequest, context: Context
+    ) -> hpo_pb2.AcquireTrialResponse:
         got = await self._controller.acquire(parse_id("study_id", request.study_id), request.worker)
         return hpo_pb2.AcquireTrialResponse(trial=trial_to_proto(got.trial) if got.trial else None,
                                             study=study_to_proto(got.study), lease_s=int(self._controller.lease_s))
 
-    async def HeartbeatTrial(self, request: Any, context: Any) -> hpo_pb2.HeartbeatTrialResponse:
+    async def HeartbeatTrial(
+        self, request: hpo_pb2.HeartbeatTrialRequest, context: Context
+    ) -> hpo_pb2.HeartbeatTrialResponse:
         expires, stop = await self._controller.heartbeat(parse_id("trial_id", request.trial_id), request.worker)
         return hpo_pb2.HeartbeatTrialResponse(lease_expire_time=timestamp(expires), should_stop=stop)
 
-    async def ReportIntermediate(self, request: Any, context: Any) -> hpo_pb2.ReportIntermediateResponse:
+    async def ReportIntermediate(
+        self, request: hpo_pb2.ReportIntermediateRequest, context: Context
+    ) -> hpo_pb2.ReportIntermediateResponse:
         prune = await self._controller.report(parse_id("trial_id", request.trial_id), request.worker, request.step,
                                               request.value)
         return hpo_pb2.ReportIntermediateResponse(should_prune=prune)
 
-    async def CompleteTrial(self, request: Any, context: Any) -> hpo_pb2.CompleteTrialResponse:
+    async def CompleteTrial(
+        self, request: hpo_pb2.CompleteTrialRequest, context: Context
+    ) -> hpo_pb2.CompleteTrialResponse:
         state = TrialState.PRUNED if request.pruned else TrialState.COMPLETE
         trial = await self._controller.finish(parse_id("trial_id", request.trial_id), request.worker, state,
                                               list(request.values))
         return hpo_pb2.CompleteTrialResponse(trial=trial_to_proto(trial))
 
-    async def FailTrial(self, request: Any, context: Any) -> hpo_pb2.FailTrialResponse:
+    async def FailTrial(self, request: hpo_pb2.FailTrialRequest, context: Context) -> hpo_pb2.FailTrialResponse:
         trial = await self._controller.finish(parse_id("trial_id", request.trial_id), request.worker,
                                               TrialState.FAIL, [], request.reason)
         return hpo_pb2.FailTrialResponse(trial=trial_to_proto(trial))
