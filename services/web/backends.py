@@ -16,6 +16,7 @@ from starlette.requests import Request
 from trackd_api.artifact.v1 import artifact_pb2_grpc, registry_pb2_grpc
 from trackd_api.auth.v1 import auth_pb2_grpc
 from trackd_api.hpo.v1 import hpo_pb2_grpc
+from trackd_api.ingest.v1 import ingest_pb2_grpc
 from trackd_api.query.v1 import query_pb2_grpc
 from trackd_api.run.v1 import run_pb2_grpc
 from trackd_platform.config import CallerSettings
@@ -50,6 +51,7 @@ class Backends:
         self.query = query_pb2_grpc.QueryServiceStub(self._channel("query"))
         self.artifacts = artifact_pb2_grpc.ArtifactServiceStub(self._channel("artifact"))
         self.hpo = hpo_pb2_grpc.HpoServiceStub(self._channel("hpo"))
+        self.ingest = ingest_pb2_grpc.IngestServiceStub(self._channel("ingest"))
         self.registry = registry_pb2_grpc.ModelRegistryServiceStub(self._channel("artifact"))
 
     def _channel(self, service: str) -> grpc.aio.Channel:
