@@ -2,7 +2,7 @@
 the pages of issue 16 on one embedded stack, in headless Chromium (Playwright).
 
 5. The compare page of 20 runs × 1,000,000 points (one key, `loss`, written through LogMetrics in
-   200,000-point batches, 4 runs at a time): navigation start → body[data-charts-ready='1'] (every
+   100,000-point batches, 4 runs at a time): navigation start → body[data-charts-ready='1'] (every
    run's line handed to uPlot; compare.js sets it after the last GetMetricHistoryBulk answer) and
    → #compare[data-ready='1'] (also parallel coordinates, the scatter and the contour drawn).
 6. Parallel coordinates over 10,000 runs: the web UI draws them for a study's trials (the study
@@ -48,7 +48,7 @@ from trackd_api.query.v1 import query_pb2, query_pb2_grpc
 
 PARTS = ("compare", "parcoords", "study")
 RESULTS = BENCH / "results" / "web2.json"
-BATCH = 200_000  # points a LogMetrics call (≈ 5 MB)
+BATCH = 100_000  # points a LogMetrics call (its limit)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]
 VIEWPORT = {"width": 1440, "height": 900}
@@ -98,7 +98,7 @@ def _browser(p: Any) -> Any:
 
 
 def load_pages(url: str, marks: dict[str, str], loads: int, extra: str = "() => ({})",
-               timeout_ms: int = 180_000) -> dict[str, Any]:
+               timeout_ms: int = 120_000) -> dict[str, Any]:
     """Navigation start → each of `marks` (name → CSS selector), fresh context per load, one warm-up."""
     from playwright.sync_api import sync_playwright
 
@@ -109,9 +109,17 @@ def load_pages(url: str, marks: dict[str, str], loads: int, extra: str = "() => 
             for _ in range(loads + 1):
                 context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
                 page = context.new_page()
+                said: list[str] = []
+                page.on("console", lambda message, said=said: said.append(f"{message.type}: {message.text}"))
+                page.on("pageerror", lambda error, said=said: said.append(f"error: {error}"))
                 page.add_init_script(PROBE % json.dumps(marks))
                 page.goto(url)
-                page.wait_for_function("() => window.__paintedAt > 0", timeout=timeout_ms)
+                try:
+                    page.wait_for_function("() => window.__paintedAt > 0", timeout=timeout_ms)
+                except Exception as exc:  # what the page shows and said, for the report
+                    state = page.evaluate("() => [window.__marks, document.getElementById('live-state')?.textContent]")
+                    raise RuntimeError(f"{url}: not drawn in {timeout_ms / 1000:.0f} s ({exc.__class__.__name__}); "
+                                       f"marks and status {state}; console {said[-5:]}") from None
                 load = page.evaluate("() => ({marks: window.__marks, painted_ms: window.__paintedAt, "
                                      "html_ms: performance.getEntriesByType('navigation')[0].responseEnd})")
                 load.update(page.evaluate(extra))
@@ -349,11 +357,15 @@ def run(parts: set[str], stack: Any, args: Any) -> dict[str, Any]:
         ("study", f"a {args.study_trials:,}-trial study and its page…",
          lambda: measure_study(web, hpo, args.study_trials, args.study_workers, args.study_budget, args.loads)),
     ]
-    found = {}
+    found: dict[str, Any] = {}
     for name, what, measure in steps:
         if name in parts:
             with console.status(f"trackd: {what}"):
-                found[name] = measure()
+                try:
+                    found[name] = measure()
+                except Exception as exc:  # noqa: BLE001 — reported in the table; the other parts still run
+                    console.print(f"[red]{name} failed: {exc}[/]")
+                    found[name] = {"error": str(exc)[:3000]}
     return found
 
 
@@ -407,6 +419,9 @@ def print_table(r: dict[str, Any]) -> None:
     table.add_column("trackd", justify="right", ratio=3, overflow="fold")
     table.add_column("target", justify="right", ratio=1, overflow="fold")
     median = lambda found: Timing(found["samples_s"]).median_s  # noqa: E731
+    for name in PARTS:
+        if "error" in r.get(name, {}):
+            table.add_row(name, f"[red]failed: {r.pop(name)['error'][:600]}[/]", "[red]✗[/]")
     if c := r.get("compare"):
         last = c["loads"][-1]
         charts = median(c["marks"]["charts"])
