@@ -249,7 +249,7 @@ class _Gate(grpc.GenericRpcHandler):
         return found
 
     async def _refuse(self, requests: Any, context: Context) -> AsyncIterator[Any]:
-        raise errors.Unavailable(f"{self.name} is starting: it waits for {self.waiting_for}; retry shortly")
+        raise errors.Unavailable(f"{self.name} is not serving yet: it waits for {self.waiting_for}; retry shortly")
         yield  # an async generator, as a streaming handler is
 
 
@@ -357,6 +357,23 @@ class GrpcServer:
         for name in ["", *self._service_names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("%s serving gRPC on %s:%d", self.settings.name, self.settings.host, self.port)
+
+    async def close_gate(self, what: str) -> None:
+        """Back to the start-up state while serving: calls UNAVAILABLE naming `what`, health
+        NOT_SERVING, until `reopen()` (the hpo controller, having lost its lease, waits so to take
+        it again)."""
+        self._gate.waiting_for = what
+        self._gate.open = False
+        for name in ["", *self._service_names]:
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        log.warning("%s stopped serving: it waits for %s", self.settings.name, what)
+
+    async def reopen(self) -> None:
+        """After `close_gate`: the servicers answer again and health says SERVING."""
+        self._gate.open = True
+        for name in ["", *self._service_names]:
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("%s serving again", self.settings.name)
 
     async def run_until_signal(self) -> None:
         stop = asyncio.Event()

@@ -39,7 +39,7 @@ async def serve(config: StoresConfig) -> None:
     server, pool = await wire(config.server, config.postgres, RULES, redis=redis)
     leadership = Leadership(pool)  # one active controller: the others wait here, NOT_SERVING
     await server.until_ready("the controller lease (another hpo replica is the active controller)",
-                             leadership.acquire)
+                             leadership.take)
     server.add_closer(leadership.release)  # before the pool closes (closers run in reverse)
     store = StudyStore(pool)
     if renewed := await store.renew_all_leases(config.hpo_lease_s):
@@ -59,7 +59,8 @@ async def serve(config: StoresConfig) -> None:
     async def reap() -> None:
         while True:
             try:
-                await reaper.reap_all()
+                if leadership.held:  # only the active controller acts
+                    await reaper.reap_all()
             except Exception:
                 log.exception("reaping leases failed; retrying")
             await asyncio.sleep(REAP_INTERVAL_S)
@@ -83,7 +84,8 @@ async def serve(config: StoresConfig) -> None:
                                         received.offset)
                             continue
                         event = events_pb2.RunEnded.FromString(message.value or b"")
-                        if event.status in (run_pb2.RUN_STATUS_FAILED, run_pb2.RUN_STATUS_CRASHED):
+                        if leadership.held and event.status in (run_pb2.RUN_STATUS_FAILED,
+                                                                run_pb2.RUN_STATUS_CRASHED):
                             with continue_trace(received.headers, "run.ended process",
                                                 attributes={RUN_ID: event.run_id}):
                                 await reaper.run_ended(parse_id("run_id", event.run_id))
@@ -95,7 +97,21 @@ async def serve(config: StoresConfig) -> None:
                 log.exception("following run.ended failed; reconnecting")
                 await asyncio.sleep(2.0)
 
-    server.add_background(leadership.hold)
+    async def lead() -> None:
+        """Hold the controller lease. Lost (PostgreSQL crashed or unreachable): step down in-process
+        — stop answering, drop the in-memory engines, end the lock's session — then take the lease
+        again (another replica may have it first) and recover from PostgreSQL before answering."""
+        while True:
+            await leadership.hold()
+            await server.close_gate("the controller lease (lost: PostgreSQL restarting or unreachable)")
+            sampling.forget_all()
+            await leadership.drop()
+            await server.until_ready("the controller lease (another hpo replica is the active controller)",
+                                     leadership.take)
+            await server.until_ready("Valkey (the studies' trial queues)", sampling.recover)
+            await server.reopen()
+
+    server.add_background(lead)
     server.add_background(reap)
     server.add_background(follow_run_ended)
     await server.run_until_signal()

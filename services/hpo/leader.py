@@ -7,17 +7,19 @@ it holds the lease: a session-level advisory lock on a connection of its own.
   and takes over as soon as the lock is free: the holder exited, was SIGKILLed (its connection
   closes with it), or lost PostgreSQL.
 - The holder renews the lease by checking its connection every `check_s`. Once a check fails or
-  takes longer than `timeout_s`, it steps down at once: it exits, dropping its in-memory state,
-  and its restart waits like any other replica. PostgreSQL drops a silent holder's session (and
-  the lock) only after TCP keepalives fail, which is set to take longer than the holder takes to
-  step down, so two replicas never act as controller at the same time.
+  takes longer than `timeout_s` (PostgreSQL crashed, restarted, unreachable), it steps down at
+  once, in-process (app.py): it stops answering, drops its in-memory state, ends the lock's session,
+  then waits for the lease like any other replica and recovers from PostgreSQL when it has it.
+  PostgreSQL drops a silent holder's session (and the lock) only after TCP keepalives fail, which
+  is set to take longer than the holder takes to step down, so two replicas never act as
+  controller at the same time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
 from typing import Any
 
 import asyncpg
@@ -37,10 +39,12 @@ class NotLeader(Exception):
 
 
 class Leadership:
-    def __init__(self, pool: asyncpg.Pool, *, check_s: float = 1.0, timeout_s: float = 3.0) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, check_s: float = 1.0, timeout_s: float = 3.0,
+                 poll_s: float = 0.5) -> None:
         self._pool = pool
         self.check_s = check_s
         self.timeout_s = timeout_s
+        self.poll_s = poll_s  # a standby asks for the lease this often: it takes over within this
         self._conn: Any = None  # the pool connection holding the lock, while it is held
 
     async def acquire(self) -> None:
@@ -59,9 +63,24 @@ class Leadership:
         self._conn = conn
         log.info("this hpo replica holds the controller lease")
 
+    async def take(self) -> None:
+        """Take the lease, polling every `poll_s` while another replica holds it (a standby's
+        normal state, so quietly); other failures (PostgreSQL not up) raise, for the caller's
+        back-off (`server.until_ready`)."""
+        while True:
+            try:
+                await self.acquire()
+                return
+            except NotLeader:
+                await asyncio.sleep(self.poll_s)
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None
+
     async def hold(self) -> None:
-        """Renew the lease while serving; when that fails, step down: exit the process (its
-        state is a mirror of PostgreSQL and the supervisor restarts it, as after a SIGKILL)."""
+        """Renew the lease while serving; return once it could not be renewed: the caller steps
+        down (stops serving and drops its state), then calls `drop()`."""
         while True:
             await asyncio.sleep(self.check_s)
             try:
@@ -70,7 +89,16 @@ class Leadership:
                 raise
             except Exception as exc:  # noqa: BLE001 — whatever failed, the lease may be gone
                 log.critical("the controller lease could not be renewed (%s): stepping down", exc)
-                os._exit(75)  # no clean-up: nothing here may act as controller any more
+                return
+
+    async def drop(self) -> None:
+        """After stepping down: end the lock's session (if PostgreSQL still had it, the lock is
+        free for whichever replica takes it next, this one included)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
 
     async def release(self) -> None:
         """At shutdown: free the lease for the next replica at once."""

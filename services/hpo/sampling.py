@@ -72,6 +72,15 @@ class Sampling:
             self._engines[study.id] = await asyncio.to_thread(Engine, spec_of(study), history)
         return self._engines[study.id]
 
+    def forget_all(self) -> None:
+        """Stepping down (the controller lease lost): every engine dropped, to be rebuilt from
+        PostgreSQL when next needed, and the refills in flight cancelled."""
+        self._engines.clear()
+        for task in self._refills.values():
+            task.cancel()
+        self._refills.clear()
+        self._refill_again.clear()
+
     def forget(self, study_id: uuid.UUID) -> None:
         """Drop the mirror after a failure between PostgreSQL and Optuna: rebuilt on next use."""
         self._engines.pop(study_id, None)
