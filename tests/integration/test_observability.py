@@ -183,10 +183,13 @@ async def receiver() -> AsyncIterator[tuple[_Receiver, int]]:
 def traced_services(
     stack: EmbeddedStack, receiver: tuple[_Receiver, int], tmp_path: Path
 ) -> Iterator[dict[str, str]]:
-    """A run and an hpo process of their own, exporting traces to the receiver; {service: target}."""
+    """A run and an hpo process of their own, exporting traces to the receiver; {service: target}.
+    One hpo replica is the active controller at a time (its lease): the stack's steps aside meanwhile."""
     _, otlp_port = receiver
     ports = {"run": free_port(), "hpo": free_port()}
     started = []
+    stack_hpo = stack.services["hpo"]
+    stack_hpo.stop()
     try:
         for service in ("run", "hpo"):
             env = {
@@ -207,6 +210,8 @@ def traced_services(
     finally:
         for managed in started:
             managed.stop()
+        stack_hpo.start()
+        stack_hpo.wait_ready(60)
 
 
 async def test_a_run_rpc_and_the_run_ended_it_causes_share_one_trace_into_hpo(
