@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from trackd_api.artifact.v1 import artifact_pb2_grpc, registry_pb2_grpc
 from trackd_api.auth.v1 import auth_pb2_grpc
@@ -80,3 +82,19 @@ class Backends:
     async def close(self) -> None:
         for channel in self._channels:
             await channel.close()
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+async def page_call(method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], request: Req, caller: Caller, *,
+                    not_found: str = "") -> Resp:
+    """One RPC for a page, as `caller`, with the page deadline; with `not_found`, an unknown or
+    malformed id is a 404 page saying `not_found`. Other errors go to the app's handlers."""
+    try:
+        return await method(request, metadata=caller.metadata, timeout=PAGE_TIMEOUT_S)
+    except grpc.aio.AioRpcError as error:
+        if not_found and error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+            raise HTTPException(404, not_found) from None
+        raise

@@ -8,7 +8,7 @@ by a stray click, with or without JavaScript."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import grpc
@@ -21,11 +21,9 @@ from trackd_api.artifact.v1 import registry_pb2
 from trackd_api.run.v1 import run_pb2
 
 from . import views
-from .backends import PAGE_TIMEOUT_S, Backends, Caller
+from .backends import Backends, Caller, page_call
 from .http import require_csrf
 
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
 MAX_MODELS = 1000
 CONCURRENT_LOOKUPS = 8
 MAX_ALIAS = 256
@@ -57,14 +55,7 @@ class Models:
             Route("/models/{name:path}", self.model),
         ]
 
-    async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], request: Req, caller: Caller, *,
-                    not_found: str = "") -> Resp:
-        try:
-            return await method(request, metadata=caller.metadata, timeout=PAGE_TIMEOUT_S)
-        except grpc.aio.AioRpcError as error:
-            if not_found and error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                raise HTTPException(404, not_found) from None
-            raise
+    _call = staticmethod(page_call)  # one RPC for a page (backends.page_call)
 
     async def _run_names(self, run_ids: set[str], caller: Caller) -> dict[str, str]:
         """Each source run's name (its id's start when it is gone or unreadable), at most MAX_RUN_NAMES."""

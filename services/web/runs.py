@@ -9,7 +9,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from cachetools import TTLCache
@@ -24,12 +24,10 @@ from trackd_api.query.v1 import query_pb2
 from trackd_api.run.v1 import run_pb2
 
 from . import views
-from .backends import PAGE_TIMEOUT_S, Backends, Caller
+from .backends import Backends, Caller, page_call
 from .compare import experiment_panel
 from .http import require_csrf
 
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
 MAX_HOME_EXPERIMENTS = 1000
 KEYS_TTL_S = 10.0
 DEFAULT_COLUMNS = 6  # params and metrics shown when the URL names none
@@ -65,15 +63,7 @@ class Pages:
             Route("/runs/{run_id}/notes", self.set_notes, methods=["POST"]),
         ]
 
-    async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], request: Req, caller: Caller, *,
-                    not_found: str = "") -> Resp:
-        """One RPC with the page deadline; with `not_found`, a malformed id is a 404 like an unknown one."""
-        try:
-            return await method(request, metadata=caller.metadata, timeout=PAGE_TIMEOUT_S)
-        except grpc.aio.AioRpcError as error:
-            if not_found and error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                raise HTTPException(404, not_found) from None
-            raise
+    _call = staticmethod(page_call)  # one RPC for a page (backends.page_call)
 
     # -- home -------------------------------------------------------------------------------------
 
@@ -307,7 +297,7 @@ def _is_id(text: str) -> bool:
     return True
 
 
-async def _found(lookup: Awaitable[Resp]) -> bool:
+async def _found(lookup: Awaitable[Any]) -> bool:
     """Whether a lookup by id found something: False on NOT_FOUND, other errors raised."""
     try:
         await lookup

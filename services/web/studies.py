@@ -14,7 +14,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from cachetools import TTLCache
@@ -28,13 +28,11 @@ from trackd_api.query.v1 import query_pb2
 from trackd_platform.importance import METHOD, fanova
 
 from . import views
-from .backends import PAGE_TIMEOUT_S, Backends, Caller
+from .backends import Backends, Caller, page_call
 from .charts import FastJSON
 from .http import require_csrf
 
 log = logging.getLogger(__name__)
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
 MAX_COUNTED = 200  # the newest studies of the list get their trial counts
 MAX_TRIALS = 10_000  # the page shows at most this many trials
 SERVER_ROWS = 300  # rows rendered in the page's HTML; its script draws the whole table
@@ -129,14 +127,7 @@ class Studies:
             Route("/api/studies/{study}/importance", self.importance),
         ]
 
-    async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp], request: Req, caller: Caller, *,
-                    not_found: str = "") -> Resp:
-        try:
-            return await method(request, metadata=caller.metadata, timeout=PAGE_TIMEOUT_S)
-        except grpc.aio.AioRpcError as error:
-            if not_found and error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                raise HTTPException(404, not_found) from None
-            raise
+    _call = staticmethod(page_call)  # one RPC for a page (backends.page_call)
 
     async def _study(self, request: Request, caller: Caller) -> hpo_pb2.Study:
         ref = request.path_params["study"]
