@@ -49,7 +49,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-        stack.stop()
+        stack.stop(discard=True)  # its data goes with the test's tmp dir: no clean S3 stop
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedSta
     try:
         yield stack
     finally:
-        stack.stop()
+        stack.stop(discard=True)  # its data goes with the test's tmp dir: no clean S3 stop
 
 
 def bearer(secret: str) -> tuple[tuple[str, str]]:

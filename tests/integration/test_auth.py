@@ -126,7 +126,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     finally:
         for channel in world.channels.values():
             channel.close()
-        stack.stop()
+        stack.stop(discard=True)  # its data goes with the test's tmp dir: no clean S3 stop
 
 
 @dataclass

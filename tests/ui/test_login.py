@@ -30,7 +30,7 @@ from tests.ui.conftest import Watched
 
 pytestmark = pytest.mark.ui
 ADMIN_SECRET = "admin-" + uuid.uuid4().hex
-RECHECK_BOUND_S = 5.0  # the promise (docs/auth.md): the services' token cache (3 s) and the page's session poll (1 s) fit in it
+RECHECK_BOUND_S = 5.0  # as docs/auth.md promises: the services' token cache (3 s) and the page's poll (1 s) fit
 
 
 @dataclass
@@ -100,7 +100,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     finally:
         for channel in world.channels.values():
             channel.close()
-        stack.stop()
+        stack.stop(discard=True)  # its data goes with the test's tmp dir: no clean S3 stop
 
 
 @pytest.fixture(scope="module")
