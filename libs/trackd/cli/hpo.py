@@ -7,7 +7,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import typer
@@ -144,24 +144,25 @@ def trials(study: str) -> None:
              t.fail_reason) for t in found))
 
 
-@app.command("pause")
-def pause(study: str) -> None:
-    """Pause a study: no trial is handed out until `trackd hpo resume`; running ones go on."""
+def _move(change: Callable[[str], sdk.StudyInfo], study: str) -> None:
+    """Pause, resume or stop `study` through the SDK and print its new state."""
     try:
-        info = sdk.pause_study(study)
+        info = change(study)
     except TrackdError as exc:
         raise _fail(exc) from None
     console.print(f"study {info.name}: {info.state}")
+
+
+@app.command("pause")
+def pause(study: str) -> None:
+    """Pause a study: no trial is handed out until `trackd hpo resume`; running ones go on."""
+    _move(sdk.pause_study, study)
 
 
 @app.command("resume")
 def resume(study: str) -> None:
     """Resume a paused study (or start one created paused)."""
-    try:
-        info = sdk.resume_study(study)
-    except TrackdError as exc:
-        raise _fail(exc) from None
-    console.print(f"study {info.name}: {info.state}")
+    _move(sdk.resume_study, study)
 
 
 @app.command("enqueue")
@@ -190,11 +191,7 @@ def enqueue(
 @app.command("stop")
 def stop(study: str) -> None:
     """Stop a study: no new trials; workers stop the running ones."""
-    try:
-        info = sdk.stop_study(study)
-    except TrackdError as exc:
-        raise _fail(exc) from None
-    console.print(f"study {info.name}: {info.state}")
+    _move(sdk.stop_study, study)
 
 
 LOGGED_WAIT_S = 5.0  # how long the last logged points may take to be readable after the process exits
