@@ -154,6 +154,8 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
         return run_pb2.UnarchiveExperimentResponse(experiment=_experiment(experiment))
 
     async def StartRun(self, request: run_pb2.StartRunRequest, context: Context) -> run_pb2.StartRunResponse:
+        if request.client_run_id and (request.run_id or request.resume_key):
+            raise InvalidArgument("client_run_id starts a new run under that id: give it without run_id or resume_key")
         if request.run_id:
             run = await self._store.resume_run(parse_id("run_id", request.run_id),
                                                domain.validate_params(request.params),
@@ -177,6 +179,7 @@ class RunServicer(run_pb2_grpc.RunServiceServicer):
             start_time=_client_time("start_time", request),
             unattended=request.unattended,
             resume_key=domain.validate_resume_key(request.resume_key),
+            run_id=optional_id("client_run_id", request.client_run_id),
         )
         run, resumed = await self._store.start_run(new)
         return run_pb2.StartRunResponse(run=run_to_proto(run), resumed=resumed)

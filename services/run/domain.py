@@ -68,6 +68,7 @@ class NewRun:
     start_time: datetime | None = None  # the client's; None: the server's clock
     unattended: bool = False  # no heartbeats expected: never CRASHED for silence
     resume_key: str = ""  # the first start with it creates the run, later ones resume it
+    run_id: uuid.UUID | None = None  # the client's (an offline run synced later); None: the server picks
 
 
 def _validate_items(kind: str, items: Mapping[str, str], value_max: int) -> dict[str, str]:

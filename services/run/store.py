@@ -152,8 +152,10 @@ class RunStore:
             return await self._start_run(new)
 
     async def _start_run(self, new: NewRun) -> tuple[Run, bool]:
-        run_id, event_id = uuid.uuid4(), uuid.uuid4()
+        run_id, event_id = new.run_id or uuid.uuid4(), uuid.uuid4()
         async with self._pool.acquire() as conn, conn.transaction():
+            if new.run_id and await conn.fetchval("SELECT 1 FROM runs WHERE id = $1", new.run_id):
+                raise AlreadyExists(f"run {format_id(new.run_id)} exists already")
             experiment_id = new.experiment_id or await self._ensure_experiment(
                 conn, new.project_name, new.experiment_name
             )

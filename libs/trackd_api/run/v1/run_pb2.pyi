@@ -338,7 +338,7 @@ class UnarchiveExperimentResponse(_message.Message):
     def __init__(self, experiment: _Optional[_Union[Experiment, _Mapping]] = ...) -> None: ...
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("experiment_id", "project_name", "experiment_name", "name", "params", "tags", "source", "environment", "parent_run_id", "user", "notes", "start_time", "unattended", "run_id", "resume_key")
+    __slots__ = ("experiment_id", "project_name", "experiment_name", "name", "params", "tags", "source", "environment", "parent_run_id", "user", "notes", "start_time", "unattended", "run_id", "resume_key", "client_run_id")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -368,6 +368,7 @@ class StartRunRequest(_message.Message):
     UNATTENDED_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     RESUME_KEY_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     experiment_id: str
     project_name: str
     experiment_name: str
@@ -383,7 +384,8 @@ class StartRunRequest(_message.Message):
     unattended: bool
     run_id: str
     resume_key: str
-    def __init__(self, experiment_id: _Optional[str] = ..., project_name: _Optional[str] = ..., experiment_name: _Optional[str] = ..., name: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., user: _Optional[str] = ..., notes: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unattended: _Optional[bool] = ..., run_id: _Optional[str] = ..., resume_key: _Optional[str] = ...) -> None: ...
+    client_run_id: str
+    def __init__(self, experiment_id: _Optional[str] = ..., project_name: _Optional[str] = ..., experiment_name: _Optional[str] = ..., name: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., source: _Optional[_Union[Source, _Mapping]] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., parent_run_id: _Optional[str] = ..., user: _Optional[str] = ..., notes: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unattended: _Optional[bool] = ..., run_id: _Optional[str] = ..., resume_key: _Optional[str] = ..., client_run_id: _Optional[str] = ...) -> None: ...
 
 class StartRunResponse(_message.Message):
     __slots__ = ("run", "resumed")
