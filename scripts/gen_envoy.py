@@ -66,6 +66,7 @@ class Target:
 # First match wins: the gRPC routes come first, then the web UI takes every other request.
 ROUTES = (
     Route("trackd.run.v1.RunService", "run"),
+    Route("trackd.run.v1.RunDataService", "run", "console logs, media and inputs: served by the run service"),
     Route("trackd.auth.v1.TokenService", "run", "API tokens: served by the run service"),
     Route("trackd.ingest.v1.IngestService", "ingest"),
     Route("trackd.artifact.v1.ArtifactService", "artifact"),

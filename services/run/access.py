@@ -51,6 +51,16 @@ RUN_RULES = {
     "RestoreRun": Rule(ADMIN, _run),
 }
 
+DATA_RULES = {
+    "AppendLogs": Rule(WRITE, _run),
+    "ReadLogs": Rule(READ, _run),
+    "LogMedia": Rule(WRITE, _run),
+    "ListMedia": Rule(READ, _run),
+    "LogInputs": Rule(WRITE, _run),
+    "ListInputs": Rule(READ, _run),
+    "FindRunsByInput": Rule(READ, keep=keep("inputs", "run_id", "run")),  # only the runs the caller may read
+}
+
 TOKEN_RULES = {
     "CreateToken": Rule(ADMIN, project_name_or_own("project")),
     "ListTokens": Rule(ADMIN, project_name_or_own("project")),
@@ -58,4 +68,6 @@ TOKEN_RULES = {
     "WhoAmI": Rule(READ, own_project),  # any valid token: READ on its own project
 }
 
-RULES = {**rules_for("trackd.run.v1.RunService", RUN_RULES), **rules_for("trackd.auth.v1.TokenService", TOKEN_RULES)}
+RULES = {**rules_for("trackd.run.v1.RunService", RUN_RULES),
+         **rules_for("trackd.run.v1.RunDataService", DATA_RULES),
+         **rules_for("trackd.auth.v1.TokenService", TOKEN_RULES)}

@@ -7,7 +7,7 @@ import logging
 
 import asyncpg
 from trackd_api.auth.v1 import auth_pb2, auth_pb2_grpc
-from trackd_api.run.v1 import run_pb2, run_pb2_grpc
+from trackd_api.run.v1 import run_data_pb2, run_data_pb2_grpc, run_pb2, run_pb2_grpc
 from trackd_platform.config import RunServiceConfig
 from trackd_platform.errors import Unavailable
 from trackd_platform.outbox import OutboxRelay
@@ -18,6 +18,8 @@ from trackd_platform.wiring import wire
 
 from .access import RULES
 from .api import RunServicer
+from .data_api import RunDataServicer
+from .data_store import RunDataStore
 from .domain import CrashGrace
 from .store import RunStore
 from .tokens_api import TokenServicer
@@ -33,6 +35,11 @@ async def serve(config: RunServiceConfig) -> None:
         run_pb2_grpc.add_RunServiceServicer_to_server,
         RunServicer(store),
         run_pb2.DESCRIPTOR.services_by_name["RunService"].full_name,
+    )
+    server.add_servicer(
+        run_data_pb2_grpc.add_RunDataServiceServicer_to_server,
+        RunDataServicer(RunDataStore(pool)),
+        run_data_pb2.DESCRIPTOR.services_by_name["RunDataService"].full_name,
     )
     server.add_servicer(
         auth_pb2_grpc.add_TokenServiceServicer_to_server,

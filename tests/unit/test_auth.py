@@ -14,7 +14,7 @@ from trackd_api.auth.v1 import auth_pb2
 from trackd_api.hpo.v1 import hpo_pb2
 from trackd_api.ingest.v1 import ingest_pb2
 from trackd_api.query.v1 import query_pb2
-from trackd_api.run.v1 import run_pb2
+from trackd_api.run.v1 import run_data_pb2, run_pb2
 from trackd_platform import auth
 from trackd_platform.access import Rule
 from trackd_platform.auth import GLOBAL, Principal, Role
@@ -28,7 +28,8 @@ from trackd_services.query import access as query_access
 from trackd_services.run import access as run_access
 
 SERVED = {
-    "run": (run_access.RULES, [(run_pb2, "RunService"), (auth_pb2, "TokenService")]),
+    "run": (run_access.RULES, [(run_pb2, "RunService"), (run_data_pb2, "RunDataService"),
+                                   (auth_pb2, "TokenService")]),
     "ingest": (ingest_access.RULES, [(ingest_pb2, "IngestService")]),
     "artifact": (artifact_access.RULES, [(artifact_pb2, "ArtifactService"), (registry_pb2, "ModelRegistryService")]),
     "query": (query_access.RULES, [(query_pb2, "QueryService")]),
