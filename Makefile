@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test browser screenshots unit integration protos envoy lint typecheck bench-ingest bench-artifacts bench-query bench-hpo bench-hpo-quality bench-web clean
+.PHONY: up test browser screenshots unit integration protos envoy lint typecheck bench-ingest bench-artifacts bench-query bench-hpo bench-hpo-quality bench-web bench-mlflow-compat clean
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "trackd needs Python 3.11+"'
@@ -79,6 +79,10 @@ bench-hpo-quality: $(STAMP)
 ## bench-web: the web UI (runs table of 100,000 runs, chart data, a 200-chart run page in headless Chromium, 1,000 live viewers), MLflow beside it where they compare (ARGS="--runs 20000 --viewers 200")
 bench-web: $(STAMP)
 	$(PY) bench/web.py $(ARGS)
+
+## bench-mlflow-compat: the same MLflow client code (log_batch×1000, search_runs over 100,000 runs) against an MLflow server and trackd's MLflow API, same PostgreSQL (ARGS="--runs 20000 --seconds 10")
+bench-mlflow-compat: $(STAMP)
+	$(PY) bench/mlflow_compat.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
