@@ -17,12 +17,22 @@ that). Regular steps take ~0 bytes a point, millisecond timestamps ~0.5 and floa
 (a loss curve) ~3: a realistic point takes ~4 bytes where raw columns took 24. Random float64
 values stay raw (8 bytes a point).
 
+Columns are compressed at pcodec level COMPRESSION_LEVEL (of 0–12): level 8, pcodec's default,
+compresses ~4× slower for ~4 % fewer bytes, and ingest compresses every point it commits.
+
 A chunk's overview (its row's `overview` column) lets a long series be drawn without reading every
 point: the chunk's first and last point and, per block of OVERVIEW_BLOCK points, the point of the
-block's minimum and of its maximum — about 1/64 of the points, every extreme among them. It is
-three little-endian arrays back to back (int64 steps, float64 values, int64 timestamps) in
-(step, timestamp) order. Chunks of fewer than MIN_OVERVIEW points, or holding NaN or ±Inf, have
-none: readers read them whole."""
+block's minimum and of its maximum — about 1/64 of the points, every extreme among them, in
+(step, timestamp) order. Two formats, told apart by length:
+
+- raw (written before the compressed one): three little-endian arrays back to back (int64 steps,
+  float64 values, int64 timestamps), its length a multiple of 24;
+- compressed: tag byte 0x03, three little-endian uint32 lengths, then the steps, values and
+  timestamps each as a column above (raw or pcodec), then one pad byte when the length would
+  otherwise be a multiple of 24. ~0.1 byte a point of the chunk instead of ~0.4.
+
+Chunks of fewer than MIN_OVERVIEW points, or holding NaN or ±Inf, have none: readers read them
+whole."""
 
 from __future__ import annotations
 
@@ -30,9 +40,12 @@ import numpy as np
 from pcodec import ChunkConfig, standalone
 
 MIN_COMPRESSED = 64
+COMPRESSION_LEVEL = 2
 OVERVIEW_BLOCK = 128
 MIN_OVERVIEW = 16
-_PLAIN, _PADDED = b"\x01", b"\x02"
+MIN_COMPRESSED_OVERVIEW = 8  # overview points from which pcodec's headers pay for themselves
+_PLAIN, _PADDED, _OVERVIEW = b"\x01", b"\x02", b"\x03"
+_CONFIG = ChunkConfig(compression_level=COMPRESSION_LEVEL)
 
 
 def pack_ints(values: np.ndarray) -> bytes:
@@ -55,11 +68,11 @@ def unpack_floats(data: bytes) -> np.ndarray:
     return _unpack(data, np.dtype("<f8"))
 
 
-def _pack(values: np.ndarray) -> bytes:
+def _pack(values: np.ndarray, at_least: int = MIN_COMPRESSED) -> bytes:
     raw: bytes = values.tobytes()
-    if len(values) < MIN_COMPRESSED:
+    if len(values) < at_least:
         return raw
-    encoded: bytes = standalone.simple_compress(values, ChunkConfig())
+    encoded: bytes = standalone.simple_compress(values, _CONFIG)
     if len(encoded) + 2 >= len(raw):  # incompressible: raw is as small and faster to read
         return raw
     if (len(encoded) + 1) % 8:
@@ -98,12 +111,26 @@ def pack_overview(steps: np.ndarray, values: np.ndarray, timestamps: np.ndarray)
     if full < n:
         picks.append(np.array([full + values[full:].argmin(), full + values[full:].argmax()]))
     index = np.unique(np.concatenate(picks))  # sorted: the chunk's order
-    return (np.ascontiguousarray(steps[index], "<i8").tobytes() + np.ascontiguousarray(values[index], "<f8").tobytes()
-            + np.ascontiguousarray(timestamps[index], "<i8").tobytes())
+    columns = (_pack(np.ascontiguousarray(steps[index], "<i8"), MIN_COMPRESSED_OVERVIEW),
+               _pack(np.ascontiguousarray(values[index], "<f8"), MIN_COMPRESSED_OVERVIEW),
+               _pack(np.ascontiguousarray(timestamps[index], "<i8"), MIN_COMPRESSED_OVERVIEW))
+    packed = _OVERVIEW + np.array([len(c) for c in columns], "<u4").tobytes() + b"".join(columns)
+    return packed + b"\x00" if len(packed) % 24 == 0 else packed
 
 
 def unpack_overview(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, values, timestamps) of `pack_overview`'s bytes."""
-    k = len(data) // 24
-    return (np.frombuffer(data, "<i8", k, 0), np.frombuffer(data, "<f8", k, 8 * k),
-            np.frombuffer(data, "<i8", k, 16 * k))
+    """(steps, values, timestamps) of `pack_overview`'s bytes, in either format."""
+    if len(data) % 24 == 0:
+        k = len(data) // 24
+        return (np.frombuffer(data, "<i8", k, 0), np.frombuffer(data, "<f8", k, 8 * k),
+                np.frombuffer(data, "<i8", k, 16 * k))
+    if data[:1] != _OVERVIEW:
+        raise ValueError(f"unknown chunk overview tag {data[:1]!r}")
+    a, b, c = (int(x) for x in np.frombuffer(data, "<u4", 3, 1))
+    steps, values, stamps = data[13:13 + a], data[13 + a:13 + a + b], data[13 + a + b:13 + a + b + c]
+    if len(stamps) != c:
+        raise ValueError("chunk overview is cut short")
+    found = unpack_ints(steps), unpack_floats(values), unpack_ints(stamps)
+    if not len(found[0]) == len(found[1]) == len(found[2]):
+        raise ValueError("chunk overview columns differ in length")
+    return found
