@@ -16,6 +16,7 @@ ENV_NAMES = frozenset({
     "TRACKD_HPO_TARGET", "TRACKD_TOKEN", "TRACKD_TLS_CA_FILE", "TRACKD_KAFKA_BOOTSTRAP",
     "TRACKD_HEARTBEAT_INTERVAL_S", "TRACKD_RPC_TIMEOUT_S", "TRACKD_SPOOL_DIR", "TRACKD_MODE",
     "TRACKD_FLUSH_TIMEOUT_S", "TRACKD_SYSTEM_METRICS_INTERVAL_S", "TRACKD_SPOOL_MAX_BYTES",
+    "TRACKD_IMAGE",  # CaptureEnv: the container image a run executes in
 })
 MIN_SPOOL_BYTES = 1024 * 1024
 
@@ -95,3 +96,32 @@ class LaunchEnv:
             return None
         job_id = env.get("TORCHELASTIC_RUN_ID", "")
         return cls(rank, world_size, env.get("SLURM_JOB_ID", "") if job_id in ("", "none") else job_id)
+
+
+@dataclass(frozen=True)
+class CaptureEnv:
+    """What the environment says about where a run executes, for `trackd._capture`: the conda
+    environment (CONDA_PREFIX, CONDA_DEFAULT_ENV, CONDA_EXE) and the container (TRACKD_IMAGE, and
+    Kubernetes' KUBERNETES_SERVICE_HOST with the downward API's POD_NAME, POD_NAMESPACE, NODE_NAME)."""
+
+    conda_prefix: str = ""
+    conda_env: str = ""
+    conda_exe: str = ""
+    image: str = ""
+    kubernetes: bool = False
+    pod: str = ""
+    namespace: str = ""
+    node: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CaptureEnv:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str:
+            return env.get(name, "").strip()
+
+        return cls(conda_prefix=get("CONDA_PREFIX"), conda_env=get("CONDA_DEFAULT_ENV"), conda_exe=get("CONDA_EXE"),
+                   image=env_text(env, "TRACKD_IMAGE", "", known=ENV_NAMES),
+                   kubernetes=bool(get("KUBERNETES_SERVICE_HOST")),
+                   pod=get("POD_NAME") or (get("HOSTNAME") if get("KUBERNETES_SERVICE_HOST") else ""),
+                   namespace=get("POD_NAMESPACE"), node=get("NODE_NAME"))

@@ -61,7 +61,7 @@ def _digest(path: Path) -> str:
 
 def test_artifacts_round_trip_through_the_proxy(tracking: str, tmp_path: Path,
                                                 unique: Callable[[str], str]) -> None:
-    run = trackd.start_run(experiment=unique("mlflow-art"), system_metrics=False)
+    run = trackd.start_run(experiment=unique("mlflow-art"), capture_env=False, system_metrics=False)
     repo = _artifact_repo(run, tracking)
     source = tmp_path / "source"
     (source / "sub").mkdir(parents=True)
@@ -98,7 +98,7 @@ def test_artifacts_round_trip_through_the_proxy(tracking: str, tmp_path: Path,
 
 def test_bad_artifact_requests_are_mlflow_errors(tracking: str, http: httpx.Client,
                                                  unique: Callable[[str], str]) -> None:
-    run = trackd.start_run(experiment=unique("mlflow-art-bad"), system_metrics=False)
+    run = trackd.start_run(experiment=unique("mlflow-art-bad"), capture_env=False, system_metrics=False)
     base = f"/api/2.0/mlflow-artifacts/artifacts/{run.experiment_id}/{run.id}/artifacts"
     cases = [
         ("GET", f"{base}/missing.txt", 404, "RESOURCE_DOES_NOT_EXIST"),
@@ -204,7 +204,7 @@ def test_log_model_in_a_run_and_register_by_model_uri(tracking: str, unique: Cal
 
 def test_bad_registry_and_logged_model_requests_are_mlflow_errors(tracking: str, http: httpx.Client,
                                                                   unique: Callable[[str], str]) -> None:
-    run = trackd.start_run(experiment=unique("mlflow-reg-bad"), system_metrics=False)
+    run = trackd.start_run(experiment=unique("mlflow-reg-bad"), capture_env=False, system_metrics=False)
     name = unique("bad")
     cases = [
         ("POST", "/registered-models/create", {}, 400, "INVALID_PARAMETER_VALUE"),

@@ -74,18 +74,22 @@ class Experiment(_message.Message):
     def __init__(self, id: _Optional[str] = ..., project_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., archived: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Source(_message.Message):
-    __slots__ = ("repository", "commit", "branch", "dirty", "entry_point")
+    __slots__ = ("repository", "commit", "branch", "dirty", "entry_point", "diff_artifact", "diff_truncated")
     REPOSITORY_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     BRANCH_FIELD_NUMBER: _ClassVar[int]
     DIRTY_FIELD_NUMBER: _ClassVar[int]
     ENTRY_POINT_FIELD_NUMBER: _ClassVar[int]
+    DIFF_ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    DIFF_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     repository: str
     commit: str
     branch: str
     dirty: bool
     entry_point: str
-    def __init__(self, repository: _Optional[str] = ..., commit: _Optional[str] = ..., branch: _Optional[str] = ..., dirty: _Optional[bool] = ..., entry_point: _Optional[str] = ...) -> None: ...
+    diff_artifact: str
+    diff_truncated: bool
+    def __init__(self, repository: _Optional[str] = ..., commit: _Optional[str] = ..., branch: _Optional[str] = ..., dirty: _Optional[bool] = ..., entry_point: _Optional[str] = ..., diff_artifact: _Optional[str] = ..., diff_truncated: _Optional[bool] = ...) -> None: ...
 
 class Gpu(_message.Message):
     __slots__ = ("model", "memory_bytes")
@@ -96,7 +100,7 @@ class Gpu(_message.Message):
     def __init__(self, model: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class Environment(_message.Message):
-    __slots__ = ("python_version", "platform", "hostname", "packages", "cpu_count", "memory_bytes", "gpus", "frameworks")
+    __slots__ = ("python_version", "platform", "hostname", "packages", "cpu_count", "memory_bytes", "gpus", "frameworks", "cuda_version", "cudnn_version", "driver_version", "conda_env", "conda_prefix", "conda_artifact", "container")
     class PackagesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +123,13 @@ class Environment(_message.Message):
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     FRAMEWORKS_FIELD_NUMBER: _ClassVar[int]
+    CUDA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CUDNN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONDA_ENV_FIELD_NUMBER: _ClassVar[int]
+    CONDA_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    CONDA_ARTIFACT_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
     python_version: str
     platform: str
     hostname: str
@@ -127,7 +138,30 @@ class Environment(_message.Message):
     memory_bytes: int
     gpus: _containers.RepeatedCompositeFieldContainer[Gpu]
     frameworks: _containers.ScalarMap[str, str]
-    def __init__(self, python_version: _Optional[str] = ..., platform: _Optional[str] = ..., hostname: _Optional[str] = ..., packages: _Optional[_Mapping[str, str]] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., frameworks: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    cuda_version: str
+    cudnn_version: str
+    driver_version: str
+    conda_env: str
+    conda_prefix: str
+    conda_artifact: str
+    container: Container
+    def __init__(self, python_version: _Optional[str] = ..., platform: _Optional[str] = ..., hostname: _Optional[str] = ..., packages: _Optional[_Mapping[str, str]] = ..., cpu_count: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[_Union[Gpu, _Mapping]]] = ..., frameworks: _Optional[_Mapping[str, str]] = ..., cuda_version: _Optional[str] = ..., cudnn_version: _Optional[str] = ..., driver_version: _Optional[str] = ..., conda_env: _Optional[str] = ..., conda_prefix: _Optional[str] = ..., conda_artifact: _Optional[str] = ..., container: _Optional[_Union[Container, _Mapping]] = ...) -> None: ...
+
+class Container(_message.Message):
+    __slots__ = ("image", "runtime", "id", "pod", "namespace", "node")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    POD_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    runtime: str
+    id: str
+    pod: str
+    namespace: str
+    node: str
+    def __init__(self, image: _Optional[str] = ..., runtime: _Optional[str] = ..., id: _Optional[str] = ..., pod: _Optional[str] = ..., namespace: _Optional[str] = ..., node: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("id", "experiment_id", "project_id", "name", "status", "start_time", "end_time", "duration_ms", "params", "tags", "notes", "source", "environment", "parent_run_id", "user", "deleted", "last_heartbeat_time")
