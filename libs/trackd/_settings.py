@@ -31,7 +31,9 @@ class ClientSettings:
     rpc_timeout_s: float
     kafka_bootstrap: str
     spool_dir: str = ""  # empty: ~/.cache/trackd/spool
-    offline: bool = False  # TRACKD_MODE=offline: metrics go to the spool only (`trackd sync` sends)
+    offline: bool = False  # TRACKD_MODE=offline: whole runs are journaled on disk (`trackd sync` sends)
+    # TRACKD_MODE=auto: online, unless the run service cannot be reached at start_run: then offline
+    auto: bool = False
     flush_timeout_s: float = 30.0
     system_metrics_interval_s: float = 10.0  # 0: off
     token: str = field(default="", repr=False)  # TRACKD_TOKEN: sent as `authorization: Bearer …`
@@ -53,11 +55,10 @@ class ClientSettings:
         if spool_max_bytes < MIN_SPOOL_BYTES:
             raise InvalidArgument(f"TRACKD_SPOOL_MAX_BYTES={spool_max_bytes} must be at least 1048576 (1 MiB)")
 
-        def offline() -> bool:
-            mode = text("TRACKD_MODE", "online").lower()
-            if mode not in ("online", "offline"):
-                raise InvalidArgument(f"TRACKD_MODE={mode!r}: use online or offline")
-            return mode == "offline"
+        mode = text("TRACKD_MODE", "online").lower()
+        if mode not in ("online", "offline", "auto"):
+            raise InvalidArgument(f"TRACKD_MODE={mode!r}: use online or offline, or auto (offline when the "
+                                  "servers cannot be reached at start_run)")
 
         return cls(
             targets=service_targets(env),
@@ -65,7 +66,8 @@ class ClientSettings:
             rpc_timeout_s=number("TRACKD_RPC_TIMEOUT_S", 30.0),
             kafka_bootstrap=KafkaSettings.from_env(env).bootstrap,
             spool_dir=text("TRACKD_SPOOL_DIR"),
-            offline=offline(),
+            offline=mode == "offline",
+            auto=mode == "auto",
             flush_timeout_s=number("TRACKD_FLUSH_TIMEOUT_S", 30.0),
             system_metrics_interval_s=number("TRACKD_SYSTEM_METRICS_INTERVAL_S", 10.0),
             token=text("TRACKD_TOKEN"),

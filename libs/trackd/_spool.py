@@ -53,8 +53,9 @@ class _Segment:
     size: int = 0
 
 
-def _lock(directory: Path) -> int | None:
-    """An exclusive lock on the spool, held until the returned descriptor is closed."""
+def hold(directory: Path, what: str = "the metric spool") -> int | None:
+    """An exclusive lock on `directory` (a spool, or an offline run's journal: trackd._offline),
+    held until the returned descriptor is closed; SpoolInUse when a live process holds it."""
     fd = os.open(directory / "lock", os.O_CREAT | os.O_RDWR, 0o600)
     if fcntl is None:
         return fd
@@ -62,7 +63,7 @@ def _lock(directory: Path) -> int | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise SpoolInUse(f"the metric spool {directory} is open in another live process (a run still "
+        raise SpoolInUse(f"{what} {directory} is open in another live process (a run still "
                          "logging, or `trackd sync`); it is left alone") from None
     return fd
 
@@ -89,7 +90,7 @@ class Spool:
         self._open = True  # once closed, reads find nothing and acknowledgements are ignored
         if create:
             directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock(directory)
+        self._lock_fd = hold(directory)
         try:
             meta = directory / "meta.json"
             if meta.exists():
