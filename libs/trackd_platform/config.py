@@ -18,6 +18,8 @@ from trackd_platform.errors import InvalidArgument
 
 SERVICES = ("run", "ingest", "artifact", "query", "hpo")
 DEFAULT_PORTS = {"run": 50051, "ingest": 50052, "artifact": 50053, "query": 50054, "hpo": 50055}
+# The hpo service's second, plaintext port: Optuna's StorageService for GrpcStorageProxy (docs/optuna.md)
+OPTUNA_PORT = 50056
 WEB_PORT = 8080  # the web service speaks HTTP (the browser UI), not gRPC
 
 ENV_NAMES = frozenset(
@@ -48,6 +50,7 @@ ENV_NAMES = frozenset(
         "TRACKD_HEARTBEAT_TIMEOUT_S",
         "TRACKD_CRASH_CHECK_INTERVAL_S",
         "TRACKD_HPO_LEASE_S",
+        "TRACKD_OPTUNA_PORT",
         "TRACKD_TARGET",
         "TRACKD_RUN_TARGET",
         "TRACKD_INGEST_TARGET",
@@ -263,6 +266,9 @@ class ServerSettings:
     tls: TlsSettings = TlsSettings()
     keepalive_s: float = 60.0
     max_connection_idle_s: float = 300.0
+    # a second port serving the same services without TLS, 0: none — the hpo service's port for
+    # Optuna's GrpcStorageProxy (TRACKD_OPTUNA_PORT), which speaks no TLS
+    plaintext_port: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, service: str) -> ServerSettings:
@@ -278,6 +284,7 @@ class ServerSettings:
             tls=TlsSettings.from_env(env),
             keepalive_s=env_number(env, "TRACKD_GRPC_KEEPALIVE_S", 60.0),
             max_connection_idle_s=env_number(env, "TRACKD_GRPC_MAX_CONNECTION_IDLE_S", 300.0),
+            plaintext_port=env_int(env, "TRACKD_OPTUNA_PORT", OPTUNA_PORT) if service == "hpo" else 0,
         )
 
 
@@ -366,6 +373,8 @@ class StoresConfig:
     kafka: KafkaSettings
     s3: S3Settings
     run_target: str
+    # hpo: where it logs an Optuna trial's intermediate values as metrics (docs/optuna.md)
+    ingest_target: str = ""
     # hpo: how long a trial's lease lasts without a heartbeat (workers beat every third of it)
     hpo_lease_s: float = 30.0
     ingest: IngestSettings = IngestSettings()
@@ -383,6 +392,7 @@ class StoresConfig:
             kafka=KafkaSettings.from_env(env),
             s3=S3Settings.from_env(env),
             run_target=service_targets(env)["run"],
+            ingest_target=service_targets(env)["ingest"],
             hpo_lease_s=env_number(env, "TRACKD_HPO_LEASE_S", 30.0),
             ingest=IngestSettings.from_env(env) if service == "ingest" else IngestSettings(),
             artifact=ArtifactSettings.from_env(env) if service == "artifact" else ArtifactSettings(),

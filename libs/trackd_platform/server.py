@@ -336,6 +336,9 @@ class GrpcServer:
             self.port = self._server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {self.settings.host}:{self.settings.port}")
+        if self.settings.plaintext_port and not self._server.add_insecure_port(
+                f"{self.settings.host}:{self.settings.plaintext_port}"):
+            raise RuntimeError(f"cannot listen on {self.settings.host}:{self.settings.plaintext_port}")
         for name in ["", *self._service_names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.start()

@@ -28,7 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from trackd_platform.config import DEFAULT_PORTS, SERVICES, WEB_PORT
+from trackd_platform.config import DEFAULT_PORTS, OPTUNA_PORT, SERVICES, WEB_PORT
 from trackd_platform.processes import Managed, Supervisor, free_ports, port_open
 
 log = logging.getLogger("trackd.stack")
@@ -50,17 +50,18 @@ class StackPorts:
     weed_filer: int = 18888
     services: tuple[tuple[str, int], ...] = tuple(DEFAULT_PORTS.items())
     web: int = WEB_PORT
+    optuna: int = OPTUNA_PORT  # the hpo service's plaintext port for Optuna's GrpcStorageProxy
     metrics: tuple[tuple[str, int], ...] = ()  # Prometheus ports; none given: each gRPC port + 1000
 
     @classmethod
     def free(cls) -> StackPorts:
         """Free ports for everything: a test stack beside a running `trackd up`."""
         n = len(SERVICES)
-        p = free_ports(8 + 2 * n)
+        p = free_ports(9 + 2 * n)
         return cls(
             postgres=p[0], valkey=p[1], kafka=p[2], s3=p[3], weed_master=p[4], weed_volume=p[5], weed_filer=p[6],
-            web=p[7], services=tuple(zip(SERVICES, p[8:8 + n], strict=True)),
-            metrics=tuple(zip(SERVICES, p[8 + n:], strict=True)),
+            web=p[7], optuna=p[8], services=tuple(zip(SERVICES, p[9:9 + n], strict=True)),
+            metrics=tuple(zip(SERVICES, p[9 + n:], strict=True)),
         )
 
     def service(self, name: str) -> int:
@@ -214,6 +215,9 @@ class EmbeddedStack:
                 rows.append((name, redacted(self.external[address]), "external"))
         for name, managed in self.services.items():
             rows.append((name, f"{HOST}:{managed.env['TRACKD_GRPC_PORT']}", str(managed.log_path)))
+            if "TRACKD_OPTUNA_PORT" in managed.env:
+                rows.append((f"{name} (Optuna storage)", f"{HOST}:{managed.env['TRACKD_OPTUNA_PORT']}",
+                             str(managed.log_path)))
         if self.web is not None:
             rows.append(("web", self.web_url, str(self.web.log_path)))
         return rows
@@ -306,7 +310,8 @@ class EmbeddedStack:
                 name=name,
                 argv=[sys.executable, "-m", f"trackd_services.{service}"],
                 env={**env, "TRACKD_GRPC_PORT": str(port),
-                     "TRACKD_METRICS_PORT": str(self.metrics_port(service, replica))},
+                     "TRACKD_METRICS_PORT": str(self.metrics_port(service, replica)),
+                     **({"TRACKD_OPTUNA_PORT": str(self.ports.optuna)} if service == "hpo" else {})},
                 log_path=self.home / "logs" / f"{name}.log",
                 ready=functools.partial(grpc_serving, f"{HOST}:{port}", ca_file=probe_ca),
             )

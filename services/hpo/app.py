@@ -24,6 +24,8 @@ from .api import HpoServicer
 from .controller import Controller
 from .leader import Leadership
 from .leases import Reaper
+from .optuna_storage import RULES as OPTUNA_RULES
+from .optuna_storage import add_optuna_storage
 from .queue import ReadyQueue
 from .runs import RunsClient
 from .sampling import Sampling
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 
 async def serve(config: StoresConfig) -> None:
     redis = create_redis(config.redis)  # the ready queues, and per-token write limits (docs/auth.md)
-    server, pool = await wire(config.server, config.postgres, RULES, redis=redis)
+    server, pool = await wire(config.server, config.postgres, RULES | OPTUNA_RULES, redis=redis)
     leadership = Leadership(pool)  # one active controller: the others wait here, NOT_SERVING
     await server.until_ready("the controller lease (another hpo replica is the active controller)",
                              leadership.take)
@@ -55,6 +57,7 @@ async def serve(config: StoresConfig) -> None:
         HpoServicer(controller, store),
         hpo_pb2.DESCRIPTOR.services_by_name["HpoService"].full_name,
     )
+    add_optuna_storage(server, pool, config)  # Optuna's GrpcStorageProxy, on TRACKD_OPTUNA_PORT too
 
     async def reap() -> None:
         while True:
