@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from trackd_api.artifact.v1 import registry_pb2, registry_pb2_grpc
@@ -21,11 +21,15 @@ class ModelVersion:
     metadata: dict[str, str]
     metrics: dict[str, float]
     aliases: list[str]
+    # the inputs its run logged (uri, digest, context, rows: None when unknown): its lineage
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_proto(cls, v: registry_pb2.ModelVersion) -> ModelVersion:
         return cls(name=v.name, version=v.version, run_id=v.run_id, path=v.path, sha256=v.sha256,
-                   metadata=dict(v.metadata), metrics=dict(v.metrics), aliases=list(v.aliases))
+                   metadata=dict(v.metadata), metrics=dict(v.metrics), aliases=list(v.aliases),
+                   inputs=[{"uri": i.uri, "digest": i.digest, "context": i.context,
+                            "rows": i.rows if i.rows >= 0 else None} for i in v.inputs])
 
 
 def _stub(client: Client) -> registry_pb2_grpc.ModelRegistryServiceStub:

@@ -57,6 +57,8 @@ class ModelVersion:
     metrics: dict[str, float]
     created_at: datetime
     aliases: list[str] = field(default_factory=list)
+    # the run's inputs (run_inputs, written by the run service), read with the version: lineage
+    inputs: list[dict[str, Any]] = field(default_factory=list)
 
 
 # Whose models a call sees: a project token's project, or None for every project (the admin
@@ -69,7 +71,10 @@ _MODEL = """SELECT m.*, coalesce((SELECT max(version) FROM model_versions v WHER
                             '{}') AS aliases
             FROM registered_models m"""
 _VERSION = """SELECT v.*, coalesce((SELECT array_agg(alias ORDER BY alias) FROM model_aliases a
-                                    WHERE a.model_id = v.model_id AND a.version = v.version), '{}') AS aliases
+                                    WHERE a.model_id = v.model_id AND a.version = v.version), '{}') AS aliases,
+                     coalesce((SELECT jsonb_agg(jsonb_build_object('uri', i.uri, 'digest', i.digest,
+                                                                   'context', i.context, 'rows', i.rows) ORDER BY i.id)
+                               FROM run_inputs i WHERE i.run_id = v.run_id), '[]') AS inputs
               FROM model_versions v"""
 
 
@@ -301,4 +306,5 @@ def _version(row: Any) -> ModelVersion:
     return ModelVersion(name=row["name"], version=row["version"], run_id=row["run_id"].hex, path=row["path"],
                         sha256=row["sha256"], metadata=dict(row["metadata"]),
                         metrics={k: float(v) for k, v in dict(row["metrics"]).items()},
-                        created_at=row["created_at"], aliases=list(row["aliases"]))
+                        created_at=row["created_at"], aliases=list(row["aliases"]),
+                        inputs=list(row["inputs"]) if "inputs" in row.keys() else [])

@@ -38,7 +38,10 @@ def _model(m: RegisteredModel) -> registry_pb2.RegisteredModel:
 def _version(v: ModelVersion) -> registry_pb2.ModelVersion:
     return registry_pb2.ModelVersion(name=v.name, version=v.version, run_id=v.run_id, path=v.path, sha256=v.sha256,
                                      metadata=v.metadata, metrics=v.metrics, aliases=v.aliases,
-                                     create_time=timestamp(v.created_at))
+                                     create_time=timestamp(v.created_at),
+                                     inputs=[registry_pb2.ModelVersionInput(
+                                         uri=i["uri"], digest=i["digest"], context=i["context"],
+                                         rows=-1 if i["rows"] is None else i["rows"]) for i in v.inputs])
 
 
 def _scope() -> Scope:

@@ -8,6 +8,7 @@ parentheses. Pure Python: text in, a typed syntax tree out (see docs/search.md).
     predicate := field op value | field ["NOT"] ("LIKE" | "ILIKE") string
                | field ["NOT"] "IN" "(" value ("," value)* ")" | field "IS" ["NOT"] "NULL"
     field     := ("metrics" | "params" | "tags" | "attributes") "." key ["@" context]
+               | "inputs" "." ("digest" | "uri" | "context")
                | ("min" | "max") "(" "metrics." key ["@" context] ")"
     order_by  := field ["ASC" | "DESC"]
 
@@ -34,14 +35,17 @@ MAX_NESTING = 64  # parentheses and NOTs inside one another
 # times PostgreSQL and Python both hold: 0001-01-01 to 9999-12-31, in milliseconds since the epoch
 MIN_TIME_MS, MAX_TIME_MS = -62_135_596_800_000.0, 253_402_300_799_000.0
 
-Kind = Literal["metric", "param", "tag", "attribute"]
+Kind = Literal["metric", "param", "tag", "attribute", "input"]
 Agg = Literal["last", "min", "max"]
 Value = str | float
 
 _PREFIXES: dict[str, Kind] = {
     "metrics": "metric", "metric": "metric", "params": "param", "param": "param",
     "tags": "tag", "tag": "tag", "attributes": "attribute", "attribute": "attribute", "attr": "attribute",
+    "inputs": "input", "input": "input",
 }
+# what a run's inputs (RunDataService.LogInputs) are searched by: true when any input matches
+INPUT_FIELDS = ("digest", "uri", "context")
 CONTEXTS = CONTEXT_NUMBERS  # "eval" → 2
 
 # attribute name (and its MLflow aliases) → (canonical name, type)
@@ -173,6 +177,10 @@ def _field(source: str, pos: int, word: str, end: int) -> tuple[Field, int]:
         context, i = CONTEXTS[m.group().lower()], m.end()
     if not key:
         raise _error(source, end + 1, f"empty key after '{word}.'")
+    if kind == "input":
+        if key.lower() not in INPUT_FIELDS:
+            raise _error(source, end + 1, f"unknown input field {key!r}: use one of {', '.join(INPUT_FIELDS)}")
+        key = key.lower()
     if kind == "attribute":
         if key.lower() not in ATTRIBUTES:
             raise _error(source, end + 1, f"unknown attribute {key!r}: use one of {', '.join(sorted(ATTRIBUTES))}")
@@ -372,7 +380,8 @@ def _lone_escape(pattern: str) -> bool:
 
 
 def _name(field: Field) -> str:
-    prefix = {"metric": "metrics", "param": "params", "tag": "tags", "attribute": "attributes"}[field.kind]
+    prefix = {"metric": "metrics", "param": "params", "tag": "tags", "attribute": "attributes",
+              "input": "inputs"}[field.kind]
     return f"{prefix}.{field.key}"
 
 
@@ -418,6 +427,8 @@ def parse_order_by(clauses: list[str]) -> list[OrderKey]:
     for clause in clauses:
         parser = _Parser(clause)
         field = parser.parse_field()
+        if field.kind == "input":
+            raise InvalidArgument(f"order_by {clause!r}: runs are not ordered by their inputs (a run has several)")
         word = parser.accept("kw", "ASC") or parser.accept("kw", "DESC")
         if parser.peek.kind != "end":
             raise InvalidArgument(f"order_by {clause!r}: " + str(parser.fail("ASC, DESC or the end")))

@@ -42,6 +42,7 @@ from .grammar import (
 
 PREFIX = 200  # characters of a param / tag value the (key, left(value, 200)) indexes hold
 _TABLES = {"param": "run_params", "tag": "run_tags"}
+_INPUT_COLUMNS = {"digest": "i.digest", "uri": "i.uri", "context": "i.context"}
 _METRIC_COLUMN = {"last": "last_value", "min": "min_value", "max": "max_value"}
 _SQL_OP = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _DURATION_MS = "(EXTRACT(EPOCH FROM (COALESCE(r.end_time, now()) - r.start_time)) * 1000)::float8"
@@ -99,8 +100,17 @@ def _item(f: Field, condition: str, bind: _Binds) -> str:
             f"{condition})")
 
 
+def _input(condition: str) -> str:
+    """True when any of the run's inputs meets `condition` (on `i.<column>`)."""
+    return f"EXISTS (SELECT 1 FROM run_inputs i WHERE i.run_id = r.id{condition})"
+
+
 def _predicate(expr: Compare | In | IsNull, bind: _Binds) -> str:
     f = expr.field
+    if f.kind == "input":
+        if isinstance(expr, IsNull):  # every input has all three: IS NULL means no inputs at all
+            return _input("") if expr.negated else f"NOT {_input('')}"
+        return _input(_text_condition(expr, _INPUT_COLUMNS[f.key], bind))
     if isinstance(expr, IsNull):
         present = (_metric(f, "", bind) if f.kind == "metric" else _item(f, "", bind) if f.kind in _TABLES
                    else f"({_ATTRIBUTE_SQL[f.key][0]} IS NOT NULL)")
@@ -134,8 +144,13 @@ def _text_condition(expr: Compare | In, column: str, bind: _Binds) -> str:
         return f" AND {'NOT ' if expr.negated else ''}({test})"
     if isinstance(expr.value, float):
         return f" AND {_compare(f'trackd_number({column})', expr.op, bind(expr.value, 'float8'))}"
-    if expr.op == "=":  # the prefix lets PostgreSQL use the (key, left(value, 200)) index
+    if expr.op == "=":  # the prefix lets PostgreSQL use the (key, left(value, 200)) indexes
         value = bind(expr.value, "text")
+        if len(expr.value.encode()) < PREFIX:  # bytes: fewer characters whatever the encoding
+            # a value shorter than the prefix equals the stored one exactly when the prefixes do:
+            # the condition stays in the index, and PostgreSQL estimates its rows right (a second
+            # test of the whole value made it count the same condition twice and walk the wrong plan)
+            return f" AND left({column}, {PREFIX}) = {value}"
         return f" AND left({column}, {PREFIX}) = left({value}, {PREFIX}) AND {column} = {value}"
     return " AND " + _compare(column + ' COLLATE "C"', expr.op, bind(expr.value, "text"))
 

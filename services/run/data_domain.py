@@ -27,6 +27,7 @@ LOG_CHUNKS_PER_REQUEST_MAX = 100
 LOG_RUN_MAX_BYTES = 16 * 1024 * 1024
 WRITER_ID_MAX = 64
 LOG_READ_MAX = 1_000
+LOG_READ_MAX_BYTES = 4 * 1024 * 1024  # one ReadLogs answer: whole chunks up to this (at least one)
 STREAMS = (1, 2)  # stdout, stderr (LogStream)
 
 MEDIA_KEY_MAX = 250

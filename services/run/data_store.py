@@ -1,9 +1,9 @@
 """PostgreSQL access for RunDataService: console log chunks (run_logs, run_log_usage), media
-items (run_media) and inputs (run_inputs) of runs. Limits are in data_domain."""
+items (run_media) and inputs (run_inputs) of runs. Limits are in data_domain. JSON columns go
+through the pool's json codec (trackd_platform.db): Python values in, Python values out."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -13,6 +13,7 @@ from trackd_platform.ids import format_id
 
 from .data_domain import (
     INPUTS_PER_RUN_MAX,
+    LOG_READ_MAX_BYTES,
     LOG_RUN_MAX_BYTES,
     MEDIA_PER_RUN_MAX,
     LogChunk,
@@ -33,11 +34,11 @@ def _media(row: asyncpg.Record) -> MediaItem:
     return MediaItem(row["key"], row["step"], row["kind"], row["artifact_path"], row["sha256"],
                      list(row["edges"]) if row["edges"] is not None else None,
                      list(row["counts"]) if row["counts"] is not None else None,
-                     json.loads(row["info"]), row["logged_at"])
+                     dict(row["info"]), row["logged_at"])
 
 
 def _input(row: asyncpg.Record) -> RunInput:
-    return RunInput(row["uri"], row["digest"], json.loads(row["schema"]) if row["schema"] is not None else None,
+    return RunInput(row["uri"], row["digest"], row["schema"],
                     row["rows"] if row["rows"] is not None else -1, row["context"], row["run_id"], row["logged_at"])
 
 
@@ -99,9 +100,12 @@ class RunDataStore:
                            FROM run_logs WHERE run_id = $1 AND position > $2) t WHERE upto <= $3""",
                     run_id, after, tail_bytes)
                 after = max(after, start - 1) if start is not None else after
-            rows = await conn.fetch(
-                """SELECT position, seq, stream, text, logged_at FROM run_logs
-                   WHERE run_id = $1 AND position > $2 ORDER BY position LIMIT $3""", run_id, after, limit)
+            rows = await conn.fetch(  # whole chunks up to LOG_READ_MAX_BYTES (at least one)
+                """SELECT * FROM (
+                       SELECT position, seq, stream, text, logged_at, bytes,
+                              sum(bytes) OVER (ORDER BY position) AS upto
+                       FROM run_logs WHERE run_id = $1 AND position > $2 ORDER BY position LIMIT $3) t
+                   WHERE upto - bytes < $4 ORDER BY position""", run_id, after, limit, LOG_READ_MAX_BYTES)
             dropped = await conn.fetchval("SELECT dropped_bytes FROM run_log_usage WHERE run_id = $1", run_id)
         return ([LogChunk(r["seq"], r["stream"], r["text"], r["logged_at"], r["position"]) for r in rows],
                 dropped or 0)
@@ -124,7 +128,7 @@ class RunDataStore:
                        artifact_path = EXCLUDED.artifact_path, sha256 = EXCLUDED.sha256, edges = EXCLUDED.edges,
                        counts = EXCLUDED.counts, info = EXCLUDED.info, logged_at = now()""",
                 run_id, item.key, item.step, item.kind, item.artifact_path, item.sha256, item.edges, item.counts,
-                json.dumps(item.info or {}))
+                item.info or {})
 
     async def list_media(self, run_id: uuid.UUID, key: str) -> list[MediaItem]:
         async with self._pool.acquire() as conn:
@@ -147,7 +151,7 @@ class RunDataStore:
                        ON CONFLICT (run_id, uri, digest, context)
                        DO UPDATE SET schema = coalesce(EXCLUDED.schema, run_inputs.schema),
                                      rows = coalesce(EXCLUDED.rows, run_inputs.rows)""",
-                    run_id, given.uri, given.digest, None if given.schema is None else json.dumps(given.schema),
+                    run_id, given.uri, given.digest, given.schema,
                     None if given.rows < 0 else given.rows, given.context)
             count = await conn.fetchval("SELECT count(*) FROM run_inputs WHERE run_id = $1", run_id)
             if count > INPUTS_PER_RUN_MAX:

@@ -20,7 +20,7 @@ from trackd_api.auth.v1 import auth_pb2_grpc
 from trackd_api.hpo.v1 import hpo_pb2_grpc
 from trackd_api.ingest.v1 import ingest_pb2_grpc
 from trackd_api.query.v1 import query_pb2_grpc
-from trackd_api.run.v1 import run_pb2_grpc
+from trackd_api.run.v1 import run_data_pb2_grpc, run_pb2_grpc
 from trackd_platform.config import CallerSettings
 from trackd_platform.tls import channel_credentials
 
@@ -50,6 +50,7 @@ class Backends:
         run_channel = self._channel("run")
         self.runs = run_pb2_grpc.RunServiceStub(run_channel)
         self.tokens = auth_pb2_grpc.TokenServiceStub(run_channel)  # login asks what a token may do
+        self.run_data = run_data_pb2_grpc.RunDataServiceStub(run_channel)  # console logs, media
         self.query = query_pb2_grpc.QueryServiceStub(self._channel("query"))
         self.artifacts = artifact_pb2_grpc.ArtifactServiceStub(self._channel("artifact"))
         self.hpo = hpo_pb2_grpc.HpoServiceStub(self._channel("hpo"))

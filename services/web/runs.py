@@ -23,7 +23,7 @@ from starlette.templating import Jinja2Templates
 from trackd_api.query.v1 import query_pb2
 from trackd_api.run.v1 import run_pb2
 
-from . import views
+from . import run_data, views
 from .backends import Backends, Caller, page_call
 from .compare import experiment_panel
 from .http import require_csrf
@@ -215,7 +215,7 @@ class Pages:
         run = (await self._call(self._b.runs.GetRun, run_pb2.GetRunRequest(run_id=run_id), caller,
                                 not_found=f"No run has the id {run_id!r}.")).run
         tab = request.query_params.get("tab", "charts")
-        if tab not in ("charts", "system", "overview", "artifacts"):
+        if tab not in ("charts", "system", "overview", "artifacts", "logs", "media"):
             tab = "charts"
         experiment, latest, children = await asyncio.gather(
             self._call(self._b.runs.GetExperiment, run_pb2.GetExperimentRequest(experiment_id=run.experiment_id),
@@ -245,6 +245,10 @@ class Pages:
         }
         if tab == "artifacts":
             context["artifacts"] = await self._artifact_tree(run.id, caller)
+        elif tab == "logs":
+            context.update(await run_data.logs_context(self._b, run.id, caller))
+        elif tab == "media":
+            context.update(await run_data.media_context(self._b, run.id, request.query_params, caller))
         return self._t.TemplateResponse(request, "run.html", context)
 
     async def _artifact_tree(self, run_id: str, caller: Caller) -> list[views.TreeEntry]:

@@ -126,6 +126,7 @@ import os
 import trackd
 run = trackd.Run(trackd.get_run(os.environ["TRACKD_RUN_ID"]), client=trackd.Client(), system_metrics=False)
 x = float(os.environ["HP_X"])
+print(f"trial with x={x}")
 for step in range(3):
     run.log_metric("loss", (x - 1) ** 2 + 1 / (step + 1), step=step)
 assert run.flush(30)
@@ -143,3 +144,5 @@ def test_a_worker_trial_that_only_logs_the_metric_completes_with_its_last_value(
     assert [t.state for t in trials] == ["COMPLETE", "COMPLETE"], output
     for t in trials:
         assert t.value == pytest.approx((t.params["x"] - 1) ** 2 + 1 / 3)  # the last logged point
+        console = "".join(line.text for line in trackd.read_logs(t.run_id))  # the worker tees the trial's output
+        assert console.count(f"trial with x={t.params['x']}") == 1, console

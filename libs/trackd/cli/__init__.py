@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from trackd.cli import (  # noqa: F401  (search adds runs commands)
+from trackd.cli import (  # noqa: F401  (search and run_data add runs commands)
     artifacts,
     events,
     hpo,
     models,
     report,
+    run_data,
     search,
     stack,
     sync,

@@ -18,6 +18,7 @@ from trackd_platform.vocabulary import TrialState
 from trackd import hpo as sdk
 from trackd._client import Client
 from trackd._hpo_worker import LEASE_LOST, heartbeats, run_slots
+from trackd._logs import ENV_CAPTURED, ProcessPump
 from trackd._query import get_latest_metrics
 from trackd.cli.tables import _fail, _table, console
 from trackd.errors import FailedPrecondition, TrackdError
@@ -213,12 +214,14 @@ def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s
     """Run one trial as a subprocess: params in HP_<NAME>, heartbeats while it runs, killed when
     pruned or stopped. A trial the process did not end is completed with the last values of the
     study's metrics the process logged on the trial's run when it exited 0, else failed with its
-    exit status."""
+    exit status. The process's stdout and stderr are teed to the trial's run (`trackd runs logs`)."""
     params = json.loads(trial.params_json)
     env = {**os.environ, **{sdk.env_name(k): str(v) for k, v in params.items()},
            sdk.ENV_TRIAL_ID: trial.id, sdk.ENV_RUN_ID: trial.run_id, sdk.ENV_WORKER: trial.worker,
-           sdk.ENV_PARAMS: trial.params_json}
-    child = subprocess.Popen(command, env=env)
+           sdk.ENV_PARAMS: trial.params_json, **({ENV_CAPTURED: "1"} if trial.run_id else {})}
+    pipe = subprocess.PIPE if trial.run_id else None  # the trial's console output goes to its run too
+    child = subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe)
+    pump = ProcessPump(client, trial.run_id, child) if trial.run_id else None
 
     def stop() -> None:
         if child.poll() is None:
@@ -226,6 +229,8 @@ def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s
 
     with heartbeats(client, trial, lease_s, on_stop=stop) as lease:
         code = child.wait()
+    if pump is not None:
+        pump.close()
     if lease.lost.is_set():  # another worker has the trial now: nothing to report
         return LEASE_LOST
     logged = _logged_values(client, trial.run_id, metrics) if code == 0 else None
