@@ -15,19 +15,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import grpc
 from google.protobuf.json_format import MessageToDict, ParseDict
 from trackd_api.query.v1 import query_pb2
 from trackd_api.run.v1 import run_pb2
 from trackd_platform.vocabulary import RunStatus
 
 from trackd import _artifacts
-from trackd._capture import capture_environment, capture_source
+from trackd._capture import Captured, capture
 from trackd._client import Client, default_client
 from trackd._metrics import MetricWriter, check_key, context_code, timestamp_ms
 from trackd._params import flatten
+from trackd._run_data import RunData
 from trackd._spool import SpoolInUse, default_root, leftover
 from trackd._system import SystemMonitor
-from trackd.errors import TrackdError
+from trackd.errors import FailedPrecondition, TrackdError
 
 log = logging.getLogger("trackd")
 
@@ -80,14 +82,15 @@ def _status(name: str) -> RunStatus:
     return RunStatus[upper]
 
 
-class Run:
+class Run(RunData):
     """An open run. Use as a context manager, or call `end()` yourself.
 
     Leaving a `with` block normally ends the run FINISHED; an exception ends it FAILED
     (KeyboardInterrupt: KILLED) and propagates."""
 
     def __init__(self, info: RunInfo, *, client: Client, system_metrics: bool = True, resumed: bool = False,
-                 next_steps: Mapping[tuple[str, int], int] | None = None, rank: int | None = None) -> None:
+                 next_steps: Mapping[tuple[str, int], int] | None = None, rank: int | None = None,
+                 console: bool = True) -> None:
         self._client = client
         self.resumed = resumed  # an existing run was reattached (start_run's run_id or resume_key)
         self._next_steps = dict(next_steps or {})
@@ -106,6 +109,7 @@ class Run:
         interval = client.settings.system_metrics_interval_s
         if system_metrics and interval > 0:
             self._system = SystemMonitor(self.log_metrics if rank is None else self._rank_logger(rank), interval)
+        self._start_console(console)  # stdout / stderr to the run (trackd._logs)
 
     def _rank_logger(self, rank: int) -> Callable[[dict[str, float]], None]:
         """System metrics of one rank of a distributed job: `system/rank{N}/…`."""
@@ -256,6 +260,7 @@ class Run:
         points, leaving the run open: for the ranks of a distributed job that share a run which
         rank 0 ends. Raises TrackdError when points are left undelivered, as `end()` does."""
         self._close_writer()
+        self._end_console("FINISHED")
         self._stop.set()
         self._ended = True  # this handle is done: leaving a `with` block does not end the run
 
@@ -282,6 +287,7 @@ class Run:
         """End the run with FINISHED, FAILED or KILLED. Ending it twice is an error."""
         code = _status(status)
         self._close_writer()
+        self._end_console(code.name)  # FAILED / KILLED: capture on until exit (the traceback)
         self._stop.set()
         response = self._client.call("run", self._client.runs.EndRun,
                                      run_pb2.EndRunRequest(run_id=self.id, status=code.proto))
@@ -318,6 +324,7 @@ def start_run(
     run_id: str | None = None,
     resume_key: str | None = None,
     rank: int | None = None,
+    console: bool = True,
     client: Client | None = None,
 ) -> Run:
     """Start a RUNNING run in `project`/`experiment` (both created if missing), or resume one.
@@ -328,7 +335,8 @@ def start_run(
     system metrics continue; metric batches a killed process of it left in the local spool are
     delivered first, and `step=None` continues after each series' last stored step
     (`run.resumed`, `run.last_step(key)`). Params given again must keep their values; tags are set.
-    `rank`: this process's rank in a distributed job; its system metrics are `system/rank{N}/…`."""
+    `rank`: this process's rank in a distributed job; its system metrics are `system/rank{N}/…`.
+    `console`: tee this process's stdout and stderr to the run (`trackd runs logs`)."""
     client = client or default_client()
     request = run_pb2.StartRunRequest(
         experiment_id=experiment_id or "",
@@ -343,18 +351,55 @@ def start_run(
         run_id=run_id or "",
         resume_key=resume_key or "",
     )
-    if capture_env and not run_id:
-        ParseDict(capture_source(), request.source, ignore_unknown_fields=True)
-        ParseDict(capture_environment(), request.environment, ignore_unknown_fields=True)
+    captured = capture() if capture_env and not run_id else None
+    if captured is not None:
+        ParseDict(captured.source, request.source, ignore_unknown_fields=True)
+        ParseDict(captured.environment, request.environment, ignore_unknown_fields=True)
+    if client.settings.offline or client.settings.auto:
+        if client.settings.offline or not _reachable(client):
+            if run_id or resume_key:
+                why = "TRACKD_MODE=offline" if client.settings.offline else "they cannot be reached"
+                raise FailedPrecondition(f"resuming a run (run_id, resume_key) needs the servers; {why}")
+            from trackd._offline import start_offline
+
+            offline = start_offline(request, captured, client=client, system_metrics=system_metrics, rank=rank)
+            log.warning("run %s is offline: journaled in %s; `trackd sync` uploads it", offline.id,
+                        offline.journal_directory)
+            return offline
     response = client.call("run", client.runs.StartRun, request)
     info = RunInfo.from_proto(response.run)
     if not response.resumed:
-        return Run(info, client=client, system_metrics=system_metrics, rank=rank)
+        run = Run(info, client=client, system_metrics=system_metrics, rank=rank, console=console)
+        if captured is not None:
+            _keep_captured_files(run, captured)
+        return run
     if not client.settings.offline:
         _deliver_leftovers(client, info.id)
     next_steps = {series: step + 1 for series, step in _stored_steps(client, info.id).items()}
     log.info("resumed run %s (%s); metrics continue after their last stored steps", info.id, info.status)
-    return Run(info, client=client, system_metrics=system_metrics, resumed=True, next_steps=next_steps, rank=rank)
+    return Run(info, client=client, system_metrics=system_metrics, resumed=True, next_steps=next_steps, rank=rank,
+               console=console)
+
+
+def _reachable(client: Client) -> bool:
+    """TRACKD_MODE=auto: can the run service be reached now (within the RPC timeout, at most 10 s)?"""
+    ready = grpc.channel_ready_future(client.channel("run"))
+    try:
+        ready.result(timeout=min(10.0, client.settings.rpc_timeout_s))
+    except grpc.FutureTimeoutError:
+        ready.cancel()
+        return False
+    return True
+
+
+def _keep_captured_files(run: Run, captured: Captured) -> None:
+    """The uncommitted diff and the conda export, as the run's artifacts (a failure is logged:
+    it does not stop the run)."""
+    for path, file in captured.files.items():
+        try:
+            _artifacts.upload(run._client, run.id, file.content, path, type="text", metadata=file.metadata)
+        except TrackdError as exc:
+            log.warning("run %s: could not keep %s as an artifact: %s", run.id, path, exc)
 
 
 def _stored_steps(client: Client, run_id: str) -> dict[tuple[str, int], int]:
