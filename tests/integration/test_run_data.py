@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,7 +35,7 @@ CRASHING = """
 import sys, trackd
 with trackd.start_run(sys.argv[1], capture_env=False, system_metrics=False) as run:
     print(run.id, flush=True)
-    print("epoch 1: loss 0.5")
+    print("epoch 1: loss 0.5 <b>not bold</b>")
     print("warning: the learning rate is high", file=sys.stderr)
 
     def step():
@@ -62,6 +64,11 @@ def test_the_console_of_a_crashing_script_is_readable_after_the_crash(
         assert text.count(expected) == 1, text
     assert text.index("epoch 1") < text.index("Traceback") < text.index("diverged at step 40")
     assert [line.stream for line in trackd.read_logs(run_id) if "Traceback" in line.text] == ["stderr"]
+
+    page = httpx.get(f"{stack.web_url}/runs/{run_id}?tab=logs", timeout=30)  # the web UI's Logs tab, escaped
+    assert page.status_code == 200
+    assert "loss 0.5 &lt;b&gt;not bold&lt;/b&gt;" in page.text and "<b>not bold" not in page.text
+    assert '<span class="stderr">' in page.text and "RuntimeError: diverged at step 40" in page.text
 
 
 def test_follow_reads_a_live_run_until_it_ends(stack: EmbeddedStack, unique: Callable[[str], str],
@@ -121,10 +128,7 @@ def test_chunks_are_stored_once_in_order_and_within_the_per_run_limit(
 
 
 def test_images_histograms_and_tables_over_steps(stack: EmbeddedStack, unique: Callable[[str], str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend
 
     with trackd.start_run(unique("media"), capture_env=False, system_metrics=False, console=False) as run:
         rgb = np.zeros((4, 6, 3), np.uint8)
@@ -132,10 +136,10 @@ def test_images_histograms_and_tables_over_steps(stack: EmbeddedStack, unique: C
         assert run.log_image("samples", rgb) == 0
         assert run.log_image("samples", np.full((5, 5), 0.5), step=10) == 10  # floats in [0, 1], grey
         assert run.log_image("samples", Image.new("RGBA", (3, 2), (0, 0, 255, 128))) == 11
-        figure, axes = plt.subplots(figsize=(2, 1))
-        axes.plot([0, 1], [1, 0])
+        figure = Figure(figsize=(2, 1))
+        figure.add_subplot().plot([0, 1], [1, 0])
         run.log_image("plot", figure, step=3, caption="a line")
-        values = np.random.default_rng(0).normal(size=200_000)
+        values = np.random.default_rng(0).normal(size=20_000)
         run.log_histogram("weights", values, step=1, bins=50)
         run.log_histogram("weights", ([1, 2, 3], [0.0, 0.5, 1.0, 2.0]), step=2)
         run.log_table("predictions", pd.DataFrame({"x": [1.5, 2.5], "label": ["cat", None]}), step=0)
@@ -162,7 +166,7 @@ def test_images_histograms_and_tables_over_steps(stack: EmbeddedStack, unique: C
     histograms = trackd.get_media(run.id, "weights")
     binned = histograms[0].value
     assert isinstance(binned, trackd.Histogram)
-    assert len(binned.counts) == 50 and len(binned.edges) == 51 and sum(binned.counts) == 200_000
+    assert len(binned.counts) == 50 and len(binned.edges) == 51 and sum(binned.counts) == 20_000
     assert (binned.edges[0], binned.edges[-1]) == (values.min(), values.max())
     assert histograms[1].value == trackd.Histogram([1.0, 2.0, 3.0], [0.0, 0.5, 1.0, 2.0])
 
@@ -171,6 +175,16 @@ def test_images_histograms_and_tables_over_steps(stack: EmbeddedStack, unique: C
     assert {m.key for m in trackd.get_media(run.id, download=False)} == {"samples", "plot", "weights", "predictions"}
     listed = CliRunner().invoke(app, ["runs", "media", run.id], env={"COLUMNS": "200"})
     assert listed.exit_code == 0 and "histogram" in listed.output and "predictions" in listed.output
+
+    page = httpx.get(f"{stack.web_url}/runs/{run.id}?tab=media", timeout=30)  # the web UI's Media tab
+    assert page.status_code == 200
+    assert page.text.count('<img src="/runs/') == 2 and 'data-steps="0,10,11"' in page.text  # latest steps shown
+    assert page.text.count("<rect ") == 3 and "dog" in page.text  # weights at step 2 (3 bins); the table
+    chosen = httpx.get(f"{stack.web_url}/runs/{run.id}?tab=media&key=weights&step=1", timeout=30)
+    assert chosen.text.count("<rect ") == 50 and "weights <span class=\"muted\">· histogram · step 1" in chosen.text
+    image = httpx.get(f"{stack.web_url}/runs/{run.id}/artifacts/file",
+                      params={"path": re.search(r'path=(media/samples/11-[0-9a-f]+\.png)', page.text)[1]})
+    assert image.headers["content-type"] == "image/png" and image.content == samples[2].value
 
     with grpc.insecure_channel(stack.client_env()["TRACKD_RUN_TARGET"]) as channel:  # the service's own checks
         data = run_data_pb2_grpc.RunDataServiceStub(channel)
