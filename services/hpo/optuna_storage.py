@@ -72,6 +72,11 @@ def _distribution(text: str) -> Any:
         raise InvalidArgument(f"not an Optuna distribution: {text[:200]!r} ({error})") from None
 
 
+def _shown(value: Any) -> Any:
+    """A param's value as trackd shows it (`trials.params` is JSON: no NaN or Infinity)."""
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def _trial_pb(trial: OptunaTrial) -> api_pb2.Trial:
     return api_pb2.Trial(
         trial_id=trial.id, number=trial.number, state=_TO_PB[trial.state], values=trial.values or [],
@@ -92,7 +97,7 @@ def _new_trial(template: api_pb2.Trial) -> NewTrial:
     external: dict[str, Any] = {}
     for name, internal in template.params.items():
         try:
-            external[name] = _distribution(distributions[name]).to_external_repr(internal)
+            external[name] = _shown(_distribution(distributions[name]).to_external_repr(internal))
         except (ValueError, IndexError) as error:
             raise InvalidArgument(f"param {name!r}: {internal} is not in its distribution ({error})") from None
     return NewTrial(state=_state(template.state), values=list(template.values) if template.values else None,
@@ -214,7 +219,7 @@ class OptunaStorageServicer(api_pb2_grpc.StorageServiceServicer):
             except ValueError as error:
                 raise InvalidArgument(f"param {request.param_name!r}: {error}") from None
         try:
-            external = distribution.to_external_repr(request.param_value_internal)
+            external = _shown(distribution.to_external_repr(request.param_value_internal))
         except (ValueError, IndexError) as error:
             raise InvalidArgument(f"param {request.param_name!r}: {request.param_value_internal} is not in its "
                                   f"distribution ({error})") from None
