@@ -272,7 +272,7 @@ class ConsoleCapture:
 def capture(client: Client, run_id: str) -> ConsoleCapture | None:
     """Start capturing this process's console for `run_id`; None when another live run of the
     process captures it already (its output stays with that run), or the parent process does."""
-    if os.environ.get(ENV_CAPTURED):
+    if os.environ.get(ENV_CAPTURED) or sys.stdout is None or sys.stderr is None:  # None: pythonw, no console
         return None
     current = sys.stdout
     if isinstance(current, _Tee):

@@ -218,7 +218,8 @@ def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s
     params = json.loads(trial.params_json)
     env = {**os.environ, **{sdk.env_name(k): str(v) for k, v in params.items()},
            sdk.ENV_TRIAL_ID: trial.id, sdk.ENV_RUN_ID: trial.run_id, sdk.ENV_WORKER: trial.worker,
-           sdk.ENV_PARAMS: trial.params_json, **({ENV_CAPTURED: "1"} if trial.run_id else {})}
+           sdk.ENV_PARAMS: trial.params_json,
+           **({ENV_CAPTURED: "1", "PYTHONUNBUFFERED": "1"} if trial.run_id else {})}  # piped: lines as printed
     pipe = subprocess.PIPE if trial.run_id else None  # the trial's console output goes to its run too
     child = subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe)
     pump = ProcessPump(client, trial.run_id, child) if trial.run_id else None
