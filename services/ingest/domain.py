@@ -1,5 +1,7 @@
 """Ingest domain: limits, validation, stream slots and the columnar chunks points are stored in.
-Pure Python.
+Pure: numpy, no I/O. A batch's columns go from the request to numpy in one copy each (protobuf's
+repeated numbers expose a buffer) and everything per point after that is vectorised: packing
+(trackd_platform.chunks), the step range and the series summary.
 
 Limits (documented in README.md): a batch holds at most 100,000 points in at most 1,000 series;
 a metric key is 1–250 characters, without NUL; a gRPC message is at most 16 MiB; a replica
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import math
 import time
-from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -47,20 +48,39 @@ class Chunk:
 
     key: str
     context: int
-    steps: array[int]  # 'q': int64
-    values: array[float]  # 'd': float64
-    timestamps: array[int]  # 'q': unix milliseconds
+    steps: np.ndarray  # int64
+    values: np.ndarray  # float64
+    timestamps: np.ndarray  # int64, unix milliseconds
+    source: int = -1  # the position of its series in the batch (-1: not from a batch)
 
     @property
     def points(self) -> int:
         return len(self.steps)
 
+    @property
+    def first_step(self) -> int:
+        return int(self.steps.min())
+
+    @property
+    def last_step(self) -> int:
+        return int(self.steps.max())
+
     def packed(self) -> tuple[bytes, bytes, bytes, bytes | None]:
         """As stored: the three columns through trackd_platform.chunks (pcodec, bit for bit), and
         the chunk's overview (None for a small chunk or one holding NaN / ±Inf)."""
-        steps, stamps = np.frombuffer(self.steps, np.int64), np.frombuffer(self.timestamps, np.int64)
-        values = np.frombuffer(self.values, np.float64)
-        return pack_ints(steps), pack_floats(values), pack_ints(stamps), pack_overview(steps, values, stamps)
+        return (pack_ints(self.steps), pack_floats(self.values), pack_ints(self.timestamps),
+                pack_overview(self.steps, self.values, self.timestamps))
+
+    def summary(self) -> Summary:
+        """The chunk's latest point (highest step, then timestamp), min / max (NaN ignored; NaN
+        when every value is NaN) and count."""
+        steps, stamps, values = self.steps, self.timestamps, self.values
+        top = np.flatnonzero(steps == steps.max())
+        last = int(top[0]) if len(top) == 1 else int(top[np.argmax(stamps[top])])
+        finite = values[~np.isnan(values)]
+        return Summary(step=int(steps[last]), value=float(values[last]), timestamp=int(stamps[last]),
+                       min=float(finite.min()) if len(finite) else math.nan,
+                       max=float(finite.max()) if len(finite) else math.nan, count=self.points)
 
 
 @dataclass(frozen=True)
@@ -101,13 +121,15 @@ def split_batch(series: Sequence[SeriesMessage], *, now_ms: int | None = None) -
     if sum(len(s.steps) for s in series) > MAX_POINTS_PER_BATCH:
         raise InvalidArgument(f"more than {MAX_POINTS_PER_BATCH} points in one batch: send smaller batches")
     chunks, rejected = [], []
-    for s in series:
+    for at, s in enumerate(series):
         if problem := series_problem(s):
             rejected.append(Rejected(s.key[:REJECTED_KEY_MAX], s.context, len(s.steps), problem))
             continue
         n = len(s.steps)
-        stamps = array("q", s.timestamps_ms) if s.timestamps_ms else array("q", [now_ms or _now_ms()]) * n
-        chunks.append(Chunk(s.key, s.context, array("q", s.steps), array("d", s.values), stamps))
+        stamps = (np.array(s.timestamps_ms, np.int64) if len(s.timestamps_ms)
+                  else np.full(n, now_ms or _now_ms(), np.int64))
+        chunks.append(Chunk(s.key, s.context, np.array(s.steps, np.int64), np.array(s.values, np.float64), stamps,
+                            at))
     return chunks, rejected
 
 
@@ -157,21 +179,13 @@ class StreamSlots:
 
 
 def summarize(chunk: Chunk) -> Summary:
-    last = max(range(chunk.points), key=lambda i: (chunk.steps[i], chunk.timestamps[i]))
-    finite = [v for v in chunk.values if not math.isnan(v)]
-    return Summary(
-        step=chunk.steps[last], value=chunk.values[last], timestamp=chunk.timestamps[last],
-        min=min(finite) if finite else math.nan, max=max(finite) if finite else math.nan, count=chunk.points,
-    )
+    """`chunk.summary()`."""
+    return chunk.summary()
 
 
 def unpack(steps: bytes, values: bytes, timestamps: bytes) -> Chunk:
     """The inverse of `Chunk.packed()` (key and context are the caller's)."""
-    s, v, t = array("q"), array("d"), array("q")
-    s.frombytes(unpack_ints(steps).tobytes())
-    v.frombytes(unpack_floats(values).tobytes())
-    t.frombytes(unpack_ints(timestamps).tobytes())
-    return Chunk("", 0, s, v, t)
+    return Chunk("", 0, unpack_ints(steps), unpack_floats(values), unpack_ints(timestamps))
 
 
 def merge(a: Summary | None, b: Summary) -> Summary:

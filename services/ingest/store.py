@@ -78,10 +78,10 @@ class MetricStore:
                                (run_id, series_id, first_step, last_step, points, steps, vals, timestamps, overview)
                            SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::int[],
                                                     $6::bytea[], $7::bytea[], $8::bytea[], $9::bytea[])""",
-                        run_id, series_ids, [min(c.steps) for c in chunks], [max(c.steps) for c in chunks],
+                        run_id, series_ids, [c.first_step for c in chunks], [c.last_step for c in chunks],
                         [c.points for c in chunks], *zip(*(c.packed() for c in chunks), strict=True),
                     )
-                    summaries = await _update_summaries(conn, series_ids, chunks)
+                    summaries = await _update_summaries(conn, run_id, series_ids, chunks)
                 if stream_id is not None:
                     await conn.execute(
                         "UPDATE ingest_streams SET last_sequence = $2 WHERE stream_id = $1", stream_id, sequence
@@ -127,7 +127,7 @@ class MetricStore:
         while True:
             async with self._pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(
-                    """SELECT s.id FROM metric_series s WHERE s.points = 0
+                    """SELECT s.run_id, s.id FROM metric_series s WHERE s.points = 0
                          AND EXISTS (SELECT 1 FROM metric_chunks c WHERE c.run_id = s.run_id AND c.series_id = s.id)
                        LIMIT 1 FOR UPDATE SKIP LOCKED"""
                 )
@@ -135,8 +135,9 @@ class MetricStore:
                     return done
                 chunks = [unpack(r["steps"], r["vals"], r["timestamps"]) for r in await conn.fetch(
                     """SELECT c.steps, c.vals, c.timestamps FROM metric_chunks c JOIN metric_series s
-                         ON s.id = c.series_id AND s.run_id = c.run_id WHERE s.id = $1""", row["id"])]
-                await _update_summaries(conn, [row["id"]] * len(chunks), chunks)
+                         ON s.id = c.series_id AND s.run_id = c.run_id WHERE s.run_id = $1 AND s.id = $2""",
+                    row["run_id"], row["id"])]
+                await _update_summaries(conn, row["run_id"], [row["id"]] * len(chunks), chunks)
                 done += 1
 
     async def queue_repair(self, run_id: uuid.UUID) -> None:
@@ -162,10 +163,11 @@ _NEWER = "(s.last_step IS NULL OR (n.step, n.ts) >= (s.last_step, s.last_ts))"
 
 
 async def _update_summaries(
-    conn: asyncpg.Connection, series_ids: Sequence[int], chunks: Sequence[Chunk]
+    conn: asyncpg.Connection, run_id: uuid.UUID, series_ids: Sequence[int], chunks: Sequence[Chunk]
 ) -> dict[tuple[str, int], Summary]:
-    """Merge the chunks into their series' summary columns; returns the merged summaries. Rows
-    are updated in id order so two transactions touching the same series cannot deadlock."""
+    """Merge the chunks into their series' (all of run `run_id`) summary columns; returns the
+    merged summaries. Rows are updated in id order so two transactions touching the same series
+    cannot deadlock."""
     merged: dict[int, Summary] = {}
     for series_id, chunk in zip(series_ids, chunks, strict=True):
         merged[series_id] = merge(merged.get(series_id), summarize(chunk))
@@ -181,11 +183,11 @@ async def _update_summaries(
                points     = s.points + n.count
            FROM unnest($1::bigint[], $2::bigint[], $3::float8[], $4::bigint[], $5::float8[], $6::float8[],
                        $7::bigint[]) AS n(id, step, value, ts, min, max, count)
-           WHERE s.id = n.id
+           WHERE s.run_id = $8 AND s.id = n.id
            RETURNING s.key, s.context, s.last_step, s.last_value, s.last_ts, s.min_value, s.max_value, s.points""",
         ids, [r.step for r in rows], [r.value for r in rows], [r.timestamp for r in rows],
         [None if math.isnan(r.min) else r.min for r in rows], [None if math.isnan(r.max) else r.max for r in rows],
-        [r.count for r in rows],
+        [r.count for r in rows], run_id,
     )
     return {(r["key"], r["context"]): summary_of(r) for r in updated}
 

@@ -24,6 +24,7 @@ from . import analysis, history
 from .grammar import parse_filter, parse_order_by
 from .live import PointsHub
 from .store import EXPORT_PART_POINTS, Columns, Latest, LatestReader, QueryStore, Selection
+from .wire import series_message
 
 MAX_BULK_RUNS, MAX_BULK_KEYS = 100, 20
 MAX_COMPARED_RUNS = 100
@@ -36,8 +37,7 @@ WATCH_IDLE_CHECK_S = 2.0
 
 
 def _series(key: str, context: int, points: history.Points) -> ingest_pb2.MetricSeries:
-    return ingest_pb2.MetricSeries(key=key, context=MetricContext(context).proto, steps=points.steps.tolist(),
-                                   values=points.values.tolist(), timestamps_ms=points.timestamps.tolist())
+    return series_message(key, MetricContext(context).proto, points.steps, points.values, points.timestamps)
 
 
 def _latest(metrics: Latest) -> list[query_pb2.LatestMetric]:

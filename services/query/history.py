@@ -212,4 +212,6 @@ def merge_sorted(parts: Iterable[Points]) -> Points:
         return EMPTY
     merged = Points(np.concatenate([p.steps for p in items]), np.concatenate([p.values for p in items]),
                     np.concatenate([p.timestamps for p in items]))
+    if len(merged) > 1 and _ordered(merged):  # parts that follow one another (an export's): no sort
+        return merged
     return merged.take(np.lexsort((merged.timestamps, merged.steps)))

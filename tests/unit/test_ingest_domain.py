@@ -9,7 +9,7 @@ import pytest
 from trackd_api.ingest.v1 import ingest_pb2
 from trackd_platform.errors import InvalidArgument
 from trackd_platform.metric_series import decode_summary, encode_summary
-from trackd_services.ingest.domain import Chunk, merge, summarize, to_chunks, unpack
+from trackd_services.ingest.domain import Chunk, merge, split_batch, summarize, to_chunks, unpack
 
 
 def chunk(steps: list[int], values: list[float], stamps: list[int] | None = None) -> Chunk:
@@ -58,3 +58,17 @@ def test_summaries_survive_the_cache_encoding() -> None:
 def test_bad_batches(series: list[ingest_pb2.MetricSeries], message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         to_chunks(series)
+
+
+def test_summary_takes_the_latest_timestamp_among_the_highest_steps_and_skips_nan() -> None:
+    s = summarize(chunk([5, 9, 9, 2, 9], [1.0, math.nan, 7.0, -3.0, 2.0], [1, 30, 10, 5, 20]))
+    assert (s.step, s.timestamp, math.isnan(s.value), s.min, s.max, s.count) == (9, 30, True, -3.0, 7.0, 5)
+    only_nan = summarize(chunk([0, 1], [math.nan, math.nan], [1, 2]))
+    assert math.isnan(only_nan.min) and math.isnan(only_nan.max) and only_nan.count == 2
+
+
+def test_a_chunk_knows_its_series_position_in_the_batch() -> None:
+    ok = ingest_pb2.MetricSeries(key="a", steps=[4, 2], values=[1.0, 2.0])
+    bad = ingest_pb2.MetricSeries(key="", steps=[0], values=[1.0])
+    chunks = to_chunks([ok]) + split_batch([bad, ok])[0]
+    assert [c.source for c in chunks] == [0, 1] and (chunks[1].first_step, chunks[1].last_step) == (2, 4)
