@@ -12,9 +12,11 @@ import asyncio
 import os
 import secrets
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -153,39 +155,48 @@ class _Receiver(trace_service_pb2_grpc.TraceServiceServicer):
 
     def __init__(self) -> None:
         self.spans: list[tuple[str, trace_pb2.Span]] = []
+        self._lock = threading.Lock()
 
-    async def Export(self, request: Any, context: Any) -> trace_service_pb2.ExportTraceServiceResponse:
+    def Export(self, request: Any, context: Any) -> trace_service_pb2.ExportTraceServiceResponse:
+        found = []
         for resource_spans in request.resource_spans:
             service = next((a.value.string_value for a in resource_spans.resource.attributes
                             if a.key == "service.name"), "")
             for scope in resource_spans.scope_spans:
-                self.spans += [(service, span) for span in scope.spans]
+                found += [(service, span) for span in scope.spans]
+        with self._lock:
+            self.spans += found
         return trace_service_pb2.ExportTraceServiceResponse()
 
     def in_trace(self, trace_id: bytes) -> list[tuple[str, trace_pb2.Span]]:
-        return [(service, span) for service, span in self.spans if span.trace_id == trace_id]
+        with self._lock:
+            return [(service, span) for service, span in self.spans if span.trace_id == trace_id]
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[tuple[_Receiver, int]]:
-    server = grpc.aio.server()
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[tuple[_Receiver, int]]:
+    """Served on threads of its own, so it answers while no event loop runs: the traced processes
+    flush their last spans here when they stop (in fixture teardown), and must not wait out an
+    export deadline then."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     found = _Receiver()
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(found, server)
     port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
+    server.start()
     try:
         yield found, port
     finally:
-        await server.stop(0)
+        server.stop(0)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def traced_services(
-    stack: EmbeddedStack, receiver: tuple[_Receiver, int], tmp_path: Path
+    stack: EmbeddedStack, receiver: tuple[_Receiver, int], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
     """A run and an hpo process of their own, exporting traces to the receiver; {service: target}.
     One hpo replica is the active controller at a time (its lease): the stack's steps aside meanwhile."""
     _, otlp_port = receiver
+    logs = tmp_path_factory.mktemp("traced")
     ports = {"run": free_port(), "hpo": free_port()}
     started = []
     stack_hpo = stack.services["hpo"]
@@ -201,7 +212,7 @@ def traced_services(
             }
             managed = Managed(
                 name=f"traced-{service}", argv=[sys.executable, "-m", f"trackd_services.{service}"], env=env,
-                log_path=tmp_path / f"{service}.log", ready=lambda p=ports[service]: grpc_serving(f"127.0.0.1:{p}"),
+                log_path=logs / f"{service}.log", ready=lambda p=ports[service]: grpc_serving(f"127.0.0.1:{p}"),
             )
             managed.start()
             started.append(managed)
