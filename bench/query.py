@@ -10,8 +10,10 @@
    page of 100 of `metrics.m0 > 0.5 AND params.p0 = 'v3'` ordered by `metrics.m1 DESC`.
 
 Every timing follows one untimed warm-up call; MLflow is measured by bench/_mlflow_query.py in
-bench/.venv-anchors against an MLflow server on the same PostgreSQL. Figures go to
-bench/results/query.json.
+bench/.venv-anchors against an MLflow server on the same PostgreSQL. The search's SQL is printed
+with its `EXPLAIN (ANALYZE, BUFFERS)` (the page query trackd ran, compiled by
+services/query/search_sql.py). Figures go to bench/results/query.json; `--no-mlflow` measures
+trackd alone (quicker, while working on it) and writes bench/results/query-trackd.json.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from trackd_api.query.v1 import query_pb2, query_pb2_grpc
 from trackd_platform.stack import EmbeddedStack, StackPorts
 
 RESULTS = BENCH / "results" / "query.json"
+TRACKD_ONLY_RESULTS = BENCH / "results" / "query-trackd.json"
 INGEST_BATCH = 50_000
 SMALL_KEY = f"{SERIES_KEY}_100k"  # trackd's copy of the series MLflow holds
 GRPC_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
@@ -256,6 +259,26 @@ def measure_trackd(target: str, run_id: str, args: argparse.Namespace) -> dict[s
     }
 
 
+async def explain_search(dsn: str) -> list[str]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the first page query SearchRuns runs for the bench's search
+    (the query service compiles the same SQL), after one untimed run of it."""
+    from trackd_platform.run_records import View
+    from trackd_services.query.grammar import parse_filter, parse_order_by
+    from trackd_services.query.search_sql import compile_search
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        experiment = await conn.fetchval("SELECT id FROM experiments WHERE name = $1", SEARCH_EXPERIMENT)
+        search = compile_search(parse_filter(FILTER), parse_order_by([ORDER_BY]), experiment_ids=[experiment],
+                                view=View.ACTIVE_ONLY, limit=PAGE, page_token="")
+        sql_text, args = search.parts[0]
+        await conn.fetch(sql_text, *args)
+        plan = [r[0] for r in await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql_text}", *args)]
+        return [sql_text, *plan]
+    finally:
+        await conn.close()
+
+
 def watch_latency(ingest_target: str, query_target: str, calls: int) -> Timing:
     """Seconds from a LogMetrics acknowledgement to the point arriving on a WatchRun stream."""
     import queue
@@ -310,9 +333,13 @@ def main() -> None:
     parser.add_argument("--export-calls", type=int, default=3, help="timed full exports / full histories")
     parser.add_argument("--search-calls", type=int, default=10, help="timed searches, each system")
     parser.add_argument("--show", action="store_true", help=f"print the table of {RESULTS.name} and exit")
+    parser.add_argument("--no-mlflow", action="store_true", help="trackd alone: no MLflow server, no anchor figures")
     args = parser.parse_args()
     if args.show:
         print_table(json.loads(RESULTS.read_text()))
+        return
+    if args.no_mlflow:
+        trackd_only(args)
         return
 
     ensure_anchors()
@@ -349,6 +376,7 @@ def main() -> None:
 
         with console.status("trackd: GetMetricHistory, ExportMetric, SearchRuns…"):
             td = measure_trackd(f"127.0.0.1:{stack.service_port('query')}", run_id, args)
+            td["search_plan"] = asyncio.run(explain_search(stack.pg_dsn))
         with console.status("trackd: WatchRun delivery after the ingest acknowledgement…"):
             td["watch"] = watch_latency(f"127.0.0.1:{stack.service_port('ingest')}",
                                         f"127.0.0.1:{stack.service_port('query')}", args.history_calls).to_json()
@@ -377,6 +405,42 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
+
+
+def trackd_only(args: argparse.Namespace) -> None:
+    """The trackd half of the benchmark alone (`--no-mlflow`)."""
+    tmp = Path(tempfile.mkdtemp(prefix="trackd-bench-"))
+    stack = EmbeddedStack(tmp / "stack", ports=StackPorts.free())
+    failed = True
+    try:
+        with console.status("starting the embedded stack (PostgreSQL, Valkey, Kafka, S3, services)…"):
+            stack = start_stack(tmp)
+        os.environ.update({**stack.client_env(), "TRACKD_SYSTEM_METRICS_INTERVAL_S": "0",
+                           "TRACKD_SPOOL_DIR": str(tmp / "spool")})
+        with console.status(f"trackd: {args.points:,}-point series through LogMetrics…"):
+            run_id, td_log_s = log_series(f"127.0.0.1:{stack.service_port('ingest')}", args.points,
+                                          args.mlflow_points)
+        with console.status(f"generating {args.runs:,} runs and loading them…"):
+            asyncio.run(load_trackd(stack.pg_dsn, SearchData.generate(args.runs)))
+        with console.status("trackd: GetMetricHistory, ExportMetric, SearchRuns…"):
+            td = measure_trackd(f"127.0.0.1:{stack.service_port('query')}", run_id, args)
+            td["search_plan"] = asyncio.run(explain_search(stack.pg_dsn))
+        failed = False
+    finally:
+        stack.stop(discard=not failed)
+        if failed:
+            console.print(f"[red]failed; logs kept in {tmp}[/]")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    td["log_series_s"] = td_log_s
+    TRACKD_ONLY_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    figures = {"points": args.points, "runs": args.runs, "trackd": td}
+    TRACKD_ONLY_RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+    for name in ("sampled", "export", "small_history", "search"):
+        timing = Timing(td[name]["samples_s"])
+        console.print(f"{name}: p50 {_duration(timing.median_s)}, p95 {_duration(timing.p95_s)} "
+                      f"({len(timing.samples_s)} calls)")
+    console.print("\n".join(td["search_plan"]), markup=False, highlight=False)
 
 
 def print_table(r: dict[str, Any]) -> None:
@@ -415,6 +479,9 @@ def print_table(r: dict[str, Any]) -> None:
                       cell(t["td_watch"], "Redis pub/sub → WatchRun", "(< 0: before the ack itself)"),
                       "[dim]no live tail[/]", "≤ 1 s")
     same = "yes" if r["same_first_page"] else "[red]NO[/]"
+    if "search_plan" in td:
+        console.print("trackd's search page query and its EXPLAIN (ANALYZE, BUFFERS):", style="bold")
+        console.print("\n".join(td["search_plan"]), markup=False, highlight=False)
     table.add_row("both return the same first page (ids, in order)", same, same, "")
     console.print(table)
     ml_rate = r["mlflow_points"] / ml["log_series_s"]

@@ -170,3 +170,14 @@ def test_a_long_series_downsampled_from_overviews_keeps_every_extreme_and_only_r
     shuffled = rng.permutation(5_000)  # a chunk's points in any order: the overview is in step order
     back = history.from_overviews([pack_overview(steps[shuffled], values[shuffled], stamps[shuffled])], history.EMPTY)
     assert (np.diff(back.steps) > 0).all() and back.steps[0] == 0 and back.steps[-1] == 4_999
+
+
+def test_param_equality_stays_in_the_prefix_index_when_the_value_is_shorter_than_the_prefix() -> None:
+    def sql(value: str) -> str:
+        return compile_search(parse_filter(f"params.p = '{value}'"), [], experiment_ids=[uuid.uuid4()],
+                              view=View.ACTIVE_ONLY, limit=10, page_token="").sql
+
+    assert "left(p.value, 200) = $" in sql("v3") and "p.value = $" not in sql("v3")
+    long = sql("x" * 200)  # as long as the prefix: the whole value is compared too
+    assert "left(p.value, 200) = left($" in long and "AND p.value = $" in long
+    assert "AND p.value = $" in sql("é" * 150)  # 300 bytes: counted in bytes, whatever the encoding
