@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
 import redis
@@ -130,3 +131,28 @@ async def test_committed_points_fan_out_and_system_metrics_are_sampled(
     keys = {key for key, _, _ in await stored(stack, run.id)}
     assert {"system/cpu_percent", "system/memory_percent", "acc", "loss"} <= keys
     client.close()
+
+
+METRIC_TABLES = ("metric_series", "metric_chunks", "latest_cache_repairs")
+
+
+async def test_the_metric_schema_is_distributable_by_run_id(stack: EmbeddedStack) -> None:
+    """docs/scaling.md: every metric table can be distributed by run id (Citus) — its primary key
+    and every unique index lead with run_id, and no foreign key leaves or enters the metric tables."""
+    conn = await asyncpg.connect(stack.pg_dsn)
+    try:
+        unique = await conn.fetch(
+            """SELECT t.relname AS table_name, i.relname AS index_name,
+                      (SELECT a.attname FROM pg_attribute a
+                       WHERE a.attrelid = t.oid AND a.attnum = x.indkey[0]) AS first_column
+               FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid
+               WHERE x.indisunique AND t.relname = ANY($1::text[])""", list(METRIC_TABLES))
+        foreign = await conn.fetch(
+            """SELECT conname FROM pg_constraint WHERE contype = 'f'
+                 AND (conrelid::regclass::text = ANY($1::text[]) OR confrelid::regclass::text = ANY($1::text[]))""",
+            list(METRIC_TABLES))
+    finally:
+        await conn.close()
+    assert {r["table_name"] for r in unique} == set(METRIC_TABLES)
+    assert [(r["table_name"], r["index_name"]) for r in unique if r["first_column"] != "run_id"] == []
+    assert [r["conname"] for r in foreign] == []
