@@ -31,6 +31,7 @@ from trackd_platform.server import GrpcServer
 from .domain import TrialState
 from .optuna_runs import OptunaRuns
 from .optuna_store import NewTrial, OptunaStore, OptunaStudy, OptunaTrial
+from .optuna_trial_runs import TrialRuns
 
 SERVICE = api_pb2.DESCRIPTOR.services_by_name["StorageService"].full_name
 _READS = ("GetStudyIdFromName", "GetStudyNameFromId", "GetStudyDirections", "GetStudyUserAttributes",
@@ -109,9 +110,10 @@ def _new_trial(template: api_pb2.Trial) -> NewTrial:
 
 
 class OptunaStorageServicer(api_pb2_grpc.StorageServiceServicer):
-    def __init__(self, store: OptunaStore, runs: OptunaRuns) -> None:
+    def __init__(self, store: OptunaStore, runs: OptunaRuns, trial_runs: TrialRuns) -> None:
         self._store = store
         self._runs = runs
+        self._trial_runs = trial_runs
 
     # -- access -----------------------------------------------------------------------------------
 
@@ -120,11 +122,12 @@ class OptunaStorageServicer(api_pb2_grpc.StorageServiceServicer):
         current_principal.get().require(role, [study.project_id])
         return study
 
-    async def _trial(self, trial_id: int, role: Role) -> OptunaTrial:
-        trial = await self._store.trial(trial_id)
-        if not current_principal.get().admin:
-            await self._study(trial.study_id, role)
-        return trial
+    async def _trial(self, trial_id: int, role: Role) -> None:
+        """Check the caller may act on the trial (as admin, or with auth off, the call's own
+        query finds a missing trial)."""
+        principal = current_principal.get()
+        if not principal.admin:
+            principal.require(role, [(await self._store.trial_head(trial_id))[3]])
 
     # -- studies ----------------------------------------------------------------------------------
 
@@ -204,15 +207,18 @@ class OptunaStorageServicer(api_pb2_grpc.StorageServiceServicer):
             else _new_trial(request.template_trial)
         trial = await self._store.create_trial(study, new)
         if trial.state != TrialState.WAITING:
-            await self._start_run(study, trial)
+            await self._trial_runs.start(study, trial)
+        if trial.state.ended:
+            await self._trial_runs.end(trial.id, trial.state, trial.external_params)
         return api_pb2.CreateNewTrialReply(trial_id=trial.id)
 
     async def SetTrialParameter(self, request: api_pb2.SetTrialParameterRequest, context: Context) -> Any:
-        trial = await self._trial(request.trial_id, Role.WRITE)
-        if trial.state.ended:
-            raise FailedPrecondition(f"trial {trial.number} has ended ({trial.state.name}): it cannot change")
+        await self._trial(request.trial_id, Role.WRITE)
+        study_id, state, number, _ = await self._store.trial_head(request.trial_id)
+        if state.ended:
+            raise FailedPrecondition(f"trial {number} has ended ({state.name}): it cannot change")
         distribution = _distribution(request.distribution)
-        first = await self._store.first_distribution(trial.study_id, request.param_name, request.distribution)
+        first = await self._store.first_distribution(study_id, request.param_name, request.distribution)
         if first != request.distribution:
             try:
                 check_distribution_compatibility(_distribution(first), distribution)
@@ -223,7 +229,7 @@ class OptunaStorageServicer(api_pb2_grpc.StorageServiceServicer):
         except (ValueError, IndexError) as error:
             raise InvalidArgument(f"param {request.param_name!r}: {request.param_value_internal} is not in its "
                                   f"distribution ({error})") from None
-        await self._store.set_param(trial.id, request.param_name, request.param_value_internal,
+        await self._store.set_param(request.trial_id, request.param_name, request.param_value_internal,
                                     request.distribution, external)
         return api_pb2.SetTrialParameterReply()
 
@@ -240,17 +246,16 @@ class OptunaStorageServicer(api_pb2_grpc.StorageServiceServicer):
         if moved is None:
             return api_pb2.SetTrialStateValuesReply(trial_updated=False)
         if moved.run_id is None and moved.state != TrialState.WAITING:
-            await self._start_run(await self._store.study(moved.study_id), moved)  # ends it too when ended
-        elif moved.state.ended and moved.run_id is not None:
-            await self._runs.end_trial(moved.run_id, moved.state, moved.external_params)
+            await self._trial_runs.start(await self._store.study(moved.study_id), moved)  # unless started already
+        if moved.state.ended:
+            await self._trial_runs.end(moved.id, moved.state, moved.external_params)
         return api_pb2.SetTrialStateValuesReply(trial_updated=True)
 
     async def SetTrialIntermediateValue(self, request: api_pb2.SetTrialIntermediateValueRequest,
                                         context: Context) -> Any:
         await self._trial(request.trial_id, Role.WRITE)
-        trial = await self._store.set_intermediate(request.trial_id, request.step, request.intermediate_value)
-        if trial.run_id is not None and math.isfinite(request.intermediate_value):
-            await self._runs.log_value(trial.run_id, request.step, request.intermediate_value)
+        await self._store.set_intermediate(request.trial_id, request.step, request.intermediate_value)
+        await self._trial_runs.log_value(request.trial_id, request.step, request.intermediate_value)
         return api_pb2.SetTrialIntermediateValueReply()
 
     async def SetTrialUserAttribute(self, request: api_pb2.SetTrialUserAttributeRequest, context: Context) -> Any:
@@ -265,7 +270,8 @@ class OptunaStorageServicer(api_pb2_grpc.StorageServiceServicer):
         return api_pb2.SetTrialSystemAttributeReply()
 
     async def GetTrial(self, request: api_pb2.GetTrialRequest, context: Context) -> Any:
-        return api_pb2.GetTrialReply(trial=_trial_pb(await self._trial(request.trial_id, Role.READ)))
+        await self._trial(request.trial_id, Role.READ)
+        return api_pb2.GetTrialReply(trial=_trial_pb(await self._store.trial(request.trial_id)))
 
     async def GetTrials(self, request: api_pb2.GetTrialsRequest, context: Context) -> Any:
         await self._study(request.study_id, Role.READ)
@@ -273,21 +279,13 @@ class OptunaStorageServicer(api_pb2_grpc.StorageServiceServicer):
                                           including=list(request.included_trial_ids))
         return api_pb2.GetTrialsReply(trials=[_trial_pb(t) for t in trials])
 
-    async def _start_run(self, study: OptunaStudy, trial: OptunaTrial) -> None:
-        """The trial's run (ended at once when the trial was created ended)."""
-        run_id = await self._runs.start_trial(study=study.name, number=trial.number,
-                                              experiment_id=study.experiment_id, parent=study.run_id)
-        await self._store.set_run(trial, run_id)
-        for step, value in sorted(trial.intermediates.items()):
-            if math.isfinite(value):
-                await self._runs.log_value(run_id, step, value)
-        if trial.state.ended:
-            await self._runs.end_trial(run_id, trial.state, trial.external_params)
-
 
 def add_optuna_storage(server: GrpcServer, pool: asyncpg.Pool, config: StoresConfig) -> None:
     """Serve the StorageService on the hpo server (both its ports)."""
     runs = OptunaRuns(config.run_target, config.ingest_target, config.server)
+    store = OptunaStore(pool)
+    trial_runs = TrialRuns(runs, store)
     server.add_closer(runs.close)
+    server.add_closer(trial_runs.drain)  # closers run in reverse: the runs' updates before their channels
     server.add_servicer(api_pb2_grpc.add_StorageServiceServicer_to_server,
-                        OptunaStorageServicer(OptunaStore(pool), runs), SERVICE)
+                        OptunaStorageServicer(store, runs, trial_runs), SERVICE)

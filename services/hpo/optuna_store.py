@@ -188,11 +188,12 @@ class OptunaStore:
 
     async def first_distribution(self, study_id: int, name: str, distribution: str) -> str:
         """The distribution the study first saw for param `name` (this one, if it is the first)."""
-        await self._pool.execute(
-            "INSERT INTO optuna_study_params (optuna_study_id, name, distribution) VALUES ($1, $2, $3) "
-            "ON CONFLICT DO NOTHING", study_id, name, distribution)
         return str(await self._pool.fetchval(
-            "SELECT distribution FROM optuna_study_params WHERE optuna_study_id = $1 AND name = $2", study_id, name))
+            """WITH added AS (INSERT INTO optuna_study_params (optuna_study_id, name, distribution)
+                              VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING distribution)
+               SELECT distribution FROM added UNION ALL
+               SELECT distribution FROM optuna_study_params WHERE optuna_study_id = $1 AND name = $2 LIMIT 1""",
+            study_id, name, distribution))
 
     # -- trials ---------------------------------------------------------------------------------
 
@@ -238,6 +239,16 @@ class OptunaStore:
         if found is None:
             raise NotFound(f"Optuna study {study_id} has no trial number {number}")
         return int(found)
+
+    async def trial_head(self, trial_id: int) -> tuple[int, TrialState, int, uuid.UUID]:
+        """(study id, state, number, project id) of a trial: NotFound if there is none."""
+        row = await self._pool.fetchrow(
+            """SELECT o.optuna_study_id, t.state, t.number, e.project_id FROM optuna_trials o
+               JOIN trials t ON t.id = o.trial_id JOIN studies s ON s.id = t.study_id
+               JOIN experiments e ON e.id = s.experiment_id WHERE o.id = $1""", trial_id)
+        if row is None:
+            raise NotFound(f"Optuna trial {trial_id} does not exist")
+        return row["optuna_study_id"], TrialState(row["state"]), row["number"], row["project_id"]
 
     async def set_run(self, trial: OptunaTrial, run_id: uuid.UUID) -> None:
         await self._pool.execute("UPDATE trials SET run_id = $2 WHERE id = $1", trial.trial_id, run_id)

@@ -10,6 +10,7 @@ import json
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -105,13 +106,25 @@ def test_unchanged_optuna_code_from_two_processes_runs_on_trackd(
     listed = hpo.ListTrials(hpo_pb2.ListTrialsRequest(study_id=trackd_study.id, page_size=100)).trials
     assert sorted(t.number for t in listed) == list(range(N_TRIALS))
     by_number = {t.number: t for t in trials}
+
+    def run_of(trial: hpo_pb2.Trial) -> run_pb2.Run | None:
+        """The trial's run once its updates (made after Optuna's calls answer) are all in."""
+        if not trial.run_id:
+            return None
+        run = runs.GetRun(run_pb2.GetRunRequest(run_id=trial.run_id)).run
+        return run if run.status != run_pb2.RUN_STATUS_RUNNING else None
+
+    deadline = time.monotonic() + 60
+    while not all(run_of(t) for t in listed) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        listed = hpo.ListTrials(hpo_pb2.ListTrialsRequest(study_id=trackd_study.id, page_size=100)).trials
     for trial in listed:
         optuna_trial = by_number[trial.number]
         assert json.loads(trial.params_json) == optuna_trial.params
         assert trial.state == (hpo_pb2.TRIAL_STATE_COMPLETE if optuna_trial.state == TrialState.COMPLETE
                                else hpo_pb2.TRIAL_STATE_PRUNED)
-        run = runs.GetRun(run_pb2.GetRunRequest(run_id=trial.run_id)).run
-        assert run.status == run_pb2.RUN_STATUS_FINISHED
+        run = run_of(trial)
+        assert run is not None and run.status == run_pb2.RUN_STATUS_FINISHED, f"trial {trial.number}'s run"
         assert dict(run.params) == {k: str(v) for k, v in optuna_trial.params.items()}
         assert run.end_time.ToDatetime() >= run.start_time.ToDatetime()  # its duration
         history = query.GetMetricHistory(query_pb2.GetMetricHistoryRequest(run_id=trial.run_id, key="value")).series
