@@ -23,6 +23,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunT
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import fluent
 from trackd_api.events.v1 import events_pb2
+from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
 from trackd_platform.stack import EmbeddedStack
 
@@ -212,6 +213,34 @@ def test_datasets_history_paging_and_bulk_interval(tracking: MlflowClient, http:
         bulk = ui.get("/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval", params={
             "run_ids": [run_id], "metric_key": "m", "start_step": 2, "end_step": 5, "max_results": 100}).json()
     assert [(m["step"], m["run_id"]) for m in bulk["metrics"]] == [(s, run_id) for s in range(2, 6)]
+
+
+def test_history_longer_than_one_export_part_returns_every_point_whole_and_paged(
+        tracking: MlflowClient, http: httpx.Client, stack: EmbeddedStack) -> None:
+    """get-history reads the query service's ExportMetric stream (parts of 65,536 points), so a
+    series longer than one gRPC message comes back whole: streamed as one body to
+    get_metric_history, and in pages of max_results that start where the last ended."""
+    run_id = tracking.create_run("0").info.run_id
+    total = 100_000  # two export parts; one LogMetrics call (its limit) straight to the ingest service
+    with grpc.insecure_channel(f"127.0.0.1:{stack.service_port('ingest')}") as channel:
+        ingest_pb2_grpc.IngestServiceStub(channel).LogMetrics(ingest_pb2.LogMetricsRequest(
+            run_id=run_id, series=[ingest_pb2.MetricSeries(key="long", steps=range(total),
+                                                           values=[s * 0.5 for s in range(total)],
+                                                           timestamps_ms=[1000 + s for s in range(total)])]))
+    history = tracking.get_metric_history(run_id, "long")
+    assert [m.step for m in history] == list(range(total))
+    assert history[-1].value == (total - 1) * 0.5 and history[-1].timestamp == 1000 + total - 1
+    steps: list[int] = []
+    token = None
+    while True:
+        params: dict[str, Any] = {"run_id": run_id, "metric_key": "long", "max_results": 25_000}
+        page = http.get("/metrics/get-history", params={**params, **({"page_token": token} if token else {})}).json()
+        steps += [m["step"] for m in page["metrics"]]
+        token = page.get("next_page_token")
+        if not token:
+            break
+    assert steps == list(range(total))
+    assert http.get("/metrics/get-history", params={"run_id": run_id, "metric_key": "none"}).json() == {"metrics": []}
 
 
 # -- bad input: MLflow's error JSON with the right code, never a 500, nothing written ------------

@@ -22,6 +22,7 @@ DEFAULT_PROJECT = "default"
 DEFAULT_EXPERIMENT_ID = "0"  # MLflow's "Default" experiment: trackd's default/Default
 DEFAULT_EXPERIMENT_NAME = "Default"
 RUN_NAME_TAG, USER_TAG, PARENT_TAG = "mlflow.runName", "mlflow.user", "mlflow.parentRunId"
+OUTPUT_TAG_PREFIX = "mlflow.trackd.output."  # + a logged model's id; value: the step it was logged at
 DATASET_TAG_PREFIX = "mlflow.trackd.dataset."  # + the dataset's digest; value: the DatasetInput as JSON
 
 # MLflow's server limits (mlflow/utils/validation.py); tag values are trackd's (5,000, MLflow 8,000)
@@ -105,7 +106,7 @@ def latest_json(m: query_pb2.LatestMetric) -> dict[str, Any]:
 
 def run_tags(run: run_pb2.Run) -> dict[str, str]:
     """The tags MLflow shows: the run's own (datasets left out) and the system tags it expects."""
-    tags = {k: v for k, v in run.tags.items() if not k.startswith(DATASET_TAG_PREFIX)}
+    tags = {k: v for k, v in run.tags.items() if not k.startswith((DATASET_TAG_PREFIX, OUTPUT_TAG_PREFIX))}
     tags[RUN_NAME_TAG] = run.name
     if run.user:
         tags.setdefault(USER_TAG, run.user)
@@ -130,7 +131,9 @@ def run_json(run: run_pb2.Run, metrics: Iterable[query_pb2.LatestMetric]) -> dic
     return {"info": run_info(run),
             "data": {"metrics": [latest_json(m) for m in metrics], "params": pairs(run.params),
                      "tags": pairs(run_tags(run))},
-            "inputs": {"dataset_inputs": datasets}}
+            "inputs": {"dataset_inputs": datasets},
+            "outputs": {"model_outputs": [{"model_id": k[len(OUTPUT_TAG_PREFIX):], "step": int(v)}
+                                          for k, v in sorted(run.tags.items()) if k.startswith(OUTPUT_TAG_PREFIX)]}}
 
 
 # MLflow's search syntax beyond trackd's grammar: bare attribute names (`status = 'FAILED'`,

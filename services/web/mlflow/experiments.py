@@ -126,7 +126,7 @@ async def get_by_name(call: Call) -> dict[str, Any]:
 
 async def update(call: Call) -> dict[str, Any]:
     found = await get_experiment(call, call.require("experiment_id", str))
-    new_name = call.get("new_name", str)
+    new_name = call.require("new_name", str)  # required, as MLflow's server has it
     if new_name:
         project, name = convert.split_name(new_name)
         if project != await _project_name(call, found.project_id):

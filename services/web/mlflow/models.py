@@ -23,7 +23,9 @@ import grpc
 from trackd_api.artifact.v1 import artifact_pb2
 from trackd_api.run.v1 import run_pb2
 
+from . import convert
 from .artifacts import Location
+from .experiments import get_experiment
 from .protocol import Call, MlflowError, invalid, not_found
 
 _MODEL_ID = re.compile(r"^m-([0-9a-f]{32})-[0-9a-f]{12}$")
@@ -140,6 +142,7 @@ async def create(call: Call) -> dict[str, Any]:
         raise invalid(f"Invalid model name {name[:60]!r}: at most 250 characters, no '/'")
     model_type = call.get("model_type", str, "") or ""
     params, tags = _pairs(call, "params", MAX_PARAMS), _pairs(call, "tags", MAX_TAGS)
+    await get_experiment(call, experiment_id)  # RESOURCE_DOES_NOT_EXIST for an unknown one
     run = await _run(call, run_id)
     experiment_id = run.experiment_id  # MLflow's "0" (the default experiment) is the run's trackd id
     now = int(time.time() * 1000)
@@ -271,17 +274,23 @@ async def _scan(call: Call, experiment_ids: list[str]) -> list[dict[str, Any]]:
 
 
 async def log_outputs(call: Call) -> dict[str, Any]:
-    """runs/outputs: the run's logged models. A model's source run is its run in trackd, so this
-    checks that each model exists (and is the run's) and records nothing else."""
+    """runs/outputs: the run's logged models (each must exist and be the run's: a model's source
+    run is its run in trackd), kept as run tags `mlflow.trackd.output.<model id>` = step, which
+    runs/get shows as `outputs.model_outputs`."""
     run_id = call.require("run_id", str)
-    await _run(call, run_id)
+    run = await _run(call, run_id)
+    outputs: dict[str, str] = {}
     for item in call.get("models", list, []) or []:
         model_id = item.get("model_id") if isinstance(item, dict) else None
         if not isinstance(model_id, str) or not model_id:
             raise invalid("Invalid value for parameter 'models': each entry has a model_id")
-        if run_of(model_id) != run_id:
+        step = convert.integer("step", item.get("step"), default=0)
+        if run_of(model_id) not in (run_id, run.id):
             raise invalid(f"Logged model {model_id} was logged in run {run_of(model_id)}, not {run_id}")
         await read(call, model_id)
+        outputs[convert.OUTPUT_TAG_PREFIX + model_id] = str(step)
+    if outputs:
+        await call.rpc(call.backends.runs.SetTags, run_pb2.SetTagsRequest(run_id=run.id, tags=outputs))
     return {}
 
 

@@ -3,7 +3,8 @@ HTTP statuses, the mapping of trackd's gRPC statuses onto it, reading a request'
 body for POST, query string for GET) with MLflow's messages for a missing or mistyped one, and
 the `endpoint` wrapper every handler goes through so no error escapes as a 500.
 
-Handlers are `async def handler(call: Call) -> dict` and raise `MlflowError` for bad input; an
+Handlers are `async def handler(call: Call) -> dict` (or a Response of their own: a streamed
+body) and raise `MlflowError` for bad input; an
 `AioRpcError` from a trackd service is mapped by its status code."""
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ async def _fields(request: Request) -> dict[str, Any]:
     return parsed
 
 
-Handler = Callable[[Call], Awaitable[dict[str, Any]]]
+Handler = Callable[[Call], Awaitable[dict[str, Any] | Response]]
 
 
 def endpoint(backends: Backends, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -178,7 +179,8 @@ def endpoint(backends: Backends, handler: Handler) -> Callable[[Request], Awaita
     async def serve(request: Request) -> Response:
         try:
             call = Call(request, await _fields(request), backends.caller(request), backends)
-            return JSONResponse(await handler(call))
+            answer = await handler(call)
+            return answer if isinstance(answer, Response) else JSONResponse(answer)
         except MlflowError as error:
             return error.response()
         except grpc.aio.AioRpcError as error:

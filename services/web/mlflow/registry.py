@@ -157,9 +157,9 @@ async def _source(call: Call, source: str, run_id: str, model_id: str) -> tuple[
     """(run id, artifact path, logged model id) of a version's source."""
     if source.startswith("models:/") and not model_id:
         model_id = source[len("models:/"):].strip("/")
-        if "/" in model_id or "@" in model_id:
-            raise invalid(f"Source {source[:200]!r} names a registered model: register the logged model "
-                          "(models:/<model_id>) or its run's artifacts")
+        if "/" in model_id or "@" in model_id:  # a registered version (copy_model_version): its files
+            v = await _registered_source(call, model_id)
+            return v.run_id, v.path, v.metadata.get(MODEL_ID, "")
     if model_id:
         await models.read(call, model_id)  # RESOURCE_DOES_NOT_EXIST for an unknown id
         return models.run_of(model_id), models.files_path(model_id), model_id
@@ -174,11 +174,25 @@ async def _source(call: Call, source: str, run_id: str, model_id: str) -> tuple[
     return where.run_id, where.path, ""
 
 
+async def _registered_source(call: Call, reference: str) -> registry_pb2.ModelVersion:
+    """The version `<name>/<version>` or `<name>@<alias>` names."""
+    name, alias = reference.split("@", 1) if "@" in reference else (reference, "")
+    number = 0
+    if not alias:
+        name, _, text = reference.rpartition("/")
+        if not text.isdigit() or "/" in name:
+            raise invalid(f"Source 'models:/{reference[:200]}' is neither models:/<name>/<version>, "
+                          "models:/<name>@<alias> nor models:/<model_id>")
+        number = int(text)
+    return await _version(call, name, number, alias)
+
+
 async def create_version(call: Call) -> dict[str, Any]:
     name = call.require("name", str)
     source = call.require("source", str)
     run_id, path, model_id = await _source(call, source, call.get("run_id", str, "") or "",
                                            call.get("model_id", str, "") or "")
+    await _model(call, name)  # RESOURCE_DOES_NOT_EXIST, as MLflow: a version needs its registered model
     try:
         run = (await call.rpc(call.backends.runs.GetRun, run_pb2.GetRunRequest(run_id=run_id))).run
     except grpc.aio.AioRpcError as error:
