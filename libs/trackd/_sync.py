@@ -71,7 +71,7 @@ def sync_journal(client: Client, directory: Path, *, timeout_s: float = 600.0, p
                 bar.update()
             result = Synced(run_id, "synced")
             for stream in streams:
-                if failure := _send_metrics(client, run_id, stream, timeout_s, result):
+                if failure := _send_metrics(client, run_id, stream, timeout_s, result, bar):
                     return Synced(run_id, "failed", failure, result.warnings)
                 bar.update()
             if end is not None:
@@ -120,17 +120,25 @@ def _apply(client: Client, run_id: str, journal: Journal, op: dict[str, Any]) ->
         raise FailedPrecondition(f"the journal {journal.directory} holds a record this SDK does not know: {kind!r}")
 
 
-def _send_metrics(client: Client, run_id: str, stream: Path, timeout_s: float, result: Synced) -> str | None:
-    """Deliver one metric stream of the journal; why not, when it could not be."""
+def _send_metrics(client: Client, run_id: str, stream: Path, timeout_s: float, result: Synced,
+                  bar: tqdm[Any]) -> str | None:
+    """Deliver one metric stream of the journal (its batches counted on `bar`); why not, when it
+    could not be."""
     try:
         writer = MetricWriter(run_id, client.channel("ingest"), spool_root=stream.parent, stream_id=stream.name,
                               resume=True)
     except FileNotFoundError:
         return None
+    total = writer.spool.pending()
+    bar.total = (bar.total or 0) + total
     deadline = time.monotonic() + timeout_s
+    sent = 0
     while writer.spool.pending() and time.monotonic() < deadline and not writer.failure:
         writer.flush(0.5)
+        bar.update(total - writer.spool.pending() - sent)
+        sent = total - writer.spool.pending()
     left = writer.close(5)
+    bar.update(total - left - sent)
     for (key, context), reason in writer.rejected.items():
         result.warnings.append(f"metric {key!r} ({CONTEXT_NAMES.get(context, context)}) refused by the server, "
                                f"not stored: {reason}")
