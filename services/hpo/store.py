@@ -294,9 +294,11 @@ class StudyStore:
         return int(status.split()[-1])
 
     async def active_studies(self) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
-        """(id, run id) of the studies running or paused."""
-        rows = await self._pool.fetch("SELECT id, run_id FROM studies WHERE state IN ($1, $2)",
-                                      StudyState.RUNNING, StudyState.PAUSED)
+        """(id, run id) of the studies running or paused — not those Optuna's clients drive
+        through the StorageService (optuna_store.py: no trackd sampler, reaper or queue of theirs)."""
+        rows = await self._pool.fetch(
+            "SELECT id, run_id FROM studies WHERE state IN ($1, $2) AND sampler <> 'optuna-client'",
+            StudyState.RUNNING, StudyState.PAUSED)
         return [(r["id"], r["run_id"]) for r in rows]
 
     async def running_trial_runs(self) -> list[uuid.UUID]:
