@@ -202,14 +202,37 @@ def export_metric(run_id: str, key: str, *, context: str | None = None,
     return _export(client, query_pb2.ExportMetricRequest(run_id=run_id, key=key, context=CONTEXTS[context].proto))
 
 
+EXPORT_RESUMES = 100  # times a whole-series export resumes after its call ended mid-way
+
+
 def _export(client: Client, request: query_pb2.ExportMetricRequest) -> Iterator[list[Point]]:
-    try:
-        for part in client.query.ExportMetric(request, timeout=3600):
-            yield _points(part.series)
-    except grpc.RpcError as error:  # raised while iterating
-        if hasattr(error, "code"):
-            raise from_rpc_error(error, client.settings.target("query")) from None
-        raise
+    """The parts of an export. A whole-series export (max_points 0) whose call ends UNAVAILABLE or
+    DEADLINE_EXCEEDED after it made progress — the server ends the call of a client that takes no
+    message for a while (TRACKD_QUERY_SLOW_READER_S), or a query replica stopped — resumes after
+    the last step received, so a slow client still gets every point once."""
+    resumes = 0
+    while True:
+        last_step: int | None = None
+        try:
+            for part in client.query.ExportMetric(request, timeout=3600):
+                points = _points(part.series)
+                if points:
+                    last_step = points[-1].step
+                yield points
+            return
+        except grpc.RpcError as error:  # raised while iterating
+            if not hasattr(error, "code"):
+                raise
+            if (error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                    or request.max_points != 0 or last_step is None or resumes >= EXPORT_RESUMES):
+                raise from_rpc_error(error, client.settings.target("query")) from None
+            if request.HasField("end_step") and last_step >= request.end_step:
+                return  # every point was received: only the call's end was lost
+            resumes += 1
+            resumed = query_pb2.ExportMetricRequest()
+            resumed.CopyFrom(request)
+            resumed.start_step = last_step + 1
+            request = resumed
 
 
 def get_latest_metrics(run_id: str, *, client: Client | None = None) -> dict[str, float]:
