@@ -15,6 +15,11 @@ this machine, in one run (`make bench-hpo-quality`).
    the distribution of final losses of random configurations of the same space. Optuna:
    SuccessiveHalvingPruner with the same options, in-process.
 
+3. parallel: Branin, Hartmann-6 and Rosenbrock-10 with 4 and 16 workers at once, 10 seeds, 60
+   trials each, every trial "training" 20 ms × 0.5–1.5: trackd's own SDK
+   (`trackd.hpo.optimize(n_workers=p, processes=False)`) against Optuna's
+   `study.optimize(n_jobs=p)`, a Mann-Whitney U test per row (bench/_hpo_parallel.py).
+
 Optuna runs in bench/.venv-anchors (bench/_optuna_quality.py). Figures go to
 bench/results/hpo_quality.json, charts to bench/results/hpo_quality_*.png.
 """
@@ -36,6 +41,7 @@ import grpc
 import numpy as np
 from _common import BENCH, anchor_json, console, ensure_anchors, start_stack
 from _hpo_functions import CURVE_SPACE, FUNCTIONS, STEPS, curve, random_configs
+from _hpo_parallel import print_parallel, trackd_parallel
 from rich.table import Table
 from scipy.stats import mannwhitneyu, spearmanr
 from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
@@ -169,11 +175,17 @@ def main() -> None:
     parser.add_argument("--pruning-trials", type=int, default=100, help="trials per pruning study")
     parser.add_argument("--pruning-seeds", type=int, default=5, help="seeds of the pruning benchmark (1..N)")
     parser.add_argument("--reference", type=int, default=20_000, help="random configurations for the percentiles")
+    parser.add_argument("--parallel-trials", type=int, default=60, help="trials per parallel study")
+    parser.add_argument("--workers", default="4,16", help="worker counts of the parallel part")
+    parser.add_argument("--train-ms", type=float, default=20.0, help="a parallel trial's training time (× 0.5–1.5)")
+    parser.add_argument("--parts", default="quality,pruning,parallel", help="comma-separated subset")
     parser.add_argument("--show", action="store_true", help=f"print the tables of {RESULTS.name} and exit")
     args = parser.parse_args()
     if args.show:
         print_tables(json.loads(RESULTS.read_text()))
         return
+    parts = set(args.parts.split(","))
+    workers = [int(w) for w in args.workers.split(",") if w]
     functions = [f for f in args.functions.split(",") if f]
     if unknown := set(functions) - set(FUNCTIONS):
         parser.error(f"unknown function(s) {sorted(unknown)}: choose from {', '.join(FUNCTIONS)}")
@@ -184,17 +196,23 @@ def main() -> None:
     ensure_anchors("optuna")
     op: dict[str, Any] = {"quality": {}, "pruning": {}}
     csv = ",".join(map(str, seeds))
-    for function in functions:
+    parallel: dict[str, Any] = {"trials": args.parallel_trials, "seeds": seeds, "train_ms": args.train_ms, "runs": {}}
+    for function in functions if "quality" in parts else []:
         with console.status(f"Optuna in-process: {function}, {len(seeds)} seeds × {args.trials} TPE trials…"):
             op["quality"][function] = anchor_json("_optuna_quality.py", "quality", "--function", function,
                                                   "--seeds", csv, "--trials", str(args.trials))
-    for pruner in ("asha", "none"):
+    for function, n in [(f, n) for f in functions for n in workers] if "parallel" in parts else []:
+        with console.status(f"Optuna in-process: {function}, {n} workers, {len(seeds)} seeds…"):
+            parallel["runs"][f"{function}/{n}"] = {"optuna": anchor_json(
+                "_optuna_quality.py", "parallel", "--function", function, "--seeds", csv, "--workers", str(n),
+                "--trials", str(args.parallel_trials), "--train-ms", str(args.train_ms))}
+    for pruner in ("asha", "none") if "pruning" in parts else []:
         with console.status(f"Optuna in-process: pruner {pruner}, {len(pruning_seeds)} seeds…"):
             op["pruning"][pruner] = anchor_json(
                 "_optuna_quality.py", "pruning", "--pruner", pruner, "--pruner-options", json.dumps(ASHA_OPTIONS),
                 "--seeds", ",".join(map(str, pruning_seeds)), "--trials", str(args.pruning_trials))
     with console.status(f"{args.reference:,} random configurations × {len(pruning_seeds)} seeds for the percentiles…"):
-        ref = reference(pruning_seeds, args.reference)
+        ref = reference(pruning_seeds, args.reference if "pruning" in parts else 10)
 
     tmp = Path(tempfile.mkdtemp(prefix="trackd-bench-"))
     td: dict[str, Any] = {"quality": {}, "pruning": {}}
@@ -207,10 +225,14 @@ def main() -> None:
                            "TRACKD_SPOOL_DIR": str(tmp / "spool")})
         with grpc.insecure_channel(f"127.0.0.1:{stack.service_port('hpo')}") as channel:
             stub = hpo_pb2_grpc.HpoServiceStub(channel)
-            for function in functions:
+            for function in functions if "quality" in parts else []:
                 with console.status(f"trackd: {function}, {len(seeds)} seeds × {args.trials} TPE trials…"):
                     td["quality"][function] = trackd_quality(stub, function, seeds, args.trials)
-            for pruner in ("asha", "none"):
+            for key, sides in parallel["runs"].items():
+                function, n = key.rsplit("/", 1)
+                with console.status(f"trackd: {function}, {n} workers, {len(seeds)} seeds…"):
+                    sides["trackd"] = trackd_parallel(function, int(n), seeds, args.parallel_trials, args.train_ms)
+            for pruner in ("asha", "none") if "pruning" in parts else []:
                 with console.status(f"trackd: pruner {pruner}, {len(pruning_seeds)} seeds × "
                                     f"{args.pruning_trials} trials…"):
                     td["pruning"][pruner] = trackd_pruning(stub, pruner, pruning_seeds, args.pruning_trials)
@@ -223,19 +245,22 @@ def main() -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    for side in (td, op):
+    for side in (td, op) if "pruning" in parts else []:
         place_best(side, ref)
     quantiles = {seed: {q: float(np.percentile(f, q)) for q in (1, 5, 50)} for seed, f in ref["finals"].items()}
     results = {"trials": args.trials, "seeds": seeds, "pruning_trials": args.pruning_trials,
                "pruning_seeds": pruning_seeds, "steps": STEPS, "asha_options": ASHA_OPTIONS,
-               "optuna": next(iter(op["quality"].values()), op["pruning"]["asha"])["optuna"],
+               "optuna": next(iter([*op["quality"].values(), *op["pruning"].values(),
+                                    *(r["optuna"] for r in parallel["runs"].values())]))["optuna"],
+               "parallel": parallel,
                "reference": {"size": ref["size"], "spearman_at_rungs": ref["spearman_at_rungs"],
                              "final_loss_percentiles": quantiles},
                "trackd": td, "anchor": op, "wall_s": time.perf_counter() - began}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results) + "\n")
     print_tables(results)
-    draw(results)
+    if "quality" in parts and "pruning" in parts:
+        draw(results)
 
 # -- summaries -------------------------------------------------------------------------------
 
@@ -275,6 +300,10 @@ def parting(s: dict[str, Any]) -> str:
 
 
 def print_tables(r: dict[str, Any]) -> None:
+    if r.get("parallel", {}).get("runs"):
+        print_parallel(r)
+    if not r["trackd"]["quality"] or not r["trackd"]["pruning"]:
+        return
     anchor = f"Optuna {r['optuna']} in-process"
     table = Table(title=f"HPO quality — TPE, {r['trials']} trials, {len(r['seeds'])} seeds, best value after "
                         f"{r['trials']} trials (minimized; {os.cpu_count()} cores)")

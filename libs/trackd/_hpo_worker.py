@@ -116,13 +116,14 @@ def run_slots(client: Client, study_id: str, worker: str, run: Callable[[hpo_pb2
     return started
 
 
-def call_objective(client: Client, objective: Callable[[hpo.Trial], Any], space: dict[str, Any],
+def call_objective(client: Client, objective: Callable[[hpo.Trial], Any], space: dict[str, Any] | None,
                    trial: hpo_pb2.Trial, lease_s: int) -> str:
     """One trial in this process: COMPLETE with what the objective returns, PRUNED when it
     raises TrialPruned, FAIL (traceback on stderr) when it raises anything else — or LEASE_LOST,
-    reporting nothing, once the trial is another worker's (its lease expired meanwhile)."""
+    reporting nothing, once the trial is another worker's (its lease expired meanwhile). `space`:
+    the study's declared search space, None when it is define-by-run."""
     current = hpo.Trial(trial.id, trial.run_id, trial.worker, json.loads(trial.params_json), client=client,
-                        space=space)
+                        space=space, define_by_run=space is None)
     with heartbeats(client, trial, lease_s, on_stop=current.request_stop) as lease:
         try:
             value = objective(current)
@@ -159,7 +160,7 @@ def main() -> None:
     objective = cloudpickle.loads(sys.stdin.buffer.read())
     client = Client()
     info = hpo.call(client, "GetStudy", hpo_pb2.GetStudyRequest(name=study)).study
-    space = json.loads(info.search_space_json or "{}")
+    space = None if info.define_by_run else json.loads(info.search_space_json or "{}")
     run_slots(client, info.id, worker, lambda t, lease: print(f"trial {t.number}: "
                                                               f"{call_objective(client, objective, space, t, lease)}",
                                                               flush=True), n_trials=n_trials)

@@ -107,7 +107,7 @@ def env_name(param: str) -> str:
 
 def _space(search_space: Mapping[str, Any] | str | Path | None) -> str:
     if search_space is None:
-        raise ValueError("a study needs a search_space: a mapping, or the path of a YAML file")
+        return ""  # define-by-run
     if isinstance(search_space, str | Path):
         import yaml
 
@@ -128,7 +128,10 @@ def create_study(
     client: Client | None = None,
 ) -> StudyInfo:
     """Create a RUNNING study (a search space is a mapping of name → {type, low, high, log, step,
-    choices, when}, or a YAML file of the same)."""
+    choices, when}, or a YAML file of the same). Without a search space the study is
+    define-by-run, as in Optuna: the trials' `suggest_*` calls define it, each param sampled by
+    the study's sampler when first suggested; suggesting a name again with another distribution
+    than the study has seen for it is InvalidArgument."""
     client = client or default_client()
     wanted = list(directions or [direction])
     metrics = [metric] if isinstance(metric, str) else list(metric)
@@ -212,19 +215,22 @@ class Trial:
     one `optimize` passes its objective."""
 
     def __init__(self, trial_id: str, run_id: str, worker: str, params: dict[str, Any], *,
-                 client: Client | None = None, space: Mapping[str, Any] | None = None) -> None:
+                 client: Client | None = None, space: Mapping[str, Any] | None = None,
+                 define_by_run: bool = False) -> None:
         self.id, self.run_id, self.worker, self.params = trial_id, run_id, worker, params
         self._client = client or default_client()
         self._space = dict(space or {})
+        self._by_run = define_by_run
         self._stop = False
 
     def request_stop(self) -> None:
         """The controller wants this trial to stop: `report` returns True from now on."""
         self._stop = True
 
-    # Optuna-style accessors. The study's search space decides the value (it was sampled by the
+    # Optuna-style accessors. A declared search space decides the value (sampled by the
     # controller before the trial started); the arguments are checked against it so a mismatch
-    # is an error rather than a silent surprise.
+    # is an error rather than a silent surprise. Define-by-run, each asks the controller
+    # (SuggestParam), which samples the param the first time and checks the distribution.
     def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
                       log: bool = False) -> float:
         return float(self._suggest(name, {"type": "float", "low": low, "high": high, "step": step, "log": log}))
@@ -236,6 +242,13 @@ class Trial:
         return self._suggest(name, {"type": "categorical", "choices": list(choices)})
 
     def _suggest(self, name: str, asked: dict[str, Any]) -> Any:
+        if self._by_run or (name not in self.params and not self._space):
+            # define-by-run, or a worker's trial (current_trial) that does not know the space
+            response = call(self._client, "SuggestParam", hpo_pb2.SuggestParamRequest(
+                trial_id=self.id, worker=self.worker, name=name,
+                distribution_json=json.dumps({k: v for k, v in asked.items() if v is not None})))
+            self.params[name] = json.loads(response.value_json)
+            return self.params[name]
         declared = self._space.get(name)
         if declared is None and self._space:
             raise ValueError(f"param {name!r} is not in the study's search space ({', '.join(self._space)}): "
@@ -314,7 +327,7 @@ def optimize(objective: Callable[[Trial], float | Sequence[float]], study: str, 
         if processes:
             _optimize_in_processes(objective, study, shares, worker)
         else:
-            space = json.loads(info.search_space_json or "{}")
+            space = None if info.define_by_run else json.loads(info.search_space_json or "{}")
             _hpo_worker.run_slots(client, info.id, worker,
                                   lambda t, lease: _hpo_worker.call_objective(client, objective, space, t, lease),
                                   n_trials=n_trials or 0, slots=n_workers)

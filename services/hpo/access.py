@@ -26,4 +26,5 @@ RULES = rules_for("trackd.hpo.v1.HpoService", {
     "ReportIntermediate": Rule(WRITE, _trial),
     "CompleteTrial": Rule(WRITE, _trial),
     "FailTrial": Rule(WRITE, _trial),
+    "SuggestParam": Rule(WRITE, _trial),
 })

@@ -1,9 +1,10 @@
 """Optuna's samplers and pruners by name. trackd does not reimplement them: the controller
 drives them through ask-and-tell with the study's trials, as trackd keeps them, as history.
 
-Samplers: random, grid (each point once; at most MAX_GRID_POINTS), tpe (options: multivariate),
-gp (refused at CreateStudy unless torch is installed), cmaes (the `cmaes` package, a server dependency),
-nsga2 (several objectives). Pruners: none, median, percentile (option: percentile),
+Samplers: random, grid (each point once; at most MAX_GRID_POINTS), tpe (options: multivariate,
+group, n_startup_trials, constant_liar — on unless turned off, so parallel trials spread out), gp
+(refused at CreateStudy unless torch is installed), cmaes (the `cmaes` package, a server
+dependency), nsga2 (several objectives). Pruners: none, median, percentile (option: percentile),
 asha (successive halving; options: min_resource, reduction_factor), hyperband (options:
 min_resource, max_resource, reduction_factor), wilcoxon (option: p_threshold).
 """
@@ -153,8 +154,10 @@ def make_sampler(
     if name == "grid":
         return GridOnce(grid_space(space), seed=seed)
     if name == "tpe":
-        opts = _options("sampler", name, options, {"multivariate", "n_startup_trials", "group"})
-        return optuna.samplers.TPESampler(seed=seed, **opts)
+        opts = _options("sampler", name, options, {"multivariate", "n_startup_trials", "group", "constant_liar"})
+        # constant liar: the trials waiting or running (open in the engine) count as bad results,
+        # so parallel trials spread out instead of sampling next to each other
+        return optuna.samplers.TPESampler(seed=seed, **{"constant_liar": True, **opts})
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, **_options("sampler", name, options, {"population_size"}))
     if name == "cmaes":

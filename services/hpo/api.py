@@ -42,7 +42,8 @@ def study_to_proto(s: StudyRow) -> hpo_pb2.Study:
         parallelism=s.parallelism, max_failed_trials=s.max_failed_trials, retries_per_trial=s.retries_per_trial,
         state=s.state.value, run_id=format_id(s.run_id) if s.run_id else "", create_time=timestamp(s.created_at),
         trials_complete=s.count(TrialState.COMPLETE), trials_pruned=s.count(TrialState.PRUNED),
-        trials_failed=s.count(TrialState.FAIL), trials_running=s.count(TrialState.RUNNING))
+        trials_failed=s.count(TrialState.FAIL), trials_running=s.count(TrialState.RUNNING),
+        define_by_run=s.define_by_run)
 
 
 def trial_to_proto(t: TrialRow) -> hpo_pb2.Trial:
@@ -75,7 +76,9 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
             raise InvalidArgument(f"parallelism is 1–{MAX_PARALLELISM} (0 means 1)")
         fields = {
             "name": name, "objectives": objectives,
+            # none given: define-by-run, the space is learnt from the trials' SuggestParam calls
             "search_space": _options("search_space_json", request.search_space_json),
+            "define_by_run": not request.search_space_json.strip(),
             "sampler": request.sampler or "tpe", "sampler_options": _options("sampler_options_json",
                                                                             request.sampler_options_json),
             "pruner": request.pruner or "none", "pruner_options": _options("pruner_options_json",
@@ -165,6 +168,13 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
         trial = await self._controller.finish(parse_id("trial_id", request.trial_id), request.worker, state,
                                               list(request.values))
         return hpo_pb2.CompleteTrialResponse(trial=trial_to_proto(trial))
+
+    async def SuggestParam(
+        self, request: hpo_pb2.SuggestParamRequest, context: Context
+    ) -> hpo_pb2.SuggestParamResponse:
+        value = await self._controller.suggest(parse_id("trial_id", request.trial_id), request.worker,
+                                               request.name, _options("distribution_json", request.distribution_json))
+        return hpo_pb2.SuggestParamResponse(value_json=json.dumps(value))
 
     async def FailTrial(self, request: hpo_pb2.FailTrialRequest, context: Context) -> hpo_pb2.FailTrialResponse:
         trial = await self._controller.finish(parse_id("trial_id", request.trial_id), request.worker,

@@ -21,6 +21,7 @@ from .domain import StudyRow, StudyState, TrialRow, TrialState
 from .leases import Reaper
 from .runs import RunsClient
 from .sampling import Sampling, check_study, spec_of
+from .space import parse_param
 from .store import StudyStore, StudyTx
 
 
@@ -76,7 +77,9 @@ class Controller:
         space; FailedPrecondition when the study ended or reached a limit."""
         async with self._sampling.serialized(study_id), self._store.locked(study_id) as tx:
             space = spec_of(tx.study).space
-            space.check_params(params)
+            known = {p.name for p in space.params}
+            # define-by-run: params not suggested yet are kept until a trial suggests them
+            space.check_params({k: v for k, v in params.items() if k in known or not tx.study.define_by_run})
             if tx.study.sampler == "grid" and (missing := {p.name for p in space.params} - set(params)):
                 names = ", ".join(sorted(missing))
                 raise InvalidArgument(f"a grid study's enqueued trial is a grid point: give {names} too")
@@ -126,17 +129,18 @@ class Controller:
             if waiting := await tx.waiting_ids():
                 for trial_id in waiting:
                     if trial := await tx.claim(trial_id, worker, self.lease_s):
+                        self._sampling.taken(study_id, trial_id)
                         return trial
                 return None
             if domain.exhausted(tx.study, datetime.now(UTC)):
                 return None
-            [trial] = await self._sampling.sample(tx, engine, 1)
+            trial = await self._sampling.sample(tx, engine)  # on demand: the queue ran short
             return await tx.claim(trial.id, worker, self.lease_s)
 
     async def heartbeat(self, trial_id: uuid.UUID, worker: str) -> tuple[datetime | None, bool]:
         """The lease extended (and its run kept alive); `(None, True)` when the trial should stop."""
         study_id = await self._store.study_of(trial_id)
-        async with self._sampling.serialized(study_id, forget_on_error=False), self._store.locked(study_id) as tx:
+        async with self._store.locked(study_id) as tx:  # no engine: it does not wait for the sampler
             domain.check_lease(trial := await tx.trial(trial_id), worker)
             if trial.state != TrialState.RUNNING or tx.study.state.ended:
                 return None, True
@@ -161,27 +165,50 @@ class Controller:
         """COMPLETE (with one value per objective), PRUNED or FAIL (with its `reason`). Finishing
         a trial again in the same way is a no-op (idempotent); differently, FAILED_PRECONDITION."""
         study_id = await self._store.study_of(trial_id)
-        async with self._sampling.serialized(study_id):
-            async with self._store.locked(study_id) as tx:
-                domain.check_lease(trial := await tx.trial(trial_id), worker)
-                if not (repeat := domain.check_finish(trial, tx.study, state, values)):
-                    await self._end_trial(tx, trial, state, values, domain.fail_reason(reason))
-            if not repeat:
-                ok = state in (TrialState.COMPLETE, TrialState.PRUNED)
-                await self._runs.end_if_running(trial.run_id, RunStatus.FINISHED if ok else RunStatus.FAILED)
-                trial = await self._store.trial(trial_id)
+        # No engine here (it learns the result from `told`), so this never waits for the sampler.
+        async with self._store.locked(study_id) as tx:
+            domain.check_lease(trial := await tx.trial(trial_id), worker)
+            if not (repeat := domain.check_finish(trial, tx.study, state, values)):
+                values = await self._end_trial(tx, trial, state, values, domain.fail_reason(reason))
+        if not repeat:
+            self._sampling.told(study_id, trial.number, state, values)
+            ok = state in (TrialState.COMPLETE, TrialState.PRUNED)
+            await self._runs.end_if_running(trial.run_id, RunStatus.FINISHED if ok else RunStatus.FAILED)
+            trial = await self._store.trial(trial_id)
         self._sampling.refill_soon(study_id)
         return trial
 
     async def _end_trial(self, tx: StudyTx, trial: TrialRow, state: TrialState, values: Sequence[float],
-                         reason: str) -> None:
-        if state == TrialState.PRUNED:  # its value is the last it reported
+                         reason: str) -> list[float]:
+        """Store how the trial ended; returns its values (a pruned one's: the last it reported)."""
+        if state == TrialState.PRUNED:
             last = await tx.last_intermediate(trial.id)
             values = [last] if last is not None else []
-        engine = await self._sampling.engine(tx.study, tx)
         await tx.end_trial(trial.id, state, values or None, reason if state == TrialState.FAIL else "")
-        engine.tell(trial.number, state, values)
         await self._reaper.finish_if_done(tx)
+        return list(values)
+
+    async def suggest(self, trial_id: uuid.UUID, worker: str, name: str, spec: dict[str, Any]) -> Any:
+        """The value of param `name` (distribution `spec`, a search space entry) of a running
+        trial: the one it has, else — define-by-run — sampled by the study's sampler, the
+        distribution joining the study's space if new. InvalidArgument when `spec` differs from
+        the distribution the study has for `name` or is not one; FailedPrecondition when the
+        trial is not running, or (declared space) has no value for it."""
+        param = parse_param(name, spec)
+        study_id = await self._store.study_of(trial_id)
+        async with self._sampling.serialized(study_id), self._store.locked(study_id) as tx:
+            domain.check_lease(trial := await tx.trial(trial_id), worker)
+            known = {p.name: p for p in spec_of(tx.study).space.params}
+            domain.check_suggest(trial, tx.study, param, known.get(name))
+            if name in trial.params:
+                return trial.params[name]
+            if name not in known:
+                domain.check_space_size(len(known))
+                await tx.learn_param(name, param.spec())
+            engine = await self._sampling.engine(tx.study, tx)
+            value = await asyncio.to_thread(engine.suggest, trial.number, param)
+            await tx.set_param(trial, name, value)
+        return value
 
     async def best(self, study_id: uuid.UUID) -> list[TrialRow]:
         """The best trial, or the Pareto front with several objectives."""

@@ -19,6 +19,8 @@ from trackd_platform.errors import Aborted, FailedPrecondition, InvalidArgument
 from trackd_platform.vocabulary import StudyState as StudyState  # re-exported: the one vocabulary's
 from trackd_platform.vocabulary import TrialState as TrialState
 
+from .space import MAX_PARAMS, Param
+
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 _TRIAL_MOVES: Mapping[TrialState, frozenset[TrialState]] = {
@@ -60,6 +62,7 @@ class StudyRow:
     created_at: datetime
     started_at: datetime | None
     counts: Mapping[TrialState, int]  # trials per state (empty when not read)
+    define_by_run: bool = False  # created without a search space: search_space is learnt from the trials
 
     def count(self, *states: TrialState) -> int:
         return sum(self.counts.get(s, 0) for s in states)
@@ -134,12 +137,34 @@ def may_hand_out(study: StudyRow) -> bool:
     return study.state == StudyState.RUNNING and study.count(TrialState.RUNNING) < study.parallelism
 
 
+# Samplers that fit a model to the results: a trial they sampled ahead misses the results that
+# arrive while it waits, so fewer wait, and those that went stale are sampled again.
+MODEL_BASED_SAMPLERS = frozenset({"tpe", "gp", "cmaes"})
+
+
+def ahead(study: StudyRow) -> int:
+    """How many trials wait sampled ahead (besides those running): `parallelism` for samplers
+    that ignore results; for model-based ones a quarter of it (at least 1), as a queued trial
+    is blind to the results that arrive before a worker takes it; past that depth a worker's
+    trial is sampled on demand, as Optuna samples, seeing every result so far."""
+    if study.sampler not in MODEL_BASED_SAMPLERS:
+        return study.parallelism
+    return max(1, math.ceil(study.parallelism / 4))
+
+
+def stale(study: StudyRow, missed: int) -> bool:
+    """Whether a trial sampled ahead that has missed `missed` results since (completed or pruned
+    trials) is to be sampled again: more than `ahead` (a trial of a FIFO queue that deep misses
+    that many in the steady state), and only for model-based samplers."""
+    return study.sampler in MODEL_BASED_SAMPLERS and missed > ahead(study)
+
+
 def to_sample_ahead(study: StudyRow, now: datetime) -> int:
-    """How many trials to sample ahead so that `parallelism` wait besides those running, within
+    """How many trials to sample ahead so that `ahead(study)` wait besides those running, within
     the study's limits (0 unless it runs)."""
     if study.state != StudyState.RUNNING or exhausted(study, now):
         return 0
-    missing = study.parallelism - study.count(TrialState.WAITING)
+    missing = ahead(study) - study.count(TrialState.WAITING)
     if study.max_trials:
         missing = min(missing, study.max_trials - sum(study.counts.values()))
     return max(missing, 0)
@@ -180,6 +205,30 @@ def check_enqueue(study: StudyRow, now: datetime) -> None:
         raise FailedPrecondition(f"study {study.name!r} has ended; create a new one to search again")
     if limit := exhausted(study, now):
         raise FailedPrecondition(f"study {study.name!r} reached {limit.value}: no trial can be added")
+
+
+def check_suggest(trial: TrialRow, study: StudyRow, param: Param, known: Param | None) -> None:
+    """Raise unless the trial may be given a value for `param` (SuggestParam): it runs
+    (FailedPrecondition), and the study's distribution for that name, if it has one, is this
+    one (InvalidArgument: a conflict). In a declared space the param must be declared, and the
+    trial have a value (FailedPrecondition: its condition does not hold)."""
+    if trial.state != TrialState.RUNNING:
+        raise FailedPrecondition(f"trial {trial.number} is not running: nothing to suggest")
+    if known is None and not study.define_by_run:
+        raise InvalidArgument(f"param {param.name!r} is not in the study's search space: declare it, or create the "
+                              "study without a search space (define-by-run)")
+    if known is not None and known.distribution() != param.distribution():
+        raise InvalidArgument(f"param {param.name!r} is suggested as {param.describe()}, but the study has it as "
+                              f"{known.describe()}: one name, one distribution")
+    if not study.define_by_run and param.name not in trial.params:
+        raise FailedPrecondition(f"param {param.name!r} has no value in trial {trial.number}: its condition "
+                                 f"({dict(known.when) if known else {}}) does not hold")
+
+
+def check_space_size(params: int) -> None:
+    """Raise InvalidArgument when a define-by-run study, with `params` params, cannot learn another."""
+    if params >= MAX_PARAMS:
+        raise InvalidArgument(f"the study has {params} params; the limit is {MAX_PARAMS}")
 
 
 def check_value(value: float) -> None:

@@ -14,7 +14,7 @@ from optuna.trial import TrialState as OptunaState
 
 from . import algorithms
 from .domain import TrialState
-from .space import Space
+from .space import Param, Space
 
 _FINISHED = {TrialState.COMPLETE: OptunaState.COMPLETE, TrialState.PRUNED: OptunaState.PRUNED,
              TrialState.FAIL: OptunaState.FAIL}
@@ -29,6 +29,7 @@ class StudySpec:
     pruner: str
     pruner_options: Mapping[str, Any]
     seed: int | None
+    define_by_run: bool = False  # params are sampled as the trial suggests them (`Engine.suggest`)
 
 
 @dataclass(frozen=True)
@@ -56,26 +57,35 @@ class Engine:
             pruner=algorithms.make_pruner(spec.pruner, spec.pruner_options),
         )
         self._open: dict[int, optuna.Trial] = {}  # trackd number → the Optuna trial being evaluated
+        self.results = 0  # trials told COMPLETE or PRUNED: what a trial sampled ahead may have missed
         self._numbers: dict[int, int] = {}  # Optuna number → trackd number
         distributions = spec.space.distributions()
         for t in sorted(trials, key=lambda t: t.number):
             if not t.state.ended:
                 self._study.enqueue_trial(dict(t.params))
-                self._register(t.number, self._study.ask())
+                self._register(t.number, self._study.ask(), t.params)
                 for step, value in sorted(t.intermediates.items()):
                     self._open[t.number].report(value, step)
                 continue
+            known = {k: v for k, v in t.params.items() if k in distributions}  # (enqueued, never suggested)
             self._study.add_trial(optuna.trial.create_trial(
-                state=_FINISHED[t.state], params=dict(t.params),
-                distributions={k: distributions[k] for k in t.params},
+                state=_FINISHED[t.state], params=known,
+                distributions={k: distributions[k] for k in known},
                 values=list(t.values) if t.state == TrialState.COMPLETE and t.values else None,
                 intermediate_values=dict(t.intermediates),
                 # the grid sampler knows its points taken by these marks
                 system_attrs=sampler.attrs_of(t.params) if isinstance(sampler, algorithms.GridOnce) else None))
             self._numbers[self._study.trials[-1].number] = t.number
+            self.results += t.state in (TrialState.COMPLETE, TrialState.PRUNED)
 
-    def _register(self, number: int, trial: optuna.Trial) -> dict[str, Any]:
-        params: dict[str, Any] = self.spec.space.suggest(trial)  # an enqueued trial gets its stored params back
+    def _register(self, number: int, trial: optuna.Trial, stored: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Suggest the trial's params (an enqueued or re-asked one gets its stored params back);
+        define-by-run, only those it has stored (the others when it suggests them)."""
+        if self.spec.define_by_run:
+            params: dict[str, Any] = {p.name: p.suggest(trial) for p in self.spec.space.params
+                                      if p.name in (stored or {})}
+        else:
+            params = self.spec.space.suggest(trial)
         self._open[number] = trial
         self._numbers[trial.number] = number
         return params
@@ -88,7 +98,14 @@ class Engine:
         """Params for the new trial `number`: these (Optuna's enqueue_trial), the space's
         others sampled."""
         self._study.enqueue_trial(dict(params))
+        if self.spec.define_by_run:  # kept for when the trial suggests them
+            return {**params, **self._register(number, self._study.ask(), params)}
         return self._register(number, self._study.ask())
+
+    def suggest(self, number: int, param: Param) -> Any:
+        """Define-by-run: a value for `param` of the open trial `number`, from the study's sampler
+        (Optuna's relative sampling over the params every trial has, independent for the rest)."""
+        return param.suggest(self._open[number])
 
     def report(self, number: int, step: int, value: float) -> bool:
         """Record an intermediate value; True when the pruner says stop."""
@@ -105,6 +122,13 @@ class Engine:
             self._study.tell(trial, list(values or []))
         else:
             self._study.tell(trial, state=OptunaState.PRUNED if state == TrialState.PRUNED else OptunaState.FAIL)
+        self.results += state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+    def discard(self, number: int) -> None:
+        """Forget an open trial that was never evaluated (a stale one, deleted to be sampled
+        again): Optuna keeps it as FAIL, which its samplers ignore; `number` may be asked again."""
+        if (trial := self._open.pop(number, None)) is not None:
+            self._study.tell(trial, state=OptunaState.FAIL)
 
     def best(self) -> list[int]:
         """Numbers of the best trial, or of the Pareto front with several objectives."""

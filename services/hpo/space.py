@@ -46,6 +46,22 @@ class Param:
             return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
         return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
+    def describe(self) -> str:
+        return _describe(self)
+
+    def spec(self) -> dict[str, Any]:
+        """As a search space entry (what `parse` reads)."""
+        if self.type == "categorical":
+            return {"type": "categorical", "choices": list(self.choices)}
+        found: dict[str, Any] = {"type": self.type, "low": self.low, "high": self.high}
+        if self.type == "int":
+            found.update(low=int(self.low), high=int(self.high))
+        if self.log:
+            found["log"] = True
+        if self.step is not None:
+            found["step"] = int(self.step) if self.type == "int" else self.step
+        return found
+
     def suggest(self, trial: optuna.Trial) -> Choice:
         if self.type == "categorical":
             return trial.suggest_categorical(self.name, self.choices)
@@ -156,9 +172,19 @@ def _when(name: str, when: Any) -> dict[str, tuple[Choice, ...]]:
     return {parent: tuple(v) if isinstance(v, list) else (v,) for parent, v in when.items()}
 
 
-def parse(spec: Any) -> Space:
-    """A validated space from a mapping of name → param spec. Raises InvalidArgument naming the
-    first problem: bounds, log scale, step, choices, or a condition on a missing or cyclic parent."""
+def parse_param(name: str, spec: Any) -> Param:
+    """One param suggested define-by-run (no condition: the code's control flow is the condition)."""
+    if isinstance(spec, Mapping) and spec.get("when"):
+        raise InvalidArgument(f"param {name!r}: a suggested param has no 'when' (the code decides whether to ask)")
+    return _param(name, spec)
+
+
+def parse(spec: Any, *, allow_empty: bool = False) -> Space:
+    """A validated space from a mapping of name → param spec (`allow_empty`: a define-by-run
+    study's, learnt so far). Raises InvalidArgument naming the first problem: bounds, log scale,
+    step, choices, or a condition on a missing or cyclic parent."""
+    if allow_empty and spec == {}:
+        return Space(())
     if not isinstance(spec, Mapping) or not spec:
         raise InvalidArgument("a search space maps parameter names to their specs and has at least one")
     if len(spec) > MAX_PARAMS:

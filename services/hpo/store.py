@@ -26,7 +26,9 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _study(row: asyncpg.Record, counts: dict[TrialState, int]) -> StudyRow:
+def _study(row: asyncpg.Record) -> StudyRow:
+    # counts (one per state, in state order) are kept by a trigger on trials (migration 0015)
+    counts = {s: n for s, n in zip(TrialState, row["counts"] or [], strict=False) if n}
     return StudyRow(
         id=row["id"], name=row["name"], experiment_id=row["experiment_id"], run_id=row["run_id"],
         objectives=_json(row["objectives"]), search_space=_json(row["search_space"]), sampler=row["sampler"],
@@ -34,7 +36,8 @@ def _study(row: asyncpg.Record, counts: dict[TrialState, int]) -> StudyRow:
         pruner_options=_json(row["pruner_options"]),
         max_trials=row["max_trials"], max_duration_s=row["max_duration_s"], parallelism=row["parallelism"],
         max_failed_trials=row["max_failed_trials"], retries_per_trial=row["retries_per_trial"], seed=row["seed"],
-        state=StudyState(row["state"]), created_at=row["created_at"], started_at=row["started_at"], counts=counts)
+        state=StudyState(row["state"]), created_at=row["created_at"], started_at=row["started_at"], counts=counts,
+        define_by_run=row["define_by_run"])
 
 
 def _trial(row: asyncpg.Record) -> TrialRow:
@@ -50,12 +53,11 @@ def _trial(row: asyncpg.Record) -> TrialRow:
 
 async def _get_study(db: Any, *, study_id: uuid.UUID | None = None, name: str = "", lock: bool = False) -> StudyRow:
     where, key = ("id = $1", study_id) if study_id is not None else ("name = $1", name)
-    row = await db.fetchrow(f"SELECT * FROM studies WHERE {where}" + (" FOR UPDATE" if lock else ""), key)
+    row = await db.fetchrow(f"SELECT s.*, c.counts FROM studies s LEFT JOIN study_trial_counts c ON c.study_id = s.id "
+                            f"WHERE s.{where}" + (" FOR UPDATE OF s" if lock else ""), key)
     if row is None:
         raise NotFound(f"study {study_id.hex if study_id else repr(name)} does not exist: see `trackd hpo list`")
-    counts = {TrialState(r["state"]): r["n"] for r in await db.fetch(
-        "SELECT state, count(*) AS n FROM trials WHERE study_id = $1 GROUP BY state", row["id"])}
-    return _study(row, counts)
+    return _study(row)
 
 
 async def _get_trial(db: Any, trial_id: uuid.UUID) -> TrialRow:
@@ -94,16 +96,20 @@ async def _history(db: Any, study_id: uuid.UUID) -> list[StoredTrial]:
 
 async def _claim(conn: Any, study_id: uuid.UUID, trial_id: uuid.UUID, worker: str, lease_s: float) -> TrialRow | None:
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))", study_id.hex)
+        # The study row first, then the trial (and the counts the trigger updates): the lock order
+        # of `StudyStore.locked`, so a claim and a locked transaction never deadlock.
+        if not await conn.fetchval(
+                """SELECT s.state = $2 AND coalesce(c.counts[$3], 0) < s.parallelism
+                   FROM studies s LEFT JOIN study_trial_counts c ON c.study_id = s.id
+                   WHERE s.id = $1 FOR NO KEY UPDATE OF s""", study_id, StudyState.RUNNING, _RUNNING):
+            return None
         row = await conn.fetchrow(
             """UPDATE trials t SET state = $2, worker = $3,
                                    lease_expires = now() + make_interval(secs => $4::float8),
                                    started_at = coalesce(t.started_at, now())
-               FROM studies s
-               WHERE t.id = $1 AND t.state = $5 AND s.id = t.study_id AND s.state = $6
-                 AND (SELECT count(*) FROM trials r WHERE r.study_id = s.id AND r.state = $2) < s.parallelism
+               WHERE t.id = $1 AND t.study_id = $6 AND t.state = $5
                RETURNING t.*""",
-            trial_id, _RUNNING, worker, lease_s, _WAITING, StudyState.RUNNING)
+            trial_id, _RUNNING, worker, lease_s, _WAITING, study_id)
     return _trial(row) if row else None
 
 
@@ -192,6 +198,26 @@ class StudyTx:
                                  fail_reason = $4
                WHERE id = $1""", trial_id, state, list(values) if values is not None else None, reason)
 
+    # The two below write the whole JSON value as `create` and `insert_trial` do (and `_json`
+    # reads): jsonb operators would not see into it.
+    async def learn_param(self, name: str, spec: dict[str, Any]) -> None:
+        """A define-by-run study's space gains a param (as first suggested)."""
+        await self._conn.execute("UPDATE studies SET search_space = $2 WHERE id = $1", self.study.id,
+                                 json.dumps({**self.study.search_space, name: spec}))
+
+    async def set_param(self, trial: TrialRow, name: str, value: Any) -> None:
+        """A value suggested for one of the trial's params (define-by-run)."""
+        await self._conn.execute("UPDATE trials SET params = $2 WHERE id = $1", trial.id,
+                                 json.dumps({**trial.params, name: value}))
+
+    async def drop_waiting(self, trial_ids: Sequence[uuid.UUID]) -> list[int]:
+        """Delete those of these trials that still wait, never started and were not enqueued
+        (sampled ahead, gone stale); returns their numbers."""
+        rows = await self._conn.fetch(
+            """DELETE FROM trials WHERE study_id = $1 AND id = ANY($2) AND state = $3 AND started_at IS NULL
+                 AND NOT enqueued RETURNING number""", self.study.id, list(trial_ids), _WAITING)
+        return [r["number"] for r in rows]
+
     async def drop_unstarted(self, *, keep_enqueued: bool = False) -> int:
         """Delete the trials sampled ahead that no worker ever started (the study ended before
         they were needed, or an enqueued trial goes first); retries waiting for a worker stay,
@@ -213,6 +239,17 @@ class StudyStore:
         async with self._pool.acquire() as conn, conn.transaction():
             yield StudyTx(conn, await _get_study(conn, study_id=study_id, lock=True))
 
+    async def drop_waiting(self, study_id: uuid.UUID, trial_ids: Sequence[uuid.UUID]) -> list[int]:
+        """`StudyTx.drop_waiting` in a transaction of its own."""
+        async with self.locked(study_id) as tx:
+            return await tx.drop_waiting(trial_ids)
+
+    async def next_number(self, study_id: uuid.UUID) -> int:
+        """The number the study's next trial gets (the unique index on (study_id, number) finds
+        the highest)."""
+        return int(await self._pool.fetchval(
+            "SELECT coalesce(max(number) + 1, 0) FROM trials WHERE study_id = $1", study_id))
+
     async def create(self, study: dict[str, Any]) -> uuid.UUID:
         """Insert a study (columns by name); AlreadyExists when its name is taken."""
         study_id = uuid.uuid4()
@@ -230,10 +267,11 @@ class StudyStore:
         return await _get_study(self._pool, study_id=study_id, name=name)
 
     async def list_studies(self, *, limit: int, after: str | None) -> list[StudyRow]:
-        """By name (without trial counts)."""
+        """By name."""
         rows = await self._pool.fetch(
-            "SELECT * FROM studies WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2", after, limit)
-        return [_study(r, {}) for r in rows]
+            """SELECT s.*, c.counts FROM studies s LEFT JOIN study_trial_counts c ON c.study_id = s.id
+               WHERE $1::text IS NULL OR s.name > $1 ORDER BY s.name LIMIT $2""", after, limit)
+        return [_study(r) for r in rows]
 
     async def trials(self, study_id: uuid.UUID, *, states: Sequence[int], limit: int, after: int) -> list[TrialRow]:
         """By number, after `after`; `states` (numbers as a request gives them) filters unless empty."""
@@ -271,8 +309,8 @@ class StudyStore:
     async def claim(self, study_id: uuid.UUID, trial_id: uuid.UUID, worker: str, lease_s: float) -> TrialRow | None:
         """Lease a WAITING trial to `worker` if its study runs and has fewer than `parallelism`
         trials running; None otherwise (taken by another worker, deleted, study paused or full).
-        Claims of one study are serialized by an advisory lock rather than the study row lock,
-        so they do not wait for the sampler, which holds the row lock while sampling ahead."""
+        Claims of one study are serialized by its row lock, which the sampler does not hold
+        while it samples (only to store what it sampled)."""
         async with self._pool.acquire() as conn:
             return await _claim(conn, study_id, trial_id, worker, lease_s)
 

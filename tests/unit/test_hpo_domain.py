@@ -18,6 +18,7 @@ from trackd_services.hpo.domain import (
     TrialRow,
     TrialState,
     after_lost,
+    ahead,
     check_finish,
     check_lease,
     check_report,
@@ -30,6 +31,7 @@ from trackd_services.hpo.domain import (
     may_move,
     open_to_workers,
     open_trials,
+    stale,
     to_sample_ahead,
 )
 
@@ -121,11 +123,22 @@ def test_hand_out_and_sample_ahead_within_parallelism_and_limits() -> None:
     assert may_hand_out(study(parallelism=2, counts={R: 1}))
     assert not may_hand_out(study(parallelism=2, counts={R: 2}))
     assert not may_hand_out(study(state=StudyState.PAUSED))
-    assert to_sample_ahead(study(parallelism=3, counts={W: 1, R: 3}), NOW) == 2
-    assert to_sample_ahead(study(parallelism=3, max_trials=5, counts={W: 1, R: 3}), NOW) == 1
-    assert to_sample_ahead(study(parallelism=3, counts={W: 4}), NOW) == 0
-    assert to_sample_ahead(study(parallelism=3, state=StudyState.PAUSED), NOW) == 0
-    assert to_sample_ahead(study(parallelism=3, max_failed_trials=1, counts={F: 1}), NOW) == 0
+    rand = "random"  # a sampler that ignores results: `parallelism` wait
+    assert to_sample_ahead(study(sampler=rand, parallelism=3, counts={W: 1, R: 3}), NOW) == 2
+    assert to_sample_ahead(study(sampler=rand, parallelism=3, max_trials=5, counts={W: 1, R: 3}), NOW) == 1
+    assert to_sample_ahead(study(sampler=rand, parallelism=3, counts={W: 4}), NOW) == 0
+    assert to_sample_ahead(study(sampler=rand, parallelism=3, state=StudyState.PAUSED), NOW) == 0
+    assert to_sample_ahead(study(sampler=rand, parallelism=3, max_failed_trials=1, counts={F: 1}), NOW) == 0
+
+
+def test_model_based_samplers_keep_few_trials_ahead_and_resample_stale_ones() -> None:
+    # a queued trial is blind to the results that arrive while it waits: a quarter of the workers wait
+    assert [ahead(study(parallelism=p)) for p in (1, 4, 16)] == [1, 1, 4]
+    assert to_sample_ahead(study(parallelism=16, counts={W: 1, R: 16}), NOW) == 3
+    assert not stale(study(parallelism=1), 1)  # the result of the one running trial: as sampled ahead
+    assert stale(study(parallelism=1), 2)
+    assert not stale(study(parallelism=16), 4) and stale(study(parallelism=16), 5)
+    assert not stale(study(sampler="random", parallelism=1), 100)
 
 
 def test_a_lease_belongs_to_its_worker() -> None:

@@ -12,7 +12,7 @@ from trackd_services.hpo import algorithms
 from trackd_services.hpo.domain import TrialState
 from trackd_services.hpo.engine import Engine, StudySpec
 from trackd_services.hpo.sampling import check_study
-from trackd_services.hpo.space import parse, parse_yaml
+from trackd_services.hpo.space import parse, parse_param, parse_yaml
 
 SEEDS_EXAMPLE = """
 lr:        {type: float, low: 1.0e-6, high: 1.0e-3, log: true}
@@ -131,3 +131,18 @@ def test_enqueued_params_must_fit_the_space() -> None:
                          ({"c": "z"}, "one of 'a', 'b'"), ({"y": 1}, "no param 'y'")]:
         with pytest.raises(InvalidArgument, match=message):
             space.check_params(bad)
+
+
+def test_a_suggested_param_round_trips_through_the_learnt_space() -> None:
+    # define-by-run: a param as first suggested is stored as a space entry, parsed back the same
+    asked = {"lr": {"type": "float", "low": 1e-5, "high": 0.1, "log": True},
+             "layers": {"type": "int", "low": 1, "high": 8, "step": 1, "log": False},
+             "opt": {"type": "categorical", "choices": ["adam", "sgd"]}}
+    learnt = {name: parse_param(name, spec).spec() for name, spec in asked.items()}
+    assert learnt["layers"] == {"type": "int", "low": 1, "high": 8, "step": 1}
+    space = parse(learnt)
+    assert {p.name: p.distribution() for p in space.params} == {
+        name: parse_param(name, spec).distribution() for name, spec in asked.items()}
+    assert parse({}, allow_empty=True).params == ()
+    with pytest.raises(InvalidArgument, match="has no 'when'"):
+        parse_param("m", {"type": "float", "low": 0, "high": 1, "when": {"opt": "sgd"}})

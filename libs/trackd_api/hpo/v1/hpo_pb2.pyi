@@ -58,7 +58,7 @@ class Objective(_message.Message):
     def __init__(self, metric: _Optional[str] = ..., direction: _Optional[_Union[Direction, str]] = ...) -> None: ...
 
 class Study(_message.Message):
-    __slots__ = ("id", "name", "experiment_id", "objectives", "search_space_json", "sampler", "sampler_options_json", "pruner", "pruner_options_json", "max_trials", "max_duration_s", "parallelism", "max_failed_trials", "retries_per_trial", "state", "run_id", "create_time", "trials_complete", "trials_pruned", "trials_failed", "trials_running")
+    __slots__ = ("id", "name", "experiment_id", "objectives", "search_space_json", "sampler", "sampler_options_json", "pruner", "pruner_options_json", "max_trials", "max_duration_s", "parallelism", "max_failed_trials", "retries_per_trial", "state", "run_id", "create_time", "trials_complete", "trials_pruned", "trials_failed", "trials_running", "define_by_run")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,7 @@ class Study(_message.Message):
     TRIALS_PRUNED_FIELD_NUMBER: _ClassVar[int]
     TRIALS_FAILED_FIELD_NUMBER: _ClassVar[int]
     TRIALS_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    DEFINE_BY_RUN_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     experiment_id: str
@@ -101,7 +102,8 @@ class Study(_message.Message):
     trials_pruned: int
     trials_failed: int
     trials_running: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., experiment_id: _Optional[str] = ..., objectives: _Optional[_Iterable[_Union[Objective, _Mapping]]] = ..., search_space_json: _Optional[str] = ..., sampler: _Optional[str] = ..., sampler_options_json: _Optional[str] = ..., pruner: _Optional[str] = ..., pruner_options_json: _Optional[str] = ..., max_trials: _Optional[int] = ..., max_duration_s: _Optional[int] = ..., parallelism: _Optional[int] = ..., max_failed_trials: _Optional[int] = ..., retries_per_trial: _Optional[int] = ..., state: _Optional[_Union[StudyState, str]] = ..., run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trials_complete: _Optional[int] = ..., trials_pruned: _Optional[int] = ..., trials_failed: _Optional[int] = ..., trials_running: _Optional[int] = ...) -> None: ...
+    define_by_run: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., experiment_id: _Optional[str] = ..., objectives: _Optional[_Iterable[_Union[Objective, _Mapping]]] = ..., search_space_json: _Optional[str] = ..., sampler: _Optional[str] = ..., sampler_options_json: _Optional[str] = ..., pruner: _Optional[str] = ..., pruner_options_json: _Optional[str] = ..., max_trials: _Optional[int] = ..., max_duration_s: _Optional[int] = ..., parallelism: _Optional[int] = ..., max_failed_trials: _Optional[int] = ..., retries_per_trial: _Optional[int] = ..., state: _Optional[_Union[StudyState, str]] = ..., run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trials_complete: _Optional[int] = ..., trials_pruned: _Optional[int] = ..., trials_failed: _Optional[int] = ..., trials_running: _Optional[int] = ..., define_by_run: _Optional[bool] = ...) -> None: ...
 
 class Trial(_message.Message):
     __slots__ = ("id", "study_id", "number", "state", "params_json", "values", "run_id", "attempt", "lease_expire_time", "worker", "start_time", "end_time", "fail_reason")
@@ -372,3 +374,21 @@ class FailTrialResponse(_message.Message):
     TRIAL_FIELD_NUMBER: _ClassVar[int]
     trial: Trial
     def __init__(self, trial: _Optional[_Union[Trial, _Mapping]] = ...) -> None: ...
+
+class SuggestParamRequest(_message.Message):
+    __slots__ = ("trial_id", "worker", "name", "distribution_json")
+    TRIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISTRIBUTION_JSON_FIELD_NUMBER: _ClassVar[int]
+    trial_id: str
+    worker: str
+    name: str
+    distribution_json: str
+    def __init__(self, trial_id: _Optional[str] = ..., worker: _Optional[str] = ..., name: _Optional[str] = ..., distribution_json: _Optional[str] = ...) -> None: ...
+
+class SuggestParamResponse(_message.Message):
+    __slots__ = ("value_json",)
+    VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
+    value_json: str
+    def __init__(self, value_json: _Optional[str] = ...) -> None: ...

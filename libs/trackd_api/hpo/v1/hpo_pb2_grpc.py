@@ -106,6 +106,11 @@ class HpoServiceStub:
                 request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.FailTrialRequest.SerializeToString,
                 response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.FailTrialResponse.FromString,
                 _registered_method=True)
+        self.SuggestParam = channel.unary_unary(
+                '/trackd.hpo.v1.HpoService/SuggestParam',
+                request_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.SuggestParamRequest.SerializeToString,
+                response_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.SuggestParamResponse.FromString,
+                _registered_method=True)
 
 
 class HpoServiceServicer:
@@ -204,6 +209,17 @@ class HpoServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SuggestParam(self, request, context):
+        """Define-by-run (a study created without a search space): the value of a param of a running
+        trial, as Optuna's trial.suggest_*: sampled by the study's sampler when the trial has none
+        yet, the same value when asked again. The first distribution asked for a name joins the
+        study's search space; asking another one for that name later is INVALID_ARGUMENT. In a
+        study with a declared space it returns the trial's value if the distribution matches.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HpoServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -276,6 +292,11 @@ def add_HpoServiceServicer_to_server(servicer, server):
                     servicer.FailTrial,
                     request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.FailTrialRequest.FromString,
                     response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.FailTrialResponse.SerializeToString,
+            ),
+            'SuggestParam': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuggestParam,
+                    request_deserializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.SuggestParamRequest.FromString,
+                    response_serializer=trackd_dot_hpo_dot_v1_dot_hpo__pb2.SuggestParamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -658,6 +679,33 @@ class HpoService:
             '/trackd.hpo.v1.HpoService/FailTrial',
             trackd_dot_hpo_dot_v1_dot_hpo__pb2.FailTrialRequest.SerializeToString,
             trackd_dot_hpo_dot_v1_dot_hpo__pb2.FailTrialResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuggestParam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trackd.hpo.v1.HpoService/SuggestParam',
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.SuggestParamRequest.SerializeToString,
+            trackd_dot_hpo_dot_v1_dot_hpo__pb2.SuggestParamResponse.FromString,
             options,
             channel_credentials,
             insecure,

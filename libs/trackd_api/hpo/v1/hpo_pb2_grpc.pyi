@@ -57,6 +57,13 @@ class HpoServiceStub:
     CompleteTrial: _grpc.UnaryUnaryMultiCallable[_hpo_pb2.CompleteTrialRequest, _hpo_pb2.CompleteTrialResponse]
     """Idempotent: completing a completed trial again with the same values is a no-op."""
     FailTrial: _grpc.UnaryUnaryMultiCallable[_hpo_pb2.FailTrialRequest, _hpo_pb2.FailTrialResponse]
+    SuggestParam: _grpc.UnaryUnaryMultiCallable[_hpo_pb2.SuggestParamRequest, _hpo_pb2.SuggestParamResponse]
+    """Define-by-run (a study created without a search space): the value of a param of a running
+    trial, as Optuna's trial.suggest_*: sampled by the study's sampler when the trial has none
+    yet, the same value when asked again. The first distribution asked for a name joins the
+    study's search space; asking another one for that name later is INVALID_ARGUMENT. In a
+    study with a declared space it returns the trial's value if the distribution matches.
+    """
 
 @_typing.type_check_only
 class HpoServiceAsyncStub(HpoServiceStub):
@@ -87,6 +94,13 @@ class HpoServiceAsyncStub(HpoServiceStub):
     CompleteTrial: _aio.UnaryUnaryMultiCallable[_hpo_pb2.CompleteTrialRequest, _hpo_pb2.CompleteTrialResponse]  # type: ignore[assignment]
     """Idempotent: completing a completed trial again with the same values is a no-op."""
     FailTrial: _aio.UnaryUnaryMultiCallable[_hpo_pb2.FailTrialRequest, _hpo_pb2.FailTrialResponse]  # type: ignore[assignment]
+    SuggestParam: _aio.UnaryUnaryMultiCallable[_hpo_pb2.SuggestParamRequest, _hpo_pb2.SuggestParamResponse]  # type: ignore[assignment]
+    """Define-by-run (a study created without a search space): the value of a param of a running
+    trial, as Optuna's trial.suggest_*: sampled by the study's sampler when the trial has none
+    yet, the same value when asked again. The first distribution asked for a name joins the
+    study's search space; asking another one for that name later is INVALID_ARGUMENT. In a
+    study with a declared space it returns the trial's value if the distribution matches.
+    """
 
 class HpoServiceServicer(metaclass=_abc_1.ABCMeta):
     """HpoService runs studies: it samples trials with Optuna's samplers (ask-and-tell over the
@@ -198,5 +212,18 @@ class HpoServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _hpo_pb2.FailTrialRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_hpo_pb2.FailTrialResponse, _abc.Awaitable[_hpo_pb2.FailTrialResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def SuggestParam(
+        self,
+        request: _hpo_pb2.SuggestParamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_hpo_pb2.SuggestParamResponse, _abc.Awaitable[_hpo_pb2.SuggestParamResponse]]:
+        """Define-by-run (a study created without a search space): the value of a param of a running
+        trial, as Optuna's trial.suggest_*: sampled by the study's sampler when the trial has none
+        yet, the same value when asked again. The first distribution asked for a name joins the
+        study's search space; asking another one for that name later is INVALID_ARGUMENT. In a
+        study with a declared space it returns the trial's value if the distribution matches.
+        """
 
 def add_HpoServiceServicer_to_server(servicer: HpoServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
