@@ -234,6 +234,10 @@ class ConsoleCapture:
         self._streams = (sys.stdout, sys.stderr)
         sys.stdout = _Tee(sys.stdout, self.sender, STDOUT)
         sys.stderr = _Tee(sys.stderr, self.sender, STDERR)
+        # logging handlers made before the run (logging.basicConfig) hold the original streams
+        self._handlers = [(h, h.stream) for h in _stream_handlers() if h.stream in self._streams]
+        for handler, original in self._handlers:
+            handler.setStream(sys.stdout if original is self._streams[0] else sys.stderr)
         atexit.register(self.close)
         self._previous_term: Any = None
         if threading.current_thread() is threading.main_thread() and \
@@ -252,6 +256,10 @@ class ConsoleCapture:
             if isinstance(current, _Tee) and current._sender is self.sender:
                 current.flush()
                 setattr(sys, stream, original)
+        for handler, original in self._handlers:
+            if isinstance(handler.stream, _Tee) and handler.stream._sender is self.sender:
+                handler.setStream(original)
+        self._handlers = []
         if self._previous_term is not None and signal.getsignal(signal.SIGTERM) == self._on_term and \
                 threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._previous_term)
@@ -267,6 +275,13 @@ class ConsoleCapture:
         else:
             self.run_ended = True
             self.sender.flush(2.0)
+
+
+def _stream_handlers() -> list[logging.StreamHandler[Any]]:
+    """Every logging handler writing to a stream (the root's and every named logger's)."""
+    loggers: list[Any] = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return [h for logger in loggers for h in getattr(logger, "handlers", [])
+            if type(h) is logging.StreamHandler]
 
 
 def capture(client: Client, run_id: str) -> ConsoleCapture | None:

@@ -32,11 +32,13 @@ from typer.testing import CliRunner
 pytestmark = pytest.mark.integration
 
 CRASHING = """
-import sys, trackd
+import logging, sys, trackd
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")  # its handler holds the real stderr
 with trackd.start_run(sys.argv[1], capture_env=False, system_metrics=False) as run:
     print(run.id, flush=True)
     print("epoch 1: loss 0.5 <b>not bold</b>")
     print("warning: the learning rate is high", file=sys.stderr)
+    logging.info("checkpoint saved")
 
     def step():
         raise RuntimeError("diverged at step 40")
@@ -59,8 +61,8 @@ def test_the_console_of_a_crashing_script_is_readable_after_the_crash(
     shown = CliRunner().invoke(app, ["runs", "logs", run_id])
     assert shown.exit_code == 0, shown.output
     text = shown.output
-    for expected in ("epoch 1: loss 0.5", "warning: the learning rate is high", "Traceback (most recent call last)",
-                     "RuntimeError: diverged at step 40"):
+    for expected in ("epoch 1: loss 0.5", "warning: the learning rate is high", "INFO checkpoint saved",
+                     "Traceback (most recent call last)", "RuntimeError: diverged at step 40"):
         assert text.count(expected) == 1, text
     assert text.index("epoch 1") < text.index("Traceback") < text.index("diverged at step 40")
     assert [line.stream for line in trackd.read_logs(run_id) if "Traceback" in line.text] == ["stderr"]
