@@ -52,6 +52,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
         stack.stop(discard=True)  # its data goes with the test's tmp dir: no clean S3 stop
 
 
+AUTH_ADMIN_SECRET = "admin-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    """A second stack with TRACKD_AUTH=on (admin secret AUTH_ADMIN_SECRET), shared by the tests of
+    sign-in and of streams under revoked tokens; started on first use. (tests/integration/test_auth.py
+    starts one of its own: TLS and a tight rate limit.)"""
+    stack = EmbeddedStack(Path(tmp_path_factory.mktemp("trackd-auth-on")), ports=StackPorts.free(), service_env={
+        "TRACKD_AUTH": "on", "TRACKD_ADMIN_TOKEN": AUTH_ADMIN_SECRET, "TRACKD_SHUTDOWN_GRACE_S": "2"})
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop(discard=True)  # its data goes with the test's tmp dir: no clean S3 stop
+
+
 @pytest.fixture
 async def runs(stack: EmbeddedStack) -> AsyncIterator[run_pb2_grpc.RunServiceStub]:
     async with grpc.aio.insecure_channel(stack.client_env()["TRACKD_RUN_TARGET"]) as channel:

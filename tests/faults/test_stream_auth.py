@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -21,25 +21,15 @@ from trackd_api.auth.v1 import auth_pb2, auth_pb2_grpc
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from trackd_api.query.v1 import query_pb2, query_pb2_grpc
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
-from trackd_platform.stack import HOST, EmbeddedStack, StackPorts
+from trackd_platform.stack import HOST, EmbeddedStack
 
+from tests.conftest import AUTH_ADMIN_SECRET
 from tests.metric_points import series, stored
 
 pytestmark = pytest.mark.integration
-ADMIN = "admin-" + uuid.uuid4().hex
+ADMIN = AUTH_ADMIN_SECRET  # the shared auth_stack's (tests/conftest.py)
 PER_TOKEN = 128  # TRACKD_INGEST_MAX_STREAMS_PER_CALLER's default
 BOUND_S = 5.0 + 1.0  # token cache + re-check interval (docs/auth.md)
-
-
-@pytest.fixture(scope="module")
-def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
-    stack = EmbeddedStack(Path(tmp_path_factory.mktemp("trackd-stream-auth")), ports=StackPorts.free(), service_env={
-        "TRACKD_AUTH": "on", "TRACKD_ADMIN_TOKEN": ADMIN, "TRACKD_SHUTDOWN_GRACE_S": "2"})
-    stack.start()
-    try:
-        yield stack
-    finally:
-        stack.stop(discard=True)  # its data goes with the test's tmp dir: no clean S3 stop
 
 
 def bearer(secret: str) -> tuple[tuple[str, str]]:

@@ -13,7 +13,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -24,12 +23,13 @@ from trackd_api.auth.v1 import auth_pb2, auth_pb2_grpc
 from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
-from trackd_platform.stack import EmbeddedStack, StackPorts
+from trackd_platform.stack import EmbeddedStack
 
+from tests.conftest import AUTH_ADMIN_SECRET
 from tests.ui.conftest import Watched
 
 pytestmark = pytest.mark.ui
-ADMIN_SECRET = "admin-" + uuid.uuid4().hex
+ADMIN_SECRET = AUTH_ADMIN_SECRET  # the shared auth_stack's (tests/conftest.py)
 RECHECK_BOUND_S = 5.0  # as docs/auth.md promises: the services' token cache (3 s) and the page's poll (1 s) fit
 
 
@@ -90,17 +90,13 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    stack = EmbeddedStack(Path(tmp_path_factory.mktemp("trackd-login")), ports=StackPorts.free(), service_env={
-        "TRACKD_AUTH": "on", "TRACKD_ADMIN_TOKEN": ADMIN_SECRET, "TRACKD_SHUTDOWN_GRACE_S": "2"})
-    stack.start()
-    world = World(stack)
+def world(auth_stack: EmbeddedStack) -> Iterator[World]:
+    world = World(auth_stack)
     try:
         yield world
     finally:
         for channel in world.channels.values():
             channel.close()
-        stack.stop(discard=True)  # its data goes with the test's tmp dir: no clean S3 stop
 
 
 @pytest.fixture(scope="module")
