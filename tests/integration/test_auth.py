@@ -477,3 +477,43 @@ def test_mlflow_tracking_token_is_a_trackd_token(world: World, unique: Callable[
     assert refused.value.error_code == "PERMISSION_DENIED"
     anonymous = httpx.get(f"{world.stack.web_url}/api/2.0/mlflow/runs/get", params={"run_id": a.run_id}, timeout=30)
     assert anonymous.status_code == 401 and anonymous.json()["error_code"] == "UNAUTHENTICATED"
+
+
+def test_optuna_storage_takes_a_token_and_keeps_to_its_project(world: World, unique: Callable[[str], str]) -> None:
+    """The hpo service's Optuna port (plaintext: GrpcStorageProxy speaks no TLS, docs/optuna.md)
+    wants a token like every port; a study belongs to its creator's project, which another
+    project's token neither lists nor reaches."""
+    from optuna.storages._grpc.auto_generated import api_pb2, api_pb2_grpc
+
+    a, b = make_project(world, unique), make_project(world, unique)
+    _, token_a = world.token(a.name, auth_pb2.ROLE_WRITE)
+    _, token_b = world.token(b.name, auth_pb2.ROLE_WRITE)
+    channel = grpc.insecure_channel(f"127.0.0.1:{world.stack.ports.optuna}")
+    storage = api_pb2_grpc.StorageServiceStub(channel)
+
+    def as_(token: str) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {token}"),)
+
+    name = unique("optuna")
+    create = api_pb2.CreateNewStudyRequest(directions=[api_pb2.MINIMIZE], study_name=name)
+    assert code_of(lambda: storage.CreateNewStudy(create, timeout=30)) == grpc.StatusCode.UNAUTHENTICATED
+    study_id = storage.CreateNewStudy(create, metadata=as_(token_a), timeout=30).study_id
+    assert storage.CreateNewTrial(api_pb2.CreateNewTrialRequest(study_id=study_id, template_trial_is_none=True),
+                                  metadata=as_(token_a), timeout=30).trial_id
+
+    listed = storage.GetAllStudies(api_pb2.GetAllStudiesRequest(), metadata=as_(token_a), timeout=30).studies
+    assert [s.study_name for s in listed] == [name]
+    assert name not in {s.study_name for s in storage.GetAllStudies(
+        api_pb2.GetAllStudiesRequest(), metadata=as_(token_b), timeout=30).studies}
+    for call in (lambda: storage.GetStudyNameFromId(api_pb2.GetStudyNameFromIdRequest(study_id=study_id),
+                                                    metadata=as_(token_b), timeout=30),
+                 lambda: storage.CreateNewTrial(api_pb2.CreateNewTrialRequest(
+                     study_id=study_id, template_trial_is_none=True), metadata=as_(token_b), timeout=30),
+                 lambda: storage.GetStudyIdFromName(api_pb2.GetStudyIdFromNameRequest(study_name=name),
+                                                    metadata=as_(token_b), timeout=30)):
+        assert code_of(call) == grpc.StatusCode.PERMISSION_DENIED
+    study = world.hpo().GetStudy(hpo_pb2.GetStudyRequest(name=name), timeout=30).study
+    experiment = world.runs().GetExperiment(run_pb2.GetExperimentRequest(experiment_id=study.experiment_id),
+                                            timeout=30).experiment
+    assert experiment.project_id == a.id
+    channel.close()
