@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 import trackd
-from trackd import _sync
+from trackd import _capture, _sync
 from trackd._client import Client
 from trackd._offline import journals
 from trackd._settings import ClientSettings
@@ -31,12 +33,12 @@ def offline_client(spool: Path) -> Client:
     return Client(dataclasses.replace(ClientSettings.from_env(), offline=True, spool_dir=str(spool)))
 
 
-def make_run(client: Client | None, experiment: str, files: Path) -> trackd.Run:
+def make_run(client: Client | None, experiment: str, files: Path, *, capture_env: bool = False) -> trackd.Run:
     """The same run, online (client None) or offline."""
     files.mkdir(exist_ok=True)
     (files / "weights.bin").write_bytes(bytes(range(256)) * 64)
     run = trackd.start_run(experiment, name="twin", params={"lr": 0.01, "model": {"depth": 4}}, tags={"t": "1"},
-                           notes="first", capture_env=False, system_metrics=False, client=client)
+                           notes="first", capture_env=capture_env, system_metrics=False, client=client)
     run.log_params({"batch_size": 32})
     run.set_tags({"t": "2", "stage": "baseline"})
     run.set_notes("second")
@@ -65,12 +67,26 @@ def sync(directory: Path) -> str:
     return result.output
 
 
+def checkout_with_a_change(repo: Path) -> Path:
+    """A git checkout whose train.py has an uncommitted change: the entry point captured."""
+    repo.mkdir()
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    (repo / "train.py").write_text("lr = 0.1\n")
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "first"]):
+        subprocess.run([*git, *args], cwd=repo, check=True, capture_output=True)
+    (repo / "train.py").write_text("lr = 0.01\n")
+    return repo / "train.py"
+
+
 def test_a_run_made_offline_and_synced_is_the_run_made_online(
-        stack: EmbeddedStack, unique: Callable[[str], str], tmp_path: Path) -> None:
+        stack: EmbeddedStack, unique: Callable[[str], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", [str(checkout_with_a_change(tmp_path / "repo"))])
+    # the package scan (seconds) is not what this test is about
+    monkeypatch.setattr(_capture, "capture_environment", lambda: {"python_version": "3.11.9", "cpu_count": 2})
     experiment = unique("offline-twin")
-    with make_run(None, experiment, tmp_path / "files") as online:
+    with make_run(None, experiment, tmp_path / "files", capture_env=True) as online:
         pass
-    with make_run(offline_client(tmp_path / "spool"), experiment, tmp_path / "files") as offline:
+    with make_run(offline_client(tmp_path / "spool"), experiment, tmp_path / "files", capture_env=True) as offline:
         pass
     recorded = offline.info  # what the offline process saw: its id and its clock's times
     (journal,) = journals(tmp_path / "spool")
@@ -87,6 +103,11 @@ def test_a_run_made_offline_and_synced_is_the_run_made_online(
     # the times the points were logged at, offline — not when they were uploaded
     assert all(start_ms - 1 <= p.timestamp <= end_ms + 1 for p in points), (points[0], start_ms, end_ms)
     assert stored(offline.id) == stored(online.id)
+    # captured to reproduce it: the source with its uncommitted diff, kept as an artifact
+    assert synced.source["dirty"] and synced.source["diff_artifact"] == "source/uncommitted.diff"
+    assert synced.environment["python_version"] == "3.11.9" and synced.environment["cpu_count"] == 2
+    diff = trackd.download_artifacts(offline.id, "source/uncommitted.diff", tmp_path / "got")[0].read_text()
+    assert "-lr = 0.1\n+lr = 0.01" in diff
     assert [r.id for r in trackd.list_runs(experiment)] == [offline.id, online.id]  # newest first, by start time
 
 
