@@ -49,8 +49,11 @@ RESULTS = BENCH / "results" / "ingest.json"
 def start_mlflow_server(pg_dsn: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     backend = with_database(pg_dsn, "mlflow_bench").replace("postgresql://", "postgresql+psycopg://", 1)
     (tmp / "mlartifacts").mkdir()
+    # uvicorn kills a worker that misses a 5 s health check: on a loaded machine the workers are
+    # still importing MLflow then, and the server never comes up
     return start_mlflow(["--backend-store-uri", backend, "--workers", "2",
-                         "--artifacts-destination", str(tmp / "mlartifacts")], tmp)
+                         "--artifacts-destination", str(tmp / "mlartifacts"),
+                         "--uvicorn-opts", "--timeout-worker-healthcheck 120"], tmp)
 
 
 def mlflow_load(uri: str, mode: str, seconds: float, threads: int) -> dict:

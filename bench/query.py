@@ -358,7 +358,8 @@ def main() -> None:
             (tmp / "mlartifacts").mkdir()
             mlflow_proc, uri = start_mlflow(
                 ["--backend-store-uri", mlflow_dsn.replace("postgresql://", "postgresql+psycopg://", 1),
-                 "--workers", "2", "--artifacts-destination", str(tmp / "mlartifacts")], tmp)
+                 "--workers", "2", "--artifacts-destination", str(tmp / "mlartifacts"),
+                 "--uvicorn-opts", "--timeout-worker-healthcheck 120"], tmp)  # see bench/ingest.py
 
         with console.status(f"trackd: {args.points:,}-point series through LogMetrics…"):
             run_id, td_log_s = log_series(f"127.0.0.1:{stack.service_port('ingest')}", args.points,
