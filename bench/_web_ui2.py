@@ -28,7 +28,6 @@ import os
 import shutil
 import struct
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -275,52 +274,86 @@ SPACE = {"lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True},
          "optimizer": {"type": "categorical", "choices": ["adam", "sgd", "adamw"]}}
 
 
-def _objective(params_json: str) -> float:
-    p = json.loads(params_json)
+def _objective(p: dict[str, Any]) -> float:
     return (0.3 + 0.1 * abs(math.log10(p["lr"]) + 2.5) + 0.2 * (p["dropout"] - 0.3) ** 2 + 0.01 * abs(p["layers"] - 4)
             + (0.05 if p["optimizer"] == "sgd" else 0.0))
 
 
-def fill_study(hpo_target: str, trials: int, workers: int, budget_s: float) -> tuple[str, int, float]:
-    """A random-sampler study filled through AcquireTrial + CompleteTrial from `workers` threads,
-    stopped (StopStudy) when `budget_s` runs out first; (study id, trials completed, seconds)."""
-    import trackd.hpo
+def _trial_params(rng: np.random.Generator) -> dict[str, Any]:
+    return {"lr": float(10 ** rng.uniform(-5, -1)), "dropout": float(rng.uniform(0, 0.6)),
+            "layers": int(rng.integers(1, 9)), "width": int(2 ** rng.uniform(4, 10)),
+            "optimizer": ("adam", "sgd", "adamw")[int(rng.integers(0, 3))]}
 
-    study_id = trackd.hpo.create_study("bench-web-study", search_space=SPACE, sampler="random", metric="val_loss",
-                                       max_trials=trials, parallelism=workers, seed=1).id
-    done, errors = [0] * workers, []
-    deadline = time.monotonic() + budget_s
 
-    def worker(i: int) -> None:
-        try:
-            with grpc.insecure_channel(hpo_target) as channel:
-                stub = hpo_pb2_grpc.HpoServiceStub(channel)
-                while time.monotonic() < deadline:
-                    got = stub.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study_id, worker=f"w{i}"), timeout=60)
-                    if not got.HasField("trial"):
-                        if got.study.state in (hpo_pb2.STUDY_STATE_FINISHED, hpo_pb2.STUDY_STATE_STOPPED):
-                            return
-                        time.sleep(0.005)
-                        continue
-                    stub.CompleteTrial(hpo_pb2.CompleteTrialRequest(
-                        trial_id=got.trial.id, worker=f"w{i}", values=[_objective(got.trial.params_json)]), timeout=60)
-                    done[i] += 1
-        except Exception as exc:  # reported, not swallowed
-            errors.append(repr(exc))
+async def _seed_trials(dsn: str, study_id: str, trials: int, steps: int) -> None:
+    """`trials` ended trials of the study, each with its run and `steps` intermediate values of
+    `val_loss` in it (as `Trial.report` logs them): 85 % COMPLETE, 12 % PRUNED (cut short), 3 % FAIL;
+    bulk-loaded (COPY) as the parcoords runs are."""
+    from datetime import UTC, datetime
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
+    rng = np.random.default_rng(11)
+    study = uuid.UUID(study_id)
+    now = time.time()
+    conn = await asyncpg.connect(dsn)
+    try:
+        experiment = await conn.fetchval("SELECT experiment_id FROM studies WHERE id = $1", study)
+        trial_rows, run_rows, series_rows, curves = [], [], [], {}
+        for n in range(trials):
+            params = _trial_params(rng)
+            final = _objective(params) + float(rng.normal(0, 0.02))
+            roll = rng.uniform()
+            state = 3 if roll < 0.85 else 4 if roll < 0.97 else 5  # COMPLETE, PRUNED, FAIL
+            reported = steps if state == 3 else int(rng.integers(1, steps)) if state == 4 else 0
+            at = now - 2 * (trials - n)
+            start, end = datetime.fromtimestamp(at, UTC), datetime.fromtimestamp(at + 1.5, UTC)
+            run = uuid.uuid4()
+            run_rows.append((run, experiment, f"bench-web-study-{n}", 2, start, end, end, "bench"))
+            trial_rows.append((uuid.uuid4(), study, n, state, json.dumps(params), [final] if state == 3 else None, run,
+                               f"w{n % 8}", start, end))
+            if reported:
+                vals = [final + 0.6 * math.exp(-s / 4) + float(rng.normal(0, 0.005)) for s in range(reported)]
+                curves[run] = vals
+                ms = int(end.timestamp() * 1000)
+                series_rows.append((run, "val_loss", 0, reported - 1, vals[-1], ms, min(vals), max(vals), reported))
+        async with conn.transaction():
+            await conn.copy_records_to_table("runs", columns=(
+                "id", "experiment_id", "name", "status", "start_time", "end_time", "last_heartbeat", "user_name"),
+                records=run_rows)
+            await conn.copy_records_to_table("trials", columns=(
+                "id", "study_id", "number", "state", "params", "objective_values", "run_id", "worker", "started_at",
+                "ended_at"), records=trial_rows)
+            await conn.copy_records_to_table("metric_series", columns=(
+                "run_id", "key", "context", "last_step", "last_value", "last_ts", "min_value", "max_value", "points"),
+                records=series_rows)
+            series_ids = {r["run_id"]: r["id"] for r in await conn.fetch(
+                "SELECT id, run_id FROM metric_series WHERE run_id = ANY($1::uuid[])", list(curves))}
+            # ended as StopStudy ends it, here beside the trials: a StopStudy would have the hpo
+            # service rebuild its Optuna mirror of the 10,000 trials first
+            await conn.execute("UPDATE studies SET state = $2 WHERE id = $1", study, hpo_pb2.STUDY_STATE_STOPPED)
+            await conn.copy_records_to_table("metric_chunks", columns=(
+                "run_id", "series_id", "first_step", "last_step", "points", "steps", "vals", "timestamps"),
+                records=[(run, series_ids[run], 0, len(v) - 1, len(v), struct.pack(f"<{len(v)}q", *range(len(v))),
+                          struct.pack(f"<{len(v)}d", *v), struct.pack(f"<{len(v)}q", *[int(now * 1000)] * len(v)))
+                         for run, v in curves.items()])
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+
+
+def seed_study(dsn: str, hpo_target: str, trials: int, steps: int) -> tuple[str, float]:
+    """A study created paused through CreateStudy, its `trials` ended trials bulk-loaded into
+    PostgreSQL and the study STOPPED, so its page does not poll; (study id, seconds)."""
+    import asyncio
+
     start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    if errors:
-        raise RuntimeError(f"filling the study failed: {errors[:3]}")
-    if sum(done) < trials:  # out of time: the study is what it is, ended so its page stops polling
-        with grpc.insecure_channel(hpo_target) as channel:
-            hpo_pb2_grpc.HpoServiceStub(channel).StopStudy(hpo_pb2.StopStudyRequest(study_id=study_id), timeout=60)
-    return study_id, sum(done), elapsed
+    with grpc.insecure_channel(hpo_target) as channel:
+        stub = hpo_pb2_grpc.HpoServiceStub(channel)
+        study_id = stub.CreateStudy(hpo_pb2.CreateStudyRequest(
+            name=f"bench-web-study-{uuid.uuid4().hex[:8]}", objectives=[hpo_pb2.Objective(
+                metric="val_loss", direction=hpo_pb2.DIRECTION_MINIMIZE)], search_space_json=json.dumps(SPACE),
+            sampler="random", max_trials=trials, seed=1, paused=True), timeout=60).study.id
+    asyncio.run(_seed_trials(dsn, study_id, trials, steps))
+    return study_id, time.perf_counter() - start
 
 
 STUDY_EXTRA = """() => ({
@@ -336,11 +369,10 @@ STUDY_EXTRA = """() => ({
 })"""
 
 
-def measure_study(web_url: str, hpo_target: str, trials: int, workers: int, budget_s: float,
-                  loads: int) -> dict[str, Any]:
-    study_id, filled, fill_s = fill_study(hpo_target, trials, workers, budget_s)
+def measure_study(dsn: str, web_url: str, hpo_target: str, trials: int, steps: int, loads: int) -> dict[str, Any]:
+    study_id, seed_s = seed_study(dsn, hpo_target, trials, steps)
     found = load_pages(f"{web_url}/studies/{study_id}", {"page": "#study[data-ready='1']"}, loads, STUDY_EXTRA)
-    return {"wanted_trials": trials, "trials": filled, "fill_s": fill_s, "workers": workers, **found}
+    return {"wanted_trials": trials, "trials": trials, "steps": steps, "seed_s": seed_s, **found}
 
 
 # -- running and printing -------------------------------------------------------------------------
@@ -355,7 +387,7 @@ def run(parts: set[str], stack: Any, args: Any) -> dict[str, Any]:
         ("parcoords", f"{args.parcoords_runs:,} runs for parallel coordinates…",
          lambda: measure_parcoords(stack.pg_dsn, web, query, args.parcoords_runs, args.calls, args.loads)),
         ("study", f"a {args.study_trials:,}-trial study and its page…",
-         lambda: measure_study(web, hpo, args.study_trials, args.study_workers, args.study_budget, args.loads)),
+         lambda: measure_study(stack.pg_dsn, web, hpo, args.study_trials, args.study_steps, args.loads)),
     ]
     found: dict[str, Any] = {}
     for name, what, measure in steps:
@@ -454,6 +486,7 @@ def print_table(r: dict[str, Any]) -> None:
             f"rows, {last['history_points']:,} history points, parallel coordinates of {last['parcoords_lines']:,} "
             f"trials drawn in {last['parcoords_draw_ms']:,.0f} ms\nHTML by {last['html_ms']:,.0f} ms, /api/studies/… "
             f"{_span(last['api_ms'])}, …/intermediate {_span(last['intermediate_ms'])}; painted "
-            f"{_s(median(st['painted']))}; trials created in {st['fill_s']:.0f} s ({st['workers']} threads)[/]",
+            f"{_s(median(st['painted']))}; {st['trials']:,} trials × {st['steps']} intermediate values bulk-loaded in "
+            f"{st['seed_s']:.0f} s[/]",
             _verdict(page, 1.5))
     console.print(table)

@@ -401,8 +401,7 @@ def main() -> None:
     parser.add_argument("--compare-points", type=int, default=1_000_000, help="points of each compared run")
     parser.add_argument("--parcoords-runs", type=int, default=10_000, help="runs of the parallel coordinates")
     parser.add_argument("--study-trials", type=int, default=10_000, help="trials of the study page's study")
-    parser.add_argument("--study-workers", type=int, default=12, help="threads creating the study's trials")
-    parser.add_argument("--study-budget", type=float, default=900.0, help="seconds allowed for creating them")
+    parser.add_argument("--study-steps", type=int, default=20, help="intermediate values of each trial")
     parser.add_argument("--only", default=",".join(ALL_PARTS),
                         help=f"comma-separated parts to run, of {','.join(ALL_PARTS)} (default: all)")
     parser.add_argument("--show", action="store_true",

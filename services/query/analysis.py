@@ -13,6 +13,7 @@ import statistics
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from trackd_platform.errors import FailedPrecondition, ResourceExhausted
 from trackd_platform.importance import METHOD, fanova
@@ -155,7 +156,25 @@ def param_keys(runs: Sequence[Run], wanted: Sequence[str]) -> list[str]:
     return list(wanted) if wanted else sorted({k for r in runs for k in r.params})
 
 
-def parallel_coordinates(pairs: Sequence[tuple[Run, float]], params: Sequence[str], metric: str
+class HasParams(Protocol):
+    """A run as parallel coordinates need it: a `Run`, or a `ParamPoint`."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def params(self) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True)
+class ParamPoint:
+    """A run's id and params only (store.param_points reads these for 10,000 runs)."""
+
+    id: uuid.UUID
+    params: Mapping[str, str]
+
+
+def parallel_coordinates(pairs: Sequence[tuple[HasParams, float]], params: Sequence[str], metric: str
                          ) -> tuple[list[object], list[Axis]]:
     """The runs having every param and the metric; one axis per param, then the metric."""
     usable = [(r, v) for r, v in pairs if all(p in r.params for p in params)]

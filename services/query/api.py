@@ -274,8 +274,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     async def GetParallelCoordinates(
         self, request: query_pb2.GetParallelCoordinatesRequest, context: Context
     ) -> query_pb2.GetParallelCoordinatesResponse:
-        runs, pairs = await self._targets(request.selection, request.metric, request.context)
-        run_ids, axes = analysis.parallel_coordinates(pairs, analysis.param_keys(runs, request.params), request.metric)
+        _key(request.metric, request.context)
+        selected = await self._store.select_run_ids(await self._selection(request.selection))
+        pairs, keys = await self._store.param_points(selected, request.metric, request.context)
+        run_ids, axes = analysis.parallel_coordinates(pairs, list(request.params) or keys, request.metric)
         return query_pb2.GetParallelCoordinatesResponse(run_ids=[format_id(cast(uuid.UUID, i)) for i in run_ids],
                                                         axes=[_axis(a) for a in axes])
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -31,12 +31,14 @@ from . import views
 from .backends import Backends, Caller, page_call
 from .charts import FastJSON
 from .http import require_csrf
+from .study_trials import ENDED, Trial, TrialCache, best_numbers
 
 log = logging.getLogger(__name__)
 MAX_COUNTED = 200  # the newest studies of the list get their trial counts
 MAX_TRIALS = 10_000  # the page shows at most this many trials
 SERVER_ROWS = 300  # rows rendered in the page's HTML; its script draws the whole table
 MAX_CURVES = 500  # trials whose intermediate values are drawn (the newest)
+KEPT_CURVES = 20_000  # ended trials' intermediate values kept in memory (~2 KB each)
 CURVE_POINTS = 300
 BULK_RUNS = 100  # GetMetricHistoryBulk's limit of runs per call
 MAX_IMPORTANCE_TRIALS = 2000  # fANOVA over the newest completed trials
@@ -71,9 +73,10 @@ def _ms(ts: Any) -> int:
     return int(ts.seconds * 1000 + ts.nanos // 1_000_000)
 
 
-def study_json(study: hpo_pb2.Study, trials: Sequence[hpo_pb2.Trial], best: Sequence[hpo_pb2.Trial]) -> dict[str, Any]:
-    """What the study's page draws: the study, every trial (by number) and the best trial numbers."""
-    waiting = sum(1 for t in trials if t.state == hpo_pb2.TRIAL_STATE_WAITING)
+def study_json(study: hpo_pb2.Study, trials: Sequence[Trial], best: Sequence[int]) -> dict[str, Any]:
+    """What the study's page draws: the study, every trial (as `trial_json`, by number) and the
+    best trial numbers."""
+    waiting = sum(1 for t in trials if t["state"] == "WAITING")
     return {
         "id": study.id, "name": study.name, "state": state_name(study.state),
         "objectives": [{"metric": o.metric or "objective", "direction": direction_name(o.direction)}
@@ -81,16 +84,20 @@ def study_json(study: hpo_pb2.Study, trials: Sequence[hpo_pb2.Trial], best: Sequ
         "counts": {"COMPLETE": study.trials_complete, "PRUNED": study.trials_pruned, "FAIL": study.trials_failed,
                    "RUNNING": study.trials_running, "WAITING": waiting},
         "max_trials": study.max_trials,
-        "trials": sorted((trial_json(t) for t in trials), key=lambda t: t["number"]),
-        "best": [t.number for t in best],
+        "trials": trials,
+        "best": list(best),
         "live": is_live(study, trials),
     }
 
 
-def is_live(study: hpo_pb2.Study, trials: Sequence[hpo_pb2.Trial]) -> bool:
+def is_live(study: hpo_pb2.Study, trials: Sequence[Trial]) -> bool:
     """Whether the page should keep polling: the study may still change on its own."""
     return (state_name(study.state) not in ENDED_STUDY or study.trials_running > 0
-            or any(t.state == hpo_pb2.TRIAL_STATE_RUNNING for t in trials))
+            or any(t["state"] == "RUNNING" for t in trials))
+
+
+def maximized(study: hpo_pb2.Study) -> list[bool]:
+    return [o.direction == hpo_pb2.DIRECTION_MAXIMIZE for o in study.objectives] or [False]
 
 
 def importance_points(trials: Sequence[Mapping[str, Any]]
@@ -116,6 +123,9 @@ class Studies:
         self._t = templates
         self._importance: TTLCache[tuple[str, int], dict[str, Any]] = TTLCache(maxsize=256, ttl=600)
         self._computing: dict[tuple[str, int], asyncio.Future[dict[str, Any]]] = {}
+        self._trial_cache = TrialCache(trial_json)
+        # intermediate values of ended trials, (run id, key) → the curve; they no longer change
+        self._curves: LRUCache[tuple[str, str], dict[str, Any]] = LRUCache(maxsize=KEPT_CURVES)
 
     def routes(self) -> list[Route]:
         return [
@@ -134,25 +144,19 @@ class Studies:
         by = hpo_pb2.GetStudyRequest(study_id=ref) if _is_id(ref) else hpo_pb2.GetStudyRequest(name=ref)
         return (await self._call(self._b.hpo.GetStudy, by, caller, not_found=f"No study {ref!r}.")).study
 
-    async def _trials(self, study: hpo_pb2.Study, caller: Caller) -> list[hpo_pb2.Trial]:
-        trials: list[hpo_pb2.Trial] = []
-        token = ""
-        while len(trials) < MAX_TRIALS:
-            page = await self._call(self._b.hpo.ListTrials, hpo_pb2.ListTrialsRequest(
-                study_id=study.id, page_size=1000, page_token=token), caller)
-            trials += page.trials
-            token = page.next_page_token
-            if not token:
-                break
-        return trials
+    async def _trials(self, study: hpo_pb2.Study, caller: Caller) -> list[Trial]:
+        """The study's trials (the first MAX_TRIALS), those that ended kept from earlier requests
+        (study_trials.TrialCache); `study` was read with the caller's credentials."""
+        async def list_trials(request: hpo_pb2.ListTrialsRequest) -> hpo_pb2.ListTrialsResponse:
+            return await self._call(self._b.hpo.ListTrials, request, caller)
 
-    async def _everything(self, request: Request) -> tuple[hpo_pb2.Study, list[hpo_pb2.Trial], list[hpo_pb2.Trial]]:
+        return await self._trial_cache.trials(study.id, list_trials, MAX_TRIALS)
+
+    async def _everything(self, request: Request) -> tuple[hpo_pb2.Study, list[Trial], list[int]]:
         caller = self._b.caller(request)
         study = await self._study(request, caller)
-        trials, best = await asyncio.gather(
-            self._trials(study, caller),
-            self._call(self._b.hpo.GetBestTrials, hpo_pb2.GetBestTrialsRequest(study_id=study.id), caller))
-        return study, trials, list(best.trials)
+        trials = await self._trials(study, caller)
+        return study, trials, best_numbers(trials, maximized(study))
 
     # -- pages ------------------------------------------------------------------------------------
 
@@ -182,20 +186,15 @@ class Studies:
 
     async def page(self, request: Request) -> Response:
         """The study with its first SERVER_ROWS trials (the page's script fetches all of them)."""
-        caller = self._b.caller(request)
-        study = await self._study(request, caller)
-        best, first = await asyncio.gather(
-            self._call(self._b.hpo.GetBestTrials, hpo_pb2.GetBestTrialsRequest(study_id=study.id), caller),
-            self._call(self._b.hpo.ListTrials, hpo_pb2.ListTrialsRequest(study_id=study.id, page_size=SERVER_ROWS),
-                       caller))
-        data = study_json(study, first.trials, best.trials)
-        total = sum(data["counts"].values())
+        study, trials, best = await self._everything(request)
+        data = study_json(study, trials[:SERVER_ROWS], best)
+        by_number = {t["number"]: t for t in trials}
         space = _space(study.search_space_json)
         return self._t.TemplateResponse(request, "study.html", {
-            "study": study, "data": data, "best": [trial_json(t) for t in best.trials], "state": data["state"],
-            "highlight": request.query_params.get("trial", ""), "space": space, "total": total,
-            "param_names": sorted({name for name, _ in space} | {k for t in data["trials"] for k in t["params"]}),
-            "rows": data["trials"], "more_rows": max(0, total - len(data["trials"])) if first.next_page_token else 0,
+            "study": study, "data": data, "best": [by_number[n] for n in best], "state": data["state"],
+            "highlight": request.query_params.get("trial", ""), "space": space, "total": len(trials),
+            "param_names": sorted({name for name, _ in space} | {k for t in trials for k in t["params"]}),
+            "rows": data["trials"], "more_rows": len(trials) - len(data["trials"]),
             "created": views.format_time(study.create_time)})
 
     async def act(self, request: Request) -> Response:
@@ -221,11 +220,15 @@ class Studies:
         `key` (the objective's metric, else `objective`, the name `Trial.report` logs by default)."""
         caller = self._b.caller(request)
         study = await self._study(request, caller)
-        trials = [t for t in await self._trials(study, caller) if t.run_id]
-        trials.sort(key=lambda t: t.number)
-        trials = trials[-MAX_CURVES:]
+        trials = [t for t in await self._trials(study, caller) if t["run_id"]][-MAX_CURVES:]
         keys = list(dict.fromkeys([*(o.metric for o in study.objectives[:1] if o.metric), "objective"]))
-        by_run = {t.run_id: t for t in trials}
+        curves: dict[str, dict[str, Any]] = {}
+        wanted: dict[str, Trial] = {}
+        for t in trials:  # an ended trial's curve read before is not read again
+            if t["state"] in ENDED and (kept := self._curves.get((t["run_id"], keys[0]))) is not None:
+                curves[t["run_id"]] = kept
+            else:
+                wanted[t["run_id"]] = t
         limit = asyncio.Semaphore(4)
 
         async def fetch(run_ids: list[str]) -> list[query_pb2.RunSeries]:
@@ -234,16 +237,20 @@ class Studies:
                     run_ids=run_ids, keys=keys, max_points=CURVE_POINTS), caller)
             return list(found.series)
 
-        run_ids = list(by_run)
+        run_ids = list(wanted)
         parts = await asyncio.gather(*(fetch(run_ids[i:i + BULK_RUNS]) for i in range(0, len(run_ids), BULK_RUNS)))
-        curves: dict[str, dict[str, Any]] = {}
+        read: dict[str, dict[str, Any]] = {}
         for part in parts:
             for s in part:
-                trial = by_run[s.run_id]
-                if s.series.key == keys[0] or s.run_id not in curves:
-                    curves[s.run_id] = {"number": trial.number, "state": trial_state(trial.state),
-                                        "key": s.series.key, "steps": list(s.series.steps),
-                                        "values": list(s.series.values)}
+                trial = wanted[s.run_id]
+                if s.series.key == keys[0] or s.run_id not in read:
+                    read[s.run_id] = {"number": trial["number"], "state": trial["state"], "key": s.series.key,
+                                      "steps": list(s.series.steps), "values": list(s.series.values)}
+        for run_id, trial in wanted.items():
+            if trial["state"] in ENDED:  # kept, also when it has none (an empty curve)
+                self._curves[(run_id, keys[0])] = read.get(run_id) or {
+                    "number": trial["number"], "state": trial["state"], "key": keys[0], "steps": [], "values": []}
+        curves.update(read)
         return FastJSON({"curves": sorted(curves.values(), key=lambda c: c["number"])})
 
     async def importance(self, request: Request) -> Response:
@@ -252,7 +259,7 @@ class Studies:
         (each reads its trials first); viewers asking at once share one computation."""
         caller = self._b.caller(request)
         study = await self._study(request, caller)
-        trials = [trial_json(t) for t in await self._trials(study, caller)]
+        trials = await self._trials(study, caller)
         done = [t for t in trials if t["state"] == "COMPLETE"][-MAX_IMPORTANCE_TRIALS:]
         key = (study.id, len(done))
         if (found := self._importance.get(key)) is None:

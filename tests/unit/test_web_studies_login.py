@@ -22,7 +22,7 @@ from trackd_services.web.backends import SESSION_COOKIE, Caller
 from trackd_services.web.http import CSRF_COOKIE, Edge
 from trackd_services.web.login import Session, Sessions
 from trackd_services.web.models import model_row, version_row
-from trackd_services.web.studies import importance_points, study_json
+from trackd_services.web.studies import importance_points, study_json, trial_json
 
 
 def trial(number: int, state: int, values: list[float], **params: Any) -> hpo_pb2.Trial:
@@ -35,15 +35,15 @@ def test_study_json_orders_trials_and_counts_them() -> None:
                           objectives=[hpo_pb2.Objective(metric="loss", direction=hpo_pb2.DIRECTION_MINIMIZE)])
     trials = [trial(2, hpo_pb2.TRIAL_STATE_WAITING, [], x=0.3), trial(0, hpo_pb2.TRIAL_STATE_COMPLETE, [0.5], x=0.1),
               trial(1, hpo_pb2.TRIAL_STATE_PRUNED, [0.9], x=0.2)]
-    data = study_json(study, trials, [trials[1]])
+    data = study_json(study, sorted((trial_json(t) for t in trials), key=lambda t: t["number"]), [0])
     assert [t["number"] for t in data["trials"]] == [0, 1, 2]
     assert [t["state"] for t in data["trials"]] == ["COMPLETE", "PRUNED", "WAITING"]
     assert data["best"] == [0] and data["live"]
     assert data["counts"] == {"COMPLETE": 2, "PRUNED": 1, "FAIL": 0, "RUNNING": 0, "WAITING": 1}
     assert data["objectives"] == [{"metric": "loss", "direction": "minimize"}]
     stopped = hpo_pb2.Study(id="s", state=hpo_pb2.STUDY_STATE_STOPPED)
-    assert not study_json(stopped, trials[1:], [])["live"]
-    assert study_json(stopped, [trial(3, hpo_pb2.TRIAL_STATE_RUNNING, [])], [])["live"]  # a trial still runs
+    assert not study_json(stopped, [trial_json(t) for t in trials[1:]], [])["live"]
+    assert study_json(stopped, [trial_json(trial(3, hpo_pb2.TRIAL_STATE_RUNNING, []))], [])["live"]  # still runs
 
 
 def test_importance_uses_the_params_every_completed_trial_has() -> None:

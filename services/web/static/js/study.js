@@ -14,6 +14,8 @@ const params = new URLSearchParams(location.search);
 const sort = { key: params.get("sort") || "number", desc: params.get("desc") === "1" };
 let data = null;
 let endedSeen = -1;
+let tableGeneration = 0; // a table drawn again stops the batches of the one before
+const FIRST_ROWS = 200, ROW_BATCH = 1000;
 const plots = {};
 
 // -- numbers --------------------------------------------------------------------------------------
@@ -120,7 +122,8 @@ function renderTable() {
   });
   const highlight = params.get("trial");
   const body = el("tbody");
-  for (const t of rows) {
+  const generation = ++tableGeneration;
+  const rowOf = (t) => {
     const tr = el("tr");
     tr.id = `trial-${t.number}`;
     if (String(t.number) === highlight) tr.className = "highlight";
@@ -134,9 +137,19 @@ function renderTable() {
       else if (t.run_id) { const a = el("a", "", "run"); a.href = `/runs/${t.run_id}`; td.append(a); }
       tr.append(td);
     }
-    body.append(tr);
-  }
+    return tr;
+  };
+  // the first rows at once, the others in batches after (10,000 rows take a second or more)
+  body.append(...rows.slice(0, FIRST_ROWS).map(rowOf));
   table.tBodies[0].replaceWith(body);
+  const more = (from) => {
+    if (generation !== tableGeneration || from >= rows.length) return;
+    const part = document.createDocumentFragment();
+    part.append(...rows.slice(from, from + ROW_BATCH).map(rowOf));
+    body.append(part);
+    setTimeout(() => more(from + ROW_BATCH), 0);
+  };
+  setTimeout(() => more(FIRST_ROWS), 0);
 }
 
 function onSortClick(event) {
