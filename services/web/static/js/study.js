@@ -201,9 +201,9 @@ function renderHistory() {
 
 // -- intermediate values --------------------------------------------------------------------------
 
-async function renderIntermediate() {
+async function renderIntermediate(pending = null) {
   const figure = document.getElementById("intermediate-chart");
-  const { curves } = await getJSON(`${api}/intermediate`);
+  const { curves } = await (pending || getJSON(`${api}/intermediate`));
   const usable = curves.filter((c) => c.steps.length);
   figure.dataset.curves = String(usable.length);
   figure.dataset.pruned = String(usable.filter((c) => c.state === "PRUNED").length);
@@ -425,6 +425,9 @@ async function renderImportance() {
 let drawn = ""; // what the charts and the table show: redrawn only when it changed
 
 async function refresh(force = false) {
+  // the first time, the intermediate values are fetched beside the study (both always drawn then)
+  const early = endedSeen === -1 && !drawn ? getJSON(`${api}/intermediate`) : null;
+  early?.catch(() => {}); // its failure is reported where it is awaited
   data = await getJSON(api);
   renderSummary();
   const shown = JSON.stringify([data.state, data.counts, data.best, data.trials.length]);
@@ -442,7 +445,7 @@ async function refresh(force = false) {
     endedSeen = ended;
     // fANOVA may take seconds (its first call imports optuna and scikit-learn): not waited for
     renderImportance().catch((error) => { document.getElementById("importance-note").textContent = error.message; });
-    await renderIntermediate();
+    await renderIntermediate(early);
   } else if (data.counts.RUNNING) {
     await renderIntermediate();
   }
