@@ -3,7 +3,10 @@ table) and the JSON its charts draw from (optimization history, intermediate val
 parallel coordinates, param importance, the Pareto front), polled while the study runs; and
 pause, resume and stop for callers who may write.
 
-Intermediate values are read from each trial's run (`Trial.report` logs them there as a metric);
+A study's trials are kept between requests (study_trials.TrialCache: only those not yet ended are
+read again) and its best trials computed from them, so a 10,000-trial study's page and its polls
+stay quick. Intermediate values are read from each trial's run (`Trial.report` logs them there as
+a metric; an ended trial's curve is kept);
 param importance is Optuna's fANOVA over the completed trials (trackd_platform.importance, the
 same as `trackd hpo show`), computed here because it needs the trials' values, not a run metric."""
 
@@ -38,7 +41,7 @@ MAX_COUNTED = 200  # the newest studies of the list get their trial counts
 MAX_TRIALS = 10_000  # the page shows at most this many trials
 SERVER_ROWS = 300  # rows rendered in the page's HTML; its script draws the whole table
 MAX_CURVES = 500  # trials whose intermediate values are drawn (the newest)
-KEPT_CURVES = 20_000  # ended trials' intermediate values kept in memory (~2 KB each)
+KEPT_CURVES = 5_000  # ended trials' intermediate values kept (10 studies of MAX_CURVES; up to ~20 KB each)
 CURVE_POINTS = 300
 BULK_RUNS = 100  # GetMetricHistoryBulk's limit of runs per call
 MAX_IMPORTANCE_TRIALS = 2000  # fANOVA over the newest completed trials

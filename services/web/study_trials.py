@@ -23,7 +23,7 @@ from trackd_platform.paging import encode_token
 
 ENDED = frozenset({"COMPLETE", "PRUNED", "FAIL"})
 PAGE = 1000  # ListTrials' page size
-KEPT_STUDIES = 32  # studies whose trials are kept (the least recently shown is dropped)
+KEPT_STUDIES = 8  # studies whose trials are kept (the least recently shown is dropped; ~10 MB each at 10,000)
 
 Trial = dict[str, Any]  # as studies.trial_json gives it
 ListTrials = Callable[[hpo_pb2.ListTrialsRequest], Awaitable[hpo_pb2.ListTrialsResponse]]
