@@ -33,6 +33,7 @@ from trackd_api.run.v1 import run_pb2
 from trackd import _artifacts
 from trackd._capture import Captured
 from trackd._client import Client
+from trackd._inputs import RunInput
 from trackd._metrics import MetricWriter, check_key, context_code
 from trackd._params import flatten
 from trackd._run import Run, RunInfo, _status
@@ -272,6 +273,10 @@ class OfflineRun(Run):
 
     def log_input(self, *args: Any, **kwargs: Any) -> Any:
         return self._online_only("log_input")
+
+    @property
+    def inputs(self) -> list[RunInput]:
+        return []  # none can be logged offline
 
     @property
     def info(self) -> RunInfo:
