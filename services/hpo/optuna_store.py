@@ -188,12 +188,19 @@ class OptunaStore:
 
     async def first_distribution(self, study_id: int, name: str, distribution: str) -> str:
         """The distribution the study first saw for param `name` (this one, if it is the first)."""
-        return str(await self._pool.fetchval(
+        first = await self._pool.fetchval(
             """WITH added AS (INSERT INTO optuna_study_params (optuna_study_id, name, distribution)
                               VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING distribution)
                SELECT distribution FROM added UNION ALL
                SELECT distribution FROM optuna_study_params WHERE optuna_study_id = $1 AND name = $2 LIMIT 1""",
-            study_id, name, distribution))
+            study_id, name, distribution)
+        if first is None:  # a concurrent call added it after this statement's snapshot: read it now
+            first = await self._pool.fetchval(
+                "SELECT distribution FROM optuna_study_params WHERE optuna_study_id = $1 AND name = $2",
+                study_id, name)
+        if first is None:
+            raise NotFound(f"Optuna study {study_id} does not exist")
+        return str(first)
 
     # -- trials ---------------------------------------------------------------------------------
 
