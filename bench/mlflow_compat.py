@@ -84,7 +84,9 @@ def main() -> None:
             (tmp / "mlartifacts").mkdir()
             mlflow_proc, uri = start_mlflow(
                 ["--backend-store-uri", mlflow_dsn.replace("postgresql://", "postgresql+psycopg://", 1),
-                 "--workers", "2", "--artifacts-destination", str(tmp / "mlartifacts")], tmp, timeout_s=600)
+                 "--workers", "2", "--artifacts-destination", str(tmp / "mlartifacts"),
+                 # a busy machine starts a worker in more than uvicorn's 5 s, and it is killed and restarted
+                 "--uvicorn-opts", "--timeout-worker-healthcheck 120"], tmp, timeout_s=600)
 
         load = f"log_batch×1000, {args.threads} threads, {args.seconds:.0f} s"
         with console.status(f"MLflow server: {load}…"):
