@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,30 +24,10 @@ from trackd_api.query.v1 import query_pb2, query_pb2_grpc
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
 from trackd_platform.stack import HOST, EmbeddedStack
 
+from tests.integration._optuna_worker import optimize
+
 N_TRIALS = 20  # 2 processes × n_trials=10, each with 4 threads
 ENQUEUED = {"x": 1.0, "y": 0, "kind": "a"}
-
-
-def _objective(trial: optuna.Trial) -> float:
-    x = trial.suggest_float("x", -4.0, 4.0)
-    y = trial.suggest_int("y", 0, 3)
-    kind = trial.suggest_categorical("kind", ["a", "b"])
-    trial.set_user_attr("pid", os.getpid())
-    value = (x - 1.0) ** 2 + y + (0.5 if kind == "b" else 0.0)
-    for step in range(3):
-        trial.report(value + 3 - step, step)
-        if trial.should_prune():
-            raise optuna.TrialPruned()
-    return value
-
-
-def _optimize(port: int, name: str, n_trials: int) -> None:
-    """One process: plain Optuna code, nothing trackd-specific but the storage's address."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=name, storage=GrpcStorageProxy(host=HOST, port=port),
-                              sampler=optuna.samplers.TPESampler(n_startup_trials=4),
-                              pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
-    study.optimize(_objective, n_trials=n_trials, n_jobs=4)
 
 
 class _Quiet(WSGIRequestHandler):
@@ -84,7 +63,8 @@ def test_unchanged_optuna_code_from_two_processes_runs_on_trackd(
     study.enqueue_trial(ENQUEUED)  # a warm start: one of the N, run by whichever worker asks first
 
     spawn = multiprocessing.get_context("spawn")  # grpc's threads do not survive a fork
-    workers = [spawn.Process(target=_optimize, args=(stack.ports.optuna, name, N_TRIALS // 2)) for _ in range(2)]
+    workers = [spawn.Process(target=optimize, args=(HOST, stack.ports.optuna, name, N_TRIALS // 2))
+               for _ in range(2)]
     for worker in workers:
         worker.start()
     for worker in workers:
