@@ -53,7 +53,7 @@ def start_mlflow_server(pg_dsn: str, tmp: Path) -> tuple[subprocess.Popen[bytes]
     # still importing MLflow then, and the server never comes up
     return start_mlflow(["--backend-store-uri", backend, "--workers", "2",
                          "--artifacts-destination", str(tmp / "mlartifacts"),
-                         "--uvicorn-opts", "--timeout-worker-healthcheck 120"], tmp)
+                         "--uvicorn-opts", "--timeout-worker-healthcheck 120"], tmp, timeout_s=600)
 
 
 def mlflow_load(uri: str, mode: str, seconds: float, threads: int) -> dict:
@@ -223,7 +223,7 @@ def main() -> None:
     table.add_column("target", justify="right")
     table.add_row("durable ingest, points/s", f"{ml_rate:,.0f}\n[dim]log_batch×1000, {ml_points:,} pts[/]",
                   f"{td_rate:,.0f}\n[dim]log_metric, {td_points:,} of {td_logged:,} pts, incl. flush[/]", "")
-    table.add_row("ratio trackd / MLflow", "1×", f"{results['ratio']:,.1f}×", "≥ 25×")
+    table.add_row("ratio trackd / MLflow", "1×", f"{results['ratio']:,.1f}×", "≥ 100×")
     table.add_row("bytes per point on disk (with indexes)", f"{ml_bytes / max(ml_points, 1):,.1f}",
                   f"{td_bytes / max(td_all, 1):,.1f}", "≤ 32")
     table.add_row(f"stored columns, bytes per point\n[dim]{chunk_points:,}-point chunks, no row overhead[/]", "",
