@@ -4,8 +4,11 @@ INGEST_REPLICAS ?= 1
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# the framework integrations' tests: PyTorch, Lightning, Transformers, Keras, XGBoost, LightGBM
+FRAMEWORKS_VENV  := .venv-frameworks
+FRAMEWORKS_STAMP := $(FRAMEWORKS_VENV)/.installed
 
-.PHONY: up test browser screenshots unit integration protos envoy lint typecheck bench-ingest bench-artifacts bench-query bench-hpo bench-hpo-quality bench-web bench-mlflow-compat clean
+.PHONY: up test browser screenshots unit integration protos envoy lint typecheck bench-ingest bench-artifacts bench-query bench-hpo bench-hpo-quality bench-web bench-mlflow-compat clean test-frameworks
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "trackd needs Python 3.11+"'
@@ -20,9 +23,23 @@ $(STAMP): $(PY) pyproject.toml
 up: $(STAMP)
 	TRACKD_INGEST_REPLICAS=$(INGEST_REPLICAS) $(VENV)/bin/trackd up
 
-## test: the whole test suite: unit, integration and fault drills on the real stack, and the UI in headless Chromium
+## test: the whole test suite: unit, integration and fault drills on the real stack, and the UI in headless Chromium; then test-frameworks
 test: $(STAMP) browser
 	$(PY) -m pytest -q --durations=25
+	$(MAKE) test-frameworks
+
+## test-frameworks: trackd.integrations trained for real (tests/frameworks) in .venv-frameworks: the frameworks pinned in
+## tests/frameworks/requirements.txt, installed once, over .venv's packages and binaries (a .pth and PATH add them: no second copy of the server)
+test-frameworks: $(FRAMEWORKS_STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(FRAMEWORKS_VENV)/bin/python -m pytest -q --durations=10 tests/frameworks
+
+$(FRAMEWORKS_STAMP): tests/frameworks/requirements.txt | $(STAMP)
+	rm -rf $(FRAMEWORKS_VENV)
+	$(PY) -m venv $(FRAMEWORKS_VENV)
+	$(PY) -c 'import sysconfig; print("import site; site.addsitedir(%r)" % sysconfig.get_paths()["purelib"])' \
+		> "$$($(FRAMEWORKS_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/trackd-venv.pth"
+	$(FRAMEWORKS_VENV)/bin/python -m pip install --quiet --no-deps -r tests/frameworks/requirements.txt
+	touch $(FRAMEWORKS_STAMP)
 
 ## browser: the headless Chromium the UI tests drive (Debian's chromium-headless-shell, via apt as root)
 browser:
