@@ -1,10 +1,11 @@
 """HPO controller overhead and concurrent workers, side by side with Optuna's RDB storage on the
 same PostgreSQL, on this machine, in one run (`make bench-hpo`).
 
-1. controller overhead: a TPE study over 5 floats (the sphere function) filled with `--trials`
-   completed trials (10,000 by default; TPE's start-up trials cover the fill, so it is random
-   search and quick), then `--timed` timed ask+tell pairs, one after the other from one client,
-   with TPE fitted to all those trials. trackd: AcquireTrial + CompleteTrial on a gRPC stub, with
+1. controller overhead: a TPE study over 5 floats (the sphere function) with `--trials` completed
+   trials of random configurations (10,000 by default; trackd: written into PostgreSQL while the
+   study is paused, its engine rebuilt from them when it resumes), then `--timed` timed ask+tell
+   pairs, one after the other from one client, with TPE fitted to all those trials. trackd:
+   AcquireTrial + CompleteTrial on a gRPC stub, with
    `--train-ms` of "training" between them (not counted) during which the controller samples the
    next trial ahead, as it does for real workers — TPE over 10,000 trials takes about a second on
    this machine, so the default training time is 2 s; also pairs back to back, where the worker
@@ -81,24 +82,54 @@ def ask_tell(stub: hpo_pb2_grpc.HpoServiceStub, study_id: str, worker: str,
     return got.trial, spent + time.perf_counter() - start
 
 
-def trackd_overhead(target: str, params: int, trials: int, timed: int, train_s: float) -> dict[str, Any]:
-    """One worker (parallelism 1): the fill back to back, then `timed` pairs with `train_s` of
-    training between AcquireTrial and CompleteTrial (the controller samples the next trial
-    meanwhile), then `timed` pairs back to back (the sampler on the worker's path again)."""
-    study_id = create_study("bench-overhead", params, max_trials=0, parallelism=1, startup=trials)
+def fill(dsn: str, study_id: str, params: int, trials: int) -> None:
+    """`trials` COMPLETE trials of random configurations written straight into PostgreSQL (as
+    Optuna's side adds its own with add_trial): params as the hpo store writes them."""
+    import asyncio
+    import random
+    import uuid
+
+    import asyncpg
+
+    rng = random.Random(0)
+    configs = [{f"x{i}": rng.uniform(LOW, HIGH) for i in range(params)} for _ in range(trials)]
+
+    async def go() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                """INSERT INTO trials (id, study_id, number, state, params, objective_values, started_at, ended_at)
+                   SELECT gen_random_uuid(), $1, n, $2, to_jsonb(p), ARRAY[v], now(), now()
+                   FROM unnest($3::int[], $4::text[], $5::float8[]) AS u(n, p, v)""",
+                uuid.UUID(study_id), hpo_pb2.TRIAL_STATE_COMPLETE, list(range(trials)),
+                [json.dumps(c) for c in configs], [sum(v * v for v in c.values()) for c in configs])
+        finally:
+            await conn.close()
+    asyncio.run(go())
+
+
+def trackd_overhead(target: str, dsn: str, params: int, trials: int, timed: int, train_s: float) -> dict[str, Any]:
+    """One worker (parallelism 1): a study created paused, `trials` COMPLETE trials written into
+    PostgreSQL, the study resumed (its engine rebuilt from them), then `timed` pairs with
+    `train_s` of training between AcquireTrial and CompleteTrial (the controller samples the
+    next trial meanwhile), then `timed` pairs back to back (the sampler on the worker's path)."""
     with grpc.insecure_channel(target) as channel:
         stub = hpo_pb2_grpc.HpoServiceStub(channel)
+        space = {f"x{i}": {"type": "float", "low": LOW, "high": HIGH} for i in range(params)}
+        study_id = stub.CreateStudy(hpo_pb2.CreateStudyRequest(
+            name="bench-overhead", search_space_json=json.dumps(space), sampler="tpe", seed=1, paused=True,
+            objectives=[hpo_pb2.Objective(metric="value", direction=hpo_pb2.DIRECTION_MINIMIZE)]), timeout=60).study.id
+        start = time.perf_counter()
+        fill(dsn, study_id, params, trials)
+        stub.StartStudy(hpo_pb2.StartStudyRequest(study_id=study_id), timeout=120)
+        fill_s = time.perf_counter() - start
 
         def one(pause: float) -> float:
             trial, spent = ask_tell(stub, study_id, "bench-0", pause)
             assert trial is not None and trial.id, "parallelism 1, one client: a trial every time"
             return spent
 
-        start = time.perf_counter()
-        for _ in range(trials):
-            one(0.0)
-        fill_s = time.perf_counter() - start
-        one(train_s)  # the first TPE trial: sampled on demand (the one sampled ahead was a start-up trial)
+        one(train_s)  # the first: sampled on demand when the study resumed
         samples = [one(train_s) for _ in range(timed)]
         back_to_back = [one(0.0) for _ in range(timed)]
     return {"fill_s": fill_s, "samples_s": samples, "back_to_back_s": back_to_back, "train_s": train_s}
@@ -159,7 +190,7 @@ def main() -> None:
     parser.add_argument("--params", type=int, default=5, help="floats in the search space")
     parser.add_argument("--train-ms", type=float, default=2000.0,
                         help="trackd: training time between AcquireTrial and CompleteTrial in the timed pairs")
-    parser.add_argument("--workers", type=int, default=32, help="concurrent workers")
+    parser.add_argument("--workers", type=int, default=32, help="concurrent workers (0: skip that part)")
     parser.add_argument("--concurrent-trials", type=int, default=640, help="trials of the concurrent study")
     parser.add_argument("--show", action="store_true", help=f"print the table of {RESULTS.name} and exit")
     args = parser.parse_args()
@@ -182,15 +213,17 @@ def main() -> None:
         common = ["--url", url, "--params", str(args.params)]
 
         with console.status(f"trackd: {args.trials:,} TPE trials, then {args.timed} timed AcquireTrial+CompleteTrial…"):
-            td = {"overhead": trackd_overhead(target, args.params, args.trials, args.timed, args.train_ms / 1000)}
+            td = {"overhead": trackd_overhead(target, stack.pg_dsn, args.params, args.trials, args.timed,
+                                              args.train_ms / 1000)}
         with console.status(f"Optuna: {args.trials:,} TPE trials on RDBStorage, then {args.timed} timed ask+tell…"):
             op = {"overhead": optuna_helper("overhead", *common, "--study", "bench-overhead",
                                             "--trials", str(args.trials), "--timed", str(args.timed))}
-        with console.status(f"trackd: {args.workers} workers, {args.concurrent_trials} trials…"):
-            td["concurrent"] = trackd_concurrent(target, args.params, args.concurrent_trials, args.workers)
-        with console.status(f"Optuna: {args.workers} threads, {args.concurrent_trials} trials…"):
-            op["concurrent"] = optuna_helper("concurrent", *common, "--study", "bench-concurrent",
-                                             "--trials", str(args.concurrent_trials), "--workers", str(args.workers))
+        if args.workers:
+            with console.status(f"trackd: {args.workers} workers, {args.concurrent_trials} trials…"):
+                td["concurrent"] = trackd_concurrent(target, args.params, args.concurrent_trials, args.workers)
+            with console.status(f"Optuna: {args.workers} threads, {args.concurrent_trials} trials…"):
+                op["concurrent"] = optuna_helper("concurrent", *common, "--study", "bench-concurrent", "--trials",
+                                                 str(args.concurrent_trials), "--workers", str(args.workers))
         failed = False
     finally:
         stack.stop()
@@ -210,7 +243,7 @@ def print_table(r: dict[str, Any]) -> None:
     def latency(found: dict[str, Any]) -> str:
         s = found["samples_s"]
         return (f"p50 {ms(statistics.median(s))}\n[dim]p95 {ms(percentile(s, 0.95))}, {len(s)} pairs\n"
-                f"fill: {r['trials'] / found['fill_s']:,.0f} trials/s[/]")
+                f"fill: {r['trials'] / found['fill_s']:,.0f} trials/s (written, then read back)[/]")
 
     def rate(found: dict[str, Any]) -> str:
         ok = (found["trials"] == found["complete"] == r["concurrent_trials"] and found["numbers_ok"]
@@ -234,10 +267,13 @@ def print_table(r: dict[str, Any]) -> None:
     if "back_to_back_s" in over:
         table.add_row("the same, back to back (no training time: the worker waits for the sampler)",
                       latency({"samples_s": over["back_to_back_s"], "fill_s": over["fill_s"]}), "", "")
-    table.add_row(f"{r['workers']} concurrent workers, {r['concurrent_trials']} trials, TPE\n"
-                  "[dim]each with its own channel (Optuna: its own RDBStorage)[/]",
-                  rate(td["concurrent"]) + f"\n[dim]{td['concurrent']['empty_acquires']:,} empty acquires[/]",
-                  rate(op["concurrent"]), "no trial lost")
+    if "concurrent" not in td:
+        table.add_row("concurrent workers: not run (--workers 0)", "", "", "")
+    else:
+        table.add_row(f"{r['workers']} concurrent workers, {r['concurrent_trials']} trials, TPE\n"
+                      "[dim]each with its own channel (Optuna: its own RDBStorage)[/]",
+                      rate(td["concurrent"]) + f"\n[dim]{td['concurrent']['empty_acquires']:,} empty acquires[/]",
+                      rate(op["concurrent"]), "no trial lost")
     console.print(table)
     console.print(f"[dim]Objective: the sphere function over x_i ∈ [{LOW:g}, {HIGH:g}]. Timed pairs run one after "
                   f"the other from one client after the fill. Figures in {RESULTS.relative_to(BENCH.parent)}.[/]")

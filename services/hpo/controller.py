@@ -66,6 +66,9 @@ class Controller:
             await self._sampling.drop_queue(study_id)
             await self._runs.end_if_running(tx.study.run_id, RunStatus.KILLED)
         elif target == StudyState.RUNNING:
+            # resumed: the mirror is rebuilt from PostgreSQL (whatever was written while it was paused)
+            async with self._sampling.serialized(study_id):
+                self._sampling.forget(study_id)
             await self._sampling.rebuild_queue(study_id)
             self._sampling.refill_soon(study_id)
         return await self._store.get(study_id=study_id)

@@ -75,7 +75,8 @@ class Engine:
                 intermediate_values=dict(t.intermediates),
                 # the grid sampler knows its points taken by these marks
                 system_attrs=sampler.attrs_of(t.params) if isinstance(sampler, algorithms.GridOnce) else None))
-            self._numbers[self._study.trials[-1].number] = t.number
+            # (Optuna numbers its trials 0, 1, … in order; `study.trials` would deep-copy them all)
+            self._numbers[len(self._numbers)] = t.number
             self.results += t.state in (TrialState.COMPLETE, TrialState.PRUNED)
 
     def _register(self, number: int, trial: optuna.Trial, stored: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -132,6 +133,6 @@ class Engine:
 
     def best(self) -> list[int]:
         """Numbers of the best trial, or of the Pareto front with several objectives."""
-        if not any(t.state == OptunaState.COMPLETE for t in self._study.trials):
+        if not any(t.state == OptunaState.COMPLETE for t in self._study.get_trials(deepcopy=False)):
             return []
         return sorted(self._numbers[t.number] for t in self._study.best_trials)
