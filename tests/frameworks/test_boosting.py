@@ -42,7 +42,7 @@ def test_xgboost_logs_the_booster_params_each_rounds_evaluations_and_the_model(
         assert_series(run_id, f"{data}-rmse", list(enumerate(recorded[data]["rmse"])))
     assert artifact_paths(run_id, "model") == {"model/model.ubj"}
     trackd.download_artifacts(run_id, "model", tmp_path)
-    loaded = xgboost.Booster(model_file=str(tmp_path / "model" / "model.ubj"))
+    loaded = xgboost.Booster(model_file=str(tmp_path / "model.ubj"))
     np.testing.assert_array_equal(loaded.predict(valid), booster.predict(valid))
 
 
@@ -66,5 +66,5 @@ def test_lightgbm_logs_the_params_each_iterations_evaluations_and_the_model(
         assert_series(run_id, f"{data}-l2", list(enumerate(recorded[data]["l2"])))
     assert artifact_paths(run_id, "model") == {"model/model.txt"}
     trackd.download_artifacts(run_id, "model", tmp_path)
-    loaded = lightgbm.Booster(model_file=str(tmp_path / "model" / "model.txt"))
+    loaded = lightgbm.Booster(model_file=str(tmp_path / "model.txt"))
     np.testing.assert_allclose(loaded.predict(x[150:]), booster.predict(x[150:]))

@@ -40,5 +40,5 @@ def test_a_fit_logs_its_params_epoch_metrics_at_the_global_step_and_the_model(
     assert steps_of(run_id, "epoch") == [(4, 0.0), (8, 1.0), (12, 2.0)]
     assert artifact_paths(run_id, "model") == {"model/model.keras"}
     trackd.download_artifacts(run_id, "model", tmp_path / "download")
-    loaded = keras.saving.load_model(tmp_path / "download" / "model" / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "download" / "model.keras")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
