@@ -206,12 +206,13 @@ def _version(number: int) -> str:
 
 
 def gpu_versions() -> dict[str, str]:
-    """CUDA and cuDNN as torch was built with (torch is imported only when it is installed) and
+    """CUDA and cuDNN as torch was built with (asked only when the script has imported torch
+    already: importing it here would cost a script that does not use it seconds at start_run) and
     the NVIDIA driver (NVML, else nvidia-smi); missing ones are left out."""
     found: dict[str, str] = {}
-    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+    if "torch" in sys.modules:
         try:
-            torch: Any = importlib.import_module("torch")
+            torch: Any = sys.modules["torch"]
             if cuda := getattr(torch.version, "cuda", None):
                 found["cuda_version"] = str(cuda)
             cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None

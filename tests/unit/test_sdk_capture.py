@@ -3,6 +3,7 @@ conda environment and the container, recorded without failing when a tool is mis
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -84,6 +85,10 @@ def test_gpu_versions_from_nvidia_smi_and_torch_and_none_without_them(
         "backends = types.SimpleNamespace(cudnn=types.SimpleNamespace(is_available=lambda: True,"
         " version=lambda: 8902))\n")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    installed = capture(CaptureEnv(), cwd=repo, root=repo).environment
+    assert "torch" not in sys.modules, "an installed torch the script has not imported is left alone"
+    assert "cuda_version" not in installed and installed["driver_version"] == "535.104.05"
+    importlib.import_module("torch")  # the script's own import
     environment = capture(CaptureEnv(), cwd=repo, root=repo).environment
     monkeypatch.delitem(sys.modules, "torch", raising=False)
     assert (environment["cuda_version"], environment["cudnn_version"], environment["driver_version"]) == (
