@@ -20,7 +20,7 @@ from . import domain
 from .domain import StudyRow, StudyState, TrialRow, TrialState
 from .leases import Reaper
 from .runs import RunsClient
-from .sampling import Sampling, check_study, spec_of
+from .sampling import AFTER_CALL_S, Sampling, check_study, spec_of
 from .space import parse_param
 from .store import StudyStore, StudyTx
 
@@ -178,7 +178,7 @@ class Controller:
             ok = state in (TrialState.COMPLETE, TrialState.PRUNED)
             await self._runs.end_if_running(trial.run_id, RunStatus.FINISHED if ok else RunStatus.FAILED)
             trial = await self._store.trial(trial_id)
-        self._sampling.refill_soon(study_id)
+        self._sampling.refill_soon(study_id, after_s=AFTER_CALL_S)
         return trial
 
     async def _end_trial(self, tx: StudyTx, trial: TrialRow, state: TrialState, values: Sequence[float],

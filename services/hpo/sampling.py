@@ -30,6 +30,9 @@ from .store import StudyStore, StudyTx
 log = logging.getLogger(__name__)
 
 Result = tuple[int, TrialState, list[float]]  # a trial's number, how it ended, its values
+# Sampling ahead after a hand-out or a result starts this much later, once the call has been
+# answered: the sampler's thread would otherwise compete for the GIL with the call in flight.
+AFTER_CALL_S = 0.1
 
 
 def _tell_all(engine: Engine, results: Sequence[Result]) -> None:
@@ -138,19 +141,20 @@ class Sampling:
                 await self._queue.done(study_id, entry_id)
             if trial is not None:
                 self.taken(study_id, trial_id)
-                self.refill_soon(study_id)  # sample its replacement while it trains
+                self.refill_soon(study_id, after_s=AFTER_CALL_S)  # sample its replacement while it trains
                 return trial
         return None
 
-    def refill_soon(self, study_id: uuid.UUID) -> None:
-        """Sample ahead for this study in the background: calls while one runs coalesce into
-        one more pass."""
+    def refill_soon(self, study_id: uuid.UUID, *, after_s: float = 0.0) -> None:
+        """Sample ahead for this study in the background (starting `after_s` from now): calls
+        while one is pending or runs coalesce into one more pass."""
         if (task := self._refills.get(study_id)) is not None and not task.done():
             self._refill_again.add(study_id)
             return
 
         async def run() -> None:
             try:
+                await asyncio.sleep(after_s)
                 while True:
                     self._refill_again.discard(study_id)
                     await self._refill(study_id)
@@ -177,10 +181,12 @@ class Sampling:
             stale_ids = [] if study.define_by_run else [
                 i for i, (_, seen) in ahead.items() if stale(study, engine.results - seen)]
             if stale_ids:
-                for number in await self._store.drop_waiting(study_id, stale_ids):
+                dropped = set(await self._store.drop_waiting(study_id, stale_ids))
+                for number in dropped:
                     engine.discard(number)
-                for trial_id in stale_ids:
-                    del ahead[trial_id]  # deleted, or taken by a worker meanwhile
+                for trial_id, (number, _) in list(ahead.items()):
+                    if trial_id in stale_ids or number in dropped:
+                        del ahead[trial_id]  # deleted (or, if not, left as it is)
                 study = await self._store.get(study_id=study_id)
             if (missing := to_sample_ahead(study, datetime.now(UTC))) <= 0:
                 return

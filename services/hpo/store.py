@@ -211,11 +211,17 @@ class StudyTx:
                                  json.dumps({**trial.params, name: value}))
 
     async def drop_waiting(self, trial_ids: Sequence[uuid.UUID]) -> list[int]:
-        """Delete those of these trials that still wait, never started and were not enqueued
-        (sampled ahead, gone stale); returns their numbers."""
+        """Delete these trials (sampled ahead, gone stale) and every one numbered after them, if
+        all of those still wait, never started and were not enqueued — so trial numbers stay
+        without gaps (claims wait for the study row lock held here); returns the numbers
+        deleted (none when some trial after them cannot go)."""
         rows = await self._conn.fetch(
-            """DELETE FROM trials WHERE study_id = $1 AND id = ANY($2) AND state = $3 AND started_at IS NULL
-                 AND NOT enqueued RETURNING number""", self.study.id, list(trial_ids), _WAITING)
+            """WITH first AS (SELECT min(number) AS n FROM trials WHERE study_id = $1 AND id = ANY($2))
+               DELETE FROM trials t USING first
+               WHERE t.study_id = $1 AND t.number >= first.n
+                 AND NOT EXISTS (SELECT 1 FROM trials o WHERE o.study_id = $1 AND o.number >= first.n
+                                   AND NOT (o.state = $3 AND o.started_at IS NULL AND NOT o.enqueued))
+               RETURNING t.number""", self.study.id, list(trial_ids), _WAITING)
         return [r["number"] for r in rows]
 
     async def drop_unstarted(self, *, keep_enqueued: bool = False) -> int:
