@@ -41,7 +41,7 @@ def test_a_second_replica_waits_for_the_controller_lease_and_takes_over(
     second_target = f"{HOST}:{port}"
     log = (tmp_path / "hpo-2.log").open("wb")
     second = subprocess.Popen(list(first.argv), env={**first.env, "TRACKD_GRPC_PORT": str(port),
-                                                     "TRACKD_METRICS_PORT": "0"},
+                                                     "TRACKD_METRICS_PORT": "0", "TRACKD_OPTUNA_PORT": "0"},
                               stdout=log, stderr=subprocess.STDOUT)
     try:
         with grpc.insecure_channel(second_target) as channel:

@@ -205,7 +205,7 @@ def traced_services(
         for service in ("run", "hpo"):
             env = {
                 **os.environ, **stack.infra_env(), "TRACKD_GRPC_HOST": "127.0.0.1",
-                "TRACKD_GRPC_PORT": str(ports[service]), "TRACKD_METRICS_PORT": "0",
+                "TRACKD_GRPC_PORT": str(ports[service]), "TRACKD_METRICS_PORT": "0", "TRACKD_OPTUNA_PORT": "0",
                 "TRACKD_RUN_TARGET": f"127.0.0.1:{ports['run']}",
                 "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
                 "OTEL_SERVICE_NAME": f"traced-{service}", "TRACKD_SHUTDOWN_GRACE_S": "1",
