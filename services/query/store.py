@@ -20,6 +20,7 @@ from trackd_platform.cache_keys import latest_metrics
 from trackd_platform.errors import InvalidArgument, NotFound
 from trackd_platform.ids import format_id
 from trackd_platform.metric_series import Summary, decode_latest, summary_of
+from trackd_platform.paging import INT64
 from trackd_platform.run_records import VIEW_FILTER, Run, RunStatus, View, get_runs
 
 from . import history
@@ -266,7 +267,9 @@ class QueryStore:
         drawn from its chunks' overviews: chunks without one, or cut by the range, are read whole.
         One query: the series' point count is a window over the same rows, and only the columns
         each chunk is read by leave PostgreSQL."""
-        threshold = history.OVERVIEW_RATIO * max_points if max_points > 0 else None
+        threshold: int | None = history.OVERVIEW_RATIO * max_points if max_points > 0 else None
+        if threshold is not None and threshold > INT64[1]:  # no series holds that many: read whole
+            threshold = None
         rows = await self._pool.fetch(
             f"""SELECT first_step, last_step, points, overview,
                        CASE WHEN overview IS NULL THEN steps END AS steps,

@@ -35,6 +35,7 @@ import yaml
 from trackd_platform.config import (
     DEFAULT_PORTS,
     ENV_NAMES,
+    OPTUNA_PORT,
     SERVICES,
     WEB_PORT,
     RunServiceConfig,
@@ -266,12 +267,15 @@ def test_each_service_runs_its_module_on_its_ports(overlay: tuple[str, list[dict
         assert container["command"] == ["python", "-m", f"trackd_services.{service}"], container["command"]
         assert importlib.util.find_spec(f"trackd_services.{service}.__main__"), f"no trackd_services.{service}"
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        assert ports == {"grpc": DEFAULT_PORTS[service], "metrics": DEFAULT_PORTS[service] + 1000}, ports
+        wanted = {"grpc": DEFAULT_PORTS[service], "metrics": DEFAULT_PORTS[service] + 1000}
+        if service == "hpo":
+            wanted["optuna"] = OPTUNA_PORT  # Optuna's GrpcStorageProxy (docs/optuna.md)
+        assert ports == wanted, ports
         config, _ = parse_config(service, env_of(docs, container, name))
-        assert (config.server.port, config.server.metrics_port) == (ports["grpc"], ports["metrics"]), (
-            f"{service}: the process would listen on {config.server.port} / {config.server.metrics_port}, "
-            f"the pod declares {ports}"
-        )
+        listens = {"grpc": config.server.port, "metrics": config.server.metrics_port}
+        if config.server.plaintext_port:
+            listens["optuna"] = config.server.plaintext_port
+        assert listens == ports, f"{service}: the process would listen on {listens}, the pod declares {ports}"
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
         assert int(annotations["prometheus.io/port"]) == ports["metrics"], f"{service}: {annotations}"
