@@ -16,19 +16,15 @@ import grpc
 from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
 from trackd_platform.config import ServerSettings
-from trackd_platform.errors import TrackdError, Unavailable
+from trackd_platform.errors import TrackdError
 from trackd_platform.ids import format_id, parse_id
 from trackd_platform.run_records import RunStatus
-from trackd_platform.server import STATUS_OF
-from trackd_platform.tls import channel_credentials
 
 from .domain import TrialState
+from .runs import admin_metadata, call, service_channel
 
-CALL_TIMEOUT_S = 10.0
 METRIC = "value"  # the metric an Optuna trial's intermediate values are logged as
 EXPERIMENT = "optuna"  # the experiment (in the caller's project) of every Optuna study
-_ERROR_OF = {code: error for error, code in STATUS_OF.items()}
-_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 RequestT = TypeVar("RequestT")
 ResponseT = TypeVar("ResponseT")
 log = logging.getLogger(__name__)
@@ -40,17 +36,11 @@ def run_status(state: TrialState) -> RunStatus:
 
 class OptunaRuns:
     def __init__(self, run_target: str, ingest_target: str, settings: ServerSettings) -> None:
-        tls = settings.tls
-
-        def channel(target: str) -> grpc.aio.Channel:
-            return (grpc.aio.secure_channel(target, channel_credentials(tls.ca_file or tls.cert_file))
-                    if tls.serving else grpc.aio.insecure_channel(target))
-
-        self._channels = [channel(run_target), channel(ingest_target or run_target)]
+        self._channels = [service_channel(run_target, settings),
+                          service_channel(ingest_target or run_target, settings)]
         self._runs = run_pb2_grpc.RunServiceStub(self._channels[0])
         self._ingest = ingest_pb2_grpc.IngestServiceStub(self._channels[1])
-        token = settings.auth.admin_token if settings.auth.enabled else ""
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._metadata = admin_metadata(settings)
 
     async def start_study(self, study: str, *, project: str) -> tuple[uuid.UUID, uuid.UUID]:
         """The study's run (parent of its trials' runs) in `project` / EXPERIMENT: (run, experiment)."""
@@ -95,9 +85,4 @@ class OptunaRuns:
 
     async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT],
                     request: RequestT) -> ResponseT:
-        try:
-            return await method(request, timeout=CALL_TIMEOUT_S, metadata=self._metadata)
-        except grpc.aio.AioRpcError as error:
-            details = f"the run service: {error.details()}"
-            raise _ERROR_OF.get(error.code(), Unavailable if error.code() in _RETRYABLE else TrackdError)(
-                details) from None
+        return await call(method, request, self._metadata)

@@ -26,6 +26,31 @@ ResponseT = TypeVar("ResponseT")
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 
 
+def service_channel(target: str, settings: ServerSettings) -> grpc.aio.Channel:
+    """A channel to another trackd service: TLS when this one serves it."""
+    tls = settings.tls
+    return (grpc.aio.secure_channel(target, channel_credentials(tls.ca_file or tls.cert_file))
+            if tls.serving else grpc.aio.insecure_channel(target))
+
+
+def admin_metadata(settings: ServerSettings) -> tuple[tuple[str, str], ...]:
+    """The hpo service calls as the admin when auth is on."""
+    token = settings.auth.admin_token if settings.auth.enabled else ""
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+async def call(method: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT], request: RequestT,
+               metadata: tuple[tuple[str, str], ...]) -> ResponseT:
+    """One call; its error as trackd's (NotFound, FailedPrecondition, …) with the service's
+    message, an unreachable service as Unavailable."""
+    try:
+        return await method(request, timeout=CALL_TIMEOUT_S, metadata=metadata)
+    except grpc.aio.AioRpcError as error:
+        details = f"the run service: {error.details()}"
+        raise _ERROR_OF.get(error.code(), Unavailable if error.code() in _RETRYABLE else TrackdError)(
+            details) from None
+
+
 @dataclass(frozen=True)
 class StartedRun:
     id: uuid.UUID
@@ -38,12 +63,9 @@ class RunsClient:
     Unavailable."""
 
     def __init__(self, target: str, settings: ServerSettings) -> None:
-        tls = settings.tls
-        self._channel = (grpc.aio.secure_channel(target, channel_credentials(tls.ca_file or tls.cert_file))
-                         if tls.serving else grpc.aio.insecure_channel(target))
+        self._channel = service_channel(target, settings)
         self._stub = run_pb2_grpc.RunServiceStub(self._channel)
-        token = settings.auth.admin_token if settings.auth.enabled else ""
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._metadata = admin_metadata(settings)
 
     async def start(self, *, name: str, tags: dict[str, str], params: dict[str, str] | None = None,
                     experiment_id: uuid.UUID | None = None, project: str = "", experiment: str = "",
@@ -96,9 +118,4 @@ class RunsClient:
 
     async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT],
                     request: RequestT) -> ResponseT:
-        try:
-            return await method(request, timeout=CALL_TIMEOUT_S, metadata=self._metadata)
-        except grpc.aio.AioRpcError as error:
-            details = f"the run service: {error.details()}"
-            raise _ERROR_OF.get(error.code(), Unavailable if error.code() in _RETRYABLE else TrackdError)(
-                details) from None
+        return await call(method, request, self._metadata)
