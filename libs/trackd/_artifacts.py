@@ -56,6 +56,18 @@ def _digest(source: Path | bytes) -> tuple[str, int]:
     return h.hexdigest(), source.stat().st_size
 
 
+def files_to_log(local_path: str | Path, artifact_path: str | None) -> list[tuple[Path, str]]:
+    """(file, artifact path) for a file, or for each file under a directory (sorted), under
+    `artifact_path` (default: the file or directory name)."""
+    local = Path(local_path)
+    if not local.exists():
+        raise FileNotFoundError(f"{local} does not exist")
+    target = (artifact_path or local.name).strip("/")
+    if local.is_file():
+        return [(local, target)]
+    return [(f, f"{target}/{f.relative_to(local).as_posix()}") for f in sorted(local.rglob("*")) if f.is_file()]
+
+
 def upload(client: Client, run_id: str, source: Path | bytes, path: str, *, type: str = "file",
            metadata: Mapping[str, Any] | None = None) -> ArtifactInfo:
     """Upload one file (or bytes) to `path` in the run's artifacts."""

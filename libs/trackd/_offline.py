@@ -233,12 +233,7 @@ class OfflineRun(Run):
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None, *, type: str = "file",
                      metadata: Mapping[str, Any] | None = None, wait: bool = True) -> None:
         """Copied into the journal now (a directory: each of its files); uploaded by `trackd sync`."""
-        local = Path(local_path)
-        if not local.exists():
-            raise FileNotFoundError(f"{local} does not exist")
-        target = (artifact_path or local.name).strip("/")
-        files = [(local, target)] if local.is_file() else [
-            (f, f"{target}/{f.relative_to(local).as_posix()}") for f in sorted(local.rglob("*")) if f.is_file()]
+        files = _artifacts.files_to_log(local_path, artifact_path)
         for file, path in files:
             self._keep(file, path, type, metadata)
 

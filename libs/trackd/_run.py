@@ -195,12 +195,7 @@ class Run(RunData):
                      metadata: Mapping[str, Any] | None = None, wait: bool = True) -> None:
         """Upload a file, or a directory's files (in parallel), under `artifact_path` (default:
         the file or directory name). `wait=False` uploads in the background; `end()` waits."""
-        local = Path(local_path)
-        if not local.exists():
-            raise FileNotFoundError(f"{local} does not exist")
-        target = (artifact_path or local.name).strip("/")
-        files = [(local, target)] if local.is_file() else [
-            (f, f"{target}/{f.relative_to(local).as_posix()}") for f in sorted(local.rglob("*")) if f.is_file()]
+        files = _artifacts.files_to_log(local_path, artifact_path)
         futures = [self._executor().submit(_artifacts.upload, self._client, self.id, f, p, type=type,
                                            metadata=metadata) for f, p in files]
         if wait:
