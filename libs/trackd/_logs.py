@@ -217,7 +217,8 @@ class _Tee:
             self.write(line)
 
     def flush(self) -> None:
-        self._original.flush()
+        with contextlib.suppress(ValueError):  # the original was closed under us (a test runner's capture)
+            self._original.flush()
 
     def __getattr__(self, name: str) -> Any:  # fileno, encoding, isatty, buffer, …
         return getattr(self._original, name)

@@ -131,3 +131,24 @@ def test_the_media_view_picks_steps_and_draws_bars() -> None:
     bars = histogram_bars([1.0, 4.0], [0.0, 1.0, 2.0], width=100, height=40)
     assert [(b.x, b.height) for b in bars] == [(0.0, 10.0), (50.0, 40.0)] and bars[1].y == 0.0
     assert bars[0].label == "[0, 1): 1"
+
+
+def test_closing_a_capture_after_the_original_stream_was_closed_does_not_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test runner (or the user) closes the stream the capture wraps before interpreter exit:
+    the capture's close at exit restores the logging handlers without an 'I/O operation on closed file'."""
+    import logging
+    import sys
+
+    monkeypatch.setattr(_logs, "stub", lambda client: type("S", (), {"AppendLogs": None})())
+    original = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", original)
+    handler = logging.StreamHandler(original)
+    logging.getLogger("trackd-test-closed").addHandler(handler)
+    try:
+        capture = _logs.ConsoleCapture(_Recorder(), "r" * 32)  # type: ignore[arg-type]
+        assert isinstance(handler.stream, _logs._Tee)
+        original.close()
+        capture.close(timeout_s=1)
+        assert handler.stream is original and sys.stdout is original
+    finally:
+        logging.getLogger("trackd-test-closed").removeHandler(handler)
