@@ -136,3 +136,24 @@ class RunTarget:
 
     def _at_exit(self) -> None:
         self.finish("FAILED" if getattr(sys, "last_value", None) is not None else "FINISHED")
+
+
+class TrackedCallback:
+    """What the callbacks share (mixed in before the framework's base class): the run they write
+    to, whether to upload the model, its registered name, `run` and `finish()`."""
+
+    _target: RunTarget
+
+    def _track(self, *, run: Run | None, experiment: str, project: str, run_name: str | None,
+               tags: Mapping[str, Any] | None, log_model: bool, registered_model_name: str | None) -> None:
+        self._target = RunTarget(run, experiment=experiment, project=project, name=run_name, tags=tags)
+        self._log_model = log_model
+        self._registered_model_name = registered_model_name
+
+    @property
+    def run(self) -> Run:
+        return self._target.run
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """End the run the callback started (a run it was given is left open)."""
+        self._target.finish(status)

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from trackd._run import Run
-from trackd.integrations._common import RunTarget, require
+from trackd.integrations._common import TrackedCallback, require
 
 _Callback: Any = require("keras", package="keras").callbacks.Callback
 
 
-class TrackdCallback(_Callback):  # type: ignore[misc]  # keras.callbacks.Callback (imported at run time)
+class TrackdCallback(TrackedCallback, _Callback):  # type: ignore[misc]  # keras.callbacks.Callback (imported at run time)
     """Log a Keras `fit` to trackd.
 
     `run`: log into this run; else into the active run of `trackd.init()`; else a run started in
@@ -35,15 +35,10 @@ class TrackdCallback(_Callback):  # type: ignore[misc]  # keras.callbacks.Callba
         super().__init__()
         if log_every_n_steps is not None and log_every_n_steps < 1:
             raise ValueError(f"log_every_n_steps is at least 1, not {log_every_n_steps}")
-        self._target = RunTarget(run, experiment=experiment, project=project, name=run_name, tags=tags)
-        self._log_model = log_model
-        self._registered_model_name = registered_model_name
+        self._track(run=run, experiment=experiment, project=project, run_name=run_name, tags=tags,
+                    log_model=log_model, registered_model_name=registered_model_name)
         self._every = log_every_n_steps
         self._params_logged = False
-
-    @property
-    def run(self) -> Run:
-        return self._target.run
 
     def _global_step(self) -> int:
         return int(self.model.optimizer.iterations.numpy())
@@ -77,7 +72,3 @@ class TrackdCallback(_Callback):  # type: ignore[misc]  # keras.callbacks.Callba
 
             self._target.log_model(save, registered_name=self._registered_model_name)
         self._target.flush()
-
-    def finish(self, status: str = "FINISHED") -> None:
-        """End the run the callback started (a run it was given is left open)."""
-        self._target.finish(status)

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from trackd._run import Run
-from trackd.integrations._common import RunTarget, require
+from trackd.integrations._common import TrackedCallback, require
 
 _TrainerCallback: Any = require("transformers", package="transformers").TrainerCallback
 
 
-class TrackdCallback(_TrainerCallback):  # type: ignore[misc]  # transformers' TrainerCallback (imported at run time)
+class TrackdCallback(TrackedCallback, _TrainerCallback):  # type: ignore[misc]  # transformers' TrainerCallback (imported at run time)
     """Log a Trainer's run to trackd.
 
     `run`: log into this run; else into the active run of `trackd.init()`; else a run started in
@@ -33,14 +33,9 @@ class TrackdCallback(_TrainerCallback):  # type: ignore[misc]  # transformers' T
     def __init__(self, experiment: str = "default", *, project: str = "default", run_name: str | None = None,
                  tags: Mapping[str, Any] | None = None, run: Run | None = None, log_model: bool = False,
                  registered_model_name: str | None = None) -> None:
-        self._target = RunTarget(run, experiment=experiment, project=project, name=run_name, tags=tags)
-        self._log_model = log_model
-        self._registered_model_name = registered_model_name
+        self._track(run=run, experiment=experiment, project=project, run_name=run_name, tags=tags,
+                    log_model=log_model, registered_model_name=registered_model_name)
         self._params_logged = False
-
-    @property
-    def run(self) -> Run:
-        return self._target.run
 
     def _begin(self, args: Any, model: Any) -> None:
         if getattr(args, "run_name", None):
@@ -79,7 +74,3 @@ class TrackdCallback(_TrainerCallback):  # type: ignore[misc]  # transformers' T
 
             self._target.log_model(save, registered_name=self._registered_model_name)
         self._target.flush()
-
-    def finish(self, status: str = "FINISHED") -> None:
-        """End the run the callback started (a run it was given is left open)."""
-        self._target.finish(status)

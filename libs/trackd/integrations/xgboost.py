@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trackd._run import Run
-from trackd.integrations._common import RunTarget, require
+from trackd.integrations._common import TrackedCallback, require
 
 _TrainingCallback: Any = require("xgboost", package="xgboost").callback.TrainingCallback
 
@@ -47,7 +47,7 @@ def booster_params(booster: Any) -> dict[str, Any]:
     return params
 
 
-class TrackdCallback(_TrainingCallback):  # type: ignore[misc]  # xgboost's TrainingCallback (run time)
+class TrackdCallback(TrackedCallback, _TrainingCallback):  # type: ignore[misc]  # xgboost's TrainingCallback (run time)
     """Log an XGBoost training to trackd.
 
     `run`: log into this run; else into the active run of `trackd.init()`; else a run started in
@@ -61,14 +61,9 @@ class TrackdCallback(_TrainingCallback):  # type: ignore[misc]  # xgboost's Trai
                  params: Mapping[str, Any] | None = None, log_model: bool = False,
                  registered_model_name: str | None = None) -> None:
         super().__init__()
-        self._target = RunTarget(run, experiment=experiment, project=project, name=run_name, tags=tags)
+        self._track(run=run, experiment=experiment, project=project, run_name=run_name, tags=tags,
+                    log_model=log_model, registered_model_name=registered_model_name)
         self._params = params
-        self._log_model = log_model
-        self._registered_model_name = registered_model_name
-
-    @property
-    def run(self) -> Run:
-        return self._target.run
 
     def before_training(self, model: Any) -> Any:
         self._target.log_params(self._params if self._params is not None else booster_params(model))
@@ -94,7 +89,3 @@ class TrackdCallback(_TrainingCallback):  # type: ignore[misc]  # xgboost's Trai
             self._target.log_model(save, registered_name=self._registered_model_name)
         self._target.flush()
         return model
-
-    def finish(self, status: str = "FINISHED") -> None:
-        """End the run the callback started (a run it was given is left open)."""
-        self._target.finish(status)
