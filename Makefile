@@ -13,10 +13,11 @@ FRAMEWORKS_STAMP := $(FRAMEWORKS_VENV)/.installed
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "trackd needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 
+# uv installs what pip would (the same resolution from PyPI) in about a minute instead of several
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e '.[server,dev]'
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[server,dev]'
 	touch $(STAMP)
 
 ## up: the whole suite on the embedded stack, in the foreground (Ctrl-C stops everything)
