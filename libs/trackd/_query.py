@@ -5,24 +5,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import grpc
 from trackd_api.query.v1 import query_pb2
 from trackd_platform.vocabulary import CONTEXTS as CONTEXT_NAMES  # a context's number → its name
 
 from trackd._client import Client, default_client
+from trackd._history import MetricHistory, Point, from_series
 from trackd._metrics import CONTEXTS
 from trackd._run import VIEWS, RunInfo
 from trackd.errors import from_rpc_error
 
 DIRECTIONS = {"min": query_pb2.DIRECTION_MINIMIZE, "max": query_pb2.DIRECTION_MAXIMIZE}
-
-
-class Point(NamedTuple):
-    step: int
-    value: float
-    timestamp: int  # unix milliseconds
 
 
 def metric_name(key: str, context: int) -> str:
@@ -37,10 +32,6 @@ def _selection(experiments: str | Sequence[str] | None, project: str, filter: st
     names = [experiments] if isinstance(experiments, str) else list(experiments or [])
     return query_pb2.RunSelection(experiment_names=names, project=project, filter=filter,
                                   view_type=VIEWS[view])
-
-
-def _points(series: Any) -> list[Point]:
-    return [Point(s, v, t) for s, v, t in zip(series.steps, series.values, series.timestamps_ms, strict=True)]
 
 
 def _info(result: Any) -> RunInfo:
@@ -119,10 +110,14 @@ UNARY_POINTS = 100_000
 def get_metric_history(
     run_id: str, key: str, *, context: str | None = None, max_points: int | None = None,
     start_step: int | None = None, end_step: int | None = None, client: Client | None = None,
-) -> list[Point]:
+) -> MetricHistory:
     """The points of one series in step order: every point when `max_points` is None, else at
-    most that many (downsampled keeping the first, last, minimum and maximum points). Series of
-    any length: a large answer is streamed in parts and the list built part by part."""
+    most that many (downsampled keeping the first, last, minimum and maximum points).
+
+    Returns a MetricHistory: numpy columns `.steps`, `.values`, `.timestamps` (24 bytes a point),
+    read as a sequence of `Point`s like the list this returned before. Series of any length: a
+    large answer is streamed in parts, each part decoded straight into arrays, and the columns
+    joined once at the end (the client holds at most about twice the series' arrays)."""
     client = client or default_client()
     if max_points is not None and max_points < 0:
         raise ValueError(f"max_points is None (every point) or a positive number, not {max_points}")
@@ -130,30 +125,28 @@ def get_metric_history(
         response = client.call("query", client.query.GetMetricHistory, query_pb2.GetMetricHistoryRequest(
             run_id=run_id, key=key, context=CONTEXTS[context].proto, max_points=max_points,
             start_step=start_step, end_step=end_step), timeout=max(60.0, client.settings.rpc_timeout_s))
-        return _points(response.series)
-    points: list[Point] = []
-    for part in _export(client, query_pb2.ExportMetricRequest(
-            run_id=run_id, key=key, context=CONTEXTS[context].proto, max_points=max_points or 0,
-            start_step=start_step, end_step=end_step)):
-        points.extend(part)
-    return points
+        return from_series(response.series)
+    return MetricHistory.concatenate(_export(client, query_pb2.ExportMetricRequest(
+        run_id=run_id, key=key, context=CONTEXTS[context].proto, max_points=max_points or 0,
+        start_step=start_step, end_step=end_step)))
 
 
 def get_metric_histories(
     run_ids: Sequence[str], keys: Sequence[str], *, context: str | None = None, max_points: int | None = 1000,
     client: Client | None = None,
-) -> dict[tuple[str, str], list[Point]]:
-    """Many runs × keys at once: {(run_id, key): points} for the series that have points.
+) -> dict[tuple[str, str], MetricHistory]:
+    """Many runs × keys at once: {(run_id, key): MetricHistory} for the series that have points.
     Every point with `max_points=None`. Answered in one call when small enough (then at most
-    100 runs and 20 keys), else series by series, each streamed (any number and length)."""
+    100 runs and 20 keys), else series by series, each streamed (any number and length); the
+    client then holds the histories' arrays (24 bytes a point) and one series' parts on top."""
     client = client or default_client()
     if max_points is not None and max_points < 0:
         raise ValueError(f"max_points is None (every point) or a positive number, not {max_points}")
     if max_points and max_points * len(run_ids) * len(keys) <= UNARY_POINTS:
         response = client.call("query", client.query.GetMetricHistoryBulk, query_pb2.GetMetricHistoryBulkRequest(
             run_ids=list(run_ids), keys=list(keys), context=CONTEXTS[context].proto, max_points=max_points))
-        return {(s.run_id, s.series.key): _points(s.series) for s in response.series}
-    found: dict[tuple[str, str], list[Point]] = {}
+        return {(s.run_id, s.series.key): from_series(s.series) for s in response.series}
+    found: dict[tuple[str, str], MetricHistory] = {}
     for run_id in dict.fromkeys(_run_hex(r) for r in run_ids):
         for key in dict.fromkeys(keys):
             points = get_metric_history(run_id, key, context=context, max_points=max_points or None, client=client)
@@ -196,8 +189,8 @@ def aggregate_metric(
 
 
 def export_metric(run_id: str, key: str, *, context: str | None = None,
-                  client: Client | None = None) -> Iterator[list[Point]]:
-    """A full series in step order, part by part (about 65,536 points each)."""
+                  client: Client | None = None) -> Iterator[MetricHistory]:
+    """A full series in step order, part by part (about 65,536 points each, as MetricHistory)."""
     client = client or default_client()
     return _export(client, query_pb2.ExportMetricRequest(run_id=run_id, key=key, context=CONTEXTS[context].proto))
 
@@ -205,7 +198,7 @@ def export_metric(run_id: str, key: str, *, context: str | None = None,
 EXPORT_RESUMES = 100  # times a whole-series export resumes after its call ended mid-way
 
 
-def _export(client: Client, request: query_pb2.ExportMetricRequest) -> Iterator[list[Point]]:
+def _export(client: Client, request: query_pb2.ExportMetricRequest) -> Iterator[MetricHistory]:
     """The parts of an export. A whole-series export (max_points 0) whose call ends UNAVAILABLE or
     DEADLINE_EXCEEDED after it made progress — the server ends the call of a client that takes no
     message for a while (TRACKD_QUERY_SLOW_READER_S), or a query replica stopped — resumes after
@@ -215,9 +208,9 @@ def _export(client: Client, request: query_pb2.ExportMetricRequest) -> Iterator[
         last_step: int | None = None
         try:
             for part in client.query.ExportMetric(request, timeout=3600):
-                points = _points(part.series)
-                if points:
-                    last_step = points[-1].step
+                points = from_series(part.series)
+                if len(points):
+                    last_step = int(points.steps[-1])
                 yield points
             return
         except grpc.RpcError as error:  # raised while iterating
@@ -370,7 +363,7 @@ def watch_run(run_id: str, *, from_step: int | None = None, keys: Sequence[str] 
         for response in stream:
             for series in response.series:
                 name = metric_name(series.key, series.context)
-                for point in _points(series):
+                for point in from_series(series):
                     yield name, point
     except grpc.RpcError as error:
         if hasattr(error, "code"):

@@ -20,10 +20,10 @@ from matplotlib.ticker import MaxNLocator
 from trackd_platform.vocabulary import CONTEXTS
 
 from trackd._client import Client
+from trackd._history import Point
 from trackd._query import (
     Axis,
     MetricSummary,
-    Point,
     get_metric_histories,
     parallel_coordinates,
     param_importance,
@@ -53,7 +53,7 @@ class ReportData:
     summaries: list[MetricSummary]
     runs: list[RunInfo]
     top: list[RunInfo]
-    histories: dict[str, list[Point]]
+    histories: dict[str, Sequence[Point]]
     pc_run_ids: list[str]
     pc_axes: list[Axis]
     importance: dict[str, float] | None

