@@ -12,10 +12,11 @@ the pages of issue 16 on one embedded stack, in headless Chromium (Playwright).
    Chromium, timed inside the page from `new ParallelCoordinates` to the end of `setData` (the
    canvas drawn), and two animation frames later (painted). The figure is their sum. Also the
    study page's own parallel coordinates of its 10,000 trials (figure[data-draw-ms]).
-7. The study page of a 10,000-trial study (random sampler, 5 params, trials created through
-   AcquireTrial + CompleteTrial from 8 threads): navigation start → #study[data-ready='1'] (table,
-   optimization history, parallel coordinates, intermediate values drawn; the fANOVA bars arrive
-   on their own and are reported apart when in by then).
+7. The study page of a 10,000-trial study (random sampler, 5 params, the ended trials bulk-loaded
+   into PostgreSQL as trackd.hpo.optimize leaves them): navigation start → #study[data-ready='1'] (the
+   trials table — the rows in view of all 10,000 sorted, checked after the timing to reach the
+   last trial when scrolled —, optimization history, parallel coordinates, intermediate values
+   drawn; the fANOVA bars arrive on their own and are reported apart when in by then).
 
 Each browser load is in a fresh context (cold HTTP cache) after one warm-up load.
 """
@@ -356,14 +357,24 @@ def seed_study(dsn: str, hpo_target: str, trials: int, steps: int) -> tuple[str,
     return study_id, time.perf_counter() - start
 
 
-STUDY_EXTRA = """() => ({
-  rows: document.querySelectorAll('#trials-table tbody tr').length,
+STUDY_EXTRA = """async () => ({
+  rows: document.querySelectorAll('#trials-table tbody tr:not(.spacer)').length,
+  table_rows: Number(document.getElementById('trials-table').dataset.rows || 0),
+  // the table draws the rows in view: scrolled to its end, the last trial's row is drawn
+  last_row: await (async () => {
+    const box = document.querySelector('.study-trials');
+    box.scrollTop = box.scrollHeight;
+    await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+    return [...document.querySelectorAll('#trials-table tbody tr:not(.spacer)')].pop()?.id ?? null;
+  })(),
   parcoords_lines: Number(document.getElementById('parcoords-chart').dataset.lines || 0),
   parcoords_draw_ms: Number(document.getElementById('parcoords-chart').dataset.drawMs || NaN),
   history_points: Number(document.getElementById('history-chart').dataset.points || 0),
   importance_params: document.getElementById('importance-chart').dataset.params ?? null,
   api_ms: performance.getEntriesByType('resource').filter((e) => /\\/api\\/studies\\/[^/]+$/.test(e.name))
     .map((e) => [e.startTime, e.responseEnd, e.encodedBodySize])[0] || null,
+  steps: Object.fromEntries(performance.getEntriesByType('mark')
+    .filter((m) => m.name.startsWith('study:')).map((m) => [m.name.slice(6), Math.round(m.startTime)])),
   intermediate_ms: performance.getEntriesByType('resource').filter((e) => e.name.endsWith('/intermediate'))
     .map((e) => [e.startTime, e.responseEnd, e.encodedBodySize])[0] || null,
 })"""
@@ -372,6 +383,10 @@ STUDY_EXTRA = """() => ({
 def measure_study(dsn: str, web_url: str, hpo_target: str, trials: int, steps: int, loads: int) -> dict[str, Any]:
     study_id, seed_s = seed_study(dsn, hpo_target, trials, steps)
     found = load_pages(f"{web_url}/studies/{study_id}", {"page": "#study[data-ready='1']"}, loads, STUDY_EXTRA)
+    for load in found["loads"]:  # every trial in the table, the last one reached by scrolling
+        if load["table_rows"] != trials or load["last_row"] != f"trial-{trials - 1}":
+            raise RuntimeError(f"the trials table holds {load['table_rows']:,} of {trials:,} trials; scrolled to "
+                               f"its end it shows {load['last_row']}, not trial-{trials - 1}")
     return {"wanted_trials": trials, "trials": trials, "steps": steps, "seed_s": seed_s, **found}
 
 
@@ -440,6 +455,11 @@ def _span(entry: list[float] | None) -> str:
     return f"{entry[0]:,.0f}→{entry[1]:,.0f} ms" if entry else "—"
 
 
+def _steps(steps: dict[str, float] | None) -> str:
+    """study.js's performance marks, in the order they came, as "name ms → …"."""
+    return " → ".join(f"{name} {at:,.0f}" for name, at in sorted((steps or {}).items(), key=lambda s: s[1])) or "—"
+
+
 def _verdict(seconds: float, target: float) -> str:
     return f"{'[green]✓' if seconds <= target else '[red]✗'} ≤ {_s(target)}[/]"
 
@@ -482,9 +502,11 @@ def print_table(r: dict[str, Any]) -> None:
         table.add_row(
             f"study page, {st['trials']:,} trials{scaled}\n[dim]navigation start → #study\\[data-ready='1'], "
             f"{len(st['loads'])} loads[/]",
-            f"{_s(page)}\n[dim]p95 {_s(Timing(st['marks']['page']['samples_s']).p95_s)}; {last['rows']:,} table "
-            f"rows, {last['history_points']:,} history points, parallel coordinates of {last['parcoords_lines']:,} "
-            f"trials drawn in {last['parcoords_draw_ms']:,.0f} ms\nHTML by {last['html_ms']:,.0f} ms, /api/studies/… "
+            f"{_s(page)}\n[dim]p95 {_s(Timing(st['marks']['page']['samples_s']).p95_s)}; table of "
+            f"{last['table_rows']:,} trials ({last['rows']} rows in view), {last['history_points']:,} history "
+            f"points, parallel coordinates of {last['parcoords_lines']:,} "
+            f"trials drawn in {last['parcoords_draw_ms']:,.0f} ms\nstudy.js marks (ms) {_steps(last.get('steps'))}\n"
+            f"HTML by {last['html_ms']:,.0f} ms, /api/studies/… "
             f"{_span(last['api_ms'])}, …/intermediate {_span(last['intermediate_ms'])}; painted "
             f"{_s(median(st['painted']))}; {st['trials']:,} trials × {st['steps']} intermediate values bulk-loaded in "
             f"{st['seed_s']:.0f} s[/]",

@@ -80,6 +80,8 @@ def test_the_study_page_shows_every_trial_and_the_best_value(web: Watched, study
     root = web.page.locator("#study")
     expect(root).to_have_attribute("data-ready", "1")
     expect(web.page.locator("#trials-table tbody tr")).to_have_count(len(trials))
+    # the table draws the rows in view of those it holds (all of them here)
+    expect(web.page.locator("#trials-table")).to_have_attribute("data-rows", str(len(trials)))
     shown_best = float(web.page.locator("[data-best-value]").first.get_attribute("data-best-value") or "nan")
     assert shown_best == best[0].value
     assert web.page.locator(f"#trial-{best[0].number} td").first.inner_text().startswith("★")

@@ -112,23 +112,36 @@ export class ParallelCoordinates {
     }
     const selected = this.selected();
     const { ids, axes, colors } = this.data;
-    const line = (r) => {
-      ctx.beginPath();
+    const xs = axes.map((_, i) => this.axisX(i)); // (axisX reads the canvas' width from the page)
+    const trace = (r) => { // the line of row r, added to the current path
       let pen = false;
       axes.forEach((a, i) => {
         const v = a.values[r];
         if (v === null || (this.scales[i].log && v <= 0)) { pen = false; return; }
-        const x = this.axisX(i); const y = this.toY(i, v);
-        if (pen) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+        const y = this.toY(i, v);
+        if (pen) ctx.lineTo(xs[i], y); else ctx.moveTo(xs[i], y);
         pen = true;
       });
-      ctx.stroke();
     };
     ctx.lineWidth = 1;
     ctx.strokeStyle = GREY;
-    ids.forEach((id, r) => { if (!selected.has(id)) line(r); });
+    ids.forEach((id, r) => { if (!selected.has(id)) { ctx.beginPath(); trace(r); ctx.stroke(); } });
     ctx.lineWidth = ids.length > 200 ? 1 : 1.8;
-    ids.forEach((id, r) => { if (selected.has(id)) { ctx.strokeStyle = colors[id] || "#2563eb"; line(r); } });
+    // the highlighted lines stroked once per colour (10,000 lines of a few colours: a few strokes),
+    // colours in the order they first appear
+    const byColor = new Map();
+    ids.forEach((id, r) => {
+      if (!selected.has(id)) return;
+      const color = colors[id] || "#2563eb";
+      if (!byColor.has(color)) byColor.set(color, []);
+      byColor.get(color).push(r);
+    });
+    for (const [color, rows] of byColor) {
+      ctx.strokeStyle = color;
+      ctx.beginPath();
+      rows.forEach(trace);
+      ctx.stroke();
+    }
     axes.forEach((a, i) => this.drawAxis(ctx, a, i, i === axes.length - 1));
   }
 

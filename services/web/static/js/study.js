@@ -1,9 +1,11 @@
 // A study's page: the optimization history and intermediate values over uPlot, parallel
 // coordinates and the Pareto front on a canvas, param importance as bars, the trials table
 // (sortable; the order is kept in the URL), all polled from /api/studies/<id> while the study
-// can still change.
+// can still change. The first drawing leaves performance marks (study:start, study:data, then one
+// as each part is drawn) that bench/_web_ui2.py reports.
 /* global uPlot */
 
+performance.mark("study:start");
 const root = document.getElementById("study");
 const studyId = root.dataset.studyId;
 const api = `/api/studies/${studyId}`;
@@ -14,8 +16,6 @@ const params = new URLSearchParams(location.search);
 const sort = { key: params.get("sort") || "number", desc: params.get("desc") === "1" };
 let data = null;
 let endedSeen = -1;
-let tableGeneration = 0; // a table drawn again stops the batches of the one before
-const FIRST_ROWS = 200, ROW_BATCH = 1000;
 const plots = {};
 
 // -- numbers --------------------------------------------------------------------------------------
@@ -59,8 +59,21 @@ async function getJSON(url) {
   return response.json();
 }
 
+// the charts' widths, read at once before any is drawn (reading one after another chart was
+// drawn had the browser lay the page out again for each)
+const widths = new Map();
+
+function measureCharts() {
+  widths.clear();
+  table.boxHeight = document.querySelector(".study-trials").clientHeight || 560;
+  for (const figure of document.querySelectorAll(".study-charts figure")) {
+    widths.set(figure.id, Math.max(240, Math.floor(figure.querySelector(".plot, .bars").clientWidth || 480)));
+  }
+}
+
 function widthOf(figure) {
-  return Math.max(240, Math.floor(figure.querySelector(".plot, .bars").clientWidth || 480));
+  if (!widths.has(figure.id)) measureCharts();
+  return widths.get(figure.id);
 }
 
 // -- summary --------------------------------------------------------------------------------------
@@ -106,50 +119,110 @@ function compare(a, b) {
   return String(a).localeCompare(String(b));
 }
 
-function renderTable() {
-  const table = document.getElementById("trials-table");
-  const heads = [...table.querySelectorAll("thead th")];
+// Only the rows in view (and OVERSCAN either side) are in the DOM, between two spacer rows as
+// tall as the rows left out: 10,000 rows built and laid out took seconds. `table.rows` holds
+// every trial in the sorted order (data-rows says how many); scrolling draws the rows it reaches.
+const OVERSCAN = 20;
+// boxHeight and scrollTop are the scrolling box's, kept (read when measured or scrolled, not while drawing)
+const table = { rows: [], best: new Set(), rowHeight: 31, measured: false, boxHeight: 560, scrollTop: 0,
+                first: -1, count: 0, scrolled: false };
+
+function sortedTrials() {
+  if (sort.key === "number") { // the order they come in
+    return sort.desc ? [...data.trials].reverse() : data.trials;
+  }
+  const keyed = data.trials.map((t) => [sortValue(t, sort.key), t]);
+  const missing = (v) => v === null || v === undefined;
+  keyed.sort(([a], [b]) => {
+    const c = compare(a, b);
+    if (missing(a) !== missing(b)) return c; // blanks last either way
+    return sort.desc ? -c : c;
+  });
+  return keyed.map(([, t]) => t);
+}
+
+function rowOf(t, heads, highlight) {
+  const tr = el("tr");
+  tr.id = `trial-${t.number}`;
+  if (String(t.number) === highlight) tr.className = "highlight";
   for (const th of heads) {
+    const key = th.dataset.sort;
+    const td = el("td", th.classList.contains("num") ? "num" : "");
+    if (key === "number") td.textContent = `${table.best.has(t.number) ? "★ " : ""}${t.number}`;
+    else if (key === "state") td.append(el("span", `badge ${t.state}`, t.state));
+    else if (key === "duration") td.textContent = fmtDuration(t.duration_ms);
+    else if (key) { td.textContent = fmt(sortValue(t, key)); td.classList.add("mono"); }
+    else if (t.run_id) { const a = el("a", "", "run"); a.href = `/runs/${t.run_id}`; td.append(a); }
+    tr.append(td);
+  }
+  return tr;
+}
+
+function spacer(rows) {
+  const tr = el("tr", "spacer");
+  tr.setAttribute("aria-hidden", "true");
+  const td = el("td");
+  td.colSpan = 99;
+  td.style.height = `${rows * table.rowHeight}px`;
+  tr.append(td);
+  return tr;
+}
+
+// the rows in view drawn; `force` redraws them even if the same ones are in view
+function drawRows(force = false) {
+  const tableEl = document.getElementById("trials-table");
+  const heads = [...tableEl.querySelectorAll("thead th")];
+  const total = table.rows.length;
+  const inView = Math.ceil(table.boxHeight / table.rowHeight) + 1;
+  const first = Math.max(0, Math.min(total - inView, Math.floor(table.scrollTop / table.rowHeight)) - OVERSCAN);
+  const count = Math.min(total - first, inView + 2 * OVERSCAN);
+  if (!force && first === table.first && count === table.count) return;
+  table.first = first;
+  table.count = count;
+  const highlight = params.get("trial");
+  const body = el("tbody");
+  if (first > 0) body.append(spacer(first));
+  for (let i = first; i < first + count; i++) body.append(rowOf(table.rows[i], heads, highlight));
+  if (first + count < total) body.append(spacer(total - first - count));
+  tableEl.tBodies[0].replaceWith(body);
+}
+
+function renderTable() {
+  const tableEl = document.getElementById("trials-table");
+  for (const th of tableEl.querySelectorAll("thead th")) {
     th.classList.toggle("sorted", th.dataset.sort === sort.key);
     th.dataset.dir = th.dataset.sort === sort.key ? (sort.desc ? "desc" : "asc") : "";
   }
-  const best = new Set(data.best);
-  const rows = [...data.trials].sort((a, b) => {
-    const c = compare(sortValue(a, sort.key), sortValue(b, sort.key));
-    const missing = (t) => { const v = sortValue(t, sort.key); return v === null || v === undefined; };
-    if (missing(a) !== missing(b)) return c;
-    return sort.desc ? -c : c;
-  });
+  table.best = new Set(data.best);
+  table.rows = sortedTrials();
+  tableEl.dataset.rows = String(table.rows.length);
+  drawRows(true);
   const highlight = params.get("trial");
-  const body = el("tbody");
-  const generation = ++tableGeneration;
-  const rowOf = (t) => {
-    const tr = el("tr");
-    tr.id = `trial-${t.number}`;
-    if (String(t.number) === highlight) tr.className = "highlight";
-    for (const th of heads) {
-      const key = th.dataset.sort;
-      const td = el("td", th.classList.contains("num") ? "num" : "");
-      if (key === "number") td.textContent = `${best.has(t.number) ? "★ " : ""}${t.number}`;
-      else if (key === "state") td.append(el("span", `badge ${t.state}`, t.state));
-      else if (key === "duration") td.textContent = fmtDuration(t.duration_ms);
-      else if (key) { td.textContent = fmt(sortValue(t, key)); td.classList.add("mono"); }
-      else if (t.run_id) { const a = el("a", "", "run"); a.href = `/runs/${t.run_id}`; td.append(a); }
-      tr.append(td);
+  if (highlight && !table.scrolled) { // ?trial=N: its row in view, the first time
+    table.scrolled = true;
+    const at = table.rows.findIndex((t) => String(t.number) === highlight);
+    if (at > 0) {
+      table.scrollTop = Math.max(0, (at - 3) * table.rowHeight);
+      drawRows();
+      document.querySelector(".study-trials").scrollTop = table.scrollTop;
     }
-    return tr;
-  };
-  // the first rows at once, the others in batches after (10,000 rows take a second or more)
-  body.append(...rows.slice(0, FIRST_ROWS).map(rowOf));
-  table.tBodies[0].replaceWith(body);
-  const more = (from) => {
-    if (generation !== tableGeneration || from >= rows.length) return;
-    const part = document.createDocumentFragment();
-    part.append(...rows.slice(from, from + ROW_BATCH).map(rowOf));
-    body.append(part);
-    setTimeout(() => more(from + ROW_BATCH), 0);
-  };
-  setTimeout(() => more(FIRST_ROWS), 0);
+  }
+}
+
+let scrollFrame = 0;
+function onTableScroll(event) {
+  table.scrollTop = event.target.scrollTop;
+  if (scrollFrame || !table.rows.length) return;
+  scrollFrame = requestAnimationFrame(() => {
+    scrollFrame = 0;
+    if (!table.measured) { // the rows' real height (app.css sets it), once, not while the page is drawn
+      table.measured = true;
+      const row = document.querySelector("#trials-table tbody tr:not(.spacer)");
+      const height = row ? row.getBoundingClientRect().height : 0;
+      if (height > 0 && Math.abs(height - table.rowHeight) > 0.5) { table.rowHeight = height; drawRows(true); return; }
+    }
+    drawRows();
+  });
 }
 
 function onSortClick(event) {
@@ -161,6 +234,7 @@ function onSortClick(event) {
   p.set("sort", sort.key);
   if (sort.desc) p.set("desc", "1"); else p.delete("desc");
   history.replaceState(null, "", `${location.pathname}?${p}`);
+  document.querySelector(".study-trials").scrollTop = table.scrollTop = 0;
   renderTable();
 }
 
@@ -262,6 +336,7 @@ function canvasIn(figure, height) {
   return { ctx, width, height };
 }
 
+const RAMP_STEPS = 32;
 function ramp(t) { // 0 (best) → deep blue, 1 (worst) → light orange
   const a = [30, 64, 175], b = [251, 191, 36];
   const c = a.map((v, i) => Math.round(v + (b[i] - v) * t));
@@ -288,11 +363,16 @@ let brushable = null;
 
 async function renderParcoords() {
   const figure = document.getElementById("parcoords-chart");
-  const done = data.trials.filter((t) => t.state === "COMPLETE" && t.values.length);
+  let done = data.trials.filter((t) => t.state === "COMPLETE" && t.values.length);
   const names = [...new Set(done.flatMap((t) => Object.keys(t.params)))].sort();
   figure.dataset.lines = String(done.length);
   const module = await shared;
   if (module?.ParallelCoordinates && done.length) {
+    // worst first, so the best lines are drawn on top; colours in RAMP_STEPS steps (parcoords.js
+    // strokes the lines of one colour at once)
+    const objective = axisOf(data.objectives[0].metric, done.map((t) => t.values[0]));
+    const quality = (t) => { const p = objective.pos(t.values[0]); return maximize() ? 1 - p : p; };
+    done = done.map((t) => [quality(t), t]).sort((a, b) => b[0] - a[0]).map(([, t]) => t);
     const holder = figure.querySelector(".plot");
     if (!brushable) {
       const canvas = el("canvas");
@@ -308,9 +388,8 @@ async function renderParcoords() {
       return { name: n, values: values.map((v) => (v === undefined ? null : categories.indexOf(String(v)))), categories };
     });
     const metric = { name: data.objectives[0].metric, values: done.map((t) => t.values[0]), categories: [] };
-    const objective = axisOf(metric.name, metric.values);
-    const quality = (t) => { const p = objective.pos(t.values[0]); return maximize() ? 1 - p : p; };
-    const colors = Object.fromEntries(done.map((t) => [`#${t.number}`, ramp(quality(t))]));
+    const steps = Array.from({ length: RAMP_STEPS + 1 }, (_, k) => ramp(k / RAMP_STEPS));
+    const colors = Object.fromEntries(done.map((t) => [`#${t.number}`, steps[Math.round(quality(t) * RAMP_STEPS)]]));
     const drawStart = performance.now();
     brushable.setData({ ids: done.map((t) => `#${t.number}`), axes: [...axes, metric], colors }, brushable.brushes);
     figure.dataset.drawMs = (performance.now() - drawStart).toFixed(1); // read by bench/_web_ui2.py
@@ -429,6 +508,7 @@ async function refresh(force = false) {
   const early = endedSeen === -1 && !drawn ? getJSON(`${api}/intermediate`) : null;
   early?.catch(() => {}); // its failure is reported where it is awaited
   data = await getJSON(api);
+  performance.mark("study:data");
   renderSummary();
   const shown = JSON.stringify([data.state, data.counts, data.best, data.trials.length]);
   if (shown === drawn && !force) {
@@ -436,9 +516,13 @@ async function refresh(force = false) {
     return;
   }
   drawn = shown;
+  measureCharts();
+  await renderParcoords(); // first: parcoords.js reads its canvas' width, the page not yet changed
+  performance.mark("study:parcoords");
   renderTable();
+  performance.mark("study:table");
   renderHistory();
-  await renderParcoords();
+  performance.mark("study:history");
   renderPareto();
   const ended = data.counts.COMPLETE + data.counts.PRUNED + data.counts.FAIL;
   if (ended !== endedSeen) { // intermediate values and importance change as trials end
@@ -446,6 +530,7 @@ async function refresh(force = false) {
     // fANOVA may take seconds (its first call imports optuna and scikit-learn): not waited for
     renderImportance().catch((error) => { document.getElementById("importance-note").textContent = error.message; });
     await renderIntermediate(early);
+    performance.mark("study:intermediate");
   } else if (data.counts.RUNNING) {
     await renderIntermediate();
   }
@@ -463,6 +548,7 @@ async function loop() {
 }
 
 document.querySelector("#trials-table thead").addEventListener("click", onSortClick);
+document.querySelector(".study-trials").addEventListener("scroll", onTableScroll, { passive: true });
 for (const id of ["pareto-x", "pareto-y"]) document.getElementById(id)?.addEventListener("change", renderPareto);
 let resizeTimer = 0;
 addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => { if (data) { endedSeen = -1; refresh(true); } }, 200); });
