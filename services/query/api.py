@@ -24,7 +24,7 @@ from . import analysis, history
 from .grammar import parse_filter, parse_order_by
 from .live import PointsHub
 from .store import EXPORT_PART_POINTS, Columns, Latest, LatestReader, QueryStore, Selection
-from .wire import series_message
+from .wire import export_response, series_message
 
 MAX_BULK_RUNS, MAX_BULK_KEYS = 100, 20
 MAX_COMPARED_RUNS = 100
@@ -188,9 +188,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             query_pb2.Bucket(start_step=b.start_step, end_step=b.end_step, min=b.min, max=b.max, mean=b.mean,
                              last=b.last, count=b.count) for b in buckets])
 
-    async def ExportMetric(
+    async def ExportMetric(  # type: ignore[override]  # wire bytes: registered with wire.pre_encoded (app.py)
         self, request: query_pb2.ExportMetricRequest, context: Context
-    ) -> AsyncIterator[query_pb2.ExportMetricResponse]:
+    ) -> AsyncIterator[bytes]:
+        """ExportMetricResponse parts as wire bytes (wire.export_response), sent as they are."""
         run_id = parse_id("run_id", request.run_id)
         key, ctx = _key(request.key, request.context)
         if request.max_points < 0:
@@ -202,7 +203,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         try:
             async for part in self._export(run_id, key, ctx, start, end, request.max_points):
                 reader.waiting()
-                yield query_pb2.ExportMetricResponse(series=_series(key, ctx, part))
+                yield export_response(key, MetricContext(ctx).proto, part.steps, part.values, part.timestamps)
                 reader.taken()
         finally:
             reader.taken()

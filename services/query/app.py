@@ -15,6 +15,7 @@ from .access import RULES
 from .api import QueryServicer
 from .live import PointsHub
 from .store import LatestReader, QueryStore
+from .wire import pre_encoded
 
 MAX_WATCHERS = 10_000  # WatchRun calls per replica; all share one Redis connection
 
@@ -26,7 +27,7 @@ async def serve(config: StoresConfig) -> None:
     hub = PointsHub(redis, max_watchers=MAX_WATCHERS, registry=server.registry)
     server.add_closer(hub.close)
     server.add_servicer(
-        query_pb2_grpc.add_QueryServiceServicer_to_server,
+        pre_encoded(query_pb2_grpc.add_QueryServiceServicer_to_server, frozenset({"ExportMetric"})),
         QueryServicer(store, LatestReader(redis, store, registry=server.registry), hub,
                       slow_reader_s=config.query_slow_reader_s),
         query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name,

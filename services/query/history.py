@@ -40,9 +40,12 @@ def from_packed(chunks: Iterable[tuple[bytes, bytes, bytes]]) -> Points:
     parts = list(chunks)
     if not parts:
         return EMPTY
-    steps = np.concatenate([unpack_ints(s) for s, _, _ in parts])
-    values = np.concatenate([unpack_floats(v) for _, v, _ in parts])
-    stamps = np.concatenate([unpack_ints(t) for _, _, t in parts])
+    if len(parts) == 1:  # one chunk (an export reads them so): its columns as they are decoded
+        steps, values, stamps = unpack_ints(parts[0][0]), unpack_floats(parts[0][1]), unpack_ints(parts[0][2])
+    else:
+        steps = np.concatenate([unpack_ints(s) for s, _, _ in parts])
+        values = np.concatenate([unpack_floats(v) for _, v, _ in parts])
+        stamps = np.concatenate([unpack_ints(t) for _, _, t in parts])
     points = Points(steps, values, stamps)
     if len(steps) > 1 and not _ordered(points):
         points = points.take(np.lexsort((stamps, steps)))
@@ -210,6 +213,8 @@ def merge_sorted(parts: Iterable[Points]) -> Points:
     items = [p for p in parts if len(p)]
     if not items:
         return EMPTY
+    if len(items) == 1 and _ordered(items[0]):
+        return items[0]
     merged = Points(np.concatenate([p.steps for p in items]), np.concatenate([p.values for p in items]),
                     np.concatenate([p.timestamps for p in items]))
     if len(merged) > 1 and _ordered(merged):  # parts that follow one another (an export's): no sort
