@@ -39,6 +39,9 @@ class Controller:
         self._sampling = sampling
         self._reaper = reaper
         self.lease_s = lease_s
+        # what a trial's run is started with: the study's name, experiment and run never change
+        self._heads: dict[uuid.UUID, StudyRow] = {}
+        self._ending: set[asyncio.Task[None]] = set()  # runs being ended after the call's answer
 
     async def create(self, fields: dict[str, Any], *, experiment: str, project: str, paused: bool) -> StudyRow:
         # options Optuna refuses fail here, before anything is stored (off the loop: a grid is built)
@@ -111,10 +114,15 @@ class Controller:
         if trial is None:
             async with self._sampling.serialized(study_id):
                 trial = await self._acquire(study_id, worker)
-        study = await self._store.get(study_id=study_id)
-        if trial is not None and trial.run_id is None:
-            trial = await self._store.set_trial_run(trial.id, (await self._runs.start_trial_run(study, trial)).id)
-        return Acquired(trial, study)
+        if trial is None or trial.run_id is not None:
+            return Acquired(trial, await self._store.get(study_id=study_id))
+        # The trial's run exists before the answer (the worker logs to it at once); the study is
+        # read for the answer meanwhile. A failure here leaves the trial leased without a run:
+        # the worker's next AcquireTrial gets it again and starts its run.
+        if (head := self._heads.get(study_id)) is None:
+            head = self._heads[study_id] = await self._store.get(study_id=study_id)
+        study, run = await asyncio.gather(self._store.get(study_id=study_id), self._runs.start_trial_run(head, trial))
+        return Acquired(await self._store.set_trial_run(trial.id, run.id), study)
 
     async def _acquire(self, study_id: uuid.UUID, worker: str) -> TrialRow | None:
         async with self._store.locked(study_id) as tx:
@@ -142,8 +150,7 @@ class Controller:
 
     async def heartbeat(self, trial_id: uuid.UUID, worker: str) -> tuple[datetime | None, bool]:
         """The lease extended (and its run kept alive); `(None, True)` when the trial should stop."""
-        study_id = await self._store.study_of(trial_id)
-        async with self._store.locked(study_id) as tx:  # no engine: it does not wait for the sampler
+        async with self._store.locked_by_trial(trial_id) as tx:  # no engine: it does not wait for the sampler
             domain.check_lease(trial := await tx.trial(trial_id), worker)
             if trial.state != TrialState.RUNNING or tx.study.state.ended:
                 return None, True
@@ -167,29 +174,38 @@ class Controller:
                      reason: str = "") -> TrialRow:
         """COMPLETE (with one value per objective), PRUNED or FAIL (with its `reason`). Finishing
         a trial again in the same way is a no-op (idempotent); differently, FAILED_PRECONDITION."""
-        study_id = await self._store.study_of(trial_id)
         # No engine here (it learns the result from `told`), so this never waits for the sampler.
-        async with self._store.locked(study_id) as tx:
+        async with self._store.locked_by_trial(trial_id) as tx:
             domain.check_lease(trial := await tx.trial(trial_id), worker)
             if not (repeat := domain.check_finish(trial, tx.study, state, values)):
-                values = await self._end_trial(tx, trial, state, values, domain.fail_reason(reason))
+                trial, values = await self._end_trial(tx, trial, state, values, domain.fail_reason(reason))
+        study_id = tx.study.id
         if not repeat:
             self._sampling.told(study_id, trial.number, state, values)
-            ok = state in (TrialState.COMPLETE, TrialState.PRUNED)
-            await self._runs.end_if_running(trial.run_id, RunStatus.FINISHED if ok else RunStatus.FAILED)
-            trial = await self._store.trial(trial_id)
+            self._end_run_soon(trial)
         self._sampling.refill_soon(study_id, after_s=AFTER_CALL_S)
         return trial
 
     async def _end_trial(self, tx: StudyTx, trial: TrialRow, state: TrialState, values: Sequence[float],
-                         reason: str) -> list[float]:
-        """Store how the trial ended; returns its values (a pruned one's: the last it reported)."""
+                         reason: str) -> tuple[TrialRow, list[float]]:
+        """Store how the trial ended (its run marked to be ended: `_end_run_soon`); returns the
+        trial and its values (a pruned one's: the last it reported)."""
         if state == TrialState.PRUNED:
             last = await tx.last_intermediate(trial.id)
             values = [last] if last is not None else []
-        await tx.end_trial(trial.id, state, values or None, reason if state == TrialState.FAIL else "")
+        trial = await tx.end_trial(trial.id, state, values or None, reason if state == TrialState.FAIL else "",
+                                   run_ends_later=True)
         await self._reaper.finish_if_done(tx)
-        return list(values)
+        return trial, list(values)
+
+    def _end_run_soon(self, trial: TrialRow) -> None:
+        """End the ended trial's run through the run service once the call has answered (a gRPC
+        hop and a run service transaction off the worker's path). PostgreSQL keeps the trial
+        marked until it is done, so if this fails, or the controller dies first, the reaper ends
+        the run (`Reaper.end_runs`)."""
+        task = asyncio.create_task(self._reaper.end_run(trial))
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
 
     async def suggest(self, trial_id: uuid.UUID, worker: str, name: str, spec: dict[str, Any]) -> Any:
         """The value of param `name` (distribution `spec`, a search space entry) of a running

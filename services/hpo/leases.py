@@ -83,6 +83,24 @@ class Reaper:
         self._sampling.refill_soon(study_id)
         return True
 
+    async def end_run(self, trial: TrialRow) -> None:
+        """End the run of a trial that ended (FINISHED when it completed or was pruned, else
+        FAILED), then clear the trial's mark (`StudyTx.end_trial`'s `run_ends_later`); a failure
+        is logged and leaves the mark for `end_runs` to try again."""
+        ok = trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        try:
+            await self._runs.end_if_running(trial.run_id, RunStatus.FINISHED if ok else RunStatus.FAILED)
+            await self._store.run_ended(trial.id)
+        except Exception as exc:
+            log.warning("the run of trial %d (%s) is not ended yet (%s); the reaper retries", trial.number,
+                        trial.id.hex, exc)
+
+    async def end_runs(self) -> None:
+        """End the runs of ended trials still marked (their controller died before ending them, or
+        the run service was down)."""
+        for trial in await self._store.runs_to_end():
+            await self.end_run(trial)
+
     async def reap_all(self) -> None:
         """Background duty: expire leases, finish exhausted studies, keep each running study's
         ready queue full and in step with PostgreSQL, keep study and trial runs alive."""
@@ -98,3 +116,4 @@ class Reaper:
             await self._runs.heartbeat_if_running(run_id)
         for trial_run in await self._store.running_trial_runs():
             await self._runs.heartbeat_if_running(trial_run)
+        await self.end_runs()

@@ -75,6 +75,7 @@ class Sampling:
         self._pending: dict[uuid.UUID, list[Result]] = {}  # stored, not yet told to the engine
         # trials this process sampled ahead, still waiting: id → (number, engine.results then)
         self._ahead: dict[uuid.UUID, dict[uuid.UUID, tuple[int, int]]] = {}
+        self._acks: set[asyncio.Task[None]] = set()  # queue entries being acknowledged after a hand-out
 
     @asynccontextmanager
     async def serialized(self, study_id: uuid.UUID, *, forget_on_error: bool = True) -> AsyncIterator[None]:
@@ -138,7 +139,10 @@ class Sampling:
             try:
                 trial = await self._store.claim(study_id, trial_id, worker, lease_s)
             finally:
-                await self._queue.done(study_id, entry_id)
+                # off the call's path: an entry left behind is stale, skipped when read again
+                ack = asyncio.create_task(self._queue.done(study_id, entry_id))
+                self._acks.add(ack)
+                ack.add_done_callback(self._acks.discard)
             if trial is not None:
                 self.taken(study_id, trial_id)
                 self.refill_soon(study_id, after_s=AFTER_CALL_S)  # sample its replacement while it trains

@@ -94,22 +94,22 @@ async def _history(db: Any, study_id: uuid.UUID) -> list[StoredTrial]:
             for r in rows]
 
 
-async def _claim(conn: Any, study_id: uuid.UUID, trial_id: uuid.UUID, worker: str, lease_s: float) -> TrialRow | None:
-    async with conn.transaction():
-        # The study row first, then the trial (and the counts the trigger updates): the lock order
-        # of `StudyStore.locked`, so a claim and a locked transaction never deadlock.
-        if not await conn.fetchval(
-                """SELECT s.state = $2 AND coalesce(c.counts[$3], 0) < s.parallelism
-                   FROM studies s LEFT JOIN study_trial_counts c ON c.study_id = s.id
-                   WHERE s.id = $1 FOR NO KEY UPDATE OF s""", study_id, StudyState.RUNNING, _RUNNING):
-            return None
-        row = await conn.fetchrow(
-            """UPDATE trials t SET state = $2, worker = $3,
-                                   lease_expires = now() + make_interval(secs => $4::float8),
-                                   started_at = coalesce(t.started_at, now())
-               WHERE t.id = $1 AND t.study_id = $6 AND t.state = $5
-               RETURNING t.*""",
-            trial_id, _RUNNING, worker, lease_s, _WAITING, study_id)
+async def _claim(db: Any, study_id: uuid.UUID, trial_id: uuid.UUID, worker: str, lease_s: float) -> TrialRow | None:
+    # One statement (one round trip, its own transaction on the pool): the study row is locked
+    # first (a materialized CTE), then the trial updated (and the counts the trigger keeps): the
+    # lock order of `StudyStore.locked`, so a claim and a locked transaction never deadlock. A
+    # trial claimed meanwhile by a claim this one waited for no longer matches (re-checked after
+    # the wait), and the counts read are those of the claims committed before the wait (as before).
+    row = await db.fetchrow(
+        """WITH s AS MATERIALIZED (
+               SELECT s.id FROM studies s LEFT JOIN study_trial_counts c ON c.study_id = s.id
+               WHERE s.id = $6 AND s.state = $7 AND coalesce(c.counts[$2], 0) < s.parallelism
+               FOR NO KEY UPDATE OF s)
+           UPDATE trials t SET state = $2, worker = $3, lease_expires = now() + make_interval(secs => $4::float8),
+                               started_at = coalesce(t.started_at, now())
+           FROM s WHERE t.id = $1 AND t.study_id = s.id AND t.state = $5
+           RETURNING t.*""",
+        trial_id, _RUNNING, worker, lease_s, _WAITING, study_id, StudyState.RUNNING)
     return _trial(row) if row else None
 
 
@@ -191,12 +191,15 @@ class StudyTx:
         return None if value is None else float(value)
 
     async def end_trial(self, trial_id: uuid.UUID, state: TrialState, values: Sequence[float] | None,
-                        reason: str = "") -> None:
-        """`reason`: why a FAIL failed (kept as given: see domain.fail_reason)."""
-        await self._conn.execute(
+                        reason: str = "", *, run_ends_later: bool = False) -> TrialRow:
+        """`reason`: why a FAIL failed (kept as given: see domain.fail_reason). `run_ends_later`:
+        the trial's run (if it has one) is marked to be ended (`StudyStore.runs_to_end`).
+        Returns the trial as stored."""
+        return _trial(await self._conn.fetchrow(
             """UPDATE trials SET state = $2, objective_values = $3, ended_at = now(), lease_expires = NULL,
-                                 fail_reason = $4
-               WHERE id = $1""", trial_id, state, list(values) if values is not None else None, reason)
+                                 fail_reason = $4, run_ending = $5 AND run_id IS NOT NULL
+               WHERE id = $1 RETURNING *""",
+            trial_id, state, list(values) if values is not None else None, reason, run_ends_later))
 
     # The two below write the whole JSON value as `create` and `insert_trial` do (and `_json`
     # reads): jsonb operators would not see into it.
@@ -244,6 +247,26 @@ class StudyStore:
         block ends, rolled back if it raises. NotFound for an unknown study."""
         async with self._pool.acquire() as conn, conn.transaction():
             yield StudyTx(conn, await _get_study(conn, study_id=study_id, lock=True))
+
+    @asynccontextmanager
+    async def locked_by_trial(self, trial_id: uuid.UUID) -> AsyncIterator[StudyTx]:
+        """`locked` for the study of this trial, found in the same statement that locks it;
+        NotFound for an unknown trial."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """SELECT s.*, c.counts FROM studies s LEFT JOIN study_trial_counts c ON c.study_id = s.id
+                   WHERE s.id = (SELECT study_id FROM trials WHERE id = $1) FOR UPDATE OF s""", trial_id)
+            if row is None:
+                raise NotFound(f"trial {trial_id.hex} does not exist")
+            yield StudyTx(conn, _study(row))
+
+    async def runs_to_end(self) -> list[TrialRow]:
+        """Ended trials whose runs are still to be ended (`StudyTx.end_trial`'s `run_ends_later`)."""
+        return [_trial(r) for r in await self._pool.fetch("SELECT * FROM trials WHERE run_ending")]
+
+    async def run_ended(self, trial_id: uuid.UUID) -> None:
+        """The trial's run has been ended: it is no longer among `runs_to_end`."""
+        await self._pool.execute("UPDATE trials SET run_ending = false WHERE id = $1 AND run_ending", trial_id)
 
     async def drop_waiting(self, study_id: uuid.UUID, trial_ids: Sequence[uuid.UUID]) -> list[int]:
         """`StudyTx.drop_waiting` in a transaction of its own."""
@@ -317,8 +340,7 @@ class StudyStore:
         trials running; None otherwise (taken by another worker, deleted, study paused or full).
         Claims of one study are serialized by its row lock, which the sampler does not hold
         while it samples (only to store what it sampled)."""
-        async with self._pool.acquire() as conn:
-            return await _claim(conn, study_id, trial_id, worker, lease_s)
+        return await _claim(self._pool, study_id, trial_id, worker, lease_s)
 
     async def set_trial_run(self, trial_id: uuid.UUID, run_id: uuid.UUID) -> TrialRow:
         return _trial(await self._pool.fetchrow("UPDATE trials SET run_id = $2 WHERE id = $1 RETURNING *",

@@ -36,6 +36,15 @@ def create(hpo: hpo_pb2_grpc.HpoServiceStub, name: str, **fields: object) -> hpo
     return hpo.CreateStudy(request, timeout=30).study
 
 
+def run_when_ended(run_id: str) -> trackd.RunInfo:
+    """The run, once it has ended: a trial's run is ended just after CompleteTrial answers."""
+    deadline = time.monotonic() + 20
+    while (run := trackd.get_run(run_id)).status == "RUNNING":
+        assert time.monotonic() < deadline, f"run {run_id} still RUNNING"
+        time.sleep(0.05)
+    return run
+
+
 def test_a_study_runs_to_its_trial_limit_with_conditional_params(
         hpo: hpo_pb2_grpc.HpoServiceStub, unique: Callable[[str], str]) -> None:
     study = create(hpo, unique("study"), sampler="tpe", max_trials=12, parallelism=3, seed=7)
@@ -68,7 +77,7 @@ def test_a_study_runs_to_its_trial_limit_with_conditional_params(
     assert [t.number for t in trials] == list(range(12))
     [best] = hpo.GetBestTrials(hpo_pb2.GetBestTrialsRequest(study_id=study.id)).trials
     assert best.values[0] == min(t.values[0] for t in trials)
-    run = trackd.get_run(best.run_id)  # every trial is a run, child of the study's run
+    run = run_when_ended(best.run_id)  # every trial is a run, child of the study's run
     assert run.parent_run_id == study.run_id and run.status == "FINISHED"
     assert float(run.params["x"]) == json.loads(best.params_json)["x"]
     late = hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study.id, worker="late"))
@@ -303,4 +312,36 @@ def test_a_trial_whose_run_fails_is_retried_then_failed(
     failed = end_run_and_wait(second)
     assert failed.state == hpo_pb2.TRIAL_STATE_FAIL  # no retry left: counted once, as failed
     assert hpo.GetStudy(hpo_pb2.GetStudyRequest(study_id=study.id)).study.state == hpo_pb2.STUDY_STATE_FINISHED
+    client.close()
+
+
+def test_the_reaper_ends_a_trial_run_its_controller_did_not(
+        stack: EmbeddedStack, hpo: hpo_pb2_grpc.HpoServiceStub, unique: Callable[[str], str]) -> None:
+    """A controller killed between CompleteTrial's commit and ending the trial's run leaves the
+    trial marked (run_ending): the reaper ends that run. Simulated: a completed trial pointed, as
+    marked, at a run still RUNNING."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    study = create(hpo, unique("run-ending"), sampler="random", max_trials=1)
+    trial = hpo.AcquireTrial(hpo_pb2.AcquireTrialRequest(study_id=study.id, worker="w1")).trial
+    hpo.CompleteTrial(hpo_pb2.CompleteTrialRequest(trial_id=trial.id, worker="w1", values=[1.0]))
+    assert run_when_ended(trial.run_id).status == "FINISHED"
+    from trackd_api.run.v1 import run_pb2
+
+    client = trackd.Client()
+    left = client.call("run", client.runs.StartRun, run_pb2.StartRunRequest(
+        experiment_name=unique("left-running"), name="left running", unattended=True)).run
+
+    async def mark() -> None:
+        conn = await asyncpg.connect(stack.pg_dsn)
+        try:
+            await conn.execute("UPDATE trials SET run_id = $2, run_ending = true WHERE id = $1",
+                               uuid.UUID(trial.id), uuid.UUID(left.id))
+        finally:
+            await conn.close()
+    asyncio.run(mark())
+    assert run_when_ended(left.id).status == "FINISHED"  # by the reaper (every 2 s)
     client.close()
