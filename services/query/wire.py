@@ -57,10 +57,10 @@ def _varint_parts(values: np.ndarray) -> list[Buffer]:
     low, high = _width(int(u.min())), _width(int(u.max()))
     if high <= _SPREAD:
         if low == high:  # all of one length (timestamps, usually)
-            return [memoryview(_spread(u, high))]
+            return [_spread(u, high).data]
         if bool((u[1:] >= u[:-1]).all()):  # ascending (steps, usually): runs of one length each
             cuts = [0, *np.searchsorted(u, _BOUNDS[low - 1:high - 1], "left").tolist(), len(u)]
-            return [memoryview(_spread(u[a:b], w))
+            return [_spread(u[a:b], w).data
                     for w, (a, b) in enumerate(zip(cuts, cuts[1:], strict=False), start=low) if b > a]
     return [_any_varints(u, high)]
 
@@ -100,7 +100,7 @@ def _series_parts(key: str, context: int, steps: np.ndarray, values: np.ndarray,
         parts.append(bytes([_CONTEXT]) + _length(context))
     if len(steps):
         parts += [*_field(_STEPS, _varint_parts(steps)),
-                  *_field(_VALUES, [memoryview(np.ascontiguousarray(values, "<f8")).cast("B")]),
+                  *_field(_VALUES, [np.ascontiguousarray(values, "<f8").data.cast("B")]),
                   *_field(_TIMESTAMPS, _varint_parts(timestamps))]
     return parts
 
