@@ -24,7 +24,7 @@ Endpoints = Sequence[tuple[str, list[str], Handler]]
 
 def routes(backends: Backends) -> list[BaseRoute]:
     table: list[tuple[str, list[str], Handler]] = [*experiments.ENDPOINTS, *runs.ENDPOINTS, *metrics.ENDPOINTS]
-    table += [*models.ENDPOINTS, *registry.ENDPOINTS]  # logged models, the model registry
+    table += [*models.ENDPOINTS, *registry.ENDPOINTS, *artifacts.ENDPOINTS]  # logged models, the registry
     found: list[BaseRoute] = [
         Route(prefix + path, endpoint(backends, handler), methods=methods)
         for prefix in PREFIXES for path, methods, handler in table

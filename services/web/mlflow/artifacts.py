@@ -32,10 +32,12 @@ from .protocol import (
     CALL_TIMEOUT_S,
     FROM_GRPC,
     INTERNAL_ERROR,
+    Call,
     MlflowError,
     invalid,
     not_found,
 )
+from .runs import get_run
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +72,18 @@ def parse_location(path: str, *, allow_root: bool = False) -> Location:
     if len(parts) < 3 or parts[2] != "artifacts" or not parts[0] or not _RUN_ID.match(parts[1]):
         raise invalid(f"Artifact path {path[:200]!r} is not of the form <experiment_id>/<run_id>/artifacts/<path>: "
                       "trackd keeps every artifact in a run")
-    rest = parts[3].strip("/") if len(parts) == 4 else ""
+    rest = _without_dots(parts[3].strip("/") if len(parts) == 4 else "")
     if not rest and not allow_root:
         raise invalid("Give the artifact's path inside the run's artifacts")
     if rest and any(s in ("", ".", "..") for s in rest.split("/")) or "\\" in rest or "\x00" in rest:
-        raise invalid(f"Invalid artifact path {rest[:200]!r}: no empty, '.' or '..' segments")
+        raise invalid(f"Invalid artifact path {rest[:200]!r}: no empty or '..' segments")
     return Location(parts[0], parts[1], rest)
+
+
+def _without_dots(path: str) -> str:
+    """`path` without its "." segments: MLflow's client lists and downloads "." (the whole run) as
+    `<root>/.` and the files it finds as `./<name>`, which its own server reads as the root."""
+    return "/".join(s for s in path.split("/") if s != ".") if path else ""
 
 
 def parse_uri(uri: str) -> Location:
@@ -253,6 +261,36 @@ class ArtifactProxy:
         parse_location(request.path_params["path"])
         raise MlflowError("NOT_IMPLEMENTED", f"{MULTIPART_UNSUPPORTED}: trackd streams large files through "
                                              "one PUT (or the SDK's direct S3 upload)")
+
+
+async def list_artifacts(call: Call) -> dict[str, Any]:
+    """MLflow's REST `artifacts/list` (what MLflow's own UI reads): the direct children of `path`
+    in a run's artifacts, with their paths from the run's artifact root."""
+    run_id = call.get("run_id", str) or call.get("run_uuid", str)
+    if not run_id:
+        raise invalid("Missing value for required parameter 'run_id'.")
+    raw = call.get("path", str, "") or ""
+    if raw.startswith("/") or any(s == ".." for s in raw.split("/")) or "\\" in raw or "\x00" in raw:
+        raise invalid("Invalid path")
+    if call.get("page_token", str):
+        raise invalid("Invalid page_token: trackd answers the whole directory in one page")
+    run = await get_run(call, run_id)
+    where = Location(run.experiment_id, run.id, _without_dots(raw.strip("/")))
+    found: list[artifact_pb2.Artifact] = []
+    token = ""
+    while True:
+        page = await call.rpc(call.backends.artifacts.ListArtifacts, artifact_pb2.ListArtifactsRequest(
+            run_id=run.id, prefix=where.path, recursive=False, page_size=LIST_PAGE, page_token=token))
+        seen = {a.path for a in found}
+        found += [a for a in page.artifacts if a.path not in seen]  # a directory may span two pages
+        token = page.next_page_token
+        if not token:
+            break
+    files = [{**_file_info(a), "path": a.path.rstrip("/")} for a in found]
+    return {"root_uri": Location(run.experiment_id, run.id, "").uri, "files": files}
+
+
+ENDPOINTS = [("/artifacts/list", ["GET"], list_artifacts)]
 
 
 def _file_info(artifact: artifact_pb2.Artifact) -> dict[str, Any]:

@@ -200,12 +200,13 @@ def check_key(kind: str, key: Any) -> str:
 
 
 def check_value(kind: str, key: str, value: Any, limit: int) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise invalid(f"Invalid value {json.dumps(value)[:100]} for {kind} '{key}': expected a string")
-    text = value if isinstance(value, str) else json.dumps(value)
-    if len(text) > limit:
-        raise invalid(f"{kind.capitalize()} '{key}' had length {len(text)}, which exceeded length limit of {limit}")
-    return text
+    """A param or tag value: a string (MLflow's server refuses a number as well), at most `limit` long."""
+    if not isinstance(value, str):
+        raise invalid(f"Invalid value {json.dumps(value)[:100]} for parameter 'value' supplied: the value of "
+                      f"{kind} '{key[:100]}' must be a string")
+    if len(value) > limit:
+        raise invalid(f"{kind.capitalize()} '{key}' had length {len(value)}, which exceeded length limit of {limit}")
+    return value
 
 
 def metric_value(key: str, value: Any) -> float:

@@ -82,6 +82,7 @@ async def _as_json(call: Call, e: run_pb2.Experiment) -> dict[str, Any]:
 
 async def create(call: Call) -> dict[str, Any]:
     name = call.require("name", str)
+    call.get("artifact_location", str)  # checked, then ignored: trackd chooses where artifacts live
     project, experiment = convert.split_name(name)
     tags = {t["key"]: t["value"] for t in _tags(call)}
     try:
@@ -182,6 +183,7 @@ async def search(call: Call) -> dict[str, Any]:
         start = (decode_token(token, arity=1, kinds=(int,)) or [0])[0]
     except Exception:  # noqa: BLE001 - any malformed token is the caller's
         raise invalid("Invalid page token") from None
+    await _ensure_default(call)
     projects = await _project_names(call)
     everything = await _all_experiments(call, include_archived=view != "ACTIVE_ONLY")
     shown = [convert.experiment_json(e, projects.get(e.project_id, "")) for e in everything
@@ -192,6 +194,16 @@ async def search(call: Call) -> dict[str, Any]:
     page = shown[start:start + limit]
     return {"experiments": page, **({"next_page_token": encode_token([start + limit])}
                                     if start + limit < len(shown) else {})}
+
+
+async def _ensure_default(call: Call) -> None:
+    """MLflow's server always has its Default experiment, so a search always finds it; trackd
+    creates default/Default on first use (a caller not allowed to is shown what exists)."""
+    try:
+        await default_experiment(call)
+    except grpc.aio.AioRpcError as error:
+        if error.code() != grpc.StatusCode.PERMISSION_DENIED:
+            raise
 
 
 def _sort_key(field: str, experiment: dict[str, Any]) -> tuple[bool, str | int]:

@@ -143,11 +143,14 @@ async def get_history_bulk_interval(call: Call) -> dict[str, Any]:
     run_ids = call.get("run_ids", list) or []
     if not run_ids:
         raise invalid("Missing value for required parameter 'run_ids'.")
-    if len(run_ids) > MAX_RUNS or not all(isinstance(r, str) for r in run_ids):
-        raise invalid(f"GetMetricHistoryBulkInterval request must specify at most {MAX_RUNS} run_ids (strings). "
+    if len(run_ids) > MAX_RUNS:
+        raise invalid(f"GetMetricHistoryBulkInterval request must specify at most {MAX_RUNS} run_ids. "
                       f"Received {len(run_ids)} run_ids.")
+    if not all(isinstance(r, str) for r in run_ids):
+        raise invalid("Invalid value for parameter 'run_ids' supplied: expected a list of strings")
     name = call.require("metric_key", str)
-    limit = call.get("max_results", int, MAX_RESULTS_PER_RUN) or MAX_RESULTS_PER_RUN
+    limit = call.get("max_results", int)
+    limit = MAX_RESULTS_PER_RUN if limit is None else limit  # 0 is refused, not taken for "absent"
     if not 1 <= limit <= MAX_RESULTS_PER_RUN:
         raise invalid(f"max_results must be between 1 and {MAX_RESULTS_PER_RUN}.")
     start, end = call.get("start_step", int), call.get("end_step", int)
@@ -166,7 +169,45 @@ async def get_history_bulk_interval(call: Call) -> dict[str, Any]:
     return {"metrics": metrics}
 
 
+async def get_history_bulk(call: Call) -> dict[str, Any]:
+    """MLflow's older bulk read (`run_id` repeated): the runs' points in run id order, each run's in
+    (timestamp, step, value) order, at most `max_results` (≤ 25,000) points in all."""
+    run_ids = call.get("run_id", list) or []
+    if not run_ids:
+        raise invalid("GetMetricHistoryBulk request must specify at least one run_id.")
+    if len(run_ids) > MAX_RUNS:
+        raise invalid(f"GetMetricHistoryBulk request cannot specify more than {MAX_RUNS} run_ids. "
+                      f"Received {len(run_ids)} run_ids.")
+    if not all(isinstance(r, str) for r in run_ids):
+        raise invalid("Invalid value for parameter 'run_id' supplied: expected a list of strings")
+    name = call.get("metric_key", str)
+    if not name:
+        raise invalid("GetMetricHistoryBulk request must specify a metric_key.")
+    limit = call.get("max_results", int)
+    limit = MAX_HISTORY_PAGE if limit is None else limit
+    if not 1 <= limit <= MAX_HISTORY_PAGE:
+        raise invalid(f"max_results must be between 1 and {MAX_HISTORY_PAGE}.")
+    runs = sorted({run.id: run for run in [await get_run(call, r) for r in run_ids]}.values(), key=lambda r: r.id)
+    key, context = convert.parse_metric_name(name)
+    metrics: list[dict[str, Any]] = []
+    for run in runs:
+        found = await _history(call, query_pb2.GetMetricHistoryRequest(
+            run_id=run.id, key=key, context=MetricContext(context).proto))
+        points = _points(found, name, run.id)
+        points.sort(key=lambda p: (p["timestamp"], p["step"], _order(p["value"])))
+        metrics += points[:limit - len(metrics)]
+        if len(metrics) >= limit:
+            break
+    return {"metrics": metrics}
+
+
+def _order(value: Any) -> float:
+    """A point's value as a sort key (NaN, ±Inf arrive as MLflow's strings)."""
+    return float(value.replace("Infinity", "inf")) if isinstance(value, str) else float(value)
+
+
 ENDPOINTS = [
     ("/metrics/get-history", ["GET"], get_history),
+    ("/metrics/get-history-bulk", ["GET"], get_history_bulk),
     ("/metrics/get-history-bulk-interval", ["GET"], get_history_bulk_interval),
 ]

@@ -19,7 +19,7 @@ from trackd_platform.vocabulary import RunStatus
 
 from . import convert
 from .experiments import get_experiment
-from .protocol import INVALID_STATE, Call, MlflowError, invalid, not_found
+from .protocol import INVALID_STATE, RESOURCE_DOES_NOT_EXIST, Call, MlflowError, invalid, not_found
 
 SEARCH_DEFAULT, SEARCH_MAX, QUERY_PAGE = 1000, 50_000, 1000
 _ID = re.compile(r"[0-9a-fA-F-]{32,36}")
@@ -43,6 +43,16 @@ async def get_run(call: Call, run_id: str) -> run_pb2.Run:
         if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
             raise not_found(f"Run '{run_id[:80]}' not found") from None
         raise
+
+
+async def _run_exists(call: Call, run_id: str) -> bool:
+    try:
+        await get_run(call, run_id)
+    except MlflowError as error:
+        if error.code == RESOURCE_DOES_NOT_EXIST:
+            return False
+        raise
+    return True
 
 
 async def _active_run(call: Call) -> run_pb2.Run:
@@ -78,8 +88,8 @@ async def create(call: Call) -> dict[str, Any]:
     if name:
         tags[convert.RUN_NAME_TAG] = name  # MLflow keeps the name as a tag too (searchable)
     parent = tags.get(convert.PARENT_TAG, "")
-    if parent:
-        await get_run(call, parent)
+    if parent and not await _run_exists(call, parent):
+        parent = ""  # MLflow does not check the tag: a parent trackd does not hold stays a plain tag, unlinked
     start = call.get("start_time", int)
     request = run_pb2.StartRunRequest(
         experiment_id=experiment.id, name=name, tags=tags, parent_run_id=parent, unattended=True,
@@ -175,14 +185,15 @@ async def search(call: Call) -> dict[str, Any]:
 
 # -- params, tags, metrics, inputs --------------------------------------------------------------
 
-def _metric(item: dict[str, Any]) -> tuple[str, int, float, int, int]:
-    """(key, context, value, timestamp, step) of one MLflow metric."""
+def _metric(item: dict[str, Any], field: str = "") -> tuple[str, int, float, int, int]:
+    """(key, context, value, timestamp, step) of one MLflow metric; `field` ("metrics[3].") prefixes
+    the names in error messages, as MLflow's server spells them for a batch."""
     key = convert.check_key("metric", item.get("key"))
     if "@" in key:
         raise invalid(f"Invalid metric name: '{key[:100]}' ('@' is trackd's context separator)")
     value = convert.metric_value(key, item.get("value"))
-    timestamp = convert.integer("timestamp", item.get("timestamp"))
-    step = convert.integer("step", item.get("step"), default=0)
+    timestamp = convert.integer(f"{field}timestamp", item.get("timestamp"))
+    step = convert.integer(f"{field}step", item.get("step"), default=0)
     return key, 0, value, timestamp, step
 
 
@@ -223,6 +234,7 @@ async def _write(call: Call, run: run_pb2.Run, *, params: dict[str, str], tags: 
 
 
 async def log_metric(call: Call) -> dict[str, Any]:
+    run_id_field(call)  # MLflow checks the run id's type before the other fields
     metric = _metric({"key": call.require("key", str), "value": call.fields.get("value"),
                       "timestamp": call.fields.get("timestamp"), "step": call.fields.get("step")})
     await _write(call, await _active_run(call), params={}, tags={}, metrics=[metric])
@@ -230,6 +242,7 @@ async def log_metric(call: Call) -> dict[str, Any]:
 
 
 async def log_param(call: Call) -> dict[str, Any]:
+    run_id_field(call)  # MLflow checks the run id's type before the other fields
     key = convert.check_key("param", call.require("key", str))
     value = convert.check_value("param", key, call.fields.get("value", ""), convert.PARAM_VALUE_MAX)
     await _write(call, await _active_run(call), params={key: value}, tags={}, metrics=[])
@@ -237,6 +250,7 @@ async def log_param(call: Call) -> dict[str, Any]:
 
 
 async def set_tag(call: Call) -> dict[str, Any]:
+    run_id_field(call)  # MLflow checks the run id's type before the other fields
     key = convert.check_key("tag", call.require("key", str))
     value = convert.check_value("tag", key, call.fields.get("value", ""), convert.TAG_VALUE_MAX)
     if key == convert.RUN_NAME_TAG and not value:
@@ -267,7 +281,7 @@ async def log_batch(call: Call) -> dict[str, Any]:
     if len(raw_metrics) + len(raw_params) + len(raw_tags) > convert.MAX_BATCH_ITEMS:
         raise invalid(f"A batch logging request can contain at most {convert.MAX_BATCH_ITEMS} metrics, params and "
                       "tags in total.")
-    metrics = [_metric(m) for m in raw_metrics]
+    metrics = [_metric(m, f"metrics[{i}].") for i, m in enumerate(raw_metrics)]
     params: dict[str, str] = {}
     for p in raw_params:
         key = convert.check_key("param", p.get("key"))
