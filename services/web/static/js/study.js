@@ -315,7 +315,8 @@ async function renderIntermediate(pending = null) {
   };
   newPlot("intermediate", figure, {
     series, legend: { show: false }, hooks: { draw: [markPruned] }, focus: { alpha: 0.3 },
-    cursor: { focus: { prox: 16 } }, axes: [{ label: "step", values: integers }, yAxis],
+    // no hover point per curve (500 curves: 500 elements laid out for nothing)
+    cursor: { focus: { prox: 16 }, points: { show: false } }, axes: [{ label: "step", values: integers }, yAxis],
   }, uPlot.join(usable.map((c) => [c.steps, c.values])));
 }
 
