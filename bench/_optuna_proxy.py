@@ -4,9 +4,11 @@ against Optuna's own `run_grpc_proxy_server` over an RDBStorage (started here, i
 its own, on a free port). Prints one JSON line, as _optuna_rdb.py does.
 
     _optuna_proxy.py trackd   --host 127.0.0.1 --port 50056 --study NAME --params 5 --trials 1000 --timed 50
-    _optuna_proxy.py grpc-rdb --url URL --study NAME --params 5 --trials 1000 --timed 50
+    _optuna_proxy.py grpc-rdb --url URL --study NAME --params 5 --trials 1000 --timed 50 [--existing]
 
-The RDB mode needs SQLAlchemy and the URL's driver (bench/.venv-anchors)."""
+`--existing` times a study the RDB holds already (bench/hpo.py: the one _optuna_rdb.py filled)
+instead of adding `--trials` to a new one. The RDB mode needs SQLAlchemy and the URL's driver, and
+both need grpcio (bench/.venv-anchors)."""
 
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ def main() -> None:
     parser.add_argument("--params", type=int, default=5)
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--timed", type=int, default=50)
+    parser.add_argument("--existing", action="store_true")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     server = None
@@ -48,7 +51,16 @@ def main() -> None:
         server = multiprocessing.get_context("spawn").Process(target=_serve, args=(args.url, args.port), daemon=True)
         server.start()
     proxy = GrpcStorageProxy(host=args.host, port=args.port)
-    proxy.wait_server_ready(timeout=60)
+    for _ in range(30):  # a loaded machine can take minutes to start the server (imports, schema check)
+        if server is not None and not server.is_alive():
+            raise RuntimeError(f"run_grpc_proxy_server exited ({server.exitcode}): see its output above")
+        try:
+            proxy.wait_server_ready(timeout=10)
+            break
+        except ConnectionError:
+            continue
+    else:
+        raise RuntimeError(f"no gRPC storage proxy answered on {args.host}:{args.port} within 300 s")
     args.url = proxy  # create_study takes a storage object as well as a URL
     try:
         found = overhead(args)

@@ -28,12 +28,15 @@ def ask_tell(study: optuna.Study, params: int) -> None:
 
 def overhead(args: argparse.Namespace) -> dict[str, Any]:
     """`trials` completed trials of random configurations added (`study.add_trial`: asking for
-    them would fetch the whole study once per trial), then `timed` timed ask+tell pairs."""
-    study = optuna.create_study(study_name=args.study, storage=args.url, sampler=optuna.samplers.TPESampler(seed=0))
+    them would fetch the whole study once per trial), then `timed` timed ask+tell pairs. With
+    `args.existing`, the study is loaded as it is (filled by an earlier run) and nothing is added."""
+    sampler = optuna.samplers.TPESampler(seed=0)
+    study = (optuna.load_study(study_name=args.study, storage=args.url, sampler=sampler) if args.existing else
+             optuna.create_study(study_name=args.study, storage=args.url, sampler=sampler))
     rng = random.Random(0)
     distributions = {f"x{i}": optuna.distributions.FloatDistribution(LOW, HIGH) for i in range(args.params)}
     start = time.perf_counter()
-    for _ in range(args.trials):
+    for _ in range(0 if args.existing else args.trials):
         params = {name: rng.uniform(LOW, HIGH) for name in distributions}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
                                                   value=sum(v * v for v in params.values())))
@@ -43,7 +46,8 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         ask_tell(study, args.params)
         samples.append(time.perf_counter() - start)
-    return {"fill_s": fill_s, "samples_s": samples}
+    return {"fill_s": fill_s, "samples_s": samples, "trials_before": args.trials if not args.existing else
+            len(study.get_trials(deepcopy=False)) - args.timed}
 
 
 def concurrent(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,6 +91,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--timed", type=int, default=50)
     parser.add_argument("--workers", type=int, default=32)
+    parser.add_argument("--existing", action="store_true", help="overhead: time the study as it is, add no trial")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     found = overhead(args) if args.mode == "overhead" else concurrent(args)

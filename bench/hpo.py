@@ -12,7 +12,12 @@ same PostgreSQL, on this machine, in one run (`make bench-hpo`).
    waits for the sampler. Optuna 5: the same trials added to a `postgresql+psycopg://` RDBStorage
    (`study.add_trial`), then study.ask() with the 5 suggest_float calls + study.tell()
    (TPESampler(seed=0)): its sampling is always on the worker's path.
-2. 32 concurrent workers, each with its own gRPC channel (Optuna: its own RDBStorage), looping over a
+2. the same ask+tell through Optuna's gRPC storage proxy (`GrpcStorageProxy`, unchanged Optuna code:
+   ask + suggest_float + tell, TPESampler(seed=0) in the client), at the same number of completed
+   trials: against trackd's StorageService (TRACKD_OPTUNA_PORT; its trials written into PostgreSQL
+   as in 1., after one added through the proxy) and against Optuna's own `run_grpc_proxy_server`
+   over the RDBStorage of 1. (bench/_optuna_proxy.py).
+3. 32 concurrent workers, each with its own gRPC channel (Optuna: its own RDBStorage), looping over a
    cheap objective until 640 trials are complete; trials per second, and a check that no trial was
    lost or duplicated (exactly 640 trials, numbers 0..639, all COMPLETE).
 
@@ -27,6 +32,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -108,7 +114,64 @@ def fill(dsn: str, study_id: str, params: int, trials: int) -> None:
     asyncio.run(go())
 
 
-def trackd_overhead(target: str, dsn: str, params: int, trials: int, timed: int, train_s: float) -> dict[str, Any]:
+def fill_optuna(dsn: str, study: str, params: int, trials: int) -> float:
+    """`trials` more COMPLETE trials for the Optuna study `study` that trackd's StorageService
+    holds (created through the proxy, with one trial whose distributions the others copy), written
+    straight into PostgreSQL as `fill` does, with their Optuna rows. Returns the seconds taken."""
+    import asyncio
+    import random
+
+    import asyncpg
+
+    rng = random.Random(1)
+    configs = [{f"x{i}": rng.uniform(LOW, HIGH) for i in range(params)} for _ in range(trials)]
+
+    async def go() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                """WITH os AS (SELECT o.id, o.study_id FROM optuna_studies o JOIN studies s ON s.id = o.study_id
+                               WHERE s.name = $1),
+                        d AS (SELECT distributions FROM optuna_trials WHERE optuna_study_id = (SELECT id FROM os)
+                              ORDER BY id LIMIT 1),
+                        first AS (SELECT coalesce(max(number) + 1, 0) AS n FROM trials
+                                  WHERE study_id = (SELECT study_id FROM os)),
+                        new AS (INSERT INTO trials (id, study_id, number, state, params, objective_values,
+                                                    started_at, ended_at)
+                                SELECT gen_random_uuid(), os.study_id, first.n + u.i, $2, u.p::jsonb, ARRAY[u.v],
+                                       now(), now()
+                                FROM os, first, unnest($3::int[], $4::text[], $5::float8[]) AS u(i, p, v)
+                                RETURNING id, params)
+                   INSERT INTO optuna_trials (trial_id, optuna_study_id, params, distributions)
+                   SELECT new.id, os.id, new.params, d.distributions FROM new, os, d""",
+                study, hpo_pb2.TRIAL_STATE_COMPLETE, list(range(trials)), [json.dumps(c) for c in configs],
+                [sum(v * v for v in c.values()) for c in configs])
+        finally:
+            await conn.close()
+    start = time.perf_counter()
+    asyncio.run(go())
+    return time.perf_counter() - start
+
+
+def proxy_overhead(stack: EmbeddedStack, url: str, params: int, trials: int, timed: int,
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """ask+tell through GrpcStorageProxy at `trials` completed trials: against trackd's
+    StorageService (a study created and given its first trial through the proxy, the others
+    written by `fill_optuna`), and against Optuna's run_grpc_proxy_server over `url`'s
+    RDBStorage, timing the study _optuna_rdb.py filled there ("bench-overhead")."""
+    common = ["--params", str(params), "--timed", str(timed)]
+    trackd_port = ["--host", "127.0.0.1", "--port", str(stack.ports.optuna), "--study", "bench-proxy"]
+    anchor_json("_optuna_proxy.py", "trackd", *trackd_port, "--params", str(params), "--trials", "1",
+                "--timed", "0")
+    fill_s = fill_optuna(stack.pg_dsn, "bench-proxy", params, trials - 1)
+    on_trackd = anchor_json("_optuna_proxy.py", "trackd", *trackd_port, "--existing", *common)
+    on_rdb = anchor_json("_optuna_proxy.py", "grpc-rdb", "--url", url, "--study", "bench-overhead", "--existing",
+                         *common)
+    return {**on_trackd, "fill_s": fill_s}, on_rdb
+
+
+def trackd_overhead(target: str, dsn: str, params: int, trials: int, timed: int, train_s: float,
+                    name: str = "bench-overhead") -> dict[str, Any]:
     """One worker (parallelism 1): a study created paused, `trials` COMPLETE trials written into
     PostgreSQL, the study resumed (its engine rebuilt from them), then `timed` pairs with
     `train_s` of training between AcquireTrial and CompleteTrial (the controller samples the
@@ -117,7 +180,7 @@ def trackd_overhead(target: str, dsn: str, params: int, trials: int, timed: int,
         stub = hpo_pb2_grpc.HpoServiceStub(channel)
         space = {f"x{i}": {"type": "float", "low": LOW, "high": HIGH} for i in range(params)}
         study_id = stub.CreateStudy(hpo_pb2.CreateStudyRequest(
-            name="bench-overhead", search_space_json=json.dumps(space), sampler="tpe", seed=1, paused=True,
+            name=name, search_space_json=json.dumps(space), sampler="tpe", seed=1, paused=True,
             objectives=[hpo_pb2.Objective(metric="value", direction=hpo_pb2.DIRECTION_MINIMIZE)]), timeout=60).study.id
         start = time.perf_counter()
         fill(dsn, study_id, params, trials)
@@ -178,6 +241,15 @@ def trackd_concurrent(target: str, params: int, trials: int, workers: int) -> di
             "numbers_ok": sorted(t.number for t in found) == list(range(trials)), "errors": errors[:5]}
 
 
+def ensure_grpc_in_anchors() -> None:
+    """GrpcStorageProxy needs grpcio in the anchors venv (its import name is not its package name,
+    which ensure_anchors assumes)."""
+    python = BENCH / ".venv-anchors" / "bin" / "python"
+    if subprocess.run([str(python), "-c", "import grpc"], capture_output=True).returncode != 0:
+        console.print("[dim]installing grpcio into bench/.venv-anchors…[/]")
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "grpcio"], check=True)
+
+
 def optuna_helper(*args: str) -> dict[str, Any]:
     return anchor_json("_optuna_rdb.py", *args)
 
@@ -191,6 +263,7 @@ def main() -> None:
     parser.add_argument("--train-ms", type=float, default=2000.0,
                         help="trackd: training time between AcquireTrial and CompleteTrial in the timed pairs")
     parser.add_argument("--workers", type=int, default=32, help="concurrent workers (0: skip that part)")
+    parser.add_argument("--no-proxy", action="store_true", help="skip the GrpcStorageProxy part")
     parser.add_argument("--concurrent-trials", type=int, default=640, help="trials of the concurrent study")
     parser.add_argument("--show", action="store_true", help=f"print the table of {RESULTS.name} and exit")
     args = parser.parse_args()
@@ -199,6 +272,7 @@ def main() -> None:
         return
 
     ensure_anchors("optuna", "psycopg")
+    ensure_grpc_in_anchors()
     tmp = Path(tempfile.mkdtemp(prefix="trackd-bench-"))
     stack = EmbeddedStack(tmp / "stack", ports=StackPorts.free())
     failed = True
@@ -218,6 +292,10 @@ def main() -> None:
         with console.status(f"Optuna: {args.trials:,} TPE trials on RDBStorage, then {args.timed} timed ask+tell…"):
             op = {"overhead": optuna_helper("overhead", *common, "--study", "bench-overhead",
                                             "--trials", str(args.trials), "--timed", str(args.timed))}
+        if not args.no_proxy:
+            with console.status(f"GrpcStorageProxy: trackd's StorageService, then Optuna's proxy server over RDB, "
+                                f"at {args.trials:,} trials, {args.timed} timed ask+tell…"):
+                td["proxy"], op["proxy"] = proxy_overhead(stack, url, args.params, args.trials, args.timed)
         if args.workers:
             with console.status(f"trackd: {args.workers} workers, {args.concurrent_trials} trials…"):
                 td["concurrent"] = trackd_concurrent(target, args.params, args.concurrent_trials, args.workers)
@@ -245,6 +323,10 @@ def print_table(r: dict[str, Any]) -> None:
         return (f"p50 {ms(statistics.median(s))}\n[dim]p95 {ms(percentile(s, 0.95))}, {len(s)} pairs\n"
                 f"fill: {r['trials'] / found['fill_s']:,.0f} trials/s (written, then read back)[/]")
 
+    def proxy_latency(found: dict[str, Any]) -> str:
+        s = found["samples_s"]
+        return f"p50 {ms(statistics.median(s))}\n[dim]p95 {ms(percentile(s, 0.95))}, {len(s)} pairs[/]"
+
     def rate(found: dict[str, Any]) -> str:
         ok = (found["trials"] == found["complete"] == r["concurrent_trials"] and found["numbers_ok"]
               and not found["errors"])
@@ -267,6 +349,13 @@ def print_table(r: dict[str, Any]) -> None:
     if "back_to_back_s" in over:
         table.add_row("the same, back to back (no training time: the worker waits for the sampler)",
                       latency({"samples_s": over["back_to_back_s"], "fill_s": over["fill_s"]}), "", "")
+    if "proxy" in td:
+        rdb = op["proxy"]
+        table.add_row(f"ask+tell through GrpcStorageProxy, at {r['trials']:,} completed trials\n"
+                      "[dim]unchanged Optuna code: ask + suggest_float + tell, TPE in the client; trackd: its "
+                      "StorageService; Optuna: run_grpc_proxy_server over the RDB study above "
+                      f"({rdb.get('trials_before', 0):,} trials)[/]",
+                      proxy_latency(td["proxy"]), proxy_latency(rdb), "")
     if "concurrent" not in td:
         table.add_row("concurrent workers: not run (--workers 0)", "", "", "")
     else:
