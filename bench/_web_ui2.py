@@ -506,8 +506,8 @@ def print_table(r: dict[str, Any]) -> None:
             f"{last['table_rows']:,} trials ({last['rows']} rows in view), {last['history_points']:,} history "
             f"points, parallel coordinates of {last['parcoords_lines']:,} "
             f"trials drawn in {last['parcoords_draw_ms']:,.0f} ms\nstudy.js marks (ms) {_steps(last.get('steps'))}\n"
-            f"HTML by {last['html_ms']:,.0f} ms, /api/studies/… "
-            f"{_span(last['api_ms'])}, …/intermediate {_span(last['intermediate_ms'])}; painted "
+            f"HTML (with the trials) by {last['html_ms']:,.0f} ms, "
+            f"…/intermediate {_span(last['intermediate_ms'])}; painted "
             f"{_s(median(st['painted']))}; {st['trials']:,} trials × {st['steps']} intermediate values bulk-loaded in "
             f"{st['seed_s']:.0f} s[/]",
             _verdict(page, 1.5))

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
+import orjson
 from cachetools import LRUCache, TTLCache
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -189,13 +190,16 @@ class Studies:
         return self._t.TemplateResponse(request, "studies.html", {"studies": rows})
 
     async def page(self, request: Request) -> Response:
-        """The study with its first SERVER_ROWS trials (the page's script fetches all of them)."""
+        """The study with its first SERVER_ROWS trials as HTML, and all of them as JSON for the page's
+        script (what /api/studies/<id> answers: read here already, they were read again a round
+        trip later)."""
         study, trials, best = await self._everything(request)
         data = study_json(study, trials[:SERVER_ROWS], best)
         by_number = {t["number"]: t for t in trials}
         space = _space(study.search_space_json)
         return self._t.TemplateResponse(request, "study.html", {
-            "study": study, "data": data, "best": [by_number[n] for n in best], "state": data["state"],
+            "study": study, "data": data, "all_data": inline_json(study_json(study, trials, best)),
+            "best": [by_number[n] for n in best], "state": data["state"],
             "highlight": request.query_params.get("trial", ""), "space": space, "total": len(trials),
             "param_names": sorted({name for name, _ in space} | {k for t in trials for k in t["params"]}),
             "rows": data["trials"], "more_rows": len(trials) - len(data["trials"]),
@@ -288,6 +292,12 @@ class Studies:
         metric = study.objectives[0].metric if study.objectives else "objective"
         return {"importances": [{"param": k, "importance": v} for k, v in values.items()], "metric": metric,
                 "method": METHOD, "trials": len(points), "note": note}
+
+
+def inline_json(value: Any) -> str:
+    """JSON for a <script type="application/json"> element: no "<" in it, so neither "</script>"
+    nor "<!--" in a value (a param's string) can end or change the element."""
+    return orjson.dumps(value).decode().replace("<", "\\u003c")
 
 
 def _space(text: str) -> list[tuple[str, str]]:

@@ -8,7 +8,7 @@ import json
 
 from trackd_api.hpo.v1 import hpo_pb2
 from trackd_platform.paging import decode_token
-from trackd_services.web.studies import trial_json
+from trackd_services.web.studies import inline_json, trial_json
 from trackd_services.web.study_trials import TrialCache, best_numbers
 
 
@@ -51,3 +51,10 @@ def test_trials_read_again_only_from_the_first_one_not_ended() -> None:
     asyncio.run(cache.trials("s", list_trials, 100))
     assert asked == [-1, 1, 2]
     assert len(asyncio.run(cache.trials("other", list_trials, 2))) == 2  # at most `limit` trials
+
+
+def test_the_study_pages_inline_json_cannot_end_its_script_element() -> None:
+    value = {"params": {"name": "</script><script>alert(1)</script><!--"}, "values": [0.5]}
+    text = inline_json(value)
+    assert "<" not in text
+    assert json.loads(text) == value

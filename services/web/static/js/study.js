@@ -278,6 +278,7 @@ function renderHistory() {
 async function renderIntermediate(pending = null) {
   const figure = document.getElementById("intermediate-chart");
   const { curves } = await (pending || getJSON(`${api}/intermediate`));
+  performance.mark("study:intermediate-data");
   const usable = curves.filter((c) => c.steps.length);
   figure.dataset.curves = String(usable.length);
   figure.dataset.pruned = String(usable.filter((c) => c.state === "PRUNED").length);
@@ -508,7 +509,13 @@ async function refresh(force = false) {
   // the first time, the intermediate values are fetched beside the study (both always drawn then)
   const early = endedSeen === -1 && !drawn ? getJSON(`${api}/intermediate`) : null;
   early?.catch(() => {}); // its failure is reported where it is awaited
-  data = await getJSON(api);
+  const inline = document.getElementById("study-data"); // the first time, the page holds the data
+  if (inline) {
+    data = JSON.parse(inline.textContent);
+    inline.remove();
+  } else {
+    data = await getJSON(api);
+  }
   performance.mark("study:data");
   renderSummary();
   const shown = JSON.stringify([data.state, data.counts, data.best, data.trials.length]);
