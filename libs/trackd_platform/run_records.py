@@ -121,8 +121,10 @@ def run_to_proto(r: Run) -> run_pb2.Run:
         name=r.name, status=r.status.proto,
         start_time=timestamp(r.start_time), end_time=timestamp(r.end_time),
         duration_ms=r.duration_ms(datetime.now(UTC)), params=r.params, tags=r.tags, notes=r.notes,
-        source=ParseDict(r.source, run_pb2.Source(), ignore_unknown_fields=True),
-        environment=ParseDict(r.environment, run_pb2.Environment(), ignore_unknown_fields=True),
+        # ParseDict of an empty dict costs ~6 µs: a search page has 100 runs, often without either
+        source=ParseDict(r.source, run_pb2.Source(), ignore_unknown_fields=True) if r.source else run_pb2.Source(),
+        environment=(ParseDict(r.environment, run_pb2.Environment(), ignore_unknown_fields=True)
+                     if r.environment else run_pb2.Environment()),
         parent_run_id=format_id(r.parent_run_id) if r.parent_run_id else "", user=r.user,
         deleted=r.deleted, last_heartbeat_time=timestamp(r.last_heartbeat),
     )
