@@ -10,12 +10,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
+from trackd_api.auth.v1 import auth_pb2, auth_pb2_grpc
 from trackd_api.run.v1 import run_pb2, run_pb2_grpc
 from trackd_platform.stack import EmbeddedStack
+
+from tests.conftest import AUTH_ADMIN_SECRET
 
 pytestmark = pytest.mark.integration
 API = "/api/2.0/mlflow"
@@ -176,3 +180,22 @@ def test_artifacts_list_and_download_of_the_whole_run(
                                     dst_path=str(tmp_path / "out")))
     assert (whole / "my.file").read_text() == "Hello, World!"
     assert (whole / "dir" / "my.file").read_text() == "Hello, World!"
+
+
+def test_search_experiments_with_a_project_token_shows_its_project(
+        auth_stack: EmbeddedStack, unique: Callable[[str], str]) -> None:
+    """With auth on, a token that may not create the Default experiment still searches: it sees
+    its project's experiments (the Default experiment's creation is skipped, not an error)."""
+    admin = (("authorization", f"Bearer {AUTH_ADMIN_SECRET}"),)
+    with grpc.insecure_channel(f"127.0.0.1:{auth_stack.service_port('run')}") as channel:
+        runs = run_pb2_grpc.RunServiceStub(channel)
+        project = runs.CreateProject(run_pb2.CreateProjectRequest(name=unique("proj")), metadata=admin,
+                                     timeout=30).project
+        runs.CreateExperiment(run_pb2.CreateExperimentRequest(project_id=project.id, name="e"), metadata=admin,
+                              timeout=30)
+        reader = auth_pb2_grpc.TokenServiceStub(channel).CreateToken(auth_pb2.CreateTokenRequest(
+            project=project.name, role=auth_pb2.ROLE_READ, name="test"), metadata=admin, timeout=30).secret
+    with httpx.Client(base_url=auth_stack.web_url + API, timeout=30,
+                      headers={"authorization": f"Bearer {reader}"}) as http:
+        found = _ok(http.get("/experiments/search", params={"max_results": 100}))["experiments"]
+    assert [e["name"] for e in found] == [f"{project.name}/e"]
