@@ -66,6 +66,9 @@ const widths = new Map();
 function measureCharts() {
   widths.clear();
   table.boxHeight = document.querySelector(".study-trials").clientHeight || 560;
+  const row = document.querySelector("#trials-table tbody tr[id]"); // a row as drawn (the page's HTML has some)
+  const height = row ? row.getBoundingClientRect().height : 0;
+  if (height > 0) { table.rowHeight = height; table.measured = true; }
   for (const figure of document.querySelectorAll(".study-charts figure")) {
     widths.set(figure.id, Math.max(240, Math.floor(figure.querySelector(".plot, .bars").clientWidth || 480)));
   }
