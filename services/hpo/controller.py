@@ -24,6 +24,8 @@ from .sampling import AFTER_CALL_S, Sampling, check_study, spec_of
 from .space import parse_param
 from .store import StudyStore, StudyTx
 
+HEADS_CACHED = 10_000  # studies whose name, experiment and run the controller keeps (oldest dropped)
+
 
 @dataclass(frozen=True)
 class Acquired:
@@ -121,6 +123,8 @@ class Controller:
         # the worker's next AcquireTrial gets it again and starts its run.
         if (head := self._heads.get(study_id)) is None:
             head = self._heads[study_id] = await self._store.get(study_id=study_id)
+            if len(self._heads) > HEADS_CACHED:
+                del self._heads[next(iter(self._heads))]
         study, run = await asyncio.gather(self._store.get(study_id=study_id), self._runs.start_trial_run(head, trial))
         return Acquired(await self._store.set_trial_run(trial.id, run.id), study)
 
