@@ -199,3 +199,24 @@ def test_search_experiments_with_a_project_token_shows_its_project(
                       headers={"authorization": f"Bearer {reader}"}) as http:
         found = _ok(http.get("/experiments/search", params={"max_results": 100}))["experiments"]
     assert [e["name"] for e in found] == [f"{project.name}/e"]
+
+
+def test_search_datasets_summarises_the_runs_inputs(http: httpx.Client, unique: Callable[[str], str]) -> None:
+    """MLflow's UI's `experiments/search-datasets`: each distinct (experiment, name, digest, context)."""
+    experiment_id = _experiment(http, unique("datasets"))
+    url = "/ajax-api/2.0/mlflow/experiments/search-datasets"
+    assert _ok(http.post(url, json={"experiment_ids": [experiment_id]})) == {"dataset_summaries": []}
+    dataset = {"name": "name1", "digest": "digest1", "source_type": "local", "source": "s"}
+    for _ in range(2):  # the same dataset in two runs is one summary
+        run_id = _run(http, experiment_id)["info"]["run_id"]
+        _ok(http.post(f"{API}/runs/log-inputs", json={"run_id": run_id, "datasets": [
+            {"dataset": dataset, "tags": [{"key": "mlflow.data.context", "value": "training"}]},
+            {"dataset": {**dataset, "name": "name2", "digest": "digest2"}}]}))
+    found = _ok(http.post(url, json={"experiment_ids": [experiment_id]}))["dataset_summaries"]
+    assert sorted(found, key=lambda d: d["name"]) == [
+        {"experiment_id": experiment_id, "name": "name1", "digest": "digest1", "context": "training"},
+        {"experiment_id": experiment_id, "name": "name2", "digest": "digest2", "context": ""}]
+    _refused(http.post(url, json={}), "SearchDatasets request must specify at least one experiment_id.")
+    _refused(http.post(url, json={"experiment_ids": [f"id_{i}" for i in range(21)]}),
+             "SearchDatasets request cannot specify more than 20 experiment_ids")
+    assert http.post(url, json={"experiment_ids": ["f" * 32]}).status_code == 404

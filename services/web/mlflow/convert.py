@@ -126,8 +126,13 @@ def run_info(run: run_pb2.Run) -> dict[str, Any]:
     }
 
 
+def run_datasets(run: run_pb2.Run) -> list[dict[str, Any]]:
+    """The run's DatasetInputs (`{"dataset": {...}, "tags": [...]}`), kept as tags by log-inputs."""
+    return [json.loads(v) for k, v in sorted(run.tags.items()) if k.startswith(DATASET_TAG_PREFIX)]
+
+
 def run_json(run: run_pb2.Run, metrics: Iterable[query_pb2.LatestMetric]) -> dict[str, Any]:
-    datasets = [json.loads(v) for k, v in sorted(run.tags.items()) if k.startswith(DATASET_TAG_PREFIX)]
+    datasets = run_datasets(run)
     return {"info": run_info(run),
             "data": {"metrics": [latest_json(m) for m in metrics], "params": pairs(run.params),
                      "tags": pairs(run_tags(run))},

@@ -307,7 +307,43 @@ async def log_inputs(call: Call) -> dict[str, Any]:
     return {}
 
 
+MAX_DATASET_EXPERIMENTS, MAX_DATASET_SUMMARIES, DATASET_SCAN_RUNS = 20, 1000, 1000
+DATASET_CONTEXT_TAG = "mlflow.data.context"  # a DatasetInput's tag: training, eval, …
+
+
+async def search_datasets(call: Call) -> dict[str, Any]:
+    """MLflow's UI's `experiments/search-datasets`: the distinct (experiment, dataset name, digest,
+    context) of the runs' inputs, read from the newest DATASET_SCAN_RUNS runs of the experiments."""
+    ids = call.get("experiment_ids", list) or []
+    if not ids:
+        raise invalid("SearchDatasets request must specify at least one experiment_id.")
+    if len(ids) > MAX_DATASET_EXPERIMENTS:
+        raise invalid(f"SearchDatasets request cannot specify more than {MAX_DATASET_EXPERIMENTS} experiment_ids. "
+                      f"Received {len(ids)} experiment_ids.")
+    if not all(isinstance(i, str) for i in ids):
+        raise invalid("Invalid value for parameter 'experiment_ids' supplied: expected strings")
+    experiments = [(await get_experiment(call, i)).id for i in ids]
+    selection = query_pb2.RunSelection(experiment_ids=experiments, view_type=convert.VIEW_TYPES["ACTIVE_ONLY"])
+    summaries: dict[tuple[str, str, str, str], None] = {}
+    token, scanned = "", 0
+    while scanned < DATASET_SCAN_RUNS and len(summaries) < MAX_DATASET_SUMMARIES:
+        page = await call.rpc(call.backends.query.SearchRuns, query_pb2.SearchRunsRequest(
+            selection=selection, page_size=min(QUERY_PAGE, DATASET_SCAN_RUNS - scanned), page_token=token))
+        scanned += len(page.results)
+        for result in page.results:
+            for entry in convert.run_datasets(result.run):
+                context = next((t["value"] for t in entry.get("tags", []) if t.get("key") == DATASET_CONTEXT_TAG), "")
+                summaries[(result.run.experiment_id, entry["dataset"]["name"], entry["dataset"]["digest"],
+                           context)] = None
+        token = page.next_page_token
+        if not token:
+            break
+    return {"dataset_summaries": [{"experiment_id": e, "name": n, "digest": d, "context": c}
+                                  for e, n, d, c in list(summaries)[:MAX_DATASET_SUMMARIES]]}
+
+
 ENDPOINTS = [
+    ("/experiments/search-datasets", ["POST"], search_datasets),
     ("/runs/create", ["POST"], create),
     ("/runs/get", ["GET"], get),
     ("/runs/update", ["POST"], update),
