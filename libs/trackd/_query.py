@@ -126,6 +126,9 @@ def get_metric_history(
             run_id=run_id, key=key, context=CONTEXTS[context].proto, max_points=max_points,
             start_step=start_step, end_step=end_step), timeout=max(60.0, client.settings.rpc_timeout_s))
         return from_series(response.series)
+    # Joined once at the end. Growing the columns in place (ndarray.resize, a realloc) is leaner only
+    # while malloc maps them: glibc's heap takes blocks below its dynamic mmap threshold (up to 32 MiB,
+    # a 3,000,000-point column is 24) and fragments — 5 × 3 M peaked at +469 MiB RSS that way, +412 here.
     return MetricHistory.concatenate(_export(client, query_pb2.ExportMetricRequest(
         run_id=run_id, key=key, context=CONTEXTS[context].proto, max_points=max_points or 0,
         start_step=start_step, end_step=end_step)))
