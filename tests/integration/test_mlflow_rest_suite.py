@@ -151,6 +151,9 @@ def test_get_history_bulk_orders_by_run_then_time_and_caps_the_total(
     _refused(http.get(url, params={"run_id": [f"id_{i}" for i in range(101)], "metric_key": "m"}),
              "cannot specify more than 100 run_ids")
     _refused(http.get(url, params={"run_id": run_ids}), "must specify a metric_key")
+    _refused(http.get(url, params={"run_id": run_ids, "metric_key": "m", "max_results": "many"}), "max_results")
+    _refused(http.get(url, params={"run_id": run_ids, "metric_key": "m", "max_results": 25_001}),
+             "max_results must be between 1 and 25000")
     assert http.get(url, params={"run_id": ["f" * 32], "metric_key": "m"}).status_code == 404
 
 
@@ -175,6 +178,8 @@ def test_artifacts_list_and_download_of_the_whole_run(
     assert inner == [{"path": "dir/my.file", "is_dir": False, "file_size": 13}]
     bad = http.get(f"{API}/artifacts/list", params={"run_id": run_id, "path": "../path"})
     assert (bad.status_code, bad.json()) == (400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid path"})
+    _refused(http.get(f"{API}/artifacts/list", params={"path": "dir"}), "'run_id'")
+    assert http.get(f"{API}/artifacts/list", params={"run_id": "f" * 32}).status_code == 404
 
     whole = Path(download_artifacts(run_id=run_id, artifact_path=".", tracking_uri=stack.web_url,
                                     dst_path=str(tmp_path / "out")))
@@ -220,3 +225,5 @@ def test_search_datasets_summarises_the_runs_inputs(http: httpx.Client, unique: 
     _refused(http.post(url, json={"experiment_ids": [f"id_{i}" for i in range(21)]}),
              "SearchDatasets request cannot specify more than 20 experiment_ids")
     assert http.post(url, json={"experiment_ids": ["f" * 32]}).status_code == 404
+    _refused(http.post(url, json={"experiment_ids": "x"}), "experiment_ids")
+    _refused(http.post(url, json={"experiment_ids": [7]}), "experiment_ids")
