@@ -227,3 +227,22 @@ def test_search_datasets_summarises_the_runs_inputs(http: httpx.Client, unique: 
     assert http.post(url, json={"experiment_ids": ["f" * 32]}).status_code == 404
     _refused(http.post(url, json={"experiment_ids": "x"}), "experiment_ids")
     _refused(http.post(url, json={"experiment_ids": [7]}), "experiment_ids")
+
+
+def test_upload_artifact_writes_one_file_of_the_run(http: httpx.Client, unique: Callable[[str], str]) -> None:
+    """MLflow's UI's `upload-artifact`: the raw body into the run's artifacts, MLflow's messages for
+    what is missing."""
+    run = _run(http, _experiment(http, unique("upload")))["info"]
+    url = "/ajax-api/2.0/mlflow/upload-artifact"
+    _refused(http.post(url, params={}), "Request must specify run_uuid.")
+    _refused(http.post(url, params={"run_uuid": run["run_id"]}), "Request must specify path.")
+    _refused(http.post(url, params={"run_uuid": run["run_id"], "path": "../test.txt"}), "Invalid path")
+    _refused(http.post(url, params={"run_uuid": run["run_id"], "path": "test.txt"}), "Request must specify data.")
+    _refused(http.post(url, params={"run_uuid": run["run_id"], "path": "big.bin"}, content=b"x" * (10 * 2**20 + 1)),
+             "Max size is 10MB")
+    assert http.post(url, params={"run_uuid": "f" * 32, "path": "t.txt"}, content=b"hi").status_code == 404
+    _ok(http.post(url, params={"run_uuid": run["run_id"], "path": "test.txt"}, content=b"hello world"))
+    got = http.get(f"/api/2.0/mlflow-artifacts/artifacts/{run['experiment_id']}/{run['run_id']}/artifacts/test.txt")
+    assert (got.status_code, got.content) == (200, b"hello world")
+    listing = _ok(http.get(f"{API}/artifacts/list", params={"run_id": run["run_id"]}))["files"]
+    assert [f["path"] for f in listing] == ["test.txt"]

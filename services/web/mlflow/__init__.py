@@ -34,6 +34,7 @@ def routes(backends: Backends) -> list[BaseRoute]:
         return MlflowError(ENDPOINT_NOT_FOUND, f"No MLflow endpoint {request.method} {request.url.path} in trackd "
                                                "(docs/mlflow.md lists what is served).").response()
 
+    found += artifacts.upload_route(backends)  # a raw body, not JSON
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     found += [Route(prefix + "/{rest:path}", unknown, methods=methods) for prefix in PREFIXES]
     found += artifacts.routes(backends)  # the mlflow-artifacts proxy: streamed bodies, not JSON endpoints

@@ -25,6 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from trackd_api.artifact.v1 import artifact_pb2
+from trackd_api.run.v1 import run_pb2
 
 from ..backends import Backends
 from .protocol import (
@@ -261,6 +262,55 @@ class ArtifactProxy:
         parse_location(request.path_params["path"])
         raise MlflowError("NOT_IMPLEMENTED", f"{MULTIPART_UNSUPPORTED}: trackd streams large files through "
                                              "one PUT (or the SDK's direct S3 upload)")
+
+
+UPLOAD_MAX_BYTES = 10 * 1024 * 1024  # MLflow's upload-artifact limit
+
+
+def upload_route(backends: Backends) -> list[BaseRoute]:
+    """MLflow's UI's `upload-artifact` (POST ?run_uuid=&path=, the file as the raw body, at most
+    10 MB): one file into the run's artifacts."""
+
+    async def upload(request: Request) -> Response:
+        run_id = request.query_params.get("run_uuid", "")
+        if not run_id:
+            raise invalid("Request must specify run_uuid.")
+        path = request.query_params.get("path", "")
+        if not path:
+            raise invalid("Request must specify path.")
+        if path.startswith("/") or any(s in ("", "..") for s in path.split("/")) or "\\" in path or "\x00" in path:
+            raise invalid("Invalid path")
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > UPLOAD_MAX_BYTES:
+            raise invalid("Artifact size is too large. Max size is 10MB.")
+        data = bytearray()
+        async for part in request.stream():
+            data += part
+            if len(data) > UPLOAD_MAX_BYTES:
+                raise invalid("Artifact size is too large. Max size is 10MB.")
+        if not data:
+            raise invalid("Request must specify data.")
+        metadata = backends.caller(request).metadata
+        run = (await backends.runs.GetRun(_run_request(run_id), metadata=metadata, timeout=CALL_TIMEOUT_S)).run
+        header = artifact_pb2.UploadHeader(run_id=run.id, path=_without_dots(path),
+                                           type=artifact_pb2.ARTIFACT_TYPE_FILE, expected_size_bytes=len(data))
+
+        async def messages() -> AsyncIterator[artifact_pb2.UploadArtifactRequest]:
+            yield artifact_pb2.UploadArtifactRequest(header=header)
+            for start in range(0, len(data), CHUNK):
+                yield artifact_pb2.UploadArtifactRequest(chunk=bytes(data[start:start + CHUNK]))
+
+        await backends.artifacts.UploadArtifact(messages(), metadata=metadata, timeout=CALL_TIMEOUT_S)
+        return JSONResponse({})
+
+    return [Route(prefix + "/upload-artifact", _guarded(upload), methods=["POST"])
+            for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")]
+
+
+def _run_request(run_id: str) -> run_pb2.GetRunRequest:
+    if not _RUN_ID.match(run_id):
+        raise not_found(f"Run '{run_id[:80]}' not found")
+    return run_pb2.GetRunRequest(run_id=run_id)
 
 
 async def list_artifacts(call: Call) -> dict[str, Any]:
