@@ -84,14 +84,18 @@ async def test_run_keys_and_experiment_stats(query: query_pb2_grpc.QueryServiceS
         live.end()
 
 
+# an id no test creates: fixed, so that pytest-xdist workers collect the same test ids
+UNKNOWN = "5f0c6a1e-0000-4000-8000-00000000beef"
+
+
 @pytest.mark.parametrize(("path", "status"), [
-    ("/experiments/not-a-uuid", 404), (f"/experiments/{uuid.uuid4()}", 404), (f"/runs/{uuid.uuid4()}", 404),
-    (f"/studies/{uuid.uuid4()}", 404), ("/studies/no-such-study", 404),
-    (f"/api/runs/{uuid.uuid4()}/history?key=loss", 404), ("/api/runs/x/history?key=loss&width=abc", 400),
+    ("/experiments/not-a-uuid", 404), (f"/experiments/{UNKNOWN}", 404), (f"/runs/{UNKNOWN}", 404),
+    (f"/studies/{UNKNOWN}", 404), ("/studies/no-such-study", 404),
+    (f"/api/runs/{UNKNOWN}/history?key=loss", 404), ("/api/runs/x/history?key=loss&width=abc", 400),
     ("/api/runs/x/history?key=loss&width=99999999", 400), ("/api/runs/x/history?key=loss&context=bogus", 400),
-    ("/api/runs/x/history", 400), (f"/api/runs/{uuid.uuid4()}/live", 404),
-    (f"/runs/{uuid.uuid4()}/artifacts/preview?path=a.txt", 404), (f"/runs/{uuid.uuid4()}/artifacts/file", 400),
-    ("/go?q=" + uuid.uuid4().hex, 404), ("/experiments/x?page_size=-5&view=%00", 404),
+    ("/api/runs/x/history", 400), (f"/api/runs/{UNKNOWN}/live", 404),
+    (f"/runs/{UNKNOWN}/artifacts/preview?path=a.txt", 404), (f"/runs/{UNKNOWN}/artifacts/file", 400),
+    ("/go?q=" + UNKNOWN.replace("-", ""), 404), ("/experiments/x?page_size=-5&view=%00", 404),
 ])
 async def test_bad_input_is_a_4xx_that_says_why(http: httpx.AsyncClient, path: str, status: int) -> None:
     response = await http.get(path)

@@ -28,8 +28,8 @@ def test_run_ids_keep_their_order_without_duplicates() -> None:
 
 
 @pytest.mark.parametrize(("raw", "reason"), [
-    ("", "at least 2"), (uuid.uuid4().hex, "at least 2"), (f"{uuid.uuid4()},nope", "'nope' is not a run id"),
-    (",".join(uuid.uuid4().hex for _ in range(MAX_COMPARED + 1)), f"At most {MAX_COMPARED} runs"),
+    ("", "at least 2"), (uuid.UUID(int=1).hex, "at least 2"), (f"{uuid.UUID(int=2)},nope", "'nope' is not a run id"),
+    (",".join(uuid.UUID(int=i).hex for i in range(MAX_COMPARED + 1)), f"At most {MAX_COMPARED} runs"),
 ])
 def test_bad_run_id_lists_are_400_with_the_reason(raw: str, reason: str) -> None:
     with pytest.raises(HTTPException) as caught:
