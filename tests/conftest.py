@@ -24,6 +24,10 @@ HPO_LEASE_S = 5.0
 INGEST_STREAM_IDLE_S = 5.0  # a metric stream that sends nothing this long is ended (default 60 s)
 QUERY_SLOW_READER_S = 3.0  # an ExportMetric client that takes no message this long is ended (default 60 s)
 
+# The CLI's rich consoles take their width when its modules are imported: the same width for every
+# test whatever imported them first (pytest-xdist workers start with COLUMNS=80), wide enough for ids.
+os.environ["COLUMNS"] = "250"
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
