@@ -140,14 +140,9 @@ async def _body(stream: grpc.aio.UnaryStreamCall[Any, Any], first: ingest_pb2.Me
 
 
 async def get_history_bulk_interval(call: Call) -> dict[str, Any]:
-    run_ids = call.get("run_ids", list) or []
-    if not run_ids:
-        raise invalid("Missing value for required parameter 'run_ids'.")
-    if len(run_ids) > MAX_RUNS:
-        raise invalid(f"GetMetricHistoryBulkInterval request must specify at most {MAX_RUNS} run_ids. "
-                      f"Received {len(run_ids)} run_ids.")
-    if not all(isinstance(r, str) for r in run_ids):
-        raise invalid("Invalid value for parameter 'run_ids' supplied: expected a list of strings")
+    run_ids = call.strings("run_ids", most=MAX_RUNS, missing="Missing value for required parameter 'run_ids'.",
+                           too_many=f"GetMetricHistoryBulkInterval request must specify at most {MAX_RUNS} run_ids. "
+                                    "Received {count} run_ids.")
     name = call.require("metric_key", str)
     limit = call.get("max_results", int)
     limit = MAX_RESULTS_PER_RUN if limit is None else limit  # 0 is refused, not taken for "absent"
@@ -172,14 +167,10 @@ async def get_history_bulk_interval(call: Call) -> dict[str, Any]:
 async def get_history_bulk(call: Call) -> dict[str, Any]:
     """MLflow's older bulk read (`run_id` repeated): the runs' points in run id order, each run's in
     (timestamp, step, value) order, at most `max_results` (≤ 25,000) points in all."""
-    run_ids = call.get("run_id", list) or []
-    if not run_ids:
-        raise invalid("GetMetricHistoryBulk request must specify at least one run_id.")
-    if len(run_ids) > MAX_RUNS:
-        raise invalid(f"GetMetricHistoryBulk request cannot specify more than {MAX_RUNS} run_ids. "
-                      f"Received {len(run_ids)} run_ids.")
-    if not all(isinstance(r, str) for r in run_ids):
-        raise invalid("Invalid value for parameter 'run_id' supplied: expected a list of strings")
+    run_ids = call.strings("run_id", most=MAX_RUNS,
+                           missing="GetMetricHistoryBulk request must specify at least one run_id.",
+                           too_many=f"GetMetricHistoryBulk request cannot specify more than {MAX_RUNS} run_ids. "
+                                    "Received {count} run_ids.")
     name = call.get("metric_key", str)
     if not name:
         raise invalid("GetMetricHistoryBulk request must specify a metric_key.")

@@ -122,6 +122,18 @@ class Call:
                           "about request parameters.")
         return value
 
+    def strings(self, name: str, *, most: int, missing: str, too_many: str) -> list[str]:
+        """The list of strings `name` (run or experiment ids): `missing` when absent or empty,
+        `too_many` (its {count} filled in) past `most` items — each endpoint's own words in MLflow."""
+        values = self.get(name, list) or []
+        if not values:
+            raise invalid(missing)
+        if len(values) > most:
+            raise invalid(too_many.format(count=len(values)))
+        if not all(isinstance(v, str) for v in values):
+            raise invalid(f"Invalid value for parameter '{name}' supplied: expected a list of strings")
+        return values
+
     async def rpc(self, method: Callable[..., Awaitable[T]], message: Any, *, deadline_s: float = CALL_TIMEOUT_S) -> T:
         """Call a trackd service as the request's caller."""
         return await method(message, metadata=self.metadata, timeout=deadline_s)

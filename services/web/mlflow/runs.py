@@ -314,14 +314,10 @@ DATASET_CONTEXT_TAG = "mlflow.data.context"  # a DatasetInput's tag: training, e
 async def search_datasets(call: Call) -> dict[str, Any]:
     """MLflow's UI's `experiments/search-datasets`: the distinct (experiment, dataset name, digest,
     context) of the runs' inputs, read from the newest DATASET_SCAN_RUNS runs of the experiments."""
-    ids = call.get("experiment_ids", list) or []
-    if not ids:
-        raise invalid("SearchDatasets request must specify at least one experiment_id.")
-    if len(ids) > MAX_DATASET_EXPERIMENTS:
-        raise invalid(f"SearchDatasets request cannot specify more than {MAX_DATASET_EXPERIMENTS} experiment_ids. "
-                      f"Received {len(ids)} experiment_ids.")
-    if not all(isinstance(i, str) for i in ids):
-        raise invalid("Invalid value for parameter 'experiment_ids' supplied: expected strings")
+    ids = call.strings("experiment_ids", most=MAX_DATASET_EXPERIMENTS,
+                       missing="SearchDatasets request must specify at least one experiment_id.",
+                       too_many=f"SearchDatasets request cannot specify more than {MAX_DATASET_EXPERIMENTS} "
+                                "experiment_ids. Received {count} experiment_ids.")
     experiments = [(await get_experiment(call, i)).id for i in ids]
     selection = query_pb2.RunSelection(experiment_ids=experiments, view_type=convert.VIEW_TYPES["ACTIVE_ONLY"])
     summaries: dict[tuple[str, str, str, str], None] = {}

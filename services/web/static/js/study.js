@@ -4,6 +4,7 @@
 // can still change. The first drawing leaves performance marks (study:start, study:data, then one
 // as each part is drawn) that bench/_web_ui2.py reports.
 /* global uPlot */
+import { ParallelCoordinates } from "./parcoords.js";
 
 performance.mark("study:start");
 const root = document.getElementById("study");
@@ -363,8 +364,7 @@ function axisOf(name, values) {
            labels: [cats[cats.length - 1] ?? "", cats[0] ?? ""] };
 }
 
-// ui-compare's brushable parallel coordinates when present, else the simple drawing below
-const shared = import("./parcoords.js").catch(() => null);
+// the compare page's brushable parallel coordinates, over the completed trials
 let brushable = null;
 
 async function renderParcoords() {
@@ -372,74 +372,37 @@ async function renderParcoords() {
   let done = data.trials.filter((t) => t.state === "COMPLETE" && t.values.length);
   const names = [...new Set(done.flatMap((t) => Object.keys(t.params)))].sort();
   figure.dataset.lines = String(done.length);
-  const module = await shared;
-  if (module?.ParallelCoordinates && done.length) {
-    // worst first, so the best lines are drawn on top; colours in RAMP_STEPS steps (parcoords.js
-    // strokes the lines of one colour at once)
-    const objective = axisOf(data.objectives[0].metric, done.map((t) => t.values[0]));
-    const quality = (t) => { const p = objective.pos(t.values[0]); return maximize() ? 1 - p : p; };
-    done = done.map((t) => [quality(t), t]).sort((a, b) => b[0] - a[0]).map(([, t]) => t);
-    const holder = figure.querySelector(".plot");
-    if (!brushable) {
-      const canvas = el("canvas");
-      holder.replaceChildren(canvas);
-      brushable = new module.ParallelCoordinates(canvas, { height: 300 });
-    }
-    const axes = names.map((n) => {
-      const values = done.map((t) => t.params[n]);
-      if (values.every((v) => v === undefined || typeof v === "number")) {
-        return { name: n, values: values.map((v) => (v === undefined ? null : v)), categories: [] };
-      }
-      const categories = [...new Set(values.filter((v) => v !== undefined).map(String))].sort();
-      return { name: n, values: values.map((v) => (v === undefined ? null : categories.indexOf(String(v)))), categories };
-    });
-    const metric = { name: data.objectives[0].metric, values: done.map((t) => t.values[0]), categories: [] };
-    const steps = Array.from({ length: RAMP_STEPS + 1 }, (_, k) => ramp(k / RAMP_STEPS));
-    const colors = Object.fromEntries(done.map((t) => [`#${t.number}`, steps[Math.round(quality(t) * RAMP_STEPS)]]));
-    const drawStart = performance.now();
-    brushable.setData({ ids: done.map((t) => `#${t.number}`), axes: [...axes, metric], colors }, brushable.brushes);
-    figure.dataset.drawMs = (performance.now() - drawStart).toFixed(1); // read by bench/_web_ui2.py
+  if (!done.length) {
+    const { ctx } = canvasIn(figure, 300);
+    ctx.fillStyle = "#687385"; ctx.fillText("No completed trial yet.", 12, 24);
+    brushable = null;
     return;
   }
-  const { ctx, width, height } = canvasIn(figure, 300);
-  if (!done.length) { ctx.fillStyle = "#687385"; ctx.fillText("No completed trial yet.", 12, 24); return; }
-  const axes = names.map((n) => axisOf(n, done.map((t) => t.params[n])));
+  // worst first, so the best lines are drawn on top; colours in RAMP_STEPS steps (parcoords.js
+  // strokes the lines of one colour at once)
   const objective = axisOf(data.objectives[0].metric, done.map((t) => t.values[0]));
-  axes.push(objective);
-  const top = 34, bottom = height - 22, left = 40, right = width - 60;
-  const xAt = (i) => left + (axes.length > 1 ? (i * (right - left)) / (axes.length - 1) : 0);
-  const yAt = (p) => bottom - p * (bottom - top);
   const quality = (t) => { const p = objective.pos(t.values[0]); return maximize() ? 1 - p : p; };
-  const best = new Set(data.best);
-  const order = [...done].sort((a, b) => quality(b) - quality(a)); // the best drawn last, on top
-  for (const t of order) {
-    ctx.beginPath();
-    ctx.strokeStyle = ramp(quality(t));
-    ctx.globalAlpha = best.has(t.number) ? 1 : 0.55;
-    ctx.lineWidth = best.has(t.number) ? 3 : 1.2;
-    let started = false;
-    axes.forEach((axis, i) => {
-      const p = i === axes.length - 1 ? axis.pos(t.values[0]) : axis.pos(t.params[axis.name]);
-      if (p === null) { started = false; return; }
-      if (started) ctx.lineTo(xAt(i), yAt(p)); else ctx.moveTo(xAt(i), yAt(p));
-      started = true;
-    });
-    ctx.stroke();
+  done = done.map((t) => [quality(t), t]).sort((a, b) => b[0] - a[0]).map(([, t]) => t);
+  const holder = figure.querySelector(".plot");
+  if (!brushable) {
+    const canvas = el("canvas");
+    holder.replaceChildren(canvas);
+    brushable = new ParallelCoordinates(canvas, { height: 300 });
   }
-  ctx.globalAlpha = 1;
-  axes.forEach((axis, i) => {
-    const x = xAt(i);
-    ctx.strokeStyle = "#475569"; ctx.lineWidth = 1;
-    ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, bottom); ctx.stroke();
-    ctx.fillStyle = i === axes.length - 1 ? "#1e40af" : "#1c2430";
-    ctx.textAlign = i === 0 ? "left" : i === axes.length - 1 ? "right" : "center";
-    ctx.font = "600 12px ui-monospace, monospace";
-    ctx.fillText(axis.name, x, 14);
-    ctx.font = "11px system-ui, sans-serif";
-    ctx.fillStyle = "#687385";
-    if (axis.cats) axis.cats.forEach((c, k) => ctx.fillText(c.replaceAll('"', ""), x + (i === axes.length - 1 ? -4 : 4), yAt(axis.pos(JSON.parse(c))) - 3));
-    else { ctx.fillText(axis.labels[0], x, top - 4); ctx.fillText(axis.labels[1], x, bottom + 14); }
+  const axes = names.map((n) => {
+    const values = done.map((t) => t.params[n]);
+    if (values.every((v) => v === undefined || typeof v === "number")) {
+      return { name: n, values: values.map((v) => (v === undefined ? null : v)), categories: [] };
+    }
+    const categories = [...new Set(values.filter((v) => v !== undefined).map(String))].sort();
+    return { name: n, values: values.map((v) => (v === undefined ? null : categories.indexOf(String(v)))), categories };
   });
+  const metric = { name: data.objectives[0].metric, values: done.map((t) => t.values[0]), categories: [] };
+  const steps = Array.from({ length: RAMP_STEPS + 1 }, (_, k) => ramp(k / RAMP_STEPS));
+  const colors = Object.fromEntries(done.map((t) => [`#${t.number}`, steps[Math.round(quality(t) * RAMP_STEPS)]]));
+  const drawStart = performance.now();
+  brushable.setData({ ids: done.map((t) => `#${t.number}`), axes: [...axes, metric], colors }, brushable.brushes);
+  figure.dataset.drawMs = (performance.now() - drawStart).toFixed(1); // read by bench/_web_ui2.py
 }
 
 // Nice ticks for a linear range
