@@ -88,49 +88,45 @@ def ask_tell(stub: hpo_pb2_grpc.HpoServiceStub, study_id: str, worker: str,
     return got.trial, spent + time.perf_counter() - start
 
 
-def fill(dsn: str, study_id: str, params: int, trials: int) -> None:
-    """`trials` COMPLETE trials of random configurations written straight into PostgreSQL (as
-    Optuna's side adds its own with add_trial): params as the hpo store writes them."""
+def _write_trials(dsn: str, seed: int, params: int, trials: int, sql: str, study: Any) -> None:
+    """`trials` COMPLETE trials of random configurations (seeded) written by `sql`, whose arguments are
+    `study`, the state, and the trials' numbers, params as JSON and sphere values."""
     import asyncio
     import random
-    import uuid
 
     import asyncpg
 
-    rng = random.Random(0)
+    rng = random.Random(seed)
     configs = [{f"x{i}": rng.uniform(LOW, HIGH) for i in range(params)} for _ in range(trials)]
 
     async def go() -> None:
         conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute(
-                """INSERT INTO trials (id, study_id, number, state, params, objective_values, started_at, ended_at)
-                   SELECT gen_random_uuid(), $1, n, $2, to_jsonb(p), ARRAY[v], now(), now()
-                   FROM unnest($3::int[], $4::text[], $5::float8[]) AS u(n, p, v)""",
-                uuid.UUID(study_id), hpo_pb2.TRIAL_STATE_COMPLETE, list(range(trials)),
-                [json.dumps(c) for c in configs], [sum(v * v for v in c.values()) for c in configs])
+            await conn.execute(sql, study, hpo_pb2.TRIAL_STATE_COMPLETE, list(range(trials)),
+                               [json.dumps(c) for c in configs], [sum(v * v for v in c.values()) for c in configs])
         finally:
             await conn.close()
     asyncio.run(go())
+
+
+def fill(dsn: str, study_id: str, params: int, trials: int) -> None:
+    """`trials` COMPLETE trials of random configurations written straight into PostgreSQL (as
+    Optuna's side adds its own with add_trial): params as the hpo store writes them."""
+    import uuid
+
+    _write_trials(dsn, 0, params, trials,
+                  """INSERT INTO trials (id, study_id, number, state, params, objective_values, started_at, ended_at)
+                   SELECT gen_random_uuid(), $1, n, $2, to_jsonb(p), ARRAY[v], now(), now()
+                   FROM unnest($3::int[], $4::text[], $5::float8[]) AS u(n, p, v)""", uuid.UUID(study_id))
 
 
 def fill_optuna(dsn: str, study: str, params: int, trials: int) -> float:
     """`trials` more COMPLETE trials for the Optuna study `study` that trackd's StorageService
     holds (created through the proxy, with one trial whose distributions the others copy), written
     straight into PostgreSQL as `fill` does, with their Optuna rows. Returns the seconds taken."""
-    import asyncio
-    import random
-
-    import asyncpg
-
-    rng = random.Random(1)
-    configs = [{f"x{i}": rng.uniform(LOW, HIGH) for i in range(params)} for _ in range(trials)]
-
-    async def go() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(
-                """WITH os AS (SELECT o.id, o.study_id FROM optuna_studies o JOIN studies s ON s.id = o.study_id
+    start = time.perf_counter()
+    _write_trials(dsn, 1, params, trials,
+                  """WITH os AS (SELECT o.id, o.study_id FROM optuna_studies o JOIN studies s ON s.id = o.study_id
                                WHERE s.name = $1),
                         d AS (SELECT distributions FROM optuna_trials WHERE optuna_study_id = (SELECT id FROM os)
                               ORDER BY id LIMIT 1),
@@ -143,13 +139,7 @@ def fill_optuna(dsn: str, study: str, params: int, trials: int) -> float:
                                 FROM os, first, unnest($3::int[], $4::text[], $5::float8[]) AS u(i, p, v)
                                 RETURNING id, params)
                    INSERT INTO optuna_trials (trial_id, optuna_study_id, params, distributions)
-                   SELECT new.id, os.id, new.params, d.distributions FROM new, os, d""",
-                study, hpo_pb2.TRIAL_STATE_COMPLETE, list(range(trials)), [json.dumps(c) for c in configs],
-                [sum(v * v for v in c.values()) for c in configs])
-        finally:
-            await conn.close()
-    start = time.perf_counter()
-    asyncio.run(go())
+                   SELECT new.id, os.id, new.params, d.distributions FROM new, os, d""", study)
     return time.perf_counter() - start
 
 

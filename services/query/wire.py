@@ -75,11 +75,6 @@ def _any_varints(u: np.ndarray, widest: int) -> bytes:
     return bytes(groups[np.arange(widest, dtype=np.uint8) < sizes[:, None]].tobytes())
 
 
-def varints(values: np.ndarray) -> bytes:
-    """int64 values as protobuf varints, back to back (negative numbers take 10 bytes, as int64's do)."""
-    return b"".join(_varint_parts(values))
-
-
 def _length(n: int) -> bytes:
     out = bytearray()
     while n >= 0x80:
