@@ -216,7 +216,9 @@ class Controller:
         trial: the one it has, else — define-by-run — sampled by the study's sampler, the
         distribution joining the study's space if new. InvalidArgument when `spec` differs from
         the distribution the study has for `name` or is not one; FailedPrecondition when the
-        trial is not running, or (declared space) has no value for it."""
+        trial is not running, or (declared space) has no value for it. Define-by-run, the value
+        is also logged on the trial's run (again when asked again: a retry after the run service
+        failed), as a declared space's params are when the run starts."""
         param = parse_param(name, spec)
         study_id = await self._store.study_of(trial_id)
         async with self._sampling.serialized(study_id), self._store.locked(study_id) as tx:
@@ -224,13 +226,16 @@ class Controller:
             known = {p.name: p for p in spec_of(tx.study).space.params}
             domain.check_suggest(trial, tx.study, param, known.get(name))
             if name in trial.params:
-                return trial.params[name]
-            if name not in known:
-                domain.check_space_size(len(known))
-                await tx.learn_param(name, param.spec())
-            engine = await self._sampling.engine(tx.study, tx)
-            value = await asyncio.to_thread(engine.suggest, trial.number, param)
-            await tx.set_param(trial, name, value)
+                value = trial.params[name]
+            else:
+                if name not in known:
+                    domain.check_space_size(len(known))
+                    await tx.learn_param(name, param.spec())
+                engine = await self._sampling.engine(tx.study, tx)
+                value = await asyncio.to_thread(engine.suggest, trial.number, param)
+                await tx.set_param(trial, name, value)
+        if tx.study.define_by_run:
+            await self._runs.log_params_if_running(trial.run_id, {name: str(value)})
         return value
 
     async def best(self, study_id: uuid.UUID) -> list[TrialRow]:

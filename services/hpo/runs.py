@@ -90,6 +90,16 @@ class RunsClient:
             params={k: str(v) for k, v in trial.params.items()},
             tags={"trackd.hpo.study": study.name, "trackd.hpo.trial": str(trial.number)})
 
+    async def log_params_if_running(self, run_id: uuid.UUID | None, params: dict[str, str]) -> None:
+        """Log `params` on the run (a param logged again with its value is a no-op), unless there
+        is no run or it has ended (or is gone)."""
+        if run_id is not None:
+            try:
+                await self._call(self._stub.LogParams, run_pb2.LogParamsRequest(run_id=format_id(run_id),
+                                                                                params=params))
+            except (FailedPrecondition, NotFound):
+                pass
+
     async def end(self, run_id: uuid.UUID, status: RunStatus) -> None:
         await self._call(self._stub.EndRun, run_pb2.EndRunRequest(
             run_id=format_id(run_id), status=cast(run_pb2.RunStatus, int(status))))

@@ -44,6 +44,11 @@ def test_a_study_without_a_search_space_learns_it_from_the_suggestions(
         assert set(t.params) == ({"x", "opt", "layers"} if t.params["opt"] == "sgd" else {"x", "opt"})
         assert -5 <= t.params["x"] <= 5 and t.params.get("layers", 1) in range(1, 5)
         assert t.value == pytest.approx((t.params["x"] - 2) ** 2 + t.params.get("layers", 0))
+        # the trial's run has them too, as a declared space's trial run has its params
+        assert trackd.get_run(t.run_id).params == {k: str(v) for k, v in t.params.items()}
+    middle = sorted(t.params["x"] for t in complete)[len(complete) // 2]  # searchable: half are above
+    above = sorted(t.run_id for t in complete if t.params["x"] > middle)
+    assert above and sorted(r.id for r in trackd.search_runs(name, f"params.x > {middle!r}")) == above
     study = hpo.GetStudy(hpo_pb2.GetStudyRequest(name=name)).study
     assert study.define_by_run and study.state == hpo_pb2.STUDY_STATE_FINISHED
     learnt = json.loads(study.search_space_json)
