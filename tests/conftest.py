@@ -29,6 +29,29 @@ QUERY_SLOW_READER_S = 3.0  # an ExportMetric client that takes no message this l
 os.environ["COLUMNS"] = "250"
 
 
+@pytest.fixture
+def figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Record one line of figures (points stored, recovery times, memory) for the session summary:
+    the numbers docs/reliability.md quotes. Kept in the test's report, so that they reach the
+    terminal from pytest-xdist's workers too."""
+    return lambda line: request.node.user_properties.append(("figure", f"{request.node.name}: {line}"))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        FIGURES.extend(value for name, value in report.user_properties if name == "figure")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section("figures the drills and long tests measured")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
+FIGURES: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     home = Path(tmp_path_factory.mktemp("trackd-home"))

@@ -8,19 +8,25 @@ process is left behind either way.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import random
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger("trackd.stack")
+
+CLAIM_S = 120.0  # a port chosen for a server is not chosen again by any process for this long
 
 def _with_parent_death_signal(argv: Sequence[str], sig: int) -> list[str]:
     """Run `argv` under util-linux `setpriv --pdeathsig`, so the kernel sends it SIGTERM if the
@@ -52,10 +58,37 @@ def free_port() -> int:
     it before the server binds), whose +10000 neighbour is free and below that range too
     (SeaweedFS puts its gRPC ports there)."""
     top = _ephemeral_start() - 10_000
-    while True:
-        port = random.randint(10_000, top - 1)
-        if _bindable(port) and _bindable(port + 10_000):
-            return port
+    with _claims() as claimed:
+        while True:
+            port = random.randint(10_000, top - 1)
+            if not claimed & {port, port + 10_000} and _bindable(port) and _bindable(port + 10_000):
+                claimed.update((port, port + 10_000))
+                return port
+
+
+@contextlib.contextmanager
+def _claims() -> Iterator[set[int]]:
+    """The ports this user's processes chose in the last CLAIM_S seconds, under a file lock: two
+    processes picking ports at once (a test stack per pytest-xdist worker, a test beside `trackd
+    up`) never choose the same one before either server has bound it. Ports added to the set are
+    recorded as chosen now."""
+    path = Path(tempfile.gettempdir()) / f"trackd-ports-{os.getuid()}"
+    with open(path, "a+") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        file.seek(0)
+        now = time.time()
+        recent: dict[int, float] = {}
+        for line in file.read().split("\n"):
+            with contextlib.suppress(ValueError):
+                port, at = line.split()
+                if now - float(at) < CLAIM_S:
+                    recent[int(port)] = float(at)
+        claimed = set(recent)
+        yield claimed
+        recent.update((port, now) for port in claimed - recent.keys())
+        file.seek(0)
+        file.truncate()
+        file.write("".join(f"{port} {at}\n" for port, at in recent.items()))
 
 
 def free_ports(count: int) -> list[int]:

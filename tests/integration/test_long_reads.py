@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +105,7 @@ def assert_whole(history: trackd.MetricHistory) -> None:
 
 
 def test_5_runs_of_3m_points_are_read_back_whole_in_bounded_client_memory(
-        long_runs: LongRuns, capsys: pytest.CaptureFixture[str]) -> None:
+        long_runs: LongRuns, figure: Callable[[str], None]) -> None:
     """Acceptance: a 3,000,000-point series read whole through get_metric_history, and 5 of them
     through get_metric_histories. The client holds numpy columns, 24 bytes a point: its peak
     Python-and-numpy heap (tracemalloc) stays within the arrays it returns plus one series'
@@ -135,12 +135,11 @@ def test_5_runs_of_3m_points_are_read_back_whole_in_bounded_client_memory(
     held = sum(h.nbytes for h in histories.values())
     assert held == RUNS * LONGEST * 24 + 24
     series_bytes = LONGEST * 24
-    with capsys.disabled():
-        print(f"\n  {RUNS} runs × {LONGEST:,} points written in {long_runs.written_s:.1f} s (LogMetrics, {BATCH:,} "
-              f"a request)\n  one series read whole in {one_s:.1f} s, client heap peak {one_peak / MIB:.0f} MiB "
-              f"(its arrays: {series_bytes / MIB:.0f} MiB)\n  {RUNS} series read whole in {all_s:.1f} s, client heap "
-              f"peak {all_peak / MIB:.0f} MiB (the arrays held: {held / MIB:.0f} MiB); client RSS {rss_before:.0f} "
-              f"MiB before the reads, peak {rss_peak:.0f} MiB during them")
+    figure(f"{RUNS} runs × {LONGEST:,} points written in {long_runs.written_s:.1f} s (LogMetrics, {BATCH:,} "
+           f"a request); one series read whole in {one_s:.1f} s, client heap peak {one_peak / MIB:.0f} MiB "
+           f"(its arrays: {series_bytes / MIB:.0f} MiB); {RUNS} series read whole in {all_s:.1f} s, client heap "
+           f"peak {all_peak / MIB:.0f} MiB (the arrays held: {held / MIB:.0f} MiB); client RSS {rss_before:.0f} "
+           f"MiB before the reads, peak {rss_peak:.0f} MiB during them")
     # the arrays returned, one series' parts and their joined copy (transiently), a little for the stream
     assert one_peak <= 2 * series_bytes + 32 * MIB
     assert all_peak <= held + 2 * series_bytes + 32 * MIB  # 5 × 3 M: ≤ 550 MiB; Point objects took ~2.5 GiB
