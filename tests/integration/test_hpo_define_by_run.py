@@ -1,13 +1,17 @@
 """Define-by-run studies (created without a search space) on the real stack: the trials'
 `suggest_*` calls define the space, each param sampled by the study's sampler when a trial first
-suggests it; a conflicting distribution is INVALID_ARGUMENT. And a trial sampled ahead that went
+suggests it, and logged on the trial's run; a conflicting distribution is INVALID_ARGUMENT; `trackd hpo
+create` without --space makes one too. And a trial sampled ahead that went
 stale (results arrived while it waited) is sampled again."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -17,6 +21,7 @@ from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
 from trackd_platform.stack import EmbeddedStack
 
 pytestmark = pytest.mark.integration
+TRACKD_CLI = str(Path(sys.executable).with_name("trackd"))
 
 
 @pytest.fixture
@@ -120,3 +125,31 @@ def test_a_trial_sampled_ahead_that_went_stale_is_sampled_again(
     [fresh] = eventually(lambda found: len(found) == 1 and found[0].id != ahead.id)
     assert fresh.number == 4  # numbers stay contiguous
     assert [t.number for t in hpo.ListTrials(hpo_pb2.ListTrialsRequest(study_id=study.id)).trials] == [0, 1, 2, 3, 4]
+
+
+SUGGESTS = """
+import trackd
+trial = trackd.hpo.current_trial()
+trial.complete((trial.suggest_float("x", 0, 1) - 0.5) ** 2)
+"""
+
+
+def test_the_cli_creates_a_define_by_run_study_and_its_worker_trials_suggest(
+        hpo: hpo_pb2_grpc.HpoServiceStub, tmp_path: Path, unique: Callable[[str], str]) -> None:
+    name = unique("by-run-cli")
+    script = tmp_path / "train.py"
+    script.write_text(SUGGESTS)
+    said = []
+    for args in (("create", name, "--sampler", "random", "--max-trials", "2"),  # no --space
+                 ("worker", name, "--", sys.executable, str(script))):
+        done = subprocess.run([TRACKD_CLI, "hpo", *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        said.append(done.stdout)
+    assert "define-by-run" in said[0] and said[1].count("ended by the trial process") == 2, said
+    trials = trackd.hpo.list_trials(name)
+    assert [t.state for t in trials] == ["COMPLETE", "COMPLETE"]
+    for t in trials:
+        assert t.value == pytest.approx((t.params["x"] - 0.5) ** 2)
+        assert trackd.get_run(t.run_id).params == {"x": str(t.params["x"])}
+    study = hpo.GetStudy(hpo_pb2.GetStudyRequest(name=name)).study
+    assert study.define_by_run and json.loads(study.search_space_json) == {"x": {"type": "float", "low": 0, "high": 1}}

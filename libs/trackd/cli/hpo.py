@@ -29,7 +29,8 @@ app = typer.Typer(no_args_is_help=True, help="Hyperparameter optimization studie
 @app.command("create")
 def create(
     name: str,
-    space: Path = typer.Option(..., "--space", help="YAML search space."),
+    space: Path | None = typer.Option(None, "--space", help="YAML search space; without it the study is "
+                                      "define-by-run (the trials' suggest_* calls define it)."),
     experiment: str = typer.Option(None, "--experiment", "-e"),
     project: str = typer.Option("default", "--project", "-p"),
     direction: list[str] = typer.Option(["minimize"], "--direction", help="minimize or maximize (repeatable)."),
@@ -39,7 +40,8 @@ def create(
     retries: int = typer.Option(0, "--retries", help="Retries of a trial whose worker vanished."),
     seed: int = typer.Option(None, "--seed", help="Seed the sampler: the same trials for the same results."),
 ) -> None:
-    """Create a RUNNING study."""
+    """Create a RUNNING study: with --space, trials sampled from that space; without it,
+    define-by-run (as in Optuna: each param is sampled when a trial first suggests it)."""
     try:
         study = sdk.create_study(name, experiment=experiment, project=project, directions=direction, metric=metric,
                                  search_space=space, sampler=sampler, pruner=pruner, max_trials=max_trials,
@@ -48,7 +50,8 @@ def create(
         raise _fail(exc) from None
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    console.print(f"created study [bold]{study.name}[/] ({study.id}): run workers with "
+    kind = "" if space is not None else ", define-by-run: trials call trackd.hpo.current_trial().suggest_*"
+    console.print(f"created study [bold]{study.name}[/] ({study.id}{kind}): run workers with "
                   f"`trackd hpo worker {study.name} -- CMD …`")
 
 
@@ -198,9 +201,9 @@ def stop(study: str) -> None:
 LOGGED_WAIT_S = 5.0  # how long the last logged points may take to be readable after the process exits
 
 
-def _logged_values(client: Client, run_id: str, metrics: list[str]) -> list[float] | None:
-    """The last value the run logged of each metric, None unless it logged all of them."""
-    deadline = time.monotonic() + LOGGED_WAIT_S
+def _logged_values(client: Client, run_id: str, metrics: list[str], wait_s: float) -> list[float] | None:
+    """The last value the run logged of each metric, None unless it logged all of them (within `wait_s`)."""
+    deadline = time.monotonic() + wait_s
     while True:
         latest = get_latest_metrics(run_id, client=client) if run_id else {}
         if all(m in latest for m in metrics):
@@ -208,6 +211,15 @@ def _logged_values(client: Client, run_id: str, metrics: list[str]) -> list[floa
         if time.monotonic() > deadline:
             return None
         time.sleep(0.25)
+
+
+def _still_running(client: Client, trial: hpo_pb2.Trial) -> bool:
+    """False once the trial has ended (or its study has): HeartbeatTrial then says stop."""
+    try:
+        return not sdk.call(client, "HeartbeatTrial", hpo_pb2.HeartbeatTrialRequest(
+            trial_id=trial.id, worker=trial.worker)).should_stop
+    except TrackdError:
+        return True  # as if running: CompleteTrial / FailTrial below meet the same error
 
 
 def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s: int, metrics: list[str]) -> str:
@@ -234,7 +246,9 @@ def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s
         pump.close()
     if lease.lost.is_set():  # another worker has the trial now: nothing to report
         return LEASE_LOST
-    logged = _logged_values(client, trial.run_id, metrics) if code == 0 else None
+    # a trial its process ended itself (trial.complete) has nothing to wait for
+    logged = _logged_values(client, trial.run_id, metrics, LOGGED_WAIT_S if _still_running(client, trial) else 0) \
+        if code == 0 else None
     try:  # a trial the process ended itself refuses these: that is the normal case
         if logged is not None:
             done = sdk.call(client, "CompleteTrial", hpo_pb2.CompleteTrialRequest(
