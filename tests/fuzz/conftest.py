@@ -1,4 +1,5 @@
-"""Prints what the fuzzed RPCs answered: the figures docs/reliability.md quotes."""
+"""Prints what the fuzzed RPCs answered: the figures docs/reliability.md quotes. Each test keeps
+its RPC's counts in its report, so that they reach the summary from pytest-xdist's workers too."""
 
 from __future__ import annotations
 
@@ -6,10 +7,20 @@ from collections import Counter
 
 import pytest
 
+from tests.fuzz.test_fuzz import ANSWERS
+
+SEEN: dict[str, Counter[str]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        for name, value in report.user_properties:
+            if name == ANSWERS:
+                rpc, counts = value
+                SEEN.setdefault(rpc, Counter()).update(counts)
+
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    from tests.fuzz.test_fuzz import SEEN
-
     if not SEEN:
         return
     total: Counter[str] = Counter()

@@ -12,7 +12,7 @@ import itertools
 import pkgutil
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -46,8 +46,7 @@ def every_method() -> list[MethodDescriptor]:
 
 
 METHODS = every_method()
-# What each RPC answered, for the summary at the end of the session (conftest.py).
-SEEN: dict[str, Counter[str]] = {}
+ANSWERS = "fuzz answers"  # the report property holding (RPC, {status: calls})
 
 
 @dataclass(frozen=True)
@@ -165,13 +164,14 @@ def stays_up(stack: EmbeddedStack) -> Iterator[None]:
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: f"{m.containing_service.name}.{m.name}")
 def test_every_rpc_answers_bad_input_with_a_status(
-    method: MethodDescriptor, seeded: Seeded, channels: dict[str, grpc.Channel], stays_up: None
+    method: MethodDescriptor, seeded: Seeded, channels: dict[str, grpc.Channel], stays_up: None,
+    record_property: Callable[[str, object], None],
 ) -> None:
     generator = Generator(seeded.hints, seeded.common)
     one = generator.request(method.input_type)
     requests = st.lists(one, max_size=4) if method.client_streaming else one.map(lambda r: [r])
     channel = channels[method.containing_service.full_name]
-    seen = SEEN.setdefault(f"{method.containing_service.name}.{method.name}", Counter())
+    seen: Counter[str] = Counter()
 
     @settings(max_examples=FUZZ_EXAMPLES, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
@@ -180,3 +180,5 @@ def test_every_rpc_answers_bad_input_with_a_status(
         seen[call(channel, method, requests, md).name] += 1
 
     answers()
+    # what the RPC answered, for the summary at the end of the session (conftest.py)
+    record_property(ANSWERS, (f"{method.containing_service.name}.{method.name}", dict(seen)))
