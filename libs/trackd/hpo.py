@@ -176,20 +176,24 @@ def best_trials(study: str, *, client: Client | None = None) -> list[TrialInfo]:
 
 
 def stop_study(study: str, *, client: Client | None = None) -> StudyInfo:
+    """No new trials; workers stop the running ones. A study Optuna's clients run (made through
+    GrpcStorageProxy) is stopped too: Optuna's next trial is refused (docs/optuna.md)."""
     client = client or default_client()
     study_id = get_study(study, client=client).id
     return StudyInfo.from_proto(call(client, "StopStudy", hpo_pb2.StopStudyRequest(study_id=study_id)).study)
 
 
 def pause_study(study: str, *, client: Client | None = None) -> StudyInfo:
-    """No trial is handed out until `resume_study`; running trials go on (their results count)."""
+    """No trial is handed out until `resume_study`; running trials go on (their results count).
+    FailedPrecondition for a study Optuna's clients run (they would not wait)."""
     client = client or default_client()
     study_id = get_study(study, client=client).id
     return StudyInfo.from_proto(call(client, "PauseStudy", hpo_pb2.PauseStudyRequest(study_id=study_id)).study)
 
 
 def resume_study(study: str, *, client: Client | None = None) -> StudyInfo:
-    """Hand out trials again (a paused study, or one created paused)."""
+    """Hand out trials again (a paused study, or one created paused). FailedPrecondition for a
+    study Optuna's clients run."""
     client = client or default_client()
     study_id = get_study(study, client=client).id
     return StudyInfo.from_proto(call(client, "StartStudy", hpo_pb2.StartStudyRequest(study_id=study_id)).study)
@@ -198,7 +202,8 @@ def resume_study(study: str, *, client: Client | None = None) -> StudyInfo:
 def enqueue_trial(study: str, params: Mapping[str, Any], *, client: Client | None = None) -> TrialInfo:
     """A trial with these params (a known-good configuration: a warm start), handed out before
     any sampled one, as Optuna's `study.enqueue_trial`; params left out are sampled. Raises
-    InvalidArgument for params outside the study's search space."""
+    InvalidArgument for params outside the study's search space. On a study Optuna's clients run,
+    a trial Optuna's next `study.ask()` runs with these params (Optuna's own enqueue)."""
     client = client or default_client()
     study_id = get_study(study, client=client).id
     response = call(client, "EnqueueTrial", hpo_pb2.EnqueueTrialRequest(study_id=study_id,

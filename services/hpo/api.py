@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
@@ -15,6 +16,7 @@ from trackd_platform.timestamps import timestamp
 
 from .controller import Controller
 from .domain import StudyRow, StudyState, TrialRow, TrialState
+from .optuna_controls import OptunaControls
 from .store import StudyStore
 
 MAX_PARALLELISM = 1_000
@@ -56,9 +58,15 @@ def trial_to_proto(t: TrialRow) -> hpo_pb2.Trial:
 
 
 class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
-    def __init__(self, controller: Controller, store: StudyStore) -> None:
+    def __init__(self, controller: Controller, store: StudyStore, optuna: OptunaControls) -> None:
         self._controller = controller
         self._store = store
+        self._optuna = optuna  # the controls of a study Optuna's clients run (made through GrpcStorageProxy)
+
+    async def _optuna_study(self, study_id: uuid.UUID) -> StudyRow | None:
+        """The study, when Optuna's clients run it: the controls below act on it through OptunaControls."""
+        study = await self._store.get(study_id=study_id)
+        return study if self._optuna.made_by_optuna(study) else None
 
     async def CreateStudy(self, request: hpo_pb2.CreateStudyRequest, context: Context) -> hpo_pb2.CreateStudyResponse:
         name = validate_name("study", request.name)
@@ -107,22 +115,38 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
         return hpo_pb2.ListStudiesResponse(studies=[study_to_proto(s) for s in studies], next_page_token=token)
 
     async def StartStudy(self, request: hpo_pb2.StartStudyRequest, context: Context) -> hpo_pb2.StartStudyResponse:
-        study = await self._controller.transition(parse_id("study_id", request.study_id), StudyState.RUNNING)
+        study_id = parse_id("study_id", request.study_id)
+        if optuna := await self._optuna_study(study_id):
+            self._optuna.refuse(optuna, "start or resume it")
+        study = await self._controller.transition(study_id, StudyState.RUNNING)
         return hpo_pb2.StartStudyResponse(study=study_to_proto(study))
 
     async def PauseStudy(self, request: hpo_pb2.PauseStudyRequest, context: Context) -> hpo_pb2.PauseStudyResponse:
-        study = await self._controller.transition(parse_id("study_id", request.study_id), StudyState.PAUSED)
+        study_id = parse_id("study_id", request.study_id)
+        if optuna := await self._optuna_study(study_id):
+            self._optuna.refuse(optuna, "pause it (its clients would not wait)")
+        study = await self._controller.transition(study_id, StudyState.PAUSED)
         return hpo_pb2.PauseStudyResponse(study=study_to_proto(study))
 
     async def StopStudy(self, request: hpo_pb2.StopStudyRequest, context: Context) -> hpo_pb2.StopStudyResponse:
-        study = await self._controller.transition(parse_id("study_id", request.study_id), StudyState.STOPPED)
+        study_id = parse_id("study_id", request.study_id)
+        if optuna := await self._optuna_study(study_id):
+            await self._optuna.stop(optuna)
+            study = await self._store.get(study_id=study_id)
+        else:
+            study = await self._controller.transition(study_id, StudyState.STOPPED)
         return hpo_pb2.StopStudyResponse(study=study_to_proto(study))
 
     async def EnqueueTrial(
         self, request: hpo_pb2.EnqueueTrialRequest, context: Context
     ) -> hpo_pb2.EnqueueTrialResponse:
-        trial = await self._controller.enqueue(parse_id("study_id", request.study_id),
-                                               _options("params_json", request.params_json))
+        study_id = parse_id("study_id", request.study_id)
+        params = _options("params_json", request.params_json)
+        if optuna := await self._optuna_study(study_id):
+            number = (await self._optuna.enqueue(optuna, params)).number
+            [trial] = await self._store.trials_by_number(study_id, [number])
+        else:
+            trial = await self._controller.enqueue(study_id, params)
         return hpo_pb2.EnqueueTrialResponse(trial=trial_to_proto(trial))
 
     async def ListTrials(self, request: hpo_pb2.ListTrialsRequest, context: Context) -> hpo_pb2.ListTrialsResponse:
@@ -138,7 +162,11 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
     async def GetBestTrials(
         self, request: hpo_pb2.GetBestTrialsRequest, context: Context
     ) -> hpo_pb2.GetBestTrialsResponse:
-        trials = await self._controller.best(parse_id("study_id", request.study_id))
+        study_id = parse_id("study_id", request.study_id)
+        if optuna := await self._optuna_study(study_id):
+            trials = await self._store.trials_by_number(study_id, await self._optuna.best(optuna))
+        else:
+            trials = await self._controller.best(study_id)
         return hpo_pb2.GetBestTrialsResponse(trials=[trial_to_proto(t) for t in trials])
 
     async def AcquireTrial(

@@ -52,12 +52,12 @@ async def serve(config: StoresConfig) -> None:
     reaper = Reaper(store, sampling, runs, registry=server.registry)
     controller = Controller(store, runs, sampling, reaper, lease_s=config.hpo_lease_s)
     await server.until_ready("Valkey (the studies' trial queues)", sampling.recover)
+    optuna = add_optuna_storage(server, pool, config)  # Optuna's GrpcStorageProxy, on TRACKD_OPTUNA_PORT too
     server.add_servicer(
         hpo_pb2_grpc.add_HpoServiceServicer_to_server,
-        HpoServicer(controller, store),
+        HpoServicer(controller, store, optuna),
         hpo_pb2.DESCRIPTOR.services_by_name["HpoService"].full_name,
     )
-    add_optuna_storage(server, pool, config)  # Optuna's GrpcStorageProxy, on TRACKD_OPTUNA_PORT too
 
     async def reap() -> None:
         while True:

@@ -22,6 +22,7 @@ from trackd_platform.vocabulary import TrialState as TrialState
 from .space import MAX_PARAMS, Param
 
 ENDED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+OPTUNA_CLIENT = "optuna-client"  # `studies.sampler` of a study made through Optuna's storage (optuna_storage.py)
 
 _TRIAL_MOVES: Mapping[TrialState, frozenset[TrialState]] = {
     # A waiting trial is leased, or ended directly by a client holding its id (CompleteTrial / FailTrial).
@@ -124,9 +125,20 @@ def check_study_move(study: StudyRow, target: StudyState) -> None:
         raise FailedPrecondition(f"study {study.name!r} is not running")
 
 
+def check_run_by_trackd(study: StudyRow, action: str) -> None:
+    """FailedPrecondition for a study made through Optuna's storage (GrpcStorageProxy): Optuna's
+    clients sample, start and end its trials, so trackd cannot `action`."""
+    if study.sampler == OPTUNA_CLIENT:
+        raise FailedPrecondition(
+            f"study {study.name!r} was created through Optuna's storage (GrpcStorageProxy): Optuna's clients "
+            f"sample and run its trials (study.optimize / study.ask), so trackd cannot {action}; trackd can "
+            "enqueue a trial for it (Optuna's next ask runs it) or stop it (no new trials)")
+
+
 def open_to_workers(study: StudyRow) -> bool:
     """False when the study has finished (its workers see that and leave); FailedPrecondition
-    when it was stopped."""
+    when it was stopped, or is run by Optuna's clients."""
+    check_run_by_trackd(study, "hand its trials to trackd's workers")
     if study.state == StudyState.STOPPED:
         raise FailedPrecondition(f"study {study.name!r} was stopped: no more trials")
     return study.state != StudyState.FINISHED
@@ -239,6 +251,7 @@ def check_value(value: float) -> None:
 
 def check_report(trial: TrialRow, study: StudyRow) -> None:
     """Raise FailedPrecondition unless the trial may report an intermediate value."""
+    check_run_by_trackd(study, "take its trials' reports (Optuna's trial.report does)")
     if trial.state != TrialState.RUNNING:
         raise FailedPrecondition(f"trial {trial.number} is not running: nothing to report")
     if len(study.objectives) > 1:
@@ -248,7 +261,8 @@ def check_report(trial: TrialRow, study: StudyRow) -> None:
 def check_finish(trial: TrialRow, study: StudyRow, state: TrialState, values: Sequence[float]) -> bool:
     """Whether ending `trial` as `state` with `values` is a repeat of how it ended (a no-op:
     True) or a change to make (False). Raises InvalidArgument for a COMPLETE without one finite
-    value per objective, FailedPrecondition when it ended differently."""
+    value per objective, FailedPrecondition when it ended differently (or Optuna's clients run it)."""
+    check_run_by_trackd(study, "end its trials (Optuna's study.tell does)")
     if state == TrialState.COMPLETE and (len(values) != len(study.objectives) or not all(map(math.isfinite, values))):
         raise InvalidArgument(f"give {len(study.objectives)} finite value(s), one per objective")
     if may_move(trial.state, state):

@@ -29,6 +29,7 @@ from trackd_platform.run_records import NAME_MAX, RunStatus
 from trackd_platform.server import GrpcServer
 
 from .domain import TrialState
+from .optuna_controls import OptunaControls, fixed_params
 from .optuna_runs import OptunaRuns
 from .optuna_store import NewTrial, OptunaStore, OptunaStudy, OptunaTrial
 from .optuna_trial_runs import TrialRuns
@@ -101,6 +102,8 @@ def _new_trial(template: api_pb2.Trial) -> NewTrial:
             external[name] = _shown(_distribution(distributions[name]).to_external_repr(internal))
         except (ValueError, IndexError) as error:
             raise InvalidArgument(f"param {name!r}: {internal} is not in its distribution ({error})") from None
+    if not external and template.state == api_pb2.WAITING:  # Optuna's enqueue_trial: trackd shows what it runs with
+        external = {k: _shown(v) for k, v in fixed_params(template.system_attributes).items()}
     return NewTrial(state=_state(template.state), values=list(template.values) if template.values else None,
                     started_at=_parse_time(template.datetime_start),
                     ended_at=_parse_time(template.datetime_complete), params=dict(template.params),
@@ -280,8 +283,9 @@ class OptunaStorageServicer(api_pb2_grpc.StorageServiceServicer):
         return api_pb2.GetTrialsReply(trials=[_trial_pb(t) for t in trials])
 
 
-def add_optuna_storage(server: GrpcServer, pool: asyncpg.Pool, config: StoresConfig) -> None:
-    """Serve the StorageService on the hpo server (both its ports)."""
+def add_optuna_storage(server: GrpcServer, pool: asyncpg.Pool, config: StoresConfig) -> OptunaControls:
+    """Serve the StorageService on the hpo server (both its ports); returns trackd's controls on
+    the studies it makes (for the HpoService)."""
     runs = OptunaRuns(config.run_target, config.ingest_target, config.server)
     store = OptunaStore(pool)
     trial_runs = TrialRuns(runs, store)
@@ -289,3 +293,4 @@ def add_optuna_storage(server: GrpcServer, pool: asyncpg.Pool, config: StoresCon
     server.add_closer(trial_runs.drain)  # closers run in reverse: the runs' updates before their channels
     server.add_servicer(api_pb2_grpc.add_StorageServiceServicer_to_server,
                         OptunaStorageServicer(store, runs, trial_runs), SERVICE)
+    return OptunaControls(store, runs)

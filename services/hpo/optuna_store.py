@@ -20,10 +20,15 @@ from typing import Any
 import asyncpg
 from trackd_platform.errors import AlreadyExists, FailedPrecondition, NotFound
 
-from .domain import ENDED, StudyState, TrialState
+from .domain import ENDED, OPTUNA_CLIENT, StudyState, TrialState
 
 _ENDED = [int(s) for s in ENDED]
-SAMPLER = "optuna-client"  # `studies.sampler` of a study Optuna's clients sample for themselves
+SAMPLER = OPTUNA_CLIENT  # `studies.sampler` of a study Optuna's clients sample for themselves
+
+
+def stopped(name: str) -> str:
+    return (f"study {name!r} was stopped in trackd (trackd hpo stop): it starts no more trials; its running "
+            "trials may still report and end. Create a new study to search again")
 
 
 def _json(value: Any) -> dict[str, Any]:
@@ -140,6 +145,13 @@ class OptunaStore:
             raise NotFound(f"Optuna study {study_id} does not exist")
         return _study(row)
 
+    async def study_of(self, study_id: uuid.UUID) -> OptunaStudy:
+        """The Optuna study of the trackd study `study_id`."""
+        row = await self._pool.fetchrow(_STUDY_SELECT + " WHERE o.study_id = $1", study_id)
+        if row is None:
+            raise NotFound(f"study {study_id.hex} is not an Optuna study")
+        return _study(row)
+
     async def study_by_name(self, name: str) -> OptunaStudy:
         row = await self._pool.fetchrow(_STUDY_SELECT + " WHERE s.name = $1", name)
         if row is None:
@@ -186,6 +198,31 @@ class OptunaStore:
         if status.endswith(" 0"):
             raise NotFound(f"Optuna study {study_id} does not exist")
 
+    async def stop_study(self, study_id: int) -> bool:
+        """Mark the study STOPPED (under its row lock, which creating a trial takes too: no trial
+        is created after this returns); False when it had ended already."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            trackd_id = await conn.fetchval("SELECT study_id FROM optuna_studies WHERE id = $1 FOR UPDATE", study_id)
+            if trackd_id is None:
+                raise NotFound(f"Optuna study {study_id} does not exist")
+            status = await conn.execute(
+                "UPDATE studies SET state = $2 WHERE id = $1 AND NOT (state = ANY($3::smallint[]))",
+                trackd_id, StudyState.STOPPED, [StudyState.STOPPED, StudyState.FINISHED])
+            return not status.endswith(" 0")
+
+    async def completed(self, study_id: uuid.UUID) -> list[tuple[int, list[float]]]:
+        """(number, values) of each COMPLETE trial of the trackd study `study_id`, by number."""
+        rows = await self._pool.fetch(
+            """SELECT number, objective_values FROM trials WHERE study_id = $1 AND state = $2
+                 AND objective_values IS NOT NULL ORDER BY number""", study_id, TrialState.COMPLETE)
+        return [(r["number"], list(r["objective_values"])) for r in rows]
+
+    async def distributions(self, study_id: int) -> dict[str, str]:
+        """The distribution (JSON text) the study first saw for each param name."""
+        rows = await self._pool.fetch("SELECT name, distribution FROM optuna_study_params WHERE optuna_study_id = $1",
+                                      study_id)
+        return {r["name"]: r["distribution"] for r in rows}
+
     async def first_distribution(self, study_id: int, name: str, distribution: str) -> str:
         """The distribution the study first saw for param `name` (this one, if it is the first)."""
         first = await self._pool.fetchval(
@@ -205,9 +242,16 @@ class OptunaStore:
     # -- trials ---------------------------------------------------------------------------------
 
     async def create_trial(self, study: OptunaStudy, new: NewTrial) -> OptunaTrial:
-        """A trial numbered next in its study (numbers are dense: taken under the study's lock)."""
+        """A trial numbered next in its study (numbers are dense: taken under the study's lock).
+        FailedPrecondition when the study was stopped (`stop_study`)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT 1 FROM optuna_studies WHERE id = $1 FOR UPDATE", study.id)
+            state = await conn.fetchval(
+                """SELECT s.state FROM optuna_studies o JOIN studies s ON s.id = o.study_id WHERE o.id = $1
+                   FOR UPDATE OF o""", study.id)
+            if state is None:
+                raise NotFound(f"Optuna study {study.id} does not exist")
+            if StudyState(state).ended:
+                raise FailedPrecondition(stopped(study.name))
             number = await conn.fetchval("SELECT coalesce(max(number) + 1, 0) FROM trials WHERE study_id = $1",
                                          study.study_id)
             trial_id = uuid.uuid4()
@@ -280,23 +324,28 @@ class OptunaStore:
 
     async def set_state(self, trial_id: int, state: TrialState, values: Sequence[float] | None,
                         ) -> OptunaTrial | None:
-        """Move the trial to `state` (RUNNING only from WAITING); the trial as moved, or None
-        when it was not WAITING (for RUNNING). FailedPrecondition when it has ended."""
+        """Move the trial to `state` (RUNNING only from WAITING, and not in a stopped study); the
+        trial as moved, or None when it was not WAITING (for RUNNING). FailedPrecondition when it
+        has ended, or would start in a stopped study."""
         row = await self._pool.fetchrow(
             """UPDATE trials t SET state = $2::smallint, objective_values = $3::float8[],
                       started_at = CASE WHEN $2::smallint = $5::smallint THEN now() ELSE t.started_at END,
                       ended_at = CASE WHEN $2::smallint = ANY($4::smallint[]) THEN now() ELSE t.ended_at END
                FROM optuna_trials o
                WHERE o.id = $1 AND t.id = o.trial_id AND NOT (t.state = ANY($4::smallint[]))
-                 AND ($2::smallint <> $5::smallint OR t.state = $6::smallint)
+                 AND ($2::smallint <> $5::smallint OR (t.state = $6::smallint AND NOT EXISTS (
+                      SELECT 1 FROM studies s WHERE s.id = t.study_id AND s.state = $7::smallint)))
                RETURNING o.id""",
             trial_id, state, list(values) if values is not None else None, _ENDED, TrialState.RUNNING,
-            TrialState.WAITING)
+            TrialState.WAITING, StudyState.STOPPED)
         if row is not None:
             return await self.trial(trial_id)
         trial = await self.trial(trial_id)
         if trial.state.ended:
             raise FailedPrecondition(f"trial {trial.number} has ended ({trial.state.name}): it cannot change")
+        if trial.state == TrialState.WAITING:
+            study = await self.study(trial.study_id)
+            raise FailedPrecondition(stopped(study.name))
         return None
 
     async def set_intermediate(self, trial_id: int, step: int, value: float) -> OptunaTrial:

@@ -159,7 +159,8 @@ def _move(change: Callable[[str], sdk.StudyInfo], study: str) -> None:
 
 @app.command("pause")
 def pause(study: str) -> None:
-    """Pause a study: no trial is handed out until `trackd hpo resume`; running ones go on."""
+    """Pause a study: no trial is handed out until `trackd hpo resume`; running ones go on (not
+    for a study made by Optuna's GrpcStorageProxy: its clients would not wait)."""
     _move(sdk.pause_study, study)
 
 
@@ -175,7 +176,8 @@ def enqueue(
     params: list[str] = typer.Argument(..., help="NAME=VALUE (a JSON value, else a string), one per param; "
                                                   "params left out are sampled."),
 ) -> None:
-    """Run a trial with these params before any sampled one (a warm start: a known-good config)."""
+    """Run a trial with these params before any sampled one (a warm start: a known-good config);
+    on a study made by Optuna's GrpcStorageProxy, Optuna's next ask runs it."""
     given: dict[str, object] = {}
     for item in params:
         name, sep, text = item.partition("=")
@@ -194,7 +196,8 @@ def enqueue(
 
 @app.command("stop")
 def stop(study: str) -> None:
-    """Stop a study: no new trials; workers stop the running ones."""
+    """Stop a study: no new trials; workers stop the running ones (Optuna's clients, on a study
+    made by its GrpcStorageProxy, get an error for their next trial)."""
     _move(sdk.stop_study, study)
 
 
