@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from trackd_platform.errors import InvalidArgument
+from trackd_platform.errors import AlreadyExists, InvalidArgument
 from trackd_platform.run_records import RunStatus
 
 from . import domain
@@ -110,25 +110,35 @@ class Controller:
         empty or Redis down — from PostgreSQL under the study lock, sampling if none waits."""
         if not worker:
             raise InvalidArgument("worker names who asks (e.g. host:pid): it is needed to keep the lease")
-        trial = None
-        if await self._store.leased_to(study_id, worker) is None:
-            trial = await self._sampling.take_ready(study_id, worker, self.lease_s)
+        run_id = uuid.uuid4()  # the run of the trial claimed now: its id is stored with the claim
+        trial = await self._sampling.take_ready(study_id, worker, self.lease_s, run_id)
         if trial is None:
             async with self._sampling.serialized(study_id):
-                trial = await self._acquire(study_id, worker)
-        if trial is None or trial.run_id is not None:
+                trial = await self._acquire(study_id, worker, run_id)
+        if trial is None:
             return Acquired(trial, await self._store.get(study_id=study_id))
+        lost_answer = trial.run_id != run_id  # the worker's lease, whose run may or may not have started
+        if trial.run_id is None:  # (claimed before runs were given their id at the claim)
+            trial = await self._store.set_trial_run(trial.id, run_id)
         # The trial's run exists before the answer (the worker logs to it at once); the study is
-        # read for the answer meanwhile. A failure here leaves the trial leased without a run:
-        # the worker's next AcquireTrial gets it again and starts its run.
+        # read for the answer meanwhile. A failure here leaves the trial leased with its run not
+        # started: the worker's next AcquireTrial gets it again and starts its run.
         if (head := self._heads.get(study_id)) is None:
             head = self._heads[study_id] = await self._store.get(study_id=study_id)
             if len(self._heads) > HEADS_CACHED:
                 del self._heads[next(iter(self._heads))]
-        study, run = await asyncio.gather(self._store.get(study_id=study_id), self._runs.start_trial_run(head, trial))
-        return Acquired(await self._store.set_trial_run(trial.id, run.id), study)
+        study, _ = await asyncio.gather(self._store.get(study_id=study_id), self._start_run(head, trial, lost_answer))
+        return Acquired(trial, study)
 
-    async def _acquire(self, study_id: uuid.UUID, worker: str) -> TrialRow | None:
+    async def _start_run(self, head: StudyRow, trial: TrialRow, lost_answer: bool) -> None:
+        """Start the trial's run under its id; after a lost answer it may have started already."""
+        try:
+            await self._runs.start_trial_run(head, trial)
+        except AlreadyExists:
+            if not lost_answer:
+                raise
+
+    async def _acquire(self, study_id: uuid.UUID, worker: str, run_id: uuid.UUID) -> TrialRow | None:
         async with self._store.locked(study_id) as tx:
             if not domain.open_to_workers(tx.study):
                 return None
@@ -143,14 +153,14 @@ class Controller:
             # take some meanwhile, or fill the study: then there is nothing for this worker yet.
             if waiting := await tx.waiting_ids():
                 for trial_id in waiting:
-                    if trial := await tx.claim(trial_id, worker, self.lease_s):
+                    if trial := await tx.claim(trial_id, worker, self.lease_s, run_id):
                         self._sampling.taken(study_id, trial_id)
                         return trial
                 return None
             if domain.exhausted(tx.study, datetime.now(UTC)):
                 return None
             trial = await self._sampling.sample(tx, engine)  # on demand: the queue ran short
-            return await tx.claim(trial.id, worker, self.lease_s)
+            return await tx.claim(trial.id, worker, self.lease_s, run_id)
 
     async def heartbeat(self, trial_id: uuid.UUID, worker: str) -> tuple[datetime | None, bool]:
         """The lease extended (and its run kept alive); `(None, True)` when the trial should stop."""

@@ -69,12 +69,14 @@ class RunsClient:
 
     async def start(self, *, name: str, tags: dict[str, str], params: dict[str, str] | None = None,
                     experiment_id: uuid.UUID | None = None, project: str = "", experiment: str = "",
-                    parent_run_id: uuid.UUID | None = None) -> StartedRun:
-        """A RUNNING run in `experiment_id`, or in `project` / `experiment` by name (created if new)."""
+                    parent_run_id: uuid.UUID | None = None, run_id: uuid.UUID | None = None) -> StartedRun:
+        """A RUNNING run in `experiment_id`, or in `project` / `experiment` by name (created if
+        new), under `run_id` when given (AlreadyExists when a run has it)."""
         response = await self._call(self._stub.StartRun, run_pb2.StartRunRequest(
             experiment_id=format_id(experiment_id) if experiment_id else "", project_name=project,
             experiment_name=experiment, name=name, params=params or {}, tags=tags,
-            parent_run_id=format_id(parent_run_id) if parent_run_id else ""))
+            parent_run_id=format_id(parent_run_id) if parent_run_id else "",
+            client_run_id=format_id(run_id) if run_id else ""))
         return StartedRun(parse_id("run_id", response.run.id), parse_id("experiment_id", response.run.experiment_id))
 
     async def start_study_run(self, study: str, *, project: str, experiment: str) -> StartedRun:
@@ -83,9 +85,10 @@ class RunsClient:
                                 tags={"trackd.hpo.study": study})
 
     async def start_trial_run(self, study: StudyRow, trial: TrialRow) -> StartedRun:
-        """A run for this attempt of the trial: a child of the study's run, with the trial's params."""
+        """A run for this attempt of the trial: a child of the study's run, with the trial's
+        params, under the id the trial was claimed with (`trial.run_id`) if it has one."""
         return await self.start(
-            experiment_id=study.experiment_id, parent_run_id=study.run_id,
+            experiment_id=study.experiment_id, parent_run_id=study.run_id, run_id=trial.run_id,
             name=f"{study.name} #{trial.number}" + (f" (attempt {trial.attempt})" if trial.attempt > 1 else ""),
             params={k: str(v) for k, v in trial.params.items()},
             tags={"trackd.hpo.study": study.name, "trackd.hpo.trial": str(trial.number)})

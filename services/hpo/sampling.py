@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -75,7 +75,7 @@ class Sampling:
         self._pending: dict[uuid.UUID, list[Result]] = {}  # stored, not yet told to the engine
         # trials this process sampled ahead, still waiting: id → (number, engine.results then)
         self._ahead: dict[uuid.UUID, dict[uuid.UUID, tuple[int, int]]] = {}
-        self._acks: set[asyncio.Task[None]] = set()  # queue entries being acknowledged after a hand-out
+        self._acks: set[asyncio.Task[Any]] = set()  # queue entries being acknowledged after a hand-out
 
     @asynccontextmanager
     async def serialized(self, study_id: uuid.UUID, *, forget_on_error: bool = True) -> AsyncIterator[None]:
@@ -131,23 +131,32 @@ class Sampling:
         number = await tx.next_number()
         return await tx.insert_trial(number, await asyncio.to_thread(engine.ask, number))
 
-    async def take_ready(self, study_id: uuid.UUID, worker: str, lease_s: float) -> TrialRow | None:
-        """A trial from the ready queue, leased to `worker` (no sampler call, no study lock);
-        None when the queue has none that can still be claimed, or Redis is down."""
+    async def take_ready(self, study_id: uuid.UUID, worker: str, lease_s: float,
+                         run_id: uuid.UUID) -> TrialRow | None:
+        """A trial from the ready queue, leased to `worker` with its run to be `run_id` (no
+        sampler call, no study lock: one Redis read, one PostgreSQL statement); the trial the
+        worker holds already if it does (the one read goes back to the queue); None when the
+        queue has none that can still be claimed, or Redis is down."""
         while (entry := await self._queue.pop(study_id, worker)) is not None:
             entry_id, trial_id = entry
             try:
-                trial = await self._store.claim(study_id, trial_id, worker, lease_s)
+                trial = await self._store.claim(study_id, trial_id, worker, lease_s, run_id)
             finally:
                 # off the call's path: an entry left behind is stale, skipped when read again
-                ack = asyncio.create_task(self._queue.done(study_id, entry_id))
-                self._acks.add(ack)
-                ack.add_done_callback(self._acks.discard)
+                self._in_background(self._queue.done(study_id, entry_id))
+            if trial is not None and trial.id != trial_id:  # the worker's lease: its answer was lost
+                self._in_background(self._queue.push(study_id, [trial_id]))  # (it still waits)
+                return trial
             if trial is not None:
                 self.taken(study_id, trial_id)
                 self.refill_soon(study_id, after_s=AFTER_CALL_S)  # sample its replacement while it trains
                 return trial
         return None
+
+    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
 
     def refill_soon(self, study_id: uuid.UUID, *, after_s: float = 0.0) -> None:
         """Sample ahead for this study in the background (starting `after_s` from now): calls

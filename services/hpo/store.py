@@ -94,23 +94,30 @@ async def _history(db: Any, study_id: uuid.UUID) -> list[StoredTrial]:
             for r in rows]
 
 
-async def _claim(db: Any, study_id: uuid.UUID, trial_id: uuid.UUID, worker: str, lease_s: float) -> TrialRow | None:
+async def _claim(db: Any, study_id: uuid.UUID, trial_id: uuid.UUID, worker: str, lease_s: float,
+                 run_id: uuid.UUID | None = None) -> TrialRow | None:
     # One statement (one round trip, its own transaction on the pool): the study row is locked
     # first (a materialized CTE), then the trial updated (and the counts the trigger keeps): the
     # lock order of `StudyStore.locked`, so a claim and a locked transaction never deadlock. A
     # trial claimed meanwhile by a claim this one waited for no longer matches (re-checked after
     # the wait), and the counts read are those of the claims committed before the wait (as before).
-    row = await db.fetchrow(
-        """WITH s AS MATERIALIZED (
+    # A worker holding a lease in the study claims nothing and gets that trial back instead.
+    rows = await db.fetch(
+        """WITH mine AS (SELECT * FROM trials WHERE study_id = $6 AND state = $2 AND worker = $3
+                         ORDER BY number LIMIT 1),
+                s AS MATERIALIZED (
                SELECT s.id FROM studies s LEFT JOIN study_trial_counts c ON c.study_id = s.id
                WHERE s.id = $6 AND s.state = $7 AND coalesce(c.counts[$2], 0) < s.parallelism
-               FOR NO KEY UPDATE OF s)
-           UPDATE trials t SET state = $2, worker = $3, lease_expires = now() + make_interval(secs => $4::float8),
-                               started_at = coalesce(t.started_at, now())
-           FROM s WHERE t.id = $1 AND t.study_id = s.id AND t.state = $5
-           RETURNING t.*""",
-        trial_id, _RUNNING, worker, lease_s, _WAITING, study_id, StudyState.RUNNING)
-    return _trial(row) if row else None
+                 AND NOT EXISTS (SELECT 1 FROM mine)
+               FOR NO KEY UPDATE OF s),
+                claimed AS (
+               UPDATE trials t SET state = $2, worker = $3, lease_expires = now() + make_interval(secs => $4::float8),
+                                   started_at = coalesce(t.started_at, now()), run_id = $8
+               FROM s WHERE t.id = $1 AND t.study_id = s.id AND t.state = $5
+               RETURNING t.*)
+           SELECT * FROM claimed UNION ALL SELECT * FROM mine""",
+        trial_id, _RUNNING, worker, lease_s, _WAITING, study_id, StudyState.RUNNING, run_id)
+    return _trial(rows[0]) if rows else None
 
 
 class StudyTx:
@@ -144,9 +151,10 @@ class StudyTx:
     async def waiting_ids(self) -> list[uuid.UUID]:
         return await _waiting_ids(self._conn, self.study.id)
 
-    async def claim(self, trial_id: uuid.UUID, worker: str, lease_s: float) -> TrialRow | None:
+    async def claim(self, trial_id: uuid.UUID, worker: str, lease_s: float,
+                    run_id: uuid.UUID | None = None) -> TrialRow | None:
         """As `StudyStore.claim`, within this transaction."""
-        return await _claim(self._conn, self.study.id, trial_id, worker, lease_s)
+        return await _claim(self._conn, self.study.id, trial_id, worker, lease_s, run_id)
 
     async def next_number(self) -> int:
         return int(await self._conn.fetchval(
@@ -335,14 +343,17 @@ class StudyStore:
     async def waiting_ids(self, study_id: uuid.UUID) -> list[uuid.UUID]:
         return await _waiting_ids(self._pool, study_id)
 
-    async def claim(self, study_id: uuid.UUID, trial_id: uuid.UUID, worker: str, lease_s: float) -> TrialRow | None:
+    async def claim(self, study_id: uuid.UUID, trial_id: uuid.UUID, worker: str, lease_s: float,
+                    run_id: uuid.UUID | None = None) -> TrialRow | None:
         """Lease a WAITING trial to `worker` if its study runs and has fewer than `parallelism`
-        trials running; None otherwise (taken by another worker, deleted, study paused or full).
+        trials running, its run to be `run_id` (started next: `RunsClient.start_trial_run`);
+        None otherwise (taken by another worker, deleted, study paused or full). A worker that
+        holds a lease in the study already gets that trial (another id) and claims nothing.
         Claims of one study are serialized by its row lock, which the sampler does not hold
         while it samples (only to store what it sampled)."""
-        return await _claim(self._pool, study_id, trial_id, worker, lease_s)
+        return await _claim(self._pool, study_id, trial_id, worker, lease_s, run_id)
 
-    async def set_trial_run(self, trial_id: uuid.UUID, run_id: uuid.UUID) -> TrialRow:
+    async def set_trial_run(self, trial_id: uuid.UUID, run_id: uuid.UUID | None) -> TrialRow:
         return _trial(await self._pool.fetchrow("UPDATE trials SET run_id = $2 WHERE id = $1 RETURNING *",
                                                 trial_id, run_id))
 
