@@ -140,16 +140,16 @@ def test_the_cli_creates_a_define_by_run_study_and_its_worker_trials_suggest(
     script = tmp_path / "train.py"
     script.write_text(SUGGESTS)
     said = []
-    for args in (("create", name, "--sampler", "random", "--max-trials", "2"),  # no --space
+    for args in (("create", name, "--sampler", "random", "--max-trials", "1"),  # no --space
                  ("worker", name, "--", sys.executable, str(script))):
         done = subprocess.run([TRACKD_CLI, "hpo", *args], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         said.append(done.stdout)
-    assert "define-by-run" in said[0] and said[1].count("ended by the trial process") == 2, said
-    trials = trackd.hpo.list_trials(name)
-    assert [t.state for t in trials] == ["COMPLETE", "COMPLETE"]
-    for t in trials:
-        assert t.value == pytest.approx((t.params["x"] - 0.5) ** 2)
-        assert trackd.get_run(t.run_id).params == {"x": str(t.params["x"])}
+    # the trial was ended by its process (a heartbeat may see it ended before the process exits:
+    # then the worker stops the process, "ended, exit status -15"), not failed for want of a logged value
+    assert "define-by-run" in said[0] and "trial 0: ended" in said[1], said
+    [trial] = trackd.hpo.list_trials(name)
+    assert trial.state == "COMPLETE" and trial.value == pytest.approx((trial.params["x"] - 0.5) ** 2)
+    assert trackd.get_run(trial.run_id).params == {"x": str(trial.params["x"])}
     study = hpo.GetStudy(hpo_pb2.GetStudyRequest(name=name)).study
     assert study.define_by_run and json.loads(study.search_space_json) == {"x": {"type": "float", "low": 0, "high": 1}}
