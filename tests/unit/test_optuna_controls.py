@@ -8,8 +8,7 @@ import json
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution, distribution_to_json
 from trackd_platform.errors import InvalidArgument
-
-from services.hpo.optuna_controls import best_numbers, check_fixed, fixed_params
+from trackd_services.hpo.optuna_controls import best_numbers, check_fixed, fixed_params
 
 
 def test_the_best_trial_is_the_first_best_and_several_objectives_give_the_pareto_front() -> None:
