@@ -139,7 +139,8 @@ def _time(ms: int) -> datetime:
 
 
 async def load_trackd(dsn: str, data: SearchData) -> None:
-    """Runs, params, metric_series (the summaries search reads) and one chunk per series."""
+    """Runs, params, metric_series (the summaries search reads, with the run's params) and one chunk
+    per series."""
     ids = data.run_ids
     conn = await asyncpg.connect(dsn)
     try:
@@ -156,10 +157,13 @@ async def load_trackd(dsn: str, data: SearchData) -> None:
                           _time(data.end_ms(i)), "bench") for i, run in enumerate(ids)])
             await conn.copy_records_to_table("run_params", columns=("run_id", "key", "value"),
                                              records=[(ids[i], k, v) for i, k, v in data.param_rows()])
+            # each series carries its run's params, as the ingest service writes them (migration 0022)
+            run_params = [json.dumps({f"p{k}": f"v{n}" for k, n in enumerate(row)}) for row in data.params]
             await conn.copy_records_to_table(
                 "metric_series", columns=("run_id", "key", "context", "last_step", "last_value", "last_ts",
-                                          "min_value", "max_value", "points"),
-                records=[(ids[i], k, 0, 0, v, data.end_ms(i), v, v, 1) for i, k, v in data.metric_rows()])
+                                          "min_value", "max_value", "points", "run_params"),
+                records=[(ids[i], k, 0, 0, v, data.end_ms(i), v, v, 1, run_params[i])
+                         for i, k, v in data.metric_rows()])
             series_ids = {(r["run_id"], r["key"]): r["id"] for r in await conn.fetch(
                 "SELECT id, run_id, key FROM metric_series WHERE run_id = ANY($1::uuid[])", ids)}
             zero = struct.pack("<q", 0)
@@ -279,6 +283,48 @@ async def explain_search(dsn: str) -> list[str]:
         await conn.close()
 
 
+async def search_stages(dsn: str, calls: int) -> dict[str, float]:
+    """Where a SearchRuns call's time goes, stage by stage, p50 of `calls` in this process (after
+    one untimed call): the query service's own code on a pool like its own — experiment lookup,
+    page query (search_sql.py), the page's runs and latest metrics, the reply's conversion and
+    serialization — and the client's parse of the reply. The RPC's wall time less their sum is
+    gRPC, the interceptors and the event loop."""
+    from trackd_platform.config import PostgresSettings
+    from trackd_platform.db import create_pool
+    from trackd_platform.run_records import View
+    from trackd_services.query.api import search_reply
+    from trackd_services.query.grammar import parse_filter, parse_order_by
+    from trackd_services.query.store import QueryStore, Selection
+
+    pool = await create_pool(PostgresSettings(dsn=dsn, pool_max=2))
+    store = QueryStore(pool)
+    stages: dict[str, list[float]] = {}
+    try:
+        for call in range(calls + 1):
+            clock = [time.perf_counter()]
+            ids = await store.experiment_ids([], [SEARCH_EXPERIMENT], "")
+            clock.append(time.perf_counter())
+            page_ids, _token = await store.page_ids(Selection(ids, parse_filter(FILTER), View.ACTIVE_ONLY),
+                                                    parse_order_by([ORDER_BY]), limit=PAGE, page_token="")
+            clock.append(time.perf_counter())
+            runs, latest = await store.page_runs(page_ids, None)
+            clock.append(time.perf_counter())
+            reply = search_reply(runs, latest, "")
+            clock.append(time.perf_counter())
+            data = reply.SerializeToString()
+            clock.append(time.perf_counter())
+            query_pb2.SearchRunsResponse.FromString(data)
+            clock.append(time.perf_counter())
+            names = ("experiment lookup", "page query", "page runs + latest metrics", "reply conversion",
+                     "reply serialization", "client parse")
+            for name, start, end in zip(names, clock[:-1], clock[1:], strict=True):
+                if call:
+                    stages.setdefault(name, []).append(end - start)
+    finally:
+        await pool.close()
+    return {name: statistics.median(samples) for name, samples in stages.items()}
+
+
 def watch_latency(ingest_target: str, query_target: str, calls: int) -> Timing:
     """Seconds from a LogMetrics acknowledgement to the point arriving on a WatchRun stream."""
     import queue
@@ -378,6 +424,7 @@ def main() -> None:
         with console.status("trackd: GetMetricHistory, ExportMetric, SearchRuns…"):
             td = measure_trackd(f"127.0.0.1:{stack.service_port('query')}", run_id, args)
             td["search_plan"] = asyncio.run(explain_search(stack.pg_dsn))
+            td["search_stages_s"] = asyncio.run(search_stages(stack.pg_dsn, args.search_calls))
         with console.status("trackd: WatchRun delivery after the ingest acknowledgement…"):
             td["watch"] = watch_latency(f"127.0.0.1:{stack.service_port('ingest')}",
                                         f"127.0.0.1:{stack.service_port('query')}", args.history_calls).to_json()
@@ -426,6 +473,7 @@ def trackd_only(args: argparse.Namespace) -> None:
         with console.status("trackd: GetMetricHistory, ExportMetric, SearchRuns…"):
             td = measure_trackd(f"127.0.0.1:{stack.service_port('query')}", run_id, args)
             td["search_plan"] = asyncio.run(explain_search(stack.pg_dsn))
+            td["search_stages_s"] = asyncio.run(search_stages(stack.pg_dsn, args.search_calls))
         failed = False
     finally:
         stack.stop(discard=not failed)
@@ -442,6 +490,19 @@ def trackd_only(args: argparse.Namespace) -> None:
         console.print(f"{name}: p50 {_duration(timing.median_s)}, p95 {_duration(timing.p95_s)} "
                       f"({len(timing.samples_s)} calls)")
     console.print("\n".join(td["search_plan"]), markup=False, highlight=False)
+    print_stages(td)
+
+
+def print_stages(td: dict[str, Any]) -> None:
+    """The search's stages (search_stages) beside the RPC's p50."""
+    if "search_stages_s" not in td:
+        return
+    stages = td["search_stages_s"]
+    rpc = Timing(td["search"]["samples_s"]).median_s
+    parts = ", ".join(f"{name} {_duration(seconds)}" for name, seconds in stages.items())
+    console.print(f"SearchRuns p50 {_duration(rpc)}; its stages in-process (p50 each): {parts}; "
+                  f"the rest (gRPC, interceptors, event loop) ≈ {_duration(max(0.0, rpc - sum(stages.values())))}",
+                  markup=False, highlight=False)
 
 
 def print_table(r: dict[str, Any]) -> None:
@@ -483,6 +544,7 @@ def print_table(r: dict[str, Any]) -> None:
     if "search_plan" in td:
         console.print("trackd's search page query and its EXPLAIN (ANALYZE, BUFFERS):", style="bold")
         console.print("\n".join(td["search_plan"]), markup=False, highlight=False)
+    print_stages(td)
     table.add_row("both return the same first page (ids, in order)", same, same, "")
     console.print(table)
     ml_rate = r["mlflow_points"] / ml["log_series_s"]

@@ -99,14 +99,19 @@ class MetricStore:
         wanted = [(run_id, c.key, c.context) for c in chunks]
         missing = list(dict.fromkeys(w for w in wanted if w not in self._series))
         if missing:
-            if not await conn.fetchval("SELECT 1 FROM runs WHERE id = $1", run_id):
-                raise NotFound(f"run {run_id.hex} does not exist")
             keys, contexts = [m[1] for m in missing], [m[2] for m in missing]
-            await conn.execute(
-                """INSERT INTO metric_series (run_id, key, context)
-                   SELECT $1, * FROM unnest($2::text[], $3::smallint[]) ON CONFLICT DO NOTHING""",
-                run_id, keys, contexts,
-            )
+            # a new series carries a copy of its run's params for search (migration 0022): the run row
+            # held FOR KEY SHARE waits out a run service transaction logging params (FOR UPDATE), and
+            # that one's refresh of the run's series waits for this one's commit
+            async with conn.transaction():
+                if not await conn.fetchval("SELECT 1 FROM runs WHERE id = $1 FOR KEY SHARE", run_id):
+                    raise NotFound(f"run {run_id.hex} does not exist")
+                await conn.execute(
+                    """INSERT INTO metric_series (run_id, key, context, run_params)
+                       SELECT $1, k, c, trackd_search_params($1) FROM unnest($2::text[], $3::smallint[]) AS w(k, c)
+                       ON CONFLICT DO NOTHING""",
+                    run_id, keys, contexts,
+                )
             rows = await conn.fetch(
                 """SELECT s.id, s.key, s.context FROM metric_series s
                    JOIN unnest($2::text[], $3::smallint[]) AS w(key, context)

@@ -23,7 +23,7 @@ from trackd_platform.vocabulary import MetricContext
 from . import analysis, history
 from .grammar import parse_filter, parse_order_by
 from .live import PointsHub
-from .store import EXPORT_PART_POINTS, Columns, Latest, LatestReader, QueryStore, Selection
+from .store import EXPORT_PART_POINTS, Columns, Latest, LatestReader, PageMetric, QueryStore, Selection
 from .wire import export_response, series_message
 
 MAX_BULK_RUNS, MAX_BULK_KEYS = 100, 20
@@ -49,11 +49,22 @@ def _latest(metrics: Latest) -> list[query_pb2.LatestMetric]:
             for (key, context), s in metrics.items()]
 
 
-def _add_latest(into: Any, metrics: Latest) -> None:
-    """`_latest(metrics)` built in place in the repeated field `into` (no copy of each message)."""
-    for (key, context), s in metrics.items():
-        into.add(key=key, context=_PROTO_CONTEXT[context], step=s.step, value=s.value, timestamp_ms=s.timestamp,
-                 min=s.min, max=s.max, count=s.count)
+def _add_latest(into: Any, metrics: list[PageMetric]) -> None:
+    """A search page's latest metrics built in place in the repeated field `into` (no copy of each message)."""
+    for key, context, step, value, timestamp, low, high, count in metrics:
+        into.add(key=key, context=_PROTO_CONTEXT[context], step=step, value=value, timestamp_ms=timestamp,
+                 min=low, max=high, count=count)
+
+
+def search_reply(runs: list[Run], latest: dict[uuid.UUID, list[PageMetric]], token: str
+                 ) -> query_pb2.SearchRunsResponse:
+    """A SearchRuns reply: the page's runs, each with its latest metrics, built in place."""
+    response = query_pb2.SearchRunsResponse(next_page_token=token)
+    for r in runs:
+        result = response.results.add(run=run_to_proto(r))
+        result.run.environment.ClearField("packages")  # can be thousands of entries: GetRun has them
+        _add_latest(result.metrics, latest[r.id])
+    return response
 
 
 def _key(key: str, context: int) -> tuple[str, int]:
@@ -106,12 +117,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         selection = await self._selection(request.selection)
         runs, latest, token = await self._store.search(
             selection, order, limit=page_size(request.page_size), page_token=request.page_token, columns=columns)
-        response = query_pb2.SearchRunsResponse(next_page_token=token)
-        for r in runs:
-            result = response.results.add(run=run_to_proto(r))
-            result.run.environment.ClearField("packages")  # can be thousands of entries: GetRun has them
-            _add_latest(result.metrics, latest[r.id])
-        return response
+        return search_reply(runs, latest, token)
 
     async def ListRunKeys(
         self, request: query_pb2.ListRunKeysRequest, context: Context

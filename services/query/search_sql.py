@@ -94,10 +94,26 @@ def _metric(f: Field, condition: str, bind: _Binds) -> str:
             f"AND m.context = {bind(f.context, 'smallint')} AND m.points > 0{condition})")
 
 
-def _item(f: Field, condition: str, bind: _Binds) -> str:
+def _item(f: Field, condition: str, bind: _Binds, run: str = "r.id") -> str:
     table = _TABLES[f.kind]
-    return (f"EXISTS (SELECT 1 FROM {table} p WHERE p.run_id = r.id AND p.key = {bind(f.key, 'text')}"
+    return (f"EXISTS (SELECT 1 FROM {table} p WHERE p.run_id = {run} AND p.key = {bind(f.key, 'text')}"
             f"{condition})")
+
+
+def _walked_param(expr: Compare | In | IsNull, bind: _Binds) -> str:
+    """A param predicate tested on the walked series row's copy of its run's params (`o0.run_params`,
+    migration 0022): no probe of run_params, unless the copy is NULL (the run's params too large)."""
+    f = expr.field
+    if isinstance(expr, IsNull):
+        copied = f"(o0.run_params ? {bind(f.key, 'text')})"
+        probe = _item(f, "", bind, run="o0.run_id")
+        if not expr.negated:
+            copied, probe = f"NOT {copied}", f"NOT {probe}"
+    else:
+        value = f"(o0.run_params ->> {bind(f.key, 'text')})"
+        copied = f"COALESCE({_text_condition(expr, value, bind).removeprefix(' AND ')}, false)"
+        probe = _item(f, _text_condition(expr, "p.value", bind), bind, run="o0.run_id")
+    return f"(CASE WHEN o0.run_params IS NULL THEN {probe} ELSE {copied} END)"
 
 
 def _input(condition: str) -> str:
@@ -105,8 +121,10 @@ def _input(condition: str) -> str:
     return f"EXISTS (SELECT 1 FROM run_inputs i WHERE i.run_id = r.id{condition})"
 
 
-def _predicate(expr: Compare | In | IsNull, bind: _Binds) -> str:
+def _predicate(expr: Compare | In | IsNull, bind: _Binds, walked: bool = False) -> str:
     f = expr.field
+    if walked and f.kind == "param":
+        return _walked_param(expr, bind)
     if f.kind == "input":
         if isinstance(expr, IsNull):  # every input has all three: IS NULL means no inputs at all
             return _input("") if expr.negated else f"NOT {_input('')}"
@@ -155,13 +173,15 @@ def _text_condition(expr: Compare | In, column: str, bind: _Binds) -> str:
     return " AND " + _compare(column + ' COLLATE "C"', expr.op, bind(expr.value, "text"))
 
 
-def compile_filter(expr: Expr, bind: _Binds) -> str:
+def compile_filter(expr: Expr, bind: _Binds, walked: bool = False) -> str:
+    """`walked`: the query walks a metric's index as `o0` (compile_search), whose entries carry
+    their run's params."""
     if isinstance(expr, And | Or):
         joiner = " AND " if isinstance(expr, And) else " OR "
-        return "(" + joiner.join(compile_filter(e, bind) for e in expr.items) + ")"
+        return "(" + joiner.join(compile_filter(e, bind, walked) for e in expr.items) + ")"
     if isinstance(expr, Not):
-        return f"(NOT {compile_filter(expr.item, bind)})"
-    return _predicate(expr, bind)
+        return f"(NOT {compile_filter(expr.item, bind, walked)})"
+    return _predicate(expr, bind, walked)
 
 
 def _order_expression(i: int, key: OrderKey, bind: _Binds) -> tuple[str, str, str]:
@@ -204,7 +224,8 @@ def compile_search(
 
     Ordered by a metric first, the page is found in two parts: the runs having a (non-NaN) value,
     driven from the metric's (key, context, value) index so PostgreSQL reads only as many as the
-    page needs; then, only when the page is not full, the runs without one (they sort last)."""
+    page needs (testing param predicates on the index entries' copy of the run's params); then,
+    only when the page is not full, the runs without one (they sort last)."""
     order = order or DEFAULT_ORDER
     position = decode_token(page_token, arity=len(order) + 2)
     if position is not None and position[0] != _fingerprint(expr, order, experiment_ids, view):
@@ -241,7 +262,7 @@ def _page_query(
         casts.append(cast)
     where = [f"r.experiment_id = ANY({bind(experiment_ids, 'uuid[]')})", VIEW_FILTER[view]]
     if expr is not None:
-        where.append(compile_filter(expr, bind))
+        where.append(compile_filter(expr, bind, walked=valued_first))
     if valued_first:
         f = order[0].field
         where += [f"o0.key = {bind(f.key, 'text')}", f"o0.context = {bind(f.context, 'smallint')}",

@@ -457,3 +457,24 @@ def test_paging_by_a_metric_crosses_from_valued_runs_to_runs_without_one(
             if not token:
                 break
         assert seen == expected, descending
+
+
+def test_param_filters_ordered_by_a_metric_see_params_logged_late_and_large_ones(
+        stack: EmbeddedStack, unique: Callable[[str], str]) -> None:
+    """Ordered by a metric, a param filter reads the params each series row carries (migration
+    0022): params logged after the series exist reach them, and a run whose params are too large
+    to carry is still found (from run_params)."""
+    experiment = unique("walked-params")
+    ids = {}
+    for name, score, params in (("late", 0.9, {}), ("large", 0.5, {"big": "x" * 2000}), ("early", 0.7, {"opt": "sgd"})):
+        with trackd.start_run(experiment=experiment, name=name, params=params, system_metrics=False) as run:
+            run.log_metric("score", score, step=0)
+            if name == "late":
+                assert run.flush(timeout_s=30)  # the series exists before the params are logged
+                run.log_params({"opt": "adam"})
+        ids[name] = run.id
+    cases = {"params.opt = 'adam'": ["late"], "params.opt != 'adam'": ["early"], "params.opt IS NULL": ["large"],
+             "params.big LIKE 'xx%'": ["large"], "params.big IS NOT NULL OR params.opt = 'sgd'": ["early", "large"],
+             "NOT (params.opt IN ('adam', 'sgd'))": ["large"]}
+    for filter, expected in cases.items():
+        assert names(experiment, ids, filter, ("metrics.score DESC",)) == expected, filter

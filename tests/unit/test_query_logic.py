@@ -181,3 +181,21 @@ def test_param_equality_stays_in_the_prefix_index_when_the_value_is_shorter_than
     long = sql("x" * 200)  # as long as the prefix: the whole value is compared too
     assert "left(p.value, 200) = left($" in long and "AND p.value = $" in long
     assert "AND p.value = $" in sql("é" * 150)  # 300 bytes: counted in bytes, whatever the encoding
+
+
+@pytest.mark.parametrize("filter", [
+    "params.p = 'v'", "params.p != 'v'", "params.p < 'v'", "params.p LIKE 'v%'", "params.p NOT ILIKE 'v%'",
+    "params.p > 2", f"params.p = '{'x' * 250}'", "params.p IN ('a', 'b')", "params.p NOT IN (1, 2)",
+    "params.p IS NULL", "params.p IS NOT NULL", "NOT (params.p = 'v' OR params.q IS NULL)",
+])
+def test_a_walk_by_a_metric_tests_params_on_the_walked_rows_binding_every_value(filter: str) -> None:
+    """Ordered by a metric, param predicates read the walked series row's copy of its run's params
+    (falling back to run_params when it is NULL); every bind parameter appears in the SQL (an unused
+    one is an error in PostgreSQL: it cannot infer its type)."""
+    search = compile_search(parse_filter(filter), parse_order_by(["metrics.m DESC"]), experiment_ids=[uuid.uuid4()],
+                            view=View.ACTIVE_ONLY, limit=10, page_token="")
+    walk_sql = search.parts[0][0]
+    assert "o0.run_params" in walk_sql and "p.run_id = o0.run_id" in walk_sql
+    for sql, args in search.parts:
+        assert [n for n in range(1, len(args) + 1) if f"${n}::" not in sql] == [], sql
+    assert "o0.run_params" not in search.parts[1][0]  # runs without the metric: no walk
