@@ -196,6 +196,7 @@ def test_a_walk_by_a_metric_tests_params_on_the_walked_rows_binding_every_value(
                             view=View.ACTIVE_ONLY, limit=10, page_token="")
     walk_sql = search.parts[0][0]
     assert "o0.run_params" in walk_sql and "p.run_id = o0.run_id" in walk_sql
+    assert walk_sql.count("p.run_id = o0.run_id") == walk_sql.count("OFFSET 0)")  # probed run by run, never hashed
     for sql, args in search.parts:
         assert [n for n in range(1, len(args) + 1) if f"${n}::" not in sql] == [], sql
     assert "o0.run_params" not in search.parts[1][0]  # runs without the metric: no walk
