@@ -214,10 +214,15 @@ class Controller:
 
     def _end_run_soon(self, trial: TrialRow) -> None:
         """End the ended trial's run through the run service once the call has answered (a gRPC
-        hop and a run service transaction off the worker's path). PostgreSQL keeps the trial
-        marked until it is done, so if this fails, or the controller dies first, the reaper ends
-        the run (`Reaper.end_runs`)."""
-        task = asyncio.create_task(self._reaper.end_run(trial))
+        hop and a run service transaction off the worker's path), `AFTER_CALL_S` later: the
+        worker's next AcquireTrial, which starts a run, usually follows at once and goes first.
+        PostgreSQL keeps the trial marked until it is done, so if this fails, or the controller
+        dies first, the reaper ends the run (`Reaper.end_runs`)."""
+        async def end_later() -> None:
+            await asyncio.sleep(AFTER_CALL_S)
+            await self._reaper.end_run(trial)
+
+        task = asyncio.create_task(end_later())
         self._ending.add(task)
         task.add_done_callback(self._ending.discard)
 

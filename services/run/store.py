@@ -152,21 +152,26 @@ class RunStore:
             return await self._start_run(new)
 
     async def _start_run(self, new: NewRun) -> tuple[Run, bool]:
+        # Round trips on every run's path (an hpo trial's run is on AcquireTrial's): the checks
+        # in one query, the run with its params and tags in one statement, its event in one.
         run_id, event_id = new.run_id or uuid.uuid4(), uuid.uuid4()
         async with self._pool.acquire() as conn, conn.transaction():
-            if new.run_id and await conn.fetchval("SELECT 1 FROM runs WHERE id = $1", new.run_id):
-                raise AlreadyExists(f"run {format_id(new.run_id)} exists already")
             experiment_id = new.experiment_id or await self._ensure_experiment(
                 conn, new.project_name, new.experiment_name
             )
-            if new.experiment_id and not await conn.fetchval(
-                "SELECT 1 FROM experiments WHERE id = $1", experiment_id
-            ):
+            found = await conn.fetchrow(
+                """SELECT $1::uuid IS NOT NULL AND EXISTS (SELECT 1 FROM runs WHERE id = $1) AS taken,
+                          EXISTS (SELECT 1 FROM experiments WHERE id = $2) AS experiment,
+                          (SELECT id FROM runs WHERE experiment_id = $2 AND resume_key = $3) AS resumed,
+                          $4::uuid IS NULL OR EXISTS (SELECT 1 FROM runs WHERE id = $4) AS parent""",
+                new.run_id, experiment_id, new.resume_key or None, new.parent_run_id)
+            if found["taken"]:
+                raise AlreadyExists(f"run {format_id(run_id)} exists already")
+            if not found["experiment"]:
                 raise NotFound(f"experiment {format_id(experiment_id)} does not exist")
-            if new.resume_key and (known := await conn.fetchval(
-                    "SELECT id FROM runs WHERE experiment_id = $1 AND resume_key = $2", experiment_id, new.resume_key)):
-                return await self._resume(conn, known, new.params, new.tags), True
-            if new.parent_run_id and not await conn.fetchval("SELECT 1 FROM runs WHERE id = $1", new.parent_run_id):
+            if found["resumed"]:
+                return await self._resume(conn, found["resumed"], new.params, new.tags), True
+            if new.parent_run_id is not None and not found["parent"]:
                 raise NotFound(f"parent run {format_id(new.parent_run_id)} does not exist")
             row = await conn.fetchrow(
                 f"""WITH r AS (INSERT INTO runs (id, experiment_id, name, status, start_time, last_heartbeat,
@@ -174,14 +179,17 @@ class RunStore:
                                                  resume_key)
                                VALUES ($1, $2, $3, $4, coalesce($10, now()), now(), $5, $6, $7, $8, $9, $11,
                                        nullif($12, ''))
-                               RETURNING *)
+                               RETURNING *),
+                         p AS (INSERT INTO run_params (run_id, key, value)
+                               SELECT $1, k, v FROM unnest($13::text[], $14::text[]) AS u(k, v)),
+                         t AS (INSERT INTO run_tags (run_id, key, value)
+                               SELECT $1, k, v FROM unnest($15::text[], $16::text[]) AS u(k, v))
                     SELECT {RUN_COLUMNS} FROM r JOIN experiments e ON e.id = r.experiment_id""",
                 run_id, experiment_id, new.name or f"run-{run_id.hex[:8]}", RunStatus.RUNNING,
                 new.parent_run_id, new.user, new.notes, new.source, new.environment, new.start_time,
-                not new.unattended, new.resume_key,
+                not new.unattended, new.resume_key, list(new.params), list(new.params.values()),
+                list(new.tags), list(new.tags.values()),
             )
-            await _insert_pairs(conn, "run_params", run_id, new.params)
-            await _insert_pairs(conn, "run_tags", run_id, new.tags)
             run = run_of(row, dict(new.params), dict(new.tags))
             await enqueue(conn, topic=RUN_STARTED, key=format_id(run_id), event_id=event_id,
                           payload=events.run_started(run, event_id))

@@ -75,7 +75,11 @@ def test_trials_are_sampled_ahead_and_handed_out_from_the_stream(
     # Their replacements are sampled while they run: 3 running, 3 ready.
     wait_for(lambda: len(trials(hpo, study.id, hpo_pb2.TRIAL_STATE_WAITING)) == 3, "3 replacements")
     assert len(trials(hpo, study.id, hpo_pb2.TRIAL_STATE_RUNNING)) == 3
-    assert acquire(hpo, study.id, "w0").trial.id == held[0].id  # a worker asking again gets its own back
+    again = acquire(hpo, study.id, "w0").trial  # a worker asking again (its answer lost) gets its own back,
+    assert (again.id, again.run_id) == (held[0].id, held[0].run_id)  # with its run,
+    ready = sorted(t.id.replace("-", "") for t in trials(hpo, study.id, hpo_pb2.TRIAL_STATE_WAITING))
+    assert len(ready) == 3  # and the trial read from the stream for it goes back there
+    wait_for(lambda: sorted(queued_ids(valkey, study.id)) == ready, "the 3 waiting trials queued once each")
 
 
 def test_stopping_a_study_drops_the_trials_sampled_ahead(
