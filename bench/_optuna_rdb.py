@@ -3,6 +3,7 @@ ask/tell against an RDBStorage on the benchmark's PostgreSQL. Prints one JSON li
 
     _optuna_rdb.py overhead   --url URL --study NAME --params 5 --trials 1000 --timed 50
     _optuna_rdb.py concurrent --url URL --study NAME --params 5 --trials 640 --workers 32
+    _optuna_rdb.py verify-fill --url URL --study NAME --params 5 --trials 300
 """
 
 from __future__ import annotations
@@ -26,20 +27,76 @@ def ask_tell(study: optuna.Study, params: int) -> None:
     study.tell(trial, value)
 
 
+def configurations(params: int, trials: int) -> list[dict[str, float]]:
+    rng = random.Random(0)
+    return [{f"x{i}": rng.uniform(LOW, HIGH) for i in range(params)} for _ in range(trials)]
+
+
+def distributions_of(params: int) -> dict[str, optuna.distributions.BaseDistribution]:
+    return {f"x{i}": optuna.distributions.FloatDistribution(LOW, HIGH) for i in range(params)}
+
+
+def add_trials(study: optuna.Study, params: int, trials: int) -> None:
+    """The configurations as COMPLETE trials, one `study.add_trial` each (a transaction per trial
+    and per param: ~60 ms a trial at 10,000 on this machine)."""
+    distributions = distributions_of(params)
+    for config in configurations(params, trials):
+        study.add_trial(optuna.trial.create_trial(params=config, distributions=distributions,
+                                                  value=sum(v * v for v in config.values())))
+
+
+def write_trials(storage: optuna.storages.RDBStorage, study_name: str, params: int, trials: int) -> None:
+    """The rows `add_trials` would write (trials, trial_params, trial_values: numbers after the
+    study's trials, COMPLETE, start = completion = now in naive UTC as Optuna stores it), in one
+    transaction of three multi-row INSERTs through Optuna's own models (`verify-fill` checks that
+    Optuna reads them as it reads add_trials')."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models
+
+    trials_t, params_t, values_t = (models.TrialModel.__table__, models.TrialParamModel.__table__,
+                                    models.TrialValueModel.__table__)
+    distributions = distributions_of(params)
+    as_json = {name: optuna.distributions.distribution_to_json(d) for name, d in distributions.items()}
+    configs = configurations(params, trials)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    study_id = storage.get_study_id_from_name(study_name)
+    with storage.engine.begin() as conn:
+        first = conn.execute(sa.select(sa.func.count()).select_from(trials_t)
+                             .where(trials_t.c.study_id == study_id)).scalar_one()
+        ids = conn.execute(
+            sa.insert(trials_t).returning(trials_t.c.trial_id, sort_by_parameter_order=True),
+            [{"number": first + i, "study_id": study_id, "state": optuna.trial.TrialState.COMPLETE,
+              "datetime_start": now, "datetime_complete": now} for i in range(trials)]).scalars().all()
+        conn.execute(sa.insert(params_t), [
+            {"trial_id": trial_id, "param_name": name, "param_value": distributions[name].to_internal_repr(value),
+             "distribution_json": as_json[name]}
+            for trial_id, config in zip(ids, configs, strict=True) for name, value in config.items()])
+        conn.execute(sa.insert(values_t), [
+            {"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind}
+            for trial_id, config in zip(ids, configs, strict=True)
+            for stored, kind in [models.TrialValueModel.value_to_stored_repr(sum(v * v for v in config.values()))]])
+
+
 def overhead(args: argparse.Namespace) -> dict[str, Any]:
-    """`trials` completed trials of random configurations added (`study.add_trial`: asking for
-    them would fetch the whole study once per trial), then `timed` timed ask+tell pairs. With
+    """`trials` completed trials of random configurations written (`write_trials`: the rows
+    `study.add_trial` writes, in one transaction; asking for them would fetch the whole study once
+    per trial), then `timed` timed ask+tell pairs on the study loaded afresh. With
     `args.existing`, the study is loaded as it is (filled by an earlier run) and nothing is added."""
     sampler = optuna.samplers.TPESampler(seed=0)
-    study = (optuna.load_study(study_name=args.study, storage=args.url, sampler=sampler) if args.existing else
-             optuna.create_study(study_name=args.study, storage=args.url, sampler=sampler))
-    rng = random.Random(0)
-    distributions = {f"x{i}": optuna.distributions.FloatDistribution(LOW, HIGH) for i in range(args.params)}
     start = time.perf_counter()
-    for _ in range(0 if args.existing else args.trials):
-        params = {name: rng.uniform(LOW, HIGH) for name in distributions}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
-                                                  value=sum(v * v for v in params.values())))
+    if args.existing:
+        study = optuna.load_study(study_name=args.study, storage=args.url, sampler=sampler)
+    elif isinstance(args.url, str):
+        storage = optuna.storages.RDBStorage(args.url)
+        optuna.create_study(study_name=args.study, storage=storage)
+        write_trials(storage, args.study, args.params, args.trials)
+        storage.engine.dispose()
+        study = optuna.load_study(study_name=args.study, storage=args.url, sampler=sampler)
+    else:  # a storage object (_optuna_proxy.py's GrpcStorageProxy): through its API
+        study = optuna.create_study(study_name=args.study, storage=args.url, sampler=sampler)
+        add_trials(study, args.params, args.trials)
     fill_s = time.perf_counter() - start
     samples = []
     for _ in range(args.timed):
@@ -82,9 +139,29 @@ def concurrent(args: argparse.Namespace) -> dict[str, Any]:
             "numbers_ok": sorted(t.number for t in trials) == list(range(args.trials)), "errors": errors[:5]}
 
 
+def verify_fill(args: argparse.Namespace) -> dict[str, Any]:
+    """`write_trials` and `add_trials` give studies Optuna reads identically: the same trials
+    (number, state, values, params, distributions, attributes, intermediate values), and the same
+    trial sampled next by TPESampler(seed=0)."""
+    def frozen(study: optuna.Study) -> list[tuple[Any, ...]]:
+        return [(t.number, t.state, t.values, t.params, t.distributions, t.user_attrs, t.system_attrs,
+                 t.intermediate_values) for t in study.get_trials(deepcopy=False)]
+
+    added = optuna.create_study(study_name=f"{args.study}-added", storage=args.url)
+    add_trials(added, args.params, args.trials)
+    storage = optuna.storages.RDBStorage(args.url)
+    optuna.create_study(study_name=f"{args.study}-written", storage=storage)
+    write_trials(storage, f"{args.study}-written", args.params, args.trials)
+    loaded = [optuna.load_study(study_name=f"{args.study}-{how}", storage=args.url,
+                                sampler=optuna.samplers.TPESampler(seed=0)) for how in ("added", "written")]
+    seen = [frozen(study) for study in loaded]
+    asked = [study.ask(distributions_of(args.params)).params for study in loaded]
+    return {"trials": len(seen[1]), "same_trials": seen[0] == seen[1], "same_next_params": asked[0] == asked[1]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["overhead", "concurrent"])
+    parser.add_argument("mode", choices=["overhead", "concurrent", "verify-fill"])
     parser.add_argument("--url", required=True)
     parser.add_argument("--study", required=True)
     parser.add_argument("--params", type=int, default=5)
@@ -94,7 +171,7 @@ def main() -> None:
     parser.add_argument("--existing", action="store_true", help="overhead: time the study as it is, add no trial")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    found = overhead(args) if args.mode == "overhead" else concurrent(args)
+    found = {"overhead": overhead, "concurrent": concurrent, "verify-fill": verify_fill}[args.mode](args)
     print(json.dumps({"optuna": optuna.__version__, **found}))
 
 

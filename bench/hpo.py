@@ -9,9 +9,12 @@ same PostgreSQL, on this machine, in one run (`make bench-hpo`).
    `--train-ms` of "training" between them (not counted) during which the controller samples the
    next trial ahead, as it does for real workers — TPE over 10,000 trials takes about a second on
    this machine, so the default training time is 2 s; also pairs back to back, where the worker
-   waits for the sampler. Optuna 5: the same trials added to a `postgresql+psycopg://` RDBStorage
-   (`study.add_trial`), then study.ask() with the 5 suggest_float calls + study.tell()
-   (TPESampler(seed=0)): its sampling is always on the worker's path.
+   waits for the sampler. Optuna 5: as many trials of random configurations written into a
+   `postgresql+psycopg://` RDBStorage — the rows `study.add_trial` writes, in one transaction
+   (`_optuna_rdb.py write_trials`; add_trial takes ~60 ms a trial at 10,000, and
+   `_optuna_rdb.py verify-fill` checks that Optuna reads both studies identically and samples the
+   same next trial from them) — then study.ask() with the 5 suggest_float calls + study.tell()
+   (TPESampler(seed=0)) on the study loaded afresh: its sampling is always on the worker's path.
 2. the same ask+tell through Optuna's gRPC storage proxy (`GrpcStorageProxy`, unchanged Optuna code:
    ask + suggest_float + tell, TPESampler(seed=0) in the client), at the same number of completed
    trials: against trackd's StorageService (TRACKD_OPTUNA_PORT; its trials written into PostgreSQL
@@ -111,7 +114,7 @@ def _write_trials(dsn: str, seed: int, params: int, trials: int, sql: str, study
 
 def fill(dsn: str, study_id: str, params: int, trials: int) -> None:
     """`trials` COMPLETE trials of random configurations written straight into PostgreSQL (as
-    Optuna's side adds its own with add_trial): params as the hpo store writes them."""
+    Optuna's side writes its own): params as the hpo store writes them."""
     import uuid
 
     _write_trials(dsn, 0, params, trials,
