@@ -375,10 +375,10 @@ class RunStore:
 
 
 async def _insert_pairs(conn: asyncpg.Connection, table: str, run_id: uuid.UUID, items: dict[str, str]) -> None:
-    if items:
-        await conn.executemany(
-            f"INSERT INTO {table} (run_id, key, value) VALUES ($1, $2, $3)",
-            [(run_id, k, v) for k, v in items.items()],
+    if items:  # one statement: run_params' trigger (migration 0022) then refreshes the run's series once
+        await conn.execute(
+            f"INSERT INTO {table} (run_id, key, value) SELECT $1, * FROM unnest($2::text[], $3::text[])",
+            run_id, list(items), list(items.values()),
         )
 
 
