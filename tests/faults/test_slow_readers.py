@@ -31,6 +31,9 @@ from tests.metric_points import series
 pytestmark = pytest.mark.integration
 STALLED = 20
 PROBE_DEADLINE_S = 5.0
+# Before the fix a stalled client past the pool's size never got its first message; on a loaded
+# machine 20 first messages at once (a 4 MiB S3 read each) can take more than the probes' 5 s.
+START_DEADLINE_S = 20.0
 BIG_ARTIFACT = 64 * 1024 * 1024  # well past what gRPC's flow-control windows let through unread
 EXPORTED_POINTS = 1_000_000  # ~16 export messages of 65,536 points (about 1.5 MB each)
 
@@ -38,15 +41,15 @@ EXPORTED_POINTS = 1_000_000  # ~16 export messages of 65,536 points (about 1.5 M
 async def stall(target: str, open_stream: Callable[[grpc.aio.Channel], Any], count: int
                 ) -> tuple[list[grpc.aio.Channel], list[Any], int]:
     """`count` clients, each on a connection of its own, that open a server stream, read one
-    message and then stop reading; also how many got their first message within the probe
-    deadline (before the fix, a client past the pool's size never got one)."""
+    message and then stop reading; also how many got their first message within
+    START_DEADLINE_S (before the fix, a client past the pool's size never got one)."""
     channels = [grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", 32 << 20)])
                 for _ in range(count)]
     calls = [open_stream(channel) for channel in channels]
 
     async def first(call: Any) -> bool:
         try:
-            await asyncio.wait_for(call.read(), PROBE_DEADLINE_S)
+            await asyncio.wait_for(call.read(), START_DEADLINE_S)
         except (TimeoutError, grpc.aio.AioRpcError):
             return False
         return True

@@ -35,6 +35,7 @@ from tests.metric_points import series, stored
 pytestmark = pytest.mark.integration
 IDLE_CALLS = 600  # more than a replica's 512 slots
 PER_CALLER = 128  # TRACKD_INGEST_MAX_STREAMS_PER_CALLER's default
+MAX_STEPS = 200_000  # the sync test's training loop: ~40 s of logging at most
 
 
 def sdk_client(spool: Path, *, ingest_target: str | None = None, flush_timeout_s: float = 60,
@@ -110,32 +111,37 @@ async def test_sync_leaves_the_spool_of_a_live_run_alone(
     spool = tmp_path / "spool"
     client = sdk_client(spool)
     run = trackd.start_run(unique("sync-live"), capture_env=False, system_metrics=False, client=client)
-    total = 20_000
-    logging_started = threading.Event()
+    logging_started, sync_done = threading.Event(), threading.Event()
+    logged = 0
 
-    def train() -> None:
-        for step in range(total):
-            run.log_metric("loss", step * 0.5, step=step)
-            if step % 20 == 0:
+    def train() -> None:  # a training loop logging every ~4 ms until the sync process has finished
+        nonlocal logged
+        while not sync_done.is_set() and logged < MAX_STEPS:
+            run.log_metric("loss", logged * 0.5, step=logged)
+            logged += 1
+            if logged % 20 == 0:
                 logging_started.set()
-                time.sleep(0.004)  # a training step: ~5 s of logging in all
+                time.sleep(0.004)
 
     trainer = threading.Thread(target=train)
     trainer.start()
-    assert await asyncio.to_thread(logging_started.wait, 30)
-    result = await asyncio.to_thread(sync_process, stack, spool)
-    still_logging = trainer.is_alive()
-    await asyncio.to_thread(trainer.join)
+    try:
+        assert await asyncio.to_thread(logging_started.wait, 30)
+        result = await asyncio.to_thread(sync_process, stack, spool)
+        still_logging = trainer.is_alive()
+    finally:
+        sync_done.set()
+        await asyncio.to_thread(trainer.join)
     info = await asyncio.to_thread(run.end)
     client.close()
     points = await stored(stack, run.id)
-    assert still_logging, "sync ran while the run was logging"
+    assert still_logging, f"the run stopped logging ({MAX_STEPS:,} steps) before sync ended"
     assert result.returncode == 0, result.stdout + result.stderr
     assert "still logging" in result.stdout and "left alone" in result.stdout, result.stdout
     assert info.status == "FINISHED"
-    assert sorted(s for _, s, _ in points) == list(range(total)), "every point once"
-    figure(f"`trackd sync` (its own process) during a run logging {total:,} points: spool skipped as live; "
-           f"run ended FINISHED, {len(points):,} of {total:,} stored")
+    assert sorted(s for _, s, _ in points) == list(range(logged)), "every point once"
+    figure(f"`trackd sync` (its own process) during a run logging {logged:,} points: spool skipped as live; "
+           f"run ended FINISHED, {len(points):,} of {logged:,} stored")
 
 
 async def test_a_bad_metric_key_costs_only_its_own_series(
