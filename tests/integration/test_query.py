@@ -478,3 +478,35 @@ def test_param_filters_ordered_by_a_metric_see_params_logged_late_and_large_ones
              "NOT (params.opt IN ('adam', 'sgd'))": ["large"]}
     for filter, expected in cases.items():
         assert names(experiment, ids, filter, ("metrics.score DESC",)) == expected, filter
+
+
+def test_a_series_created_while_params_are_logged_carries_them(stack: EmbeddedStack,
+                                                               unique: Callable[[str], str]) -> None:
+    """The search copy of a run's params (migration 0022) is exact even when the ingest service
+    creates a series while the run service is logging params: the series waits for that commit."""
+    import numpy as np
+    from trackd_services.ingest.domain import Chunk
+    from trackd_services.ingest.store import MetricStore
+
+    with trackd.start_run(experiment=unique("params-race"), params={"a": "1"}, system_metrics=False) as run:
+        run_id = uuid.UUID(run.info.id)
+
+        async def race() -> tuple[bool, object]:
+            pool = await asyncpg.create_pool(stack.pg_dsn, min_size=1, max_size=2)
+            try:
+                async with pool.acquire() as conn, conn.transaction():  # what RunStore.log_params does
+                    await conn.execute("SELECT 1 FROM runs WHERE id = $1 FOR UPDATE", run_id)
+                    await conn.execute("INSERT INTO run_params (run_id, key, value) VALUES ($1, 'b', '2')", run_id)
+                    steps = np.arange(3, dtype=np.int64)
+                    write = asyncio.create_task(MetricStore(pool).commit(run_id, [Chunk("m", 0, steps, steps * 0.5,
+                                                                                       steps)]))
+                    await asyncio.sleep(0.5)
+                    waited = not write.done()
+                await write
+                return waited, await pool.fetchval(
+                    "SELECT run_params::text FROM metric_series WHERE run_id = $1 AND key = 'm'", run_id)
+            finally:
+                await pool.close()
+
+        waited, copy = asyncio.run(race())
+    assert waited and copy == '{"a": "1", "b": "2"}'
