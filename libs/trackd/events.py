@@ -46,14 +46,14 @@ async def subscribe(
     if unknown:
         raise ValueError(f"unknown topics {sorted(unknown)}; trackd publishes {list(DECODERS)}")
     try:  # the Kafka client is an extra: a training node that only logs does not need it
-        from trackd_platform.kafka import create_consumer
+        from trackd_platform.kafka import create_consumer, records
     except ImportError as exc:
         raise ImportError(f"trackd.events needs a Kafka client ({exc}): pip install 'trackd[events]'") from None
     settings = KafkaSettings(bootstrap=bootstrap or ClientSettings.from_env().kafka_bootstrap,
                              event_key=os.environ.get("TRACKD_EVENT_KEY", ""))
     consumer = await create_consumer(settings, tuple(topics), group_id=group_id, from_beginning=from_beginning)
     try:
-        async for message in consumer:
+        async for message in records(consumer):
             event = to_event(message)
             if not authentic(event, settings.event_key):
                 log.warning("skipped a %s event (partition %d, offset %d) without a valid trackd-signature",

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import IllegalStateError, TopicAlreadyExistsError
 
 from trackd_platform.config import KafkaSettings
 from trackd_platform.event_contract import (  # noqa: F401  (re-exported for the services)
@@ -25,6 +26,8 @@ from trackd_platform.event_contract import (  # noqa: F401  (re-exported for the
 )
 
 log = logging.getLogger(__name__)
+
+LOG_CHECK_S = 2.0  # a consumer that received nothing this long checks that the broker did not lose its log
 
 
 def create_producer(settings: KafkaSettings) -> AIOKafkaProducer:
@@ -100,3 +103,28 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
         await consumer._client.force_metadata_update()
         found = consumer.partitions_for_topic(topic)
     return set(found or {0})
+
+
+async def records(consumer: AIOKafkaConsumer) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """The consumer's messages, as `async for message in consumer` gives them, with one repair. A
+    broker that lost its log (the embedded Tansu keeps it in memory: a restart empties it) numbers
+    offsets from 0 again, and a consumer positioned past the new end would wait until the log grew
+    back to its old offset, missing everything written meanwhile. So after LOG_CHECK_S without a
+    message, partitions whose position is past their end are read again from their beginning
+    (all the new log holds was written after the broker came back)."""
+    while True:
+        batch = await consumer.getmany(timeout_ms=int(LOG_CHECK_S * 1000))
+        for messages in batch.values():
+            for message in messages:
+                yield message
+        if batch or not (assigned := list(consumer.assignment())):
+            continue
+        ends = await consumer.end_offsets(assigned)
+        try:
+            behind = [tp for tp in assigned if await consumer.position(tp) > ends[tp]]
+        except IllegalStateError:  # the group took a partition away meanwhile
+            continue
+        if behind:
+            log.warning("the broker's log of %s is shorter than what was read (the broker lost its data); "
+                        "reading it from its beginning", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in behind))
+            await consumer.seek_to_beginning(*behind)

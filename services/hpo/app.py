@@ -13,7 +13,7 @@ from trackd_api.run.v1 import run_pb2
 from trackd_platform.config import StoresConfig
 from trackd_platform.event_contract import RUN_ENDED, authentic, to_event
 from trackd_platform.ids import parse_id
-from trackd_platform.kafka import create_consumer
+from trackd_platform.kafka import create_consumer, records
 from trackd_platform.redis import create_redis
 from trackd_platform.server import configure_logging
 from trackd_platform.telemetry import RUN_ID, continue_trace
@@ -79,7 +79,7 @@ async def serve(config: StoresConfig) -> None:
             try:
                 consumer = await create_consumer(config.kafka, (RUN_ENDED,), group_id=None, from_beginning=False)
                 try:
-                    async for message in consumer:
+                    async for message in records(consumer):
                         if not authentic(received := to_event(message), config.kafka.event_key):
                             forged.inc()
                             log.warning("ignored a run.ended event for run %s without a valid trackd-signature "

@@ -1,6 +1,7 @@
-"""Fault drill: the Kafka broker is down while 100 runs start and end. The outbox keeps every
+"""Fault drills: the Kafka broker is down while 100 runs start and end. The outbox keeps every
 event in PostgreSQL; once the broker is back all 200 arrive, and a consumer de-duplicating on
-`ce_id` sees each exactly once."""
+`ce_id` sees each exactly once. And consumers that were following the broker before it lost its
+log (Tansu keeps it in memory) follow the new one: the hpo service and `trackd_platform.kafka.records`."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from trackd_api.run.v1 import run_pb2
 from trackd_api.run.v1.run_pb2_grpc import RunServiceStub
-from trackd_platform.kafka import Event
+from trackd_platform.config import KafkaSettings
+from trackd_platform.kafka import RUN_ENDED, Event, create_consumer, records
 from trackd_platform.stack import EmbeddedStack
 
 from tests.conftest import collect_events
+from tests.integration.test_observability import scrape, value
 
 pytestmark = pytest.mark.integration
 
@@ -58,3 +63,53 @@ async def test_events_of_100_run_lifecycles_survive_a_broker_outage(
     figure(f"{LIFECYCLES} lifecycles during the outage; {len(events)} messages read, {len(by_id)} distinct ce_id "
            f"(expected {2 * LIFECYCLES}), {len(events) - len(by_id)} redelivered copies; all delivered "
            f"{delivered_after:.1f}s after the broker was back")
+
+
+async def send(bootstrap: str, count: int, prefix: str) -> None:
+    """`count` unsigned run.ended messages: events only the hpo service's signature check sees."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for i in range(count):
+            await producer.send_and_wait(RUN_ENDED, b"", key=f"{prefix}-{i}".encode())
+    finally:
+        await producer.stop()
+
+
+async def test_consumers_follow_a_broker_that_lost_its_log(stack: EmbeddedStack, figure: Callable[[str], None]) -> None:
+    """Before the fix, a consumer positioned at offset ~30 waited for the new log to reach 30 again:
+    the hpo service missed every run.ended (retries at once on a FAILED run) meanwhile."""
+    settings = KafkaSettings(bootstrap=stack.kafka_bootstrap, event_key="")
+    consumer = await create_consumer(settings, (RUN_ENDED,), group_id=None, from_beginning=False)
+    try:
+        await send(stack.kafka_bootstrap, 90, "before")  # every partition's position well past 3
+        received = [m.key async for m in _first(records(consumer), 90)]
+        assert len(received) == 90
+        kafka = stack.infra["kafka"]
+        kafka.stop()
+        kafka.start()
+        kafka.wait_ready(30)
+        port = stack.metrics_port("hpo")
+        forged_before = value(scrape(port), "trackd_hpo_forged_events_total")
+        back = time.monotonic()
+        await send(stack.kafka_bootstrap, 3, "after")
+        after = [m.key async for m in _first(records(consumer), 3, timeout_s=30)]
+        followed = time.monotonic() - back
+    finally:
+        await consumer.stop()
+    assert sorted(after) == [b"after-0", b"after-1", b"after-2"]
+    deadline = time.monotonic() + 30
+    while (seen := value(scrape(port), "trackd_hpo_forged_events_total") - forged_before) < 3:
+        assert time.monotonic() < deadline, f"the hpo service saw {seen:.0f} of the 3 run.ended sent after the restart"
+        await asyncio.sleep(0.5)
+    figure(f"a consumer 90 messages into the log before the broker lost it read the 3 sent after {followed:.1f}s; "
+           f"the hpo service counted them too")
+
+
+async def _first(messages: Any, count: int, *, timeout_s: float = 15) -> Any:
+    async with asyncio.timeout(timeout_s):
+        async for message in messages:
+            yield message
+            count -= 1
+            if count == 0:
+                return
