@@ -92,7 +92,10 @@ async def test_an_upload_cut_mid_stream_leaves_nothing_and_a_retry_succeeds(
         proxy.cut_at = 12 * 1024 * 1024  # past the first 8 MiB part, in the middle of a chunk
         with pytest.raises(grpc.aio.AioRpcError) as cut:
             await artifact_pb2_grpc.ArtifactServiceStub(channel).UploadArtifact(requests())
-        assert cut.value.code() == grpc.StatusCode.UNAVAILABLE
+        # the connection is gone: UNAVAILABLE, or, when the cut lands while gRPC's core is sending a
+        # message, the client library's own INTERNAL "Internal error from Core" (no server answered)
+        assert cut.value.code() == grpc.StatusCode.UNAVAILABLE or (
+            cut.value.code(), cut.value.details()) == (grpc.StatusCode.INTERNAL, "Internal error from Core")
     # the server sees the connection drop asynchronously, then waits for the S3 part under way (8 MiB:
     # seconds on a busy machine) before it aborts the upload: poll, with a generous bound
     for _ in range(300):
