@@ -24,9 +24,10 @@ $(STAMP): $(PY) pyproject.toml
 up: $(STAMP)
 	TRACKD_INGEST_REPLICAS=$(INGEST_REPLICAS) $(VENV)/bin/trackd up
 
-## test: the whole test suite: unit, integration and fault drills on the real stack, and the UI in headless Chromium; then test-frameworks
+## test: the whole test suite: unit, integration and fault drills on the real stack, and the UI in headless Chromium; then test-frameworks.
+## Two pytest sessions at once, each with its own stack (scripts/run_tests.py): much of the suite waits on timeouts
 test: $(STAMP) browser
-	$(PY) -m pytest -q --durations=25
+	$(PY) scripts/run_tests.py
 	$(MAKE) test-frameworks
 
 ## test-frameworks: trackd.integrations trained for real (tests/frameworks) in .venv-frameworks: the frameworks pinned in
@@ -39,7 +40,7 @@ $(FRAMEWORKS_STAMP): tests/frameworks/requirements.txt | $(STAMP)
 	$(PY) -m venv $(FRAMEWORKS_VENV)
 	$(PY) -c 'import sysconfig; print("import site; site.addsitedir(%r)" % sysconfig.get_paths()["purelib"])' \
 		> "$$($(FRAMEWORKS_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/trackd-venv.pth"
-	$(FRAMEWORKS_VENV)/bin/python -m pip install --quiet --no-deps -r tests/frameworks/requirements.txt
+	$(VENV)/bin/uv pip install --quiet --python $(FRAMEWORKS_VENV)/bin/python --no-deps -r tests/frameworks/requirements.txt
 	touch $(FRAMEWORKS_STAMP)
 
 ## browser: the headless Chromium the UI tests drive (Debian's chromium-headless-shell, via apt as root)
