@@ -53,7 +53,7 @@ async def subscribe(
                              event_key=os.environ.get("TRACKD_EVENT_KEY", ""))
     consumer = await create_consumer(settings, tuple(topics), group_id=group_id, from_beginning=from_beginning)
     try:
-        async for message in records(consumer):
+        async for message in records(consumer, assigned=group_id is None):
             event = to_event(message)
             if not authentic(event, settings.event_key):
                 log.warning("skipped a %s event (partition %d, offset %d) without a valid trackd-signature",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -105,26 +105,48 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     return set(found or {0})
 
 
-async def records(consumer: AIOKafkaConsumer) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """The consumer's messages, as `async for message in consumer` gives them, with one repair. A
-    broker that lost its log (the embedded Tansu keeps it in memory: a restart empties it) numbers
-    offsets from 0 again, and a consumer positioned past the new end would wait until the log grew
-    back to its old offset, missing everything written meanwhile. So after LOG_CHECK_S without a
-    message, partitions whose position is past their end are read again from their beginning
-    (all the new log holds was written after the broker came back)."""
+async def records(consumer: AIOKafkaConsumer, *, assigned: bool) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """The consumer's messages, as `async for message in consumer` gives them, with two repairs for
+    a broker that lost its log (the embedded Tansu keeps it in memory: a restart empties it, and
+    the topics are created again, maybe with more partitions). After LOG_CHECK_S without a message:
+    partitions whose position is past their end (offsets start from 0 again: the consumer would
+    wait, deaf, until the log grew back to its old offset) are read again from their beginning —
+    all the new log holds was written after the broker came back; and a consumer `assigned` its
+    partitions by hand (no group) also takes the partitions the topic gained, from their beginning."""
     while True:
         batch = await consumer.getmany(timeout_ms=int(LOG_CHECK_S * 1000))
         for messages in batch.values():
             for message in messages:
                 yield message
-        if batch or not (assigned := list(consumer.assignment())):
+        if batch or not (partitions := consumer.assignment()):
             continue
-        ends = await consumer.end_offsets(assigned)
         try:
-            behind = [tp for tp in assigned if await consumer.position(tp) > ends[tp]]
+            if assigned:
+                partitions = await _take_new_partitions(consumer, partitions)
+            ends = await consumer.end_offsets(list(partitions))
+            behind = [tp for tp in partitions if await consumer.position(tp) > ends[tp]]
         except IllegalStateError:  # the group took a partition away meanwhile
             continue
         if behind:
             log.warning("the broker's log of %s is shorter than what was read (the broker lost its data); "
-                        "reading it from its beginning", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in behind))
+                        "reading it from its beginning", _names(behind))
             await consumer.seek_to_beginning(*behind)
+
+
+async def _take_new_partitions(consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> set[TopicPartition]:
+    await consumer._client.force_metadata_update()
+    current = {TopicPartition(t, p) for t in {tp.topic for tp in partitions}
+               for p in consumer.partitions_for_topic(t) or ()}
+    if not (new := current - partitions):
+        return partitions
+    log.warning("%s appeared (the broker created the topic again); reading from its beginning", _names(new))
+    positions = {tp: await consumer.position(tp) for tp in partitions}
+    consumer.assign(sorted(partitions | new))  # a new assignment: every position is set again
+    for tp, offset in positions.items():
+        consumer.seek(tp, offset)
+    await consumer.seek_to_beginning(*new)
+    return partitions | new
+
+
+def _names(partitions: Iterable[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(partitions))

@@ -79,7 +79,7 @@ async def serve(config: StoresConfig) -> None:
             try:
                 consumer = await create_consumer(config.kafka, (RUN_ENDED,), group_id=None, from_beginning=False)
                 try:
-                    async for message in records(consumer):
+                    async for message in records(consumer, assigned=True):
                         if not authentic(received := to_event(message), config.kafka.event_key):
                             forged.inc()
                             log.warning("ignored a run.ended event for run %s without a valid trackd-signature "

@@ -25,6 +25,7 @@ from tests.integration.test_observability import scrape, value
 pytestmark = pytest.mark.integration
 
 LIFECYCLES = 100
+AFTER = 16  # messages sent after the broker lost its log
 
 
 async def test_events_of_100_run_lifecycles_survive_a_broker_outage(
@@ -77,13 +78,14 @@ async def send(bootstrap: str, count: int, prefix: str) -> None:
 
 
 async def test_consumers_follow_a_broker_that_lost_its_log(stack: EmbeddedStack, figure: Callable[[str], None]) -> None:
-    """Before the fix, a consumer positioned at offset ~30 waited for the new log to reach 30 again:
-    the hpo service missed every run.ended (retries at once on a FAILED run) meanwhile."""
+    """Before the fix, a consumer positioned at offset ~30 waited for the new log to reach 30 again,
+    and did not read the partitions the topic gained when it was created again: the hpo service
+    missed run.ended events (it retries a trial at once when its run FAILED) meanwhile."""
     settings = KafkaSettings(bootstrap=stack.kafka_bootstrap, event_key="")
     consumer = await create_consumer(settings, (RUN_ENDED,), group_id=None, from_beginning=False)
     try:
         await send(stack.kafka_bootstrap, 90, "before")  # every partition's position well past 3
-        received = [m.key async for m in _first(records(consumer), 90)]
+        received = [m.key async for m in _first(records(consumer, assigned=True), 90)]
         assert len(received) == 90
         kafka = stack.infra["kafka"]
         kafka.stop()
@@ -92,18 +94,20 @@ async def test_consumers_follow_a_broker_that_lost_its_log(stack: EmbeddedStack,
         port = stack.metrics_port("hpo")
         forged_before = value(scrape(port), "trackd_hpo_forged_events_total")
         back = time.monotonic()
-        await send(stack.kafka_bootstrap, 3, "after")
-        after = [m.key async for m in _first(records(consumer), 3, timeout_s=30)]
+        await send(stack.kafka_bootstrap, AFTER, "after")  # on every partition, new ones too
+        after = [m.key async for m in _first(records(consumer, assigned=True), AFTER, timeout_s=30)]
         followed = time.monotonic() - back
+        partitions = consumer.partitions_for_topic(RUN_ENDED) or set()
+        assert {tp.partition for tp in consumer.assignment()} == partitions
     finally:
         await consumer.stop()
-    assert sorted(after) == [b"after-0", b"after-1", b"after-2"]
+    assert sorted(after) == sorted(f"after-{i}".encode() for i in range(AFTER))
     deadline = time.monotonic() + 30
-    while (seen := value(scrape(port), "trackd_hpo_forged_events_total") - forged_before) < 3:
-        assert time.monotonic() < deadline, f"the hpo service saw {seen:.0f} of the 3 run.ended sent after the restart"
+    while (seen := value(scrape(port), "trackd_hpo_forged_events_total") - forged_before) < AFTER:
+        assert time.monotonic() < deadline, f"the hpo service saw {seen:.0f} of the {AFTER} sent after the restart"
         await asyncio.sleep(0.5)
-    figure(f"a consumer 90 messages into the log before the broker lost it read the 3 sent after {followed:.1f}s; "
-           f"the hpo service counted them too")
+    figure(f"a consumer 90 messages into the log before the broker lost it read the {AFTER} sent after (on "
+           f"{len(partitions)} partitions) {followed:.1f}s later; the hpo service counted them too")
 
 
 async def _first(messages: Any, count: int, *, timeout_s: float = 15) -> Any:
