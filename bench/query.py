@@ -508,7 +508,7 @@ def print_stages(td: dict[str, Any]) -> None:
 def print_table(r: dict[str, Any]) -> None:
     td, ml = r["trackd"], r["mlflow"]
     t = {f"{system}_{name}": Timing(found["samples_s"]) for system, figures in (("td", td), ("ml", ml))
-         for name, found in figures.items() if isinstance(found, dict)}
+         for name, found in figures.items() if isinstance(found, dict) and "samples_s" in found}
     points, ml_points = f"{r['points']:,}", f"{r['mlflow_points']:,}"
 
     def cell(timing: Timing, *notes: str) -> str:

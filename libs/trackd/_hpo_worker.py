@@ -35,14 +35,17 @@ log = logging.getLogger("trackd.hpo")
 
 class Lease:
     """What the heartbeat learnt about the trial's lease: `lost` once the controller answered
-    ABORTED (the lease expired and the trial went to another worker) or NOT_FOUND."""
+    ABORTED (the lease expired and the trial went to another worker) or NOT_FOUND; `trial_ended`
+    when it said stop because the trial had ended already (its process ended it itself)."""
 
     def __init__(self) -> None:
         self.lost = threading.Event()
+        self.trial_ended = threading.Event()
 
 
 @contextmanager
-def heartbeats(client: Client, trial: hpo_pb2.Trial, lease_s: int, on_stop: Callable[[], None]) -> Iterator[Lease]:
+def heartbeats(client: Client, trial: hpo_pb2.Trial, lease_s: int, on_stop: Callable[[], None], *,
+               lease: Lease | None = None) -> Iterator[Lease]:
     """Keep the trial's lease, and so its run, alive while the block runs (HeartbeatTrial
     heartbeats the run too); `on_stop` when the controller says the trial should stop (pruned
     elsewhere, study stopped) or the lease is lost — then the trial is no longer this worker's
@@ -50,7 +53,7 @@ def heartbeats(client: Client, trial: hpo_pb2.Trial, lease_s: int, on_stop: Call
     heartbeated here directly, so an outage longer than the run service's heartbeat timeout does
     not get a live trial's run marked CRASHED."""
     done = threading.Event()
-    lease = Lease()
+    lease = lease or Lease()
 
     def beat() -> None:
         while not done.wait(max(1.0, lease_s / 3)):
@@ -68,7 +71,10 @@ def heartbeats(client: Client, trial: hpo_pb2.Trial, lease_s: int, on_stop: Call
                         client.call("run", client.runs.Heartbeat, run_pb2.HeartbeatRequest(run_id=trial.run_id))
                 continue
             if reply.should_stop:
+                if reply.trial_ended:
+                    lease.trial_ended.set()
                 on_stop()
+                return
 
     threading.Thread(target=beat, daemon=True).start()
     try:

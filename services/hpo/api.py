@@ -179,8 +179,9 @@ class HpoServicer(hpo_pb2_grpc.HpoServiceServicer):
     async def HeartbeatTrial(
         self, request: hpo_pb2.HeartbeatTrialRequest, context: Context
     ) -> hpo_pb2.HeartbeatTrialResponse:
-        expires, stop = await self._controller.heartbeat(parse_id("trial_id", request.trial_id), request.worker)
-        return hpo_pb2.HeartbeatTrialResponse(lease_expire_time=timestamp(expires), should_stop=stop)
+        beat = await self._controller.heartbeat(parse_id("trial_id", request.trial_id), request.worker)
+        return hpo_pb2.HeartbeatTrialResponse(lease_expire_time=timestamp(beat.lease_expires),
+                                              should_stop=beat.should_stop, trial_ended=beat.trial_ended)
 
     async def ReportIntermediate(
         self, request: hpo_pb2.ReportIntermediateRequest, context: Context

@@ -28,6 +28,13 @@ HEADS_CACHED = 10_000  # studies whose name, experiment and run the controller k
 
 
 @dataclass(frozen=True)
+class Heartbeat:
+    lease_expires: datetime | None
+    should_stop: bool
+    trial_ended: bool  # with should_stop: the trial ended (its process may be finishing), not stopped
+
+
+@dataclass(frozen=True)
 class Acquired:
     trial: TrialRow | None
     study: StudyRow
@@ -162,15 +169,15 @@ class Controller:
             trial = await self._sampling.sample(tx, engine)  # on demand: the queue ran short
             return await tx.claim(trial.id, worker, self.lease_s, run_id)
 
-    async def heartbeat(self, trial_id: uuid.UUID, worker: str) -> tuple[datetime | None, bool]:
-        """The lease extended (and its run kept alive); `(None, True)` when the trial should stop."""
+    async def heartbeat(self, trial_id: uuid.UUID, worker: str) -> Heartbeat:
+        """The lease extended (and its run kept alive), or why the trial should stop."""
         async with self._store.locked_by_trial(trial_id) as tx:  # no engine: it does not wait for the sampler
             domain.check_lease(trial := await tx.trial(trial_id), worker)
             if trial.state != TrialState.RUNNING or tx.study.state.ended:
-                return None, True
+                return Heartbeat(None, should_stop=True, trial_ended=trial.state != TrialState.RUNNING)
             expires = await tx.extend(trial_id, self.lease_s)
         await self._runs.heartbeat_if_running(trial.run_id)
-        return expires, False
+        return Heartbeat(expires, should_stop=False, trial_ended=False)
 
     async def report(self, trial_id: uuid.UUID, worker: str, step: int, value: float) -> bool:
         """Record an intermediate value; True when the pruner says stop."""

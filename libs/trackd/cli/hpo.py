@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -17,7 +18,7 @@ from trackd_platform.vocabulary import TrialState
 
 from trackd import hpo as sdk
 from trackd._client import Client
-from trackd._hpo_worker import LEASE_LOST, heartbeats, run_slots
+from trackd._hpo_worker import LEASE_LOST, Lease, heartbeats, run_slots
 from trackd._logs import ENV_CAPTURED, ProcessPump
 from trackd._query import get_latest_metrics
 from trackd.cli.tables import _fail, _table, console
@@ -202,6 +203,7 @@ def stop(study: str) -> None:
 
 
 LOGGED_WAIT_S = 5.0  # how long the last logged points may take to be readable after the process exits
+EXIT_GRACE_S = 30.0  # how long a process that ended its trial itself may take to exit before it is stopped
 
 
 def _logged_values(client: Client, run_id: str, metrics: list[str], wait_s: float) -> list[float] | None:
@@ -227,9 +229,10 @@ def _still_running(client: Client, trial: hpo_pb2.Trial) -> bool:
 
 def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s: int, metrics: list[str]) -> str:
     """Run one trial as a subprocess: params in HP_<NAME>, heartbeats while it runs, killed when
-    pruned or stopped. A trial the process did not end is completed with the last values of the
-    study's metrics the process logged on the trial's run when it exited 0, else failed with its
-    exit status. The process's stdout and stderr are teed to the trial's run (`trackd runs logs`)."""
+    the study is stopped (a process that ended its trial itself gets EXIT_GRACE_S to exit). A trial
+    the process did not end is completed with the last values of the study's metrics the process
+    logged on the trial's run when it exited 0, else failed with its exit status. The process's
+    stdout and stderr are teed to the trial's run (`trackd runs logs`)."""
     params = json.loads(trial.params_json)
     env = {**os.environ, **{sdk.env_name(k): str(v) for k, v in params.items()},
            sdk.ENV_TRIAL_ID: trial.id, sdk.ENV_RUN_ID: trial.run_id, sdk.ENV_WORKER: trial.worker,
@@ -239,11 +242,16 @@ def _run_trial(client: Client, trial: hpo_pb2.Trial, command: list[str], lease_s
     child = subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe)
     pump = ProcessPump(client, trial.run_id, child) if trial.run_id else None
 
+    lease = Lease()
+
     def stop() -> None:
+        if lease.trial_ended.is_set():  # its process ended the trial and may be finishing up: let it
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(EXIT_GRACE_S)
         if child.poll() is None:
             child.terminate()
 
-    with heartbeats(client, trial, lease_s, on_stop=stop) as lease:
+    with heartbeats(client, trial, lease_s, on_stop=stop, lease=lease):
         code = child.wait()
     if pump is not None:
         pump.close()

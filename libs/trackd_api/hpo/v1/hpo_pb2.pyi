@@ -316,12 +316,14 @@ class HeartbeatTrialRequest(_message.Message):
     def __init__(self, trial_id: _Optional[str] = ..., worker: _Optional[str] = ...) -> None: ...
 
 class HeartbeatTrialResponse(_message.Message):
-    __slots__ = ("lease_expire_time", "should_stop")
+    __slots__ = ("lease_expire_time", "should_stop", "trial_ended")
     LEASE_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     SHOULD_STOP_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_ENDED_FIELD_NUMBER: _ClassVar[int]
     lease_expire_time: _timestamp_pb2.Timestamp
     should_stop: bool
-    def __init__(self, lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., should_stop: _Optional[bool] = ...) -> None: ...
+    trial_ended: bool
+    def __init__(self, lease_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., should_stop: _Optional[bool] = ..., trial_ended: _Optional[bool] = ...) -> None: ...
 
 class ReportIntermediateRequest(_message.Message):
     __slots__ = ("trial_id", "worker", "step", "value")
