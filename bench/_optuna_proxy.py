@@ -32,6 +32,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def connect(host: str, port: int, server: multiprocessing.process.BaseProcess | None = None) -> GrpcStorageProxy:
+    """A GrpcStorageProxy on host:port once its server answers (`server`: the process serving it,
+    if started here — its exit is an error at once)."""
+    proxy = GrpcStorageProxy(host=host, port=port)
+    for _ in range(30):  # a loaded machine can take minutes to start the server (imports, schema check)
+        if server is not None and not server.is_alive():
+            raise RuntimeError(f"run_grpc_proxy_server exited ({server.exitcode}): see its output above")
+        try:
+            proxy.wait_server_ready(timeout=10)
+            return proxy
+        except ConnectionError:
+            continue
+    proxy.close()
+    raise RuntimeError(f"no gRPC storage proxy answered on {host}:{port} within 300 s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=["trackd", "grpc-rdb"])
@@ -50,17 +66,7 @@ def main() -> None:
         args.host, args.port = "127.0.0.1", _free_port()
         server = multiprocessing.get_context("spawn").Process(target=_serve, args=(args.url, args.port), daemon=True)
         server.start()
-    proxy = GrpcStorageProxy(host=args.host, port=args.port)
-    for _ in range(30):  # a loaded machine can take minutes to start the server (imports, schema check)
-        if server is not None and not server.is_alive():
-            raise RuntimeError(f"run_grpc_proxy_server exited ({server.exitcode}): see its output above")
-        try:
-            proxy.wait_server_ready(timeout=10)
-            break
-        except ConnectionError:
-            continue
-    else:
-        raise RuntimeError(f"no gRPC storage proxy answered on {args.host}:{args.port} within 300 s")
+    proxy = connect(args.host, args.port, server)
     args.url = proxy  # create_study takes a storage object as well as a URL
     try:
         found = overhead(args)

@@ -3,7 +3,10 @@
 
     _optuna_quality.py quality --function branin --seeds 1,2,3 --trials 100
     _optuna_quality.py pruning --pruner asha --pruner-options '{"min_resource": 5}' --seeds 1,2 --trials 100
-    _optuna_quality.py parallel --function branin --seeds 1,2 --trials 60 --workers 4 --train-ms 20
+    _optuna_quality.py parallel --function branin --seeds 1,2 --trials 60 --workers 4 --train-ms 20 [--proxy HOST:PORT]
+
+`--proxy` runs the parallel studies on a GrpcStorageProxy to HOST:PORT (trackd's Optuna port)
+instead of in-memory storage — the same Optuna code otherwise (needs grpcio).
 """
 
 from __future__ import annotations
@@ -47,12 +50,21 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
 
 def parallel(args: argparse.Namespace) -> dict[str, Any]:
     """Per seed: `study.optimize(n_jobs=workers)` with Optuna's default TPESampler(seed=…), each
-    trial "training" 0.5–1.5 × train_ms; the values of the COMPLETE trials in trial order."""
+    trial "training" 0.5–1.5 × train_ms; the values of the COMPLETE trials in trial order. With
+    `--proxy` the studies live behind a GrpcStorageProxy, one study per seed named after the run."""
     objective, space, _ = FUNCTIONS[args.function]
     values: dict[str, list[float]] = {}
+    storage = None
+    if args.proxy:
+        from _optuna_proxy import connect  # needs grpcio, which the other modes do not
+
+        host, port = args.proxy.rsplit(":", 1)
+        storage = connect(host, int(port))
     for seed in args.seeds:
         jitter = random.Random(seed)
-        study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+        name = f"proxy-parallel-{args.function}-w{args.workers}-s{seed}" if storage is not None else None
+        study = optuna.create_study(storage=storage, study_name=name, direction="minimize",
+                                    sampler=optuna.samplers.TPESampler(seed=seed))
 
         def run(trial: optuna.Trial) -> float:
             value = objective(suggest(trial, space))
@@ -61,6 +73,8 @@ def parallel(args: argparse.Namespace) -> dict[str, Any]:
 
         study.optimize(run, n_trials=args.trials, n_jobs=args.workers)
         values[str(seed)] = [t.value for t in sorted(study.trials, key=lambda t: t.number) if t.value is not None]
+    if storage is not None:
+        storage.close()
     return {"values": values}
 
 
@@ -104,6 +118,7 @@ def main() -> None:
     parser.add_argument("--pruner-options", default="{}")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--train-ms", type=float, default=20.0)
+    parser.add_argument("--proxy", default="", help="parallel: HOST:PORT of a GrpcStorageProxy server")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     start = time.perf_counter()

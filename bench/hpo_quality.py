@@ -17,8 +17,10 @@ this machine, in one run (`make bench-hpo-quality`).
 
 3. parallel: Branin, Hartmann-6 and Rosenbrock-10 with 4 and 16 workers at once, 10 seeds, 60
    trials each, every trial "training" 20 ms × 0.5–1.5: trackd's own SDK
-   (`trackd.hpo.optimize(n_workers=p, processes=False)`) against Optuna's
-   `study.optimize(n_jobs=p)`, a Mann-Whitney U test per row (bench/_hpo_parallel.py).
+   (`trackd.hpo.optimize(n_workers=p, processes=False)`) and unchanged Optuna code on trackd
+   through GrpcStorageProxy (its Optuna port; `--no-proxy` skips it) against Optuna's
+   `study.optimize(n_jobs=p)` in-process, a Mann-Whitney U test per row of each of trackd's
+   columns against Optuna's (bench/_hpo_parallel.py).
 
 Optuna runs in bench/.venv-anchors (bench/_optuna_quality.py). Figures go to
 bench/results/hpo_quality.json, charts to bench/results/hpo_quality_*.png.
@@ -41,7 +43,8 @@ import grpc
 import numpy as np
 from _common import BENCH, anchor_json, console, ensure_anchors, start_stack
 from _hpo_functions import CURVE_SPACE, FUNCTIONS, STEPS, curve, random_configs
-from _hpo_parallel import print_parallel, trackd_parallel
+from _hpo_parallel import print_parallel, summaries, trackd_parallel
+from hpo import ensure_grpc_in_anchors
 from rich.table import Table
 from scipy.stats import mannwhitneyu, spearmanr
 from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
@@ -179,6 +182,7 @@ def main() -> None:
     parser.add_argument("--workers", default="4,16", help="worker counts of the parallel part")
     parser.add_argument("--train-ms", type=float, default=20.0, help="a parallel trial's training time (× 0.5–1.5)")
     parser.add_argument("--parts", default="quality,pruning,parallel", help="comma-separated subset")
+    parser.add_argument("--no-proxy", action="store_true", help="parallel: skip the GrpcStorageProxy column")
     parser.add_argument("--show", action="store_true", help=f"print the tables of {RESULTS.name} and exit")
     args = parser.parse_args()
     if args.show:
@@ -194,6 +198,9 @@ def main() -> None:
     began = time.perf_counter()
 
     ensure_anchors("optuna")
+    proxy = "parallel" in parts and not args.no_proxy
+    if proxy:
+        ensure_grpc_in_anchors()
     op: dict[str, Any] = {"quality": {}, "pruning": {}}
     csv = ",".join(map(str, seeds))
     parallel: dict[str, Any] = {"trials": args.parallel_trials, "seeds": seeds, "train_ms": args.train_ms, "runs": {}}
@@ -232,6 +239,13 @@ def main() -> None:
                 function, n = key.rsplit("/", 1)
                 with console.status(f"trackd: {function}, {n} workers, {len(seeds)} seeds…"):
                     sides["trackd"] = trackd_parallel(function, int(n), seeds, args.parallel_trials, args.train_ms)
+                if proxy:
+                    with console.status(f"Optuna through GrpcStorageProxy on trackd: {function}, {n} workers, "
+                                        f"{len(seeds)} seeds…"):
+                        sides["proxy"] = anchor_json(
+                            "_optuna_quality.py", "parallel", "--function", function, "--seeds", csv, "--workers", n,
+                            "--trials", str(args.parallel_trials), "--train-ms", str(args.train_ms),
+                            "--proxy", f"127.0.0.1:{stack.ports.optuna}")
             for pruner in ("asha", "none") if "pruning" in parts else []:
                 with console.status(f"trackd: pruner {pruner}, {len(pruning_seeds)} seeds × "
                                     f"{args.pruning_trials} trials…"):
@@ -247,6 +261,7 @@ def main() -> None:
 
     for side in (td, op) if "pruning" in parts else []:
         place_best(side, ref)
+    parallel["tests"] = {key: summaries(sides) for key, sides in parallel["runs"].items()}
     quantiles = {seed: {q: float(np.percentile(f, q)) for q in (1, 5, 50)} for seed, f in ref["finals"].items()}
     results = {"trials": args.trials, "seeds": seeds, "pruning_trials": args.pruning_trials,
                "pruning_seeds": pruning_seeds, "steps": STEPS, "asha_options": ASHA_OPTIONS,
