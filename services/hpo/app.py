@@ -44,14 +44,21 @@ async def serve(config: StoresConfig) -> None:
                              leadership.take)
     server.add_closer(leadership.release)  # before the pool closes (closers run in reverse)
     store = StudyStore(pool)
-    if renewed := await store.renew_all_leases(config.hpo_lease_s):
-        log.info("renewed the leases of %d running trials after the restart", renewed)
     runs = RunsClient(config.run_target, config.server)
     server.add_closer(runs.close)
     sampling = Sampling(store, ReadyQueue(redis))
     reaper = Reaper(store, sampling, runs, registry=server.registry)
     controller = Controller(store, runs, sampling, reaper, lease_s=config.hpo_lease_s)
-    await server.until_ready("Valkey (the studies' trial queues)", sampling.recover)
+
+    async def take_over() -> None:
+        """Before answering as the controller (started, or the lease taken back): no worker could
+        heartbeat while no controller answered, so running trials' leases start again from now;
+        the ready queues are rebuilt from PostgreSQL."""
+        if renewed := await store.renew_all_leases(config.hpo_lease_s):
+            log.info("renewed the leases of %d running trials on taking over", renewed)
+        await sampling.recover()
+
+    await server.until_ready("Valkey (the studies' trial queues)", take_over)
     optuna = add_optuna_storage(server, pool, config)  # Optuna's GrpcStorageProxy, on TRACKD_OPTUNA_PORT too
     server.add_servicer(
         hpo_pb2_grpc.add_HpoServiceServicer_to_server,
@@ -111,7 +118,7 @@ async def serve(config: StoresConfig) -> None:
             await leadership.drop()
             await server.until_ready("the controller lease (another hpo replica is the active controller)",
                                      leadership.take)
-            await server.until_ready("Valkey (the studies' trial queues)", sampling.recover)
+            await server.until_ready("Valkey (the studies' trial queues)", take_over)
             await server.reopen()
 
     server.add_background(lead)
