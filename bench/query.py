@@ -292,8 +292,8 @@ async def search_stages(dsn: str, calls: int) -> dict[str, float]:
     from trackd_platform.config import PostgresSettings
     from trackd_platform.db import create_pool
     from trackd_platform.run_records import View
-    from trackd_services.query.api import search_reply
     from trackd_services.query.grammar import parse_filter, parse_order_by
+    from trackd_services.query.search_page import search_reply
     from trackd_services.query.store import QueryStore, Selection
 
     pool = await create_pool(PostgresSettings(dsn=dsn, pool_max=2))
@@ -307,9 +307,9 @@ async def search_stages(dsn: str, calls: int) -> dict[str, float]:
             page_ids, _token = await store.page_ids(Selection(ids, parse_filter(FILTER), View.ACTIVE_ONLY),
                                                     parse_order_by([ORDER_BY]), limit=PAGE, page_token="")
             clock.append(time.perf_counter())
-            runs, latest = await store.page_runs(page_ids, None)
+            rows = await store.page_rows(page_ids, None)
             clock.append(time.perf_counter())
-            reply = search_reply(runs, latest, "")
+            reply = search_reply(rows, "", now_us=time.time_ns() // 1000)
             clock.append(time.perf_counter())
             data = reply.SerializeToString()
             clock.append(time.perf_counter())

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from trackd_api.ingest.v1 import ingest_pb2
@@ -23,7 +24,8 @@ from trackd_platform.vocabulary import MetricContext
 from . import analysis, history
 from .grammar import parse_filter, parse_order_by
 from .live import PointsHub
-from .store import EXPORT_PART_POINTS, Columns, Latest, LatestReader, PageMetric, QueryStore, Selection
+from .search_page import search_reply
+from .store import EXPORT_PART_POINTS, Columns, Latest, LatestReader, QueryStore, Selection
 from .wire import export_response, series_message
 
 MAX_BULK_RUNS, MAX_BULK_KEYS = 100, 20
@@ -40,31 +42,13 @@ def _series(key: str, context: int, points: history.Points) -> ingest_pb2.Metric
     return series_message(key, MetricContext(context).proto, points.steps, points.values, points.timestamps)
 
 
-_PROTO_CONTEXT = {number: MetricContext(number).proto for number in CONTEXTS}  # looked up 1,000 times a page
+_PROTO_CONTEXT = {number: MetricContext(number).proto for number in CONTEXTS}
 
 
 def _latest(metrics: Latest) -> list[query_pb2.LatestMetric]:
     return [query_pb2.LatestMetric(key=key, context=_PROTO_CONTEXT[context], step=s.step, value=s.value,
                                    timestamp_ms=s.timestamp, min=s.min, max=s.max, count=s.count)
             for (key, context), s in metrics.items()]
-
-
-def _add_latest(into: Any, metrics: list[PageMetric]) -> None:
-    """A search page's latest metrics built in place in the repeated field `into` (no copy of each message)."""
-    for key, context, step, value, timestamp, low, high, count in metrics:
-        into.add(key=key, context=_PROTO_CONTEXT[context], step=step, value=value, timestamp_ms=timestamp,
-                 min=low, max=high, count=count)
-
-
-def search_reply(runs: list[Run], latest: dict[uuid.UUID, list[PageMetric]], token: str
-                 ) -> query_pb2.SearchRunsResponse:
-    """A SearchRuns reply: the page's runs, each with its latest metrics, built in place."""
-    response = query_pb2.SearchRunsResponse(next_page_token=token)
-    for r in runs:
-        result = response.results.add(run=run_to_proto(r))
-        result.run.environment.ClearField("packages")  # can be thousands of entries: GetRun has them
-        _add_latest(result.metrics, latest[r.id])
-    return response
 
 
 def _key(key: str, context: int) -> tuple[str, int]:
@@ -115,9 +99,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         order = parse_order_by(list(request.order_by))
         columns = _columns(request.columns) if request.HasField("columns") else None
         selection = await self._selection(request.selection)
-        runs, latest, token = await self._store.search(
+        rows, token = await self._store.search(
             selection, order, limit=page_size(request.page_size), page_token=request.page_token, columns=columns)
-        return search_reply(runs, latest, token)
+        return search_reply(rows, token, now_us=time.time_ns() // 1000)
 
     async def ListRunKeys(
         self, request: query_pb2.ListRunKeysRequest, context: Context

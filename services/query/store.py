@@ -43,10 +43,13 @@ _SERIES_RANGE = """s.run_id = $1 AND s.key = $2 AND s.context = $3
     AND ($4::bigint IS NULL OR c.last_step >= $4) AND ($5::bigint IS NULL OR c.first_step <= $5)"""
 
 # A page's runs ($1) with their params, tags and series summaries as arrays, one row a run: only
-# the keys in $2 / $3 / $4 when given; notes and the environment (less its packages) when $5.
-_PAGE_METRIC_COLUMNS = ("metric_keys", "contexts", "steps", "last_values", "stamps", "mins", "maxs", "counts")
-_PAGE_RUNS = """SELECT r.id, r.experiment_id, e.project_id, r.name, r.status, r.start_time, r.end_time,
-       r.last_heartbeat, r.parent_run_id, r.user_name, r.source, r.deleted_at IS NOT NULL AS deleted,
+# the keys in $2 / $3 / $4 when given; notes and the environment (less its packages) when $5. Times
+# are integer epoch microseconds (`*_us`): search_page.py fills protobuf Timestamps from them.
+_PAGE_ROWS = """SELECT r.id, r.experiment_id, e.project_id, r.name, r.status,
+       (extract(epoch FROM r.start_time) * 1000000)::int8 AS start_us,
+       (extract(epoch FROM r.end_time) * 1000000)::int8 AS end_us,
+       (extract(epoch FROM r.last_heartbeat) * 1000000)::int8 AS heartbeat_us,
+       r.parent_run_id, r.user_name, r.source, r.deleted_at IS NOT NULL AS deleted,
        CASE WHEN $5 THEN r.notes ELSE '' END AS notes,
        CASE WHEN $5 THEN r.environment - 'packages' ELSE '{}'::jsonb END AS environment,
        p.keys AS param_keys, p.vals AS param_values, t.keys AS tag_keys, t.vals AS tag_values,
@@ -66,10 +69,6 @@ _PAGE_RUNS = """SELECT r.id, r.experiment_id, e.project_id, r.name, r.status, r.
 
 # (run, key, context) → summary
 Latest = dict[tuple[str, int], Summary]
-# A series' summary on a search page: (key, context, step, value, timestamp_ms, min, max, count), min / max
-# NaN when the series holds only NaN. Tuples, not Summary objects: a page has ~1,000 of them, built
-# by zip in C (frozen dataclasses cost ~5 ms a page).
-PageMetric = tuple[str, int, int, float, int, float, float, int]
 
 
 @dataclass(frozen=True)
@@ -128,12 +127,12 @@ class QueryStore:
     async def search(
         self, selection: Selection, order: list[OrderKey], *, limit: int, page_token: str,
         columns: Columns | None = None,
-    ) -> tuple[list[Run], dict[uuid.UUID, list[PageMetric]], str]:
-        """One page of runs, their latest metrics (by key and context) and the next page token
-        ("" on the last page). With `columns`, each run carries only those params, tags and
-        metrics, and no environment."""
+    ) -> tuple[list[asyncpg.Record], str]:
+        """One page of runs as rows of `page_rows`, and the next page token ("" on the last page).
+        With `columns`, each row carries only those params, tags and metrics, and no notes or
+        environment."""
         ids, token = await self.page_ids(selection, order, limit=limit, page_token=page_token)
-        return *await self.page_runs(ids, columns), token
+        return await self.page_rows(ids, columns), token
 
     async def page_ids(self, selection: Selection, order: list[OrderKey], *, limit: int, page_token: str
                        ) -> tuple[list[uuid.UUID], str]:
@@ -155,29 +154,17 @@ class QueryStore:
                                last_row=rows[-1])
         return [r["id"] for r in rows], token
 
-    async def page_runs(self, ids: list[uuid.UUID], columns: Columns | None
-                         ) -> tuple[list[Run], dict[uuid.UUID, list[PageMetric]]]:
-        """The runs of a page, in `ids` order, and their latest metrics, in one query (four round
-        trips took most of a search's time): with `columns`, only those params, tags and metrics,
-        no notes and no environment; without, every one, and the environment without its packages
-        (SearchRuns leaves them out)."""
+    async def page_rows(self, ids: list[uuid.UUID], columns: Columns | None) -> list[asyncpg.Record]:
+        """The rows of a page's runs (search_page.PageRow), in `ids` order, with their latest
+        metrics, in one query (four round trips took most of a search's time): with `columns`,
+        only those params, tags and metrics, no notes and no environment; without, every one, and
+        the environment without its packages (SearchRuns leaves them out). Ids of runs that no
+        longer exist are left out."""
         keys = (None, None, None) if columns is None else (list(columns.params), list(columns.tags),
                                                            list(columns.metrics))
-        rows = await self._pool.fetch(_PAGE_RUNS, ids, *keys, columns is None)
+        rows = await self._pool.fetch(_PAGE_ROWS, ids, *keys, columns is None)
         by_id = {r["id"]: r for r in rows}
-        runs, latest = [], {}
-        for i in ids:
-            if (r := by_id.get(i)) is None:
-                continue
-            runs.append(Run(
-                id=i, experiment_id=r["experiment_id"], project_id=r["project_id"], name=r["name"],
-                status=RunStatus(r["status"]), start_time=r["start_time"], end_time=r["end_time"],
-                last_heartbeat=r["last_heartbeat"], parent_run_id=r["parent_run_id"], user=r["user_name"],
-                notes=r["notes"], source=dict(r["source"]), environment=dict(r["environment"]),
-                deleted=r["deleted"], params=dict(zip(r["param_keys"] or (), r["param_values"] or (), strict=True)),
-                tags=dict(zip(r["tag_keys"] or (), r["tag_values"] or (), strict=True))))
-            latest[i] = list(zip(*(r[c] or () for c in _PAGE_METRIC_COLUMNS), strict=True))
-        return runs, latest
+        return [by_id[i] for i in ids if i in by_id]
 
     async def run_keys(self, selection: Selection, max_runs: int
                        ) -> tuple[list[str], list[str], list[tuple[str, int]], int]:

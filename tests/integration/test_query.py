@@ -510,3 +510,24 @@ def test_a_series_created_while_params_are_logged_carries_them(stack: EmbeddedSt
 
         waited, copy = asyncio.run(race())
     assert waited and copy == '{"a": "1", "b": "2"}'
+
+
+def test_search_results_hold_the_runs_get_run_returns(dataset: tuple[str, dict[str, str]]) -> None:
+    """SearchRuns builds its runs from its own page query (search_page.py): each is GetRun's run,
+    field for field (times, duration, source and environment as captured, notes), less the
+    environment's packages."""
+    experiment, ids = dataset
+    client = trackd.Client()
+    try:
+        client.runs.SetNotes(run_pb2.SetNotesRequest(run_id=ids["a"], notes="searched *notes*"))
+        page = client.query.SearchRuns(query_pb2.SearchRunsRequest(
+            selection=query_pb2.RunSelection(experiment_names=[experiment])))
+        assert {r.run.id for r in page.results} == set(ids.values())
+        for result in page.results:
+            expected = client.runs.GetRun(run_pb2.GetRunRequest(run_id=result.run.id)).run
+            assert expected.environment.packages, "the SDK captured the environment"
+            expected.environment.ClearField("packages")
+            assert result.run.SerializeToString(deterministic=True) == expected.SerializeToString(deterministic=True)
+        assert next(r.run for r in page.results if r.run.id == ids["a"]).notes == "searched *notes*"
+    finally:
+        client.close()
