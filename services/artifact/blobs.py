@@ -32,6 +32,8 @@ COPY_OBJECT_MAX = 5 * 1024**3  # S3's limit for one CopyObject; larger objects a
 TMP_PREFIX = "tmp/"  # uploads whose digest was not announced, until it is known
 DIRECT_PREFIX = "direct/"  # direct uploads, until they are verified
 _MISSING = ("404", "NoSuchKey", "NotFound")
+LEFTOVER_LOG = ("S3 still lists the completed multipart upload %s of %s (a SeaweedFS leftover, seaweedfs#10663): "
+                "left alone, since aborting it would delete the object's data")
 
 
 def _missing(exc: ClientError) -> bool:
@@ -116,9 +118,7 @@ class BlobUpload:
         if self._buffer:
             await self._upload_part(bytes(self._buffer))
             self._buffer.clear()
-        await self._client.complete_multipart_upload(
-            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
-        )
+        await self._blobs.complete(self._key, self._upload_id, self._parts)
         self._upload_id = None
         if self._key == final:
             self.published = digest
@@ -172,8 +172,11 @@ class BlobStore:
         return BlobUpload(self, expected_sha256=expected_sha256, expected_size=expected_size, store=store)
 
     async def exists(self, sha256: str) -> bool:
+        return await self.key_exists(blob_key(sha256))
+
+    async def key_exists(self, key: str) -> bool:
         try:
-            await self.client.head_object(Bucket=self.bucket, Key=blob_key(sha256))
+            await self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if _missing(exc):
                 return False
@@ -230,8 +233,7 @@ class BlobStore:
                     CopySource={"Bucket": self.bucket, "Key": source},
                     CopySourceRange=f"bytes={start}-{min(start + part_size, size) - 1}")
                 parts.append({"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]})
-            await self.client.complete_multipart_upload(Bucket=self.bucket, Key=target, UploadId=upload_id,
-                                                        MultipartUpload={"Parts": parts})
+            await self.complete(target, upload_id, parts)
         except Exception:
             with contextlib.suppress(ClientError, BotoCoreError):
                 await self.client.abort_multipart_upload(Bucket=self.bucket, Key=target, UploadId=upload_id)
@@ -239,6 +241,21 @@ class BlobStore:
         finally:
             if on_started is not None:
                 on_started(target, None)
+
+    async def complete(self, key: str, upload_id: str, parts: list[dict[str, Any]]) -> None:
+        """CompleteMultipartUpload, then a check that S3 no longer lists the upload. SeaweedFS can
+        leave a completed upload's directory behind, listed as open (seaweedfs#10663, #11382), and
+        an abort of such a leftover deletes the completed object's data: it is logged
+        (`LEFTOVER_LOG`) and left alone — the sweeper, too, never aborts an upload whose key holds
+        an object."""
+        await self.client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                                    MultipartUpload={"Parts": parts})
+        try:  # the upload is complete: nothing below may fail it (its caller would abort it)
+            listed = await self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        except (ClientError, BotoCoreError):
+            return
+        if any(u["UploadId"] == upload_id for u in listed.get("Uploads", [])):
+            log.warning(LEFTOVER_LOG, upload_id, key)
 
     async def presign(self, sha256: str, filename: str, expires_s: int) -> str:
         url: str = await self.client.generate_presigned_url(
@@ -268,9 +285,7 @@ class BlobStore:
 
     async def complete_parts(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
         try:
-            await self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]})
+            await self.complete(key, upload_id, [{"PartNumber": n, "ETag": etag} for n, etag in parts])
         except ClientError as exc:
             await self.abort_parts(key, upload_id)
             raise InvalidArgument(f"the multipart upload cannot be completed: {exc}") from None

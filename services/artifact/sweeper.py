@@ -88,7 +88,9 @@ class Sweeper:
         handed_out = await self._store.direct_upload_keys([k for k, _ in uploads] + objects)
         removed = 0
         for key, upload_id in uploads:
-            if key not in handed_out:
+            # an upload whose key holds an object is a completed upload S3 still lists (blobs.py:
+            # `BlobStore.complete`): aborting it would delete that object's data
+            if key not in handed_out and not await self._blobs.key_exists(key):
                 await self._blobs.abort_parts(key, upload_id)
                 removed += 1
         for key in objects:

@@ -87,3 +87,25 @@ async def test_an_abandoned_direct_upload_is_removed_after_the_cleanup_time(
     assert remaining == []
     assert refused == dict.fromkeys(("single", "multipart", "never issued"), grpc.StatusCode.NOT_FOUND)
     assert trackd.list_artifacts(run.id, "abandoned", recursive=True) == []
+
+
+async def test_the_sweeper_never_aborts_an_upload_whose_key_holds_an_object(stack: EmbeddedStack) -> None:
+    """SeaweedFS can leave a completed multipart upload listed as open (seaweedfs#10663), and an abort
+    of it deletes the completed object's data: a stale upload whose key holds an object is left
+    alone, one whose key holds none is aborted. Stale after 1 s here (the default: a day)."""
+    client = s3(stack)
+    completed, abandoned = f"blobs/zz/{uuid.uuid4().hex}", f"tmp/{uuid.uuid4().hex}"
+    body = os.urandom(1000)
+    uploads = {key: client.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+               for key in (completed, abandoned)}
+    client.put_object(Bucket=BUCKET, Key=completed, Body=body)  # the object a completed upload made
+    await asyncio.sleep(1.5)
+    async with artifact_service(service_env(stack, TRACKD_ARTIFACT_STALE_UPLOAD_S="1")) as service:
+        await service.sweeper.sweep_once()
+    listed = {u["UploadId"] for u in client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])}
+    try:
+        assert uploads[completed] in listed and uploads[abandoned] not in listed
+        assert client.get_object(Bucket=BUCKET, Key=completed)["Body"].read() == body
+    finally:
+        client.abort_multipart_upload(Bucket=BUCKET, Key=completed, UploadId=uploads[completed])
+        client.delete_object(Bucket=BUCKET, Key=completed)
