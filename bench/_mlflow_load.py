@@ -23,7 +23,8 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 BATCH = 1_000
 
 
-def batch_load(uri: str, seconds: float, threads: int) -> dict:
+def batch_load(uri: str, seconds: float, threads: int, start_at: float = 0.0) -> dict:
+    """`start_at` (epoch seconds): the load begins then, so that several such processes load at once."""
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.create_experiment(f"bench-batch-{int(time.time() * 1000)}")
     run_ids = [client.create_run(experiment_id).info.run_id for _ in range(threads)]
@@ -49,6 +50,7 @@ def batch_load(uri: str, seconds: float, threads: int) -> dict:
     workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
     for worker in workers:
         worker.start()
+    time.sleep(max(0.0, start_at - time.time()))
     start = time.perf_counter()
     deadline = start + seconds
     barrier.wait()
@@ -81,9 +83,10 @@ def main() -> None:
     parser.add_argument("--mode", choices=("batch", "single"), default="batch")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--start-at", type=float, default=0.0, help="batch: epoch seconds to begin at")
     args = parser.parse_args()
     if args.mode == "batch":
-        result = batch_load(args.uri, args.seconds, args.threads)
+        result = batch_load(args.uri, args.seconds, args.threads, args.start_at)
     else:
         result = single_load(args.uri, args.seconds)
     print(json.dumps(result))

@@ -5,7 +5,9 @@ PostgreSQL, in one run (`make bench-mlflow-compat`).
    threads (one run each) for 20 s (bench/_mlflow_load.py's `batch` mode), once against the MLflow
    server (2 workers) and once against trackd's web service; the points are counted in each
    database afterwards (MLflow's `metrics` rows; the points of trackd's `metric_chunks`), not as
-   sent, over the load's wall time. Target: trackd ≥ 5× the MLflow server.
+   sent, over the load's wall time. Target: trackd ≥ 5× the MLflow server. Then the same load
+   from 4 client processes of one thread each (`--processes`; 0 skips it): in one process the
+   MLflow client's own CPU (its JSON building, under one GIL) caps what it can send.
 2. `search_runs` over 100,000 FINISHED runs × 20 params × 10 metrics in one experiment (bench/query.py's
    data set, the same values in both systems, bulk-loaded with SQL COPY by query.py's loaders): the
    first page of 100 of `metrics.m0 > 0.5 AND params.p0 = 'v3'` ordered by `metrics.m1 DESC`, one
@@ -26,6 +28,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,26 @@ def ingest(uri: str, seconds: float, threads: int) -> dict[str, Any]:
                        "--threads", str(threads))
 
 
+def ingest_processes(uri: str, seconds: float, processes: int) -> dict[str, Any]:
+    """The same load from `processes` client processes of one thread each, started together: the
+    MLflow client spends ~1 ms of CPU per 1,000-metric batch building its JSON, so 4 threads of one
+    process (one GIL) cap what any server can be sent at about one core's worth."""
+    start_at = time.time() + 15  # the processes import MLflow and create their runs meanwhile
+    with ThreadPoolExecutor(processes) as pool:
+        loads = list(pool.map(lambda _: anchor_json(
+            "_mlflow_load.py", "--uri", uri, "--mode", "batch", "--seconds", str(seconds), "--threads", "1",
+            "--start-at", str(start_at)), range(processes)))
+    return {"run_ids": [r for load in loads for r in load["run_ids"]],
+            "points_sent": sum(load["points_sent"] for load in loads),
+            "elapsed_s": max(load["elapsed_s"] for load in loads),
+            "errors": [e for load in loads for e in load["errors"]]}
+
+
+def mlflow_points(dsn: str, run_ids: list[str]) -> int:
+    return int(sql(dsn, "SELECT count(*) FROM metrics WHERE run_uuid = ANY($1::text[])",  # type: ignore[arg-type]
+                   run_ids))
+
+
 def trackd_points(dsn: str, run_ids: list[str]) -> int:
     return int(sql(dsn, "SELECT coalesce(sum(points), 0) FROM metric_chunks "  # type: ignore[arg-type]
                         "WHERE run_id = ANY($1::uuid[])", [uuid.UUID(r) for r in run_ids]))
@@ -64,6 +87,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="client threads of each ingest load")
     parser.add_argument("--runs", type=int, default=100_000, help="runs of the search experiment")
     parser.add_argument("--search-calls", type=int, default=10, help="timed searches, each system")
+    parser.add_argument("--processes", type=int, default=4,
+                        help="also the same load from this many one-thread client processes (0: not)")
     parser.add_argument("--show", action="store_true", help=f"print the table of {RESULTS.name} and exit")
     args = parser.parse_args()
     if args.show:
@@ -91,10 +116,17 @@ def main() -> None:
         load = f"log_batch×1000, {args.threads} threads, {args.seconds:.0f} s"
         with console.status(f"MLflow server: {load}…"):
             ml = ingest(uri, args.seconds, args.threads)
-        ml_points = int(sql(mlflow_dsn, "SELECT count(*) FROM metrics"))  # type: ignore[arg-type]
+        ml_points = mlflow_points(mlflow_dsn, ml["run_ids"])
         with console.status(f"trackd's MLflow API: {load}…"):
             td = ingest(stack.web_url, args.seconds, args.threads)
         td_points = trackd_points(stack.pg_dsn, td["run_ids"])
+        by_process: dict[str, Any] = {}
+        if args.processes:
+            for name, target, count in (("mlflow", uri, mlflow_dsn), ("trackd", stack.web_url, stack.pg_dsn)):
+                with console.status(f"{name}: the same load from {args.processes} client processes…"):
+                    load_p = ingest_processes(target, args.seconds, args.processes)
+                points = (mlflow_points if name == "mlflow" else trackd_points)(count, load_p["run_ids"])
+                by_process[name] = {**load_p, "points": points, "points_per_s": points / load_p["elapsed_s"]}
 
         data = SearchData.generate(args.runs)
         with console.status(f"loading {args.runs:,} runs into both systems (COPY)…"):
@@ -131,6 +163,7 @@ def main() -> None:
         "ingest_ratio": td_rate / ml_rate if ml_rate else None,
         "search_ratio": ml_search["median_s"] / td_search["median_s"] if td_search["median_s"] else None,
         "same_page": ml_search["run_names"] == td_search["run_names"],
+        "processes": args.processes, "by_process": by_process,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
@@ -150,6 +183,13 @@ def print_table(r: dict[str, Any]) -> None:
                   f"{td['points_per_s']:,.0f}\n[dim]{td['points']:,} of {td['points_sent']:,} sent[/]", "")
     ok = "✓" if (r["ingest_ratio"] or 0) >= 5 else "✗"
     table.add_row("ratio trackd / MLflow", "1×", f"{r['ingest_ratio']:,.1f}× {ok}", "≥ 5×")
+    if p := r.get("by_process"):
+        pm, pt = p["mlflow"], p["trackd"]
+        table.add_row(f"the same from {r['processes']} client processes\n[dim]one thread each: the client is not "
+                      f"held to one core by its GIL[/]",
+                      f"{pm['points_per_s']:,.0f}\n[dim]{pm['points']:,} of {pm['points_sent']:,} sent[/]",
+                      f"{pt['points_per_s']:,.0f}\n[dim]{pt['points']:,} of {pt['points_sent']:,} sent[/]", "")
+        table.add_row("ratio trackd / MLflow", "1×", f"{pt['points_per_s'] / pm['points_per_s']:,.1f}×", "")
     ms, ts = ml["search"], td["search"]
     ok = "✓" if ts["median_s"] < ms["median_s"] else "✗"
     table.add_row(f"search_runs over {r['runs']:,} runs, first page of {PAGE}\n"
