@@ -278,3 +278,21 @@ def test_bad_input_on_every_endpoint_gets_mlflow_error_json_and_writes_nothing(
     assert sent > 250
     assert not failures, "\n".join(failures)
     assert after == before, "a refused request wrote something"
+
+
+def test_json_that_only_pythons_parser_takes_is_still_taken(entities: Entities, stack: EmbeddedStack) -> None:
+    """The body is parsed with orjson and, where orjson refuses, with json (protocol.py): bare NaN
+    and Infinity literals (Python's json.dumps writes them) are metric values as MLflow's server
+    takes them, and invalid JSON is still MLflow's 400."""
+    metrics = ('[{"key": "literal", "value": NaN, "timestamp": 1, "step": 0}, '
+               '{"key": "literal", "value": -Infinity, "timestamp": 2, "step": 1}, '
+               '{"key": "literal", "value": 0.5, "timestamp": 3, "step": 2}]')
+    body = f'{{"run_id": "{entities.run_id}", "metrics": {metrics}}}'
+    headers = {"Content-Type": "application/json"}
+    with httpx.Client(base_url=stack.web_url, timeout=30) as http:
+        logged = http.post(f"{API}/runs/log-batch", content=body, headers=headers)
+        bad = http.post(f"{API}/runs/log-batch", content=body[:-2], headers=headers)
+        history = http.get(f"{API}/metrics/get-history", params={"run_id": entities.run_id, "metric_key": "literal"})
+    assert logged.status_code == 200, logged.text
+    assert (bad.status_code, bad.json()["error_code"]) == (400, "BAD_REQUEST")
+    assert [(m["step"], m["value"]) for m in history.json()["metrics"]] == [(0, "NaN"), (1, "-Infinity"), (2, 0.5)]

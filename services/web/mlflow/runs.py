@@ -198,13 +198,15 @@ def _metric(item: dict[str, Any], field: str = "") -> tuple[str, int, float, int
 
 
 def _series(metrics: list[tuple[str, int, float, int, int]]) -> list[ingest_pb2.MetricSeries]:
-    grouped: dict[tuple[str, int], ingest_pb2.MetricSeries] = {}
+    """One series a (key, context), its points in the batch's order (columns extended once each)."""
+    grouped: dict[tuple[str, int], tuple[list[int], list[float], list[int]]] = {}
     for key, context, value, timestamp, step in metrics:
-        series = grouped.setdefault((key, context), ingest_pb2.MetricSeries(key=key))
-        series.steps.append(step)
-        series.values.append(value)
-        series.timestamps_ms.append(timestamp)
-    return list(grouped.values())
+        steps, values, stamps = grouped.setdefault((key, context), ([], [], []))
+        steps.append(step)
+        values.append(value)
+        stamps.append(timestamp)
+    return [ingest_pb2.MetricSeries(key=key, steps=steps, values=values, timestamps_ms=stamps)
+            for (key, _), (steps, values, stamps) in grouped.items()]
 
 
 def _param_conflict(run: run_pb2.Run, params: dict[str, str]) -> None:
