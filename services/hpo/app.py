@@ -32,6 +32,7 @@ from .sampling import Sampling
 from .store import StudyStore
 
 REAP_INTERVAL_S = 2.0
+LEASE_WAIT = "the controller lease (another hpo replica holds it, or PostgreSQL is unreachable)"
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ async def serve(config: StoresConfig) -> None:
     redis = create_redis(config.redis)  # the ready queues, and per-token write limits (docs/auth.md)
     server, pool = await wire(config.server, config.postgres, RULES | OPTUNA_RULES, redis=redis)
     leadership = Leadership(pool)  # one active controller: the others wait here, NOT_SERVING
-    await server.until_ready("the controller lease (another hpo replica is the active controller)",
+    await server.until_ready(LEASE_WAIT,
                              leadership.take)
     server.add_closer(leadership.release)  # before the pool closes (closers run in reverse)
     store = StudyStore(pool)
@@ -116,7 +117,7 @@ async def serve(config: StoresConfig) -> None:
             await server.close_gate("the controller lease (lost: PostgreSQL restarting or unreachable)")
             sampling.forget_all()
             await leadership.drop()
-            await server.until_ready("the controller lease (another hpo replica is the active controller)",
+            await server.until_ready(LEASE_WAIT,
                                      leadership.take)
             await server.until_ready("Valkey (the studies' trial queues)", take_over)
             await server.reopen()

@@ -154,8 +154,15 @@ async def test_postgresql_crashes_during_ingest_and_every_acknowledged_point_is_
     assert postgres.restarts >= 1
     # Every service kept its process: asyncpg pools reconnect on their own, nothing restarted them.
     assert {name: (m.pid, m.restarts) for name, m in stack.services.items()} == services
+    # ... and serves again. The hpo controller steps down when PostgreSQL is lost (its leader lease,
+    # services/hpo/leader.py) and is NOT_SERVING until it has taken the lease back: waited for.
     for name in stack.services:
-        assert grpc_serving(f"{HOST}:{stack.services[name].env['TRACKD_GRPC_PORT']}"), name
+        target = f"{HOST}:{stack.services[name].env['TRACKD_GRPC_PORT']}"
+        for _ in range(300):  # at most a minute
+            if grpc_serving(target):
+                break
+            await asyncio.sleep(0.2)
+        assert grpc_serving(target), name
     async with grpc.aio.insecure_channel(stack.client_env()["TRACKD_QUERY_TARGET"]) as channel:
         history = await query_pb2_grpc.QueryServiceStub(channel).GetMetricHistory(
             query_pb2.GetMetricHistoryRequest(run_id=runs[0].id, key="loss", max_points=10), timeout=30)
