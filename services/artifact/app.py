@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 from typing import Any
 
 import asyncpg
@@ -21,6 +22,8 @@ from .registry_api import RegistryServicer
 from .store import ArtifactStore
 from .sweeper import Sweeper
 from .uploads import Uploads
+
+M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
 
 
 def install(server: GrpcServer, config: StoresConfig, pool: asyncpg.Pool, s3: Any) -> Sweeper:
@@ -53,6 +56,21 @@ async def serve(config: StoresConfig) -> None:
         await server.run_until_signal()
 
 
+def return_large_buffers() -> None:
+    """Keep glibc's mmap threshold at 128 KiB. By default glibc raises it after a large block is
+    freed (up to 32 MiB); from then on the 8 MiB part buffers and 1 MiB messages of every upload
+    and download come from the heap and stay there after use, and the process's RSS drifts by
+    tens of MB with the interleaving of calls (seen: 41–70 MB of growth over one 300 MB round
+    trip). With the threshold fixed, each such buffer is mmapped and returned to the system when
+    freed. Not glibc (musl, macOS): nothing to do."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+
+
 def main() -> None:
     configure_logging("artifact")
+    return_large_buffers()
     asyncio.run(serve(StoresConfig.from_env(service="artifact")))
