@@ -67,9 +67,12 @@ def check_key(key: object) -> str:
     return key
 
 
+_CODES = {label: int(c) for label, c in CONTEXTS.items()}  # plain ints: log_metric's lookup a point
+
+
 def context_code(context: str | None) -> int:
     try:
-        return int(CONTEXTS[context])
+        return _CODES[context]
     except (KeyError, TypeError):
         raise InvalidMetric(f"context must be None, 'train', 'eval' or 'test', not {context!r}") from None
 
