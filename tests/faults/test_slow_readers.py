@@ -219,8 +219,11 @@ async def test_an_export_whose_client_stops_reading_is_ended_after_the_slow_read
     stack: EmbeddedStack, long_series: str, figure: Callable[[str], None],
 ) -> None:
     """The session stack's query service ends an ExportMetric whose client takes no message for
-    QUERY_SLOW_READER_S: once it reads again it finds what was in flight, then DEADLINE_EXCEEDED."""
-    async with grpc.aio.insecure_channel(f"{HOST}:{stack.service_port('query')}") as channel:
+    QUERY_SLOW_READER_S: once it reads again it finds what was in flight, then DEADLINE_EXCEEDED.
+    The client's flow-control window stays at gRPC's initial 64 KiB (no BDP probing): with it grown,
+    the whole ~20 MB export could fit in the client's buffers and end before the limit (seen once)."""
+    async with grpc.aio.insecure_channel(f"{HOST}:{stack.service_port('query')}",
+                                         options=[("grpc.http2.bdp_probe", 0)]) as channel:
         call = query_pb2_grpc.QueryServiceStub(channel).ExportMetric(
             query_pb2.ExportMetricRequest(run_id=long_series, key="loss"))
         received = len((await call.read()).series.steps)
