@@ -7,6 +7,8 @@ code is the first non-zero of the two."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,12 +26,23 @@ def pytest(args: list[str], output: IO[bytes] | None = None) -> subprocess.Popen
                             stdout=output, stderr=subprocess.STDOUT if output else None)
 
 
+def basetemp(half: int) -> str:
+    """A temporary directory of this session's own. With pytest's default, both sessions share
+    /tmp/pytest-of-<user>, which each pytest tightens to 0700 as it starts: as root, one session's
+    start could cut off the other's embedded PostgreSQL (run as its own user) in the middle of
+    initdb (seen once: every test of that half errored). Kept for its logs when its session fails."""
+    parent = tempfile.mkdtemp(prefix=f"trackd-tests-{half + 1}-")
+    os.chmod(parent, 0o755)  # the PostgreSQL user walks through it to its data directory
+    return os.path.join(parent, "pytest")
+
+
 def main() -> int:
     started = time.monotonic()
+    temps = [basetemp(0), basetemp(1)]
     with tempfile.TemporaryFile() as second_output:
-        second = pytest([*HALVES[1], "-p", "no:cacheprovider"], second_output)
+        second = pytest([*HALVES[1], "-p", "no:cacheprovider", f"--basetemp={temps[1]}"], second_output)
         try:
-            first_code = pytest(HALVES[0]).wait()
+            first_code = pytest([*HALVES[0], f"--basetemp={temps[0]}"]).wait()
             second_code = second.wait()
         finally:
             if second.poll() is None:
@@ -40,6 +53,11 @@ def main() -> int:
         sys.stdout.buffer.write(second_output.read())
     print(f"\n{' '.join(HALVES[0])}: exit {first_code}; {' '.join(HALVES[1])}: exit {second_code}; "
           f"{time.monotonic() - started:.0f} s in all", flush=True)
+    for temp, code in zip(temps, (first_code, second_code), strict=True):
+        if code == 0:
+            shutil.rmtree(os.path.dirname(temp), ignore_errors=True)
+        else:
+            print(f"the failed session's stacks and logs: {temp}", flush=True)
     return first_code or second_code
 
 
