@@ -33,6 +33,7 @@ TMP_PREFIX = "tmp/"  # uploads whose digest was not announced, until it is known
 DIRECT_PREFIX = "direct/"  # direct uploads, until they are verified
 _MISSING = ("404", "NoSuchKey", "NotFound")
 ABORT_CHECKS, ABORT_RECHECK_S = 5, 0.5  # `BlobStore.aborted`
+REAPPEAR_CHECKS_S = (1.0, 2.0, 4.0, 8.0)  # `BlobStore._abort_reappearing`: after 1, 3, 7 and 15 s
 LEFTOVER_LOG = ("S3 still lists the completed multipart upload %s of %s (a SeaweedFS leftover, seaweedfs#10663): "
                 "left alone, since aborting it would delete the object's data")
 
@@ -168,6 +169,7 @@ class BlobStore:
         self.client = client
         self.bucket = bucket
         self._copy_object_max = copy_object_max
+        self._rechecks: set[asyncio.Future[None]] = set()  # `_abort_reappearing` tasks under way
 
     async def begin(self, *, expected_sha256: str, expected_size: int) -> BlobUpload:
         """An upload; content announced by its digest and already stored is only verified."""
@@ -269,12 +271,32 @@ class BlobStore:
             listed = await self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
             if all(u["UploadId"] != upload_id for u in listed.get("Uploads", [])):
                 log.info("multipart upload %s of %s aborted", upload_id, key)
+                task = asyncio.ensure_future(self._abort_reappearing(key, upload_id))
+                self._rechecks.add(task)
+                task.add_done_callback(self._rechecks.discard)
                 return
             await asyncio.sleep(ABORT_RECHECK_S)
             with contextlib.suppress(ClientError):
                 await self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         log.warning("multipart upload %s of %s is still listed after %d aborts; the sweeper retries",
                     upload_id, key, ABORT_CHECKS)
+
+    async def _abort_reappearing(self, key: str, upload_id: str) -> None:
+        """SeaweedFS has listed an upload again seconds after its abort was answered and it was
+        gone from the listing (the cut-upload drill, twice: a part's write landing after the abort
+        re-creates the upload, seaweedfs#11024): looked for again REAPPEAR_CHECKS_S later, and
+        aborted again if it is back. Never the upload of a completed object: this one was aborted."""
+        for delay in REAPPEAR_CHECKS_S:
+            await asyncio.sleep(delay)
+            try:
+                listed = await self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+                if any(u["UploadId"] == upload_id for u in listed.get("Uploads", [])):
+                    log.warning("S3 lists the aborted multipart upload %s of %s again: aborted again", upload_id, key)
+                    await self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            except (ClientError, BotoCoreError) as exc:
+                log.warning("re-checking the aborted upload %s of %s failed (%s); the sweeper retries", upload_id,
+                            key, exc)
+                return
 
     async def presign(self, sha256: str, filename: str, expires_s: int) -> str:
         url: str = await self.client.generate_presigned_url(
