@@ -4,8 +4,12 @@
                                                                        ◀── acknowledgements
 
 `log()` checks the point (a bad key, step or context raises `InvalidMetric` at the call, as
-MLflow does, and nothing of it is kept) and appends it to a deque. The batcher thread turns the
-buffer into columnar batches and appends them to the spool, the client's write-ahead log. The
+MLflow does, and nothing of it is kept) and appends it to the buffer as 28 packed bytes (its
+series' number, step, value, timestamp): no Python object a point, so nothing for the garbage
+collector to walk while a large buffer waits (a deque of tuples spent as much time there as in
+logging). The batcher thread reads the buffer as numpy columns, groups them by series, writes the
+batches' protobuf bytes with numpy (trackd_platform.series_wire) and appends them to the spool,
+the client's write-ahead log. The
 streamer thread opens one `StreamMetrics` stream whenever there are spooled batches to send, with
 at most `window` unacknowledged; on any stream error it reconnects (the channel's round_robin
 picks a live replica) and replays from the last acknowledged sequence. Acknowledged batches are
@@ -18,20 +22,25 @@ point is not recorded; everything logged before it is kept) instead of blocking 
 
 from __future__ import annotations
 
-import collections
+import functools
 import logging
+import struct
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
-from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from trackd_api.ingest.v1 import ingest_pb2
 from trackd_platform.errors import InvalidArgument
 from trackd_platform.vocabulary import MetricContext
 
 from trackd._spool import DEFAULT_MAX_BYTES, Spool, SpoolFull
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("trackd")
 
@@ -41,6 +50,11 @@ CONTEXT_NAMES = {int(c): c.label or "none" for c in MetricContext}  # for messag
 KEY_MAX = 250  # the ingest service's limit (services/ingest/domain.py)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_BATCH_POINTS = 50_000  # under the server's 100,000
+MAX_BATCH_SERIES = 1_000  # the server's limit (services/ingest/domain.py)
+# a buffered point: its series' number in the writer, step, value, timestamp (Unix ns: what
+# time.time_ns() gives, at half the cost of turning it into milliseconds a point)
+_POINT = struct.Struct("<iqdq")
+_pack = _POINT.pack
 _PERMANENT = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
               grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 
@@ -67,7 +81,7 @@ def check_key(key: object) -> str:
     return key
 
 
-_CODES = {label: int(c) for label, c in CONTEXTS.items()}  # plain ints: log_metric's lookup a point
+_CODES = {label: int(c) for label, c in CONTEXTS.items()}  # plain ints
 
 
 def context_code(context: str | None) -> int:
@@ -77,16 +91,18 @@ def context_code(context: str | None) -> int:
         raise InvalidMetric(f"context must be None, 'train', 'eval' or 'test', not {context!r}") from None
 
 
-def timestamp_ms(timestamp: float | None) -> int:
-    """Unix milliseconds of `timestamp` (seconds; None: now)."""
+def timestamp_ns(timestamp: float | None) -> int:
+    """`timestamp` (seconds since 1970; None: now) in Unix nanoseconds, whole milliseconds (metrics
+    are stored to the millisecond). A 64-bit count of nanoseconds spans the years 1677–2262."""
     if timestamp is None:
-        return time.time_ns() // 1_000_000
+        return time.time_ns()
     try:
-        stamp = int(timestamp * 1000)
+        stamp = int(timestamp * 1000) * 1_000_000
     except (OverflowError, ValueError, TypeError):
         raise InvalidMetric(f"timestamp {timestamp!r} is not a number of seconds since 1970") from None
     if not INT64_MIN <= stamp <= INT64_MAX:
-        raise InvalidMetric(f"timestamp {timestamp!r} is out of range")
+        raise InvalidMetric(f"timestamp {timestamp!r} is out of range: a metric's time is between the years "
+                            f"1677 and 2262") from None
     return stamp
 
 
@@ -109,10 +125,17 @@ class MetricWriter:
         live process holds it, FileNotFoundError when it is gone. `next_steps`: where `step=None`
         continues per (key, context) — a resumed run's last stored step + 1 — instead of 0."""
         self.run_id = run_id
-        self._buffer: collections.deque[tuple[str, int, int, float, int]] = collections.deque()
-        self._buffer_points = buffer_points
-        self._next_step: dict[tuple[str, int], int] = dict(next_steps or {})
-        self._keys: set[str] = set()  # keys checked already
+        # packed points (_POINT): log() appends whole points (one C call: atomic under the GIL),
+        # the batcher takes them from the front; neither ever replaces the bytearray
+        self._buffer = bytearray()
+        self._buffer_bytes = buffer_points * _POINT.size
+        # a series' number: its index in _series and _next; found by the context as given, then key
+        self._ids: dict[str | None, dict[str, int]] = {}
+        self._numbers: dict[tuple[str, int], int] = {}  # by (key, context code)
+        self._series: list[tuple[str, int]] = []
+        self._next: list[int] = []  # a series' step when step=None
+        self._first_steps = dict(next_steps or {})
+        self._adding = threading.Lock()
         self._flush_interval_s = flush_interval_s
         self._window = window
         stream_id = stream_id or uuid.uuid4().hex
@@ -139,28 +162,48 @@ class MetricWriter:
 
     # -- the training thread ------------------------------------------------------------------
 
-    def log(self, key: str, value: float, step: int | None, context: int, timestamp_ms: int) -> None:
-        """Record one point, or raise InvalidMetric (a bad key or step) or SpoolFull, keeping nothing of it."""
-        if key not in self._keys:
-            self._keys.add(check_key(key))
-        series = (key, context)
+    def log(self, key: str, value: float, step: int | None, context: str | None, timestamp_ns: int) -> None:
+        """Record one point, or raise InvalidMetric (a bad key, step or context) or SpoolFull,
+        keeping nothing of it. `value` is a float, `timestamp_ns` from `timestamp_ns()`."""
+        try:
+            number = self._ids[context][key]
+        except (KeyError, TypeError):  # a series new to this writer (checked once), or a bad key or context
+            number = self._add_series(key, context)
         if step is None:
-            step = self._next_step.get(series, 0)
+            step = self._next[number]
         elif type(step) is not int or not INT64_MIN <= step < INT64_MAX:
             step = _step(step)
-        if len(self._buffer) >= self._buffer_points:
+        if len(self._buffer) >= self._buffer_bytes:
             self._spill()  # full: write to the spool here rather than grow without bound
-            if len(self._buffer) >= self._buffer_points:
+            if len(self._buffer) >= self._buffer_bytes:
                 raise SpoolFull(self._full())
-        self._next_step[series] = step + 1
-        self._buffer.append((key, context, step, value, timestamp_ms))
+        self._next[number] = step + 1
+        self._buffer += _pack(number, step, value, timestamp_ns)
+
+    def _add_series(self, key: str, context: str | None) -> int:
+        series = (check_key(key), context_code(context))
+        with self._adding:
+            number = self._numbers.get(series)
+            if number is None:
+                number = self._numbers[series] = len(self._series)
+                self._series.append(series)
+                self._next.append(self._first_steps.get(series, 0))
+            self._ids.setdefault(context, {})[key] = number  # last: log() finds it only when complete
+            return number
+
+    def next_step(self, key: str, context: str | None) -> int | None:
+        """The step `step=None` would log next for the series; None if it has no step yet."""
+        series = (check_key(key), context_code(context))
+        number = self._numbers.get(series)
+        return self._first_steps.get(series) if number is None else self._next[number]
 
     def _full(self) -> str:
         reason = self._spool_error or (f"its spool {self.spool.directory} holds "
                                        f"{self.spool.used_bytes / 2**20:.1f} MiB, the limit (TRACKD_SPOOL_MAX_BYTES="
                                        f"{self.spool.max_bytes})")
+        points = len(self._buffer) // _POINT.size
         return (f"metrics of run {self.run_id} cannot be recorded: the ingest service has not acknowledged "
-                f"{len(self._buffer):,} buffered points and {reason}. This point was not recorded; everything "
+                f"{points:,} buffered points and {reason}. This point was not recorded; everything "
                 f"logged before it is kept and is sent when the service is reachable. Check the connection, "
                 f"or raise TRACKD_SPOOL_MAX_BYTES")
 
@@ -181,28 +224,35 @@ class MetricWriter:
         with self._batching:
             if self._held is None or self._spool_held(force=force):
                 while self._buffer:
-                    self._held = self._batch(min(len(self._buffer), MAX_BATCH_POINTS))
+                    self._held = self._batch()
                     if not self._spool_held(force=force):
                         break
         with self._changed:
             self._changed.notify_all()
 
-    def _batch(self, count: int) -> bytes:
-        grouped: dict[tuple[str, int], tuple[list[int], list[float], list[int]]] = {}
-        popleft = self._buffer.popleft
-        for _ in range(count):
-            key, context, step, value, ts = popleft()
-            columns = grouped.get((key, context))
-            if columns is None:
-                columns = grouped[(key, context)] = ([], [], [])
-            columns[0].append(step)
-            columns[1].append(value)
-            columns[2].append(ts)
-        batch = ingest_pb2.StreamMetricsRequest(run_id=self.run_id, series=[
-            ingest_pb2.MetricSeries(key=k, context=c, steps=s, values=v, timestamps_ms=t)  # type: ignore[arg-type]
-            for (k, c), (s, v, t) in grouped.items()
+    def _batch(self) -> bytes:
+        """The oldest buffered points — at most MAX_BATCH_POINTS of MAX_BATCH_SERIES series — as a
+        StreamMetricsRequest's bytes (without stream_id and sequence), taken off the buffer."""
+        import numpy as np  # on the batcher's first batch, not with `import trackd`
+        from trackd_platform.series_wire import series_parts, stream_batch
+
+        data = self._buffer[:MAX_BATCH_POINTS * _POINT.size]  # a copy: log() may append meanwhile
+        points = np.frombuffer(data, _point_dtype())
+        numbers = points["series"]
+        if numbers.min() == numbers.max():  # one series (the usual batch)
+            groups = [points]
+        else:
+            series, firsts = np.unique(numbers, return_index=True)
+            if len(series) > MAX_BATCH_SERIES:  # end before the first point of one series too many
+                points = points[:int(np.sort(firsts)[MAX_BATCH_SERIES])]
+            ordered = points[np.argsort(points["series"], kind="stable")]  # each series' points in order
+            groups = np.split(ordered, np.flatnonzero(np.diff(ordered["series"])) + 1)
+        del self._buffer[:len(points) * _POINT.size]
+        return stream_batch(self.run_id, [
+            series_parts(*self._series[int(group["series"][0])], group["step"], group["value"],
+                         group["timestamp"] // 1_000_000)  # Unix ms, as time_ns() // 1_000_000
+            for group in groups
         ])
-        return bytes(batch.SerializeToString())
 
     def _spool_held(self, *, force: bool) -> bool:
         assert self._held is not None
@@ -222,7 +272,11 @@ class MetricWriter:
 
     # -- streaming ----------------------------------------------------------------------------
 
-    def _requests(self, generation: int) -> Iterator[ingest_pb2.StreamMetricsRequest]:
+    def _requests(self, generation: int) -> Iterator[bytes]:
+        """The spooled batches not acknowledged yet, as requests' wire bytes: the stream's id and the
+        batch's sequence written before the spooled bytes (no parse, no serialization a batch)."""
+        from trackd_platform.series_wire import stream_header
+
         sent = self.spool.acked
         while True:
             with self._changed:
@@ -239,11 +293,8 @@ class MetricWriter:
             if payload is None:  # acknowledged meanwhile
                 sent = following
                 continue
-            request = ingest_pb2.StreamMetricsRequest.FromString(payload)
-            request.stream_id = self.spool.stream_id
-            request.sequence = following
             sent = following
-            yield request
+            yield stream_header(self.spool.stream_id, following) + payload
 
     def _acknowledged(self, response: ingest_pb2.StreamMetricsResponse) -> None:
         for rejected in response.rejected:
@@ -257,7 +308,11 @@ class MetricWriter:
 
     def _stream_loop(self) -> None:
         assert self._channel is not None
-        stub = ingest_pb2_grpc.IngestServiceStub(self._channel)
+        # StreamMetrics with requests sent as the bytes _requests writes (no request serializer)
+        stream_metrics: grpc.StreamStreamMultiCallable[bytes, ingest_pb2.StreamMetricsResponse]
+        stream_metrics = self._channel.stream_stream(
+            "/trackd.ingest.v1.IngestService/StreamMetrics",
+            response_deserializer=ingest_pb2.StreamMetricsResponse.FromString)
         backoff = 0.2
         while True:
             with self._changed:  # a stream is opened only when there is something to send
@@ -271,7 +326,7 @@ class MetricWriter:
                 with self._changed:
                     self._generation += 1
                     generation = self._generation
-                call = stub.StreamMetrics(self._requests(generation), wait_for_ready=True)
+                call = stream_metrics(self._requests(generation), wait_for_ready=True)
                 self._call = call
                 for response in call:
                     self._acknowledged(response)
@@ -335,6 +390,13 @@ class MetricWriter:
         left = self.spool.pending()
         self.spool.close(remove_if_empty=True)
         return left
+
+
+@functools.cache
+def _point_dtype() -> np.dtype[np.void]:
+    import numpy as np
+
+    return np.dtype([("series", "<i4"), ("step", "<i8"), ("value", "<f8"), ("timestamp", "<i8")])
 
 
 def _step(step: object) -> int:

@@ -34,7 +34,7 @@ from trackd import _artifacts
 from trackd._capture import Captured
 from trackd._client import Client
 from trackd._inputs import RunInput
-from trackd._metrics import MetricWriter, check_key, context_code
+from trackd._metrics import MetricWriter
 from trackd._params import flatten
 from trackd._run import Run, RunInfo, _status
 from trackd._spool import default_root, hold
@@ -281,7 +281,7 @@ class OfflineRun(Run):
         """The latest step this process logged for the series (offline, nothing else is stored)."""
         if self._writer is None:
             return None
-        following = self._writer._next_step.get((check_key(key), context_code(context)))
+        following = self._writer.next_step(key, context)
         return None if following is None else following - 1
 
     def flush(self, timeout_s: float | None = None) -> bool:

@@ -24,7 +24,7 @@ from trackd_platform.vocabulary import RunStatus
 from trackd import _artifacts
 from trackd._capture import Captured, capture
 from trackd._client import Client, default_client
-from trackd._metrics import MetricWriter, check_key, context_code, timestamp_ms
+from trackd._metrics import MetricWriter, check_key, context_code, timestamp_ns
 from trackd._params import flatten
 from trackd._run_data import RunData
 from trackd._spool import SpoolInUse, default_root, leftover
@@ -159,19 +159,20 @@ class Run(RunData):
         `trackd.errors.ResourceExhausted`) when the service has been unreachable long enough to
         fill the buffer and the spool (TRACKD_SPOOL_MAX_BYTES). Either way this point is not
         recorded and every other point is kept."""
-        stamp = time.time_ns() // 1_000_000 if timestamp is None else timestamp_ms(timestamp)
-        (self._writer or self._metrics()).log(key, float(value), step, context_code(context), stamp)
+        (self._writer or self._metrics()).log(key, float(value), step, context,
+                                              time.time_ns() if timestamp is None else timestamp_ns(timestamp))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, *,
                     context: str | None = None, timestamp: float | None = None) -> None:
         """`log_metric` for several keys at one step. A bad key raises before any point is recorded."""
-        stamp = time.time_ns() // 1_000_000 if timestamp is None else timestamp_ms(timestamp)
-        writer, code = self._writer or self._metrics(), context_code(context)
+        stamp = timestamp_ns(timestamp)
+        writer = self._writer or self._metrics()
+        context_code(context)
         points = [(key, float(value)) for key, value in metrics.items()]
         for key, _ in points:
             check_key(key)
         for key, value in points:
-            writer.log(key, value, step, code, stamp)
+            writer.log(key, value, step, context, stamp)
 
     def last_step(self, key: str, context: str | None = None) -> int | None:
         """The step of the series' latest stored point (None: none stored): where a resumed

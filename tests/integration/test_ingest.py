@@ -61,6 +61,24 @@ async def test_nan_and_infinities_round_trip_bit_for_bit(
     run.end()
 
 
+async def test_a_run_logging_thousands_of_keys_a_step_through_the_sdk_stores_every_point(
+    stack: EmbeddedStack, unique: Callable[[str], str]
+) -> None:
+    """2,500 keys a step (per-layer statistics): the SDK's batches keep to the server's 1,000 series
+    (one batch of 2,500 series was refused whole, and the stream with it); special floats kept."""
+    run = trackd.start_run(unique("wide"), capture_env=False, system_metrics=False)
+    odd = [math.nan, math.inf, -math.inf, -0.0, 5e-324]
+    for step in range(3):
+        run.log_metrics({f"layer{k}/grad_norm": odd[k] if k < len(odd) else k + step / 10 for k in range(2_500)},
+                        step=step)
+    run.end()
+    points = {(key, step): value for key, step, value in await stored(stack, run.id)}
+    assert len(points) == 7_500
+    assert points[("layer2499/grad_norm", 2)] == 2499.2
+    assert [struct.pack("<d", points[(f"layer{k}/grad_norm", 1)]) for k in range(len(odd))] == [
+        struct.pack("<d", v) for v in odd]
+
+
 async def test_bad_input_is_refused_and_nothing_is_written(
     stack: EmbeddedStack, ingest: ingest_pb2_grpc.IngestServiceStub, unique: Callable[[str], str]
 ) -> None:

@@ -1,8 +1,8 @@
 """trackd's own controls on a study made by unchanged Optuna code through GrpcStorageProxy
 (services/hpo/optuna_controls.py): enqueue adds a trial Optuna's next `ask` runs with the given
 params (as Optuna's own `enqueue_trial`); pause and resume, and trackd's workers, are refused
-with FAILED_PRECONDITION saying Optuna's clients run the study; best trials are Optuna's; stop makes the study STOPPED, so
-Optuna's next trial fails with that error, while a trial already running may still end."""
+with FAILED_PRECONDITION saying Optuna's clients run the study; best trials are Optuna's; stop
+makes the study STOPPED, so Optuna's next trial fails with that error, while a trial already running may still end."""
 
 from __future__ import annotations
 

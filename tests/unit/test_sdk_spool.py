@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import trackd
-from trackd._metrics import InvalidMetric, MetricWriter, check_key, context_code, timestamp_ms
+from trackd._metrics import InvalidMetric, MetricWriter, check_key, context_code, timestamp_ns
 from trackd._spool import Spool, SpoolFull, SpoolInUse
 from trackd_api.ingest.v1 import ingest_pb2
 from typer.testing import CliRunner
@@ -71,13 +71,13 @@ def test_a_full_spool_raises_at_the_call_and_loses_nothing_it_accepted(tmp_path:
     logged = 0
     with pytest.raises(SpoolFull, match="This point was not recorded") as full:
         for step in range(10_000_000):
-            writer.log("loss", 0.5, step, 0, 1_000)
+            writer.log("loss", 0.5, step, None, 1_000)
             logged += 1
     assert isinstance(full.value, trackd.errors.ResourceExhausted)
     assert logged < 1_000_000, "bounded: the buffer and the spool, nothing more"
     assert writer.spool.used_bytes <= 1024 * 1024
     with pytest.raises(SpoolFull):  # and it keeps saying so, without blocking
-        writer.log("loss", 0.5, logged, 0, 1_000)
+        writer.log("loss", 0.5, logged, None, 1_000)
     left = writer.close(0.1)  # offline: nothing is acknowledged; what was held is written now
     assert left > 0
     spool = Spool(writer.spool.directory, run_id="r", stream_id=writer.spool.stream_id, create=False)
@@ -88,13 +88,13 @@ def test_a_full_spool_raises_at_the_call_and_loses_nothing_it_accepted(tmp_path:
 def test_bad_points_raise_at_the_call_and_the_other_series_go_on(tmp_path: Path) -> None:
     writer = MetricWriter("r", None, spool_root=tmp_path)
     for step in range(1_000):
-        writer.log("good", 1.0, step, 0, 1)
+        writer.log("good", 1.0, step, None, 1)
         with pytest.raises(InvalidMetric, match="251 characters; the limit is 250"):
-            writer.log("k" * 251, 1.0, step, 0, 1)
-        writer.log("also-good", 1.0, None, 0, 1)
+            writer.log("k" * 251, 1.0, step, None, 1)
+        writer.log("also-good", 1.0, None, None, 1)
     for bad_step in (1.5, "3", 2**63, -(2**63) - 1):
         with pytest.raises(InvalidMetric, match="step"):
-            writer.log("good", 1.0, bad_step, 0, 1)  # type: ignore[arg-type]
+            writer.log("good", 1.0, bad_step, None, 1)  # type: ignore[arg-type]
     writer.close(0)
     spool = Spool(writer.spool.directory, run_id="r", stream_id=writer.spool.stream_id, create=False)
     points = spooled_points(spool)
@@ -114,10 +114,10 @@ def test_contexts_and_timestamps() -> None:
     assert [context_code(c) for c in (None, "", "train", "eval", "test")] == [0, 0, 1, 2, 3]
     with pytest.raises(InvalidMetric, match="'validation'"):
         context_code("validation")
-    assert timestamp_ms(1.5) == 1500
-    for bad in (float("nan"), float("inf"), 1e300):
+    assert timestamp_ns(1.5) == 1_500_000_000 and timestamp_ns(-1.5) == -1_500_000_000
+    for bad in (float("nan"), float("inf"), 1e300, 9.3e9, "now"):
         with pytest.raises(InvalidMetric, match="timestamp"):
-            timestamp_ms(bad)
+            timestamp_ns(bad)  # type: ignore[arg-type]
 
 
 def test_sync_leaves_a_live_spool_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,7 +126,7 @@ def test_sync_leaves_a_live_spool_alone(tmp_path: Path, monkeypatch: pytest.Monk
 
     writer = MetricWriter("r", None, spool_root=tmp_path)  # a run still logging (offline: it only spools)
     for step in range(100):
-        writer.log("loss", 1.0, step, 0, 1)
+        writer.log("loss", 1.0, step, None, 1)
     writer.flush(0)
     monkeypatch.setenv("TRACKD_SPOOL_DIR", str(tmp_path))
     monkeypatch.setenv("TRACKD_INGEST_TARGET", "127.0.0.1:1")  # must not even be tried
@@ -136,6 +136,6 @@ def test_sync_leaves_a_live_spool_alone(tmp_path: Path, monkeypatch: pytest.Monk
     assert "skipped" in result.output and "still logging" in result.output
     assert writer.spool.pending() == 1 and len(spooled_points(writer.spool)) == 100, "untouched"
     done = threading.Event()
-    threading.Thread(target=lambda: (writer.log("loss", 1.0, 100, 0, 1), done.set())).start()
+    threading.Thread(target=lambda: (writer.log("loss", 1.0, 100, None, 1), done.set())).start()
     assert done.wait(5), "the live writer goes on"
     writer.close(0)
