@@ -286,8 +286,8 @@ async def explain_search(dsn: str) -> list[str]:
 async def search_stages(dsn: str, calls: int) -> dict[str, float]:
     """Where a SearchRuns call's time goes, stage by stage, p50 of `calls` in this process (after
     one untimed call): the query service's own code on a pool like its own — experiment lookup,
-    page query (search_sql.py), the page's runs and latest metrics, the reply's conversion and
-    serialization — and the client's parse of the reply. The RPC's wall time less their sum is
+    the page query (search_sql.py) with its runs' params and latest metrics (one statement), the
+    reply's conversion and serialization — and the client's parse of the reply. The RPC's wall time less their sum is
     gRPC, the interceptors and the event loop."""
     from trackd_platform.config import PostgresSettings
     from trackd_platform.db import create_pool
@@ -304,10 +304,8 @@ async def search_stages(dsn: str, calls: int) -> dict[str, float]:
             clock = [time.perf_counter()]
             ids = await store.experiment_ids([], [SEARCH_EXPERIMENT], "")
             clock.append(time.perf_counter())
-            page_ids, _token = await store.page_ids(Selection(ids, parse_filter(FILTER), View.ACTIVE_ONLY),
-                                                    parse_order_by([ORDER_BY]), limit=PAGE, page_token="")
-            clock.append(time.perf_counter())
-            rows = await store.page_rows(page_ids, None)
+            rows, _token = await store.search(Selection(ids, parse_filter(FILTER), View.ACTIVE_ONLY),
+                                              parse_order_by([ORDER_BY]), limit=PAGE, page_token="")
             clock.append(time.perf_counter())
             reply = search_reply(rows, "", now_us=time.time_ns() // 1000)
             clock.append(time.perf_counter())
@@ -315,7 +313,7 @@ async def search_stages(dsn: str, calls: int) -> dict[str, float]:
             clock.append(time.perf_counter())
             query_pb2.SearchRunsResponse.FromString(data)
             clock.append(time.perf_counter())
-            names = ("experiment lookup", "page query", "page runs + latest metrics", "reply conversion",
+            names = ("experiment lookup", "page query with its runs' rows", "reply conversion",
                      "reply serialization", "client parse")
             for name, start, end in zip(names, clock[:-1], clock[1:], strict=True):
                 if call:

@@ -1,4 +1,4 @@
-"""A SearchRuns reply built straight from its page's rows (`QueryStore.page_rows`), in place.
+"""A SearchRuns reply built straight from its page's rows (`QueryStore.search`), in place.
 
 A page is 100 runs of ~20 params and ~10 latest metrics each: building `Run` records, datetimes
 and separate messages that were then copied into the reply took about as long as the page's
@@ -18,7 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from trackd_api.query.v1 import query_pb2
 from trackd_api.run.v1 import run_pb2
 
-# A row of the page query: the columns `QueryStore.page_rows` selects, by name.
+# A row of a page: the columns `store._PAGE_ROWS` selects, by name.
 PageRow = Mapping[str, Any]
 # The columns of a row's latest metrics, one array each, in LatestMetric's field order.
 METRIC_COLUMNS = ("metric_keys", "contexts", "steps", "last_values", "stamps", "mins", "maxs", "counts")

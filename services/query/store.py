@@ -42,30 +42,41 @@ BEFORE_ANY_STEP = -(2**63)  # steps are int64: the keyset position before a seri
 _SERIES_RANGE = """s.run_id = $1 AND s.key = $2 AND s.context = $3
     AND ($4::bigint IS NULL OR c.last_step >= $4) AND ($5::bigint IS NULL OR c.first_step <= $5)"""
 
-# A page's runs ($1) with their params, tags and series summaries as arrays, one row a run: only
-# the keys in $2 / $3 / $4 when given; notes and the environment (less its packages) when $5. Times
+# The rows of a page (search_page.PageRow), in one statement (a round trip each took most of a
+# search's time): the runs of a page query ({page}: id, o0, o1, …) in its order ({order}), with
+# their params, tags and series summaries as arrays, one row a run: only the keys in {params} /
+# {tags} / {metrics} when given; notes and the environment (less its packages) when {full}. Times
 # are integer epoch microseconds (`*_us`): search_page.py fills protobuf Timestamps from them.
-_PAGE_ROWS = """SELECT r.id, r.experiment_id, e.project_id, r.name, r.status,
+_PAGE_ROWS = """SELECT page.*, r.experiment_id, e.project_id, r.name, r.status,
        (extract(epoch FROM r.start_time) * 1000000)::int8 AS start_us,
        (extract(epoch FROM r.end_time) * 1000000)::int8 AS end_us,
        (extract(epoch FROM r.last_heartbeat) * 1000000)::int8 AS heartbeat_us,
        r.parent_run_id, r.user_name, r.source, r.deleted_at IS NOT NULL AS deleted,
-       CASE WHEN $5 THEN r.notes ELSE '' END AS notes,
-       CASE WHEN $5 THEN r.environment - 'packages' ELSE '{}'::jsonb END AS environment,
+       CASE WHEN {full} THEN r.notes ELSE '' END AS notes,
+       CASE WHEN {full} THEN r.environment - 'packages' ELSE '{{}}'::jsonb END AS environment,
        p.keys AS param_keys, p.vals AS param_values, t.keys AS tag_keys, t.vals AS tag_values,
        m.metric_keys, m.contexts, m.steps, m.last_values, m.stamps, m.mins, m.maxs, m.counts
-    FROM runs r JOIN experiments e ON e.id = r.experiment_id
+    FROM ({page}) page JOIN runs r ON r.id = page.id JOIN experiments e ON e.id = r.experiment_id
     LEFT JOIN LATERAL (SELECT array_agg(key) AS keys, array_agg(value) AS vals FROM run_params
-                       WHERE run_id = r.id AND ($2::text[] IS NULL OR key = ANY($2::text[]))) p ON true
+                       WHERE run_id = r.id AND ({params} IS NULL OR key = ANY({params}))) p ON true
     LEFT JOIN LATERAL (SELECT array_agg(key) AS keys, array_agg(value) AS vals FROM run_tags
-                       WHERE run_id = r.id AND ($3::text[] IS NULL OR key = ANY($3::text[]))) t ON true
+                       WHERE run_id = r.id AND ({tags} IS NULL OR key = ANY({tags}))) t ON true
     LEFT JOIN LATERAL (SELECT array_agg(key) AS metric_keys, array_agg(context) AS contexts,
                               array_agg(last_step) AS steps, array_agg(last_value) AS last_values,
                               array_agg(last_ts) AS stamps, array_agg(COALESCE(min_value, 'NaN')) AS mins,
                               array_agg(COALESCE(max_value, 'NaN')) AS maxs, array_agg(points) AS counts
                        FROM (SELECT * FROM metric_series WHERE run_id = r.id AND points > 0
-                               AND ($4::text[] IS NULL OR key = ANY($4::text[])) ORDER BY key, context) s) m ON true
-    WHERE r.id = ANY($1::uuid[])"""
+                               AND ({metrics} IS NULL OR key = ANY({metrics})) ORDER BY key, context) s) m ON true
+    ORDER BY {order}"""
+
+
+def _page_rows_sql(page: str, order: str, first_bind: int) -> str:
+    """_PAGE_ROWS over the page query `page`, whose binds end before ${first_bind}: the params',
+    tags' and metrics' keys and the `full` flag are the four binds from there."""
+    params, tags, metrics, full = (f"${first_bind + i}" for i in range(4))
+    return _PAGE_ROWS.format(page=page, order=order, params=f"{params}::text[]", tags=f"{tags}::text[]",
+                             metrics=f"{metrics}::text[]", full=f"{full}::bool")
+
 
 # (run, key, context) → summary
 Latest = dict[tuple[str, int], Summary]
@@ -128,21 +139,19 @@ class QueryStore:
         self, selection: Selection, order: list[OrderKey], *, limit: int, page_token: str,
         columns: Columns | None = None,
     ) -> tuple[list[asyncpg.Record], str]:
-        """One page of runs as rows of `page_rows`, and the next page token ("" on the last page).
-        With `columns`, each row carries only those params, tags and metrics, and no notes or
-        environment."""
-        ids, token = await self.page_ids(selection, order, limit=limit, page_token=page_token)
-        return await self.page_rows(ids, columns), token
-
-    async def page_ids(self, selection: Selection, order: list[OrderKey], *, limit: int, page_token: str
-                       ) -> tuple[list[uuid.UUID], str]:
-        """The ids of one page of runs, in order, and the next page token ("" on the last page)."""
+        """One page of runs as rows of _PAGE_ROWS (search_page.PageRow), in order, and the next page
+        token ("" on the last page). With `columns`, each row carries only those params, tags and
+        metrics, and no notes or environment; without, every one, and the environment without its
+        packages (SearchRuns leaves them out)."""
         search = compile_search(selection.expr, order, experiment_ids=selection.experiment_ids, view=selection.view,
                                 limit=limit, page_token=page_token)
+        keys = (None, None, None) if columns is None else (list(columns.params), list(columns.tags),
+                                                           list(columns.metrics))
         rows: list[asyncpg.Record] = []
         try:
             for sql, args in search.parts:  # in turn, until the page is full
-                rows += await self._pool.fetch(sql, *args)
+                rows += await self._pool.fetch(_page_rows_sql(sql, search.order_by, len(args) + 1),
+                                               *args, *keys, columns is None)
                 if len(rows) > limit:
                     break
         except asyncpg.DataError as exc:  # e.g. a time beyond PostgreSQL's range
@@ -152,19 +161,7 @@ class QueryStore:
             rows = rows[:limit]
             token = next_token(search, selection.expr, experiment_ids=selection.experiment_ids, view=selection.view,
                                last_row=rows[-1])
-        return [r["id"] for r in rows], token
-
-    async def page_rows(self, ids: list[uuid.UUID], columns: Columns | None) -> list[asyncpg.Record]:
-        """The rows of a page's runs (search_page.PageRow), in `ids` order, with their latest
-        metrics, in one query (four round trips took most of a search's time): with `columns`,
-        only those params, tags and metrics, no notes and no environment; without, every one, and
-        the environment without its packages (SearchRuns leaves them out). Ids of runs that no
-        longer exist are left out."""
-        keys = (None, None, None) if columns is None else (list(columns.params), list(columns.tags),
-                                                           list(columns.metrics))
-        rows = await self._pool.fetch(_PAGE_ROWS, ids, *keys, columns is None)
-        by_id = {r["id"]: r for r in rows}
-        return [by_id[i] for i in ids if i in by_id]
+        return rows, token
 
     async def run_keys(self, selection: Selection, max_runs: int
                        ) -> tuple[list[str], list[str], list[tuple[str, int]], int]:
