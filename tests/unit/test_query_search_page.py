@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -111,3 +112,21 @@ def test_the_reply_from_rows_is_the_reply_from_runs_byte_for_byte(token: str) ->
 
 def test_an_empty_page_is_only_its_token() -> None:
     assert search_reply([], "t", now_us=0) == query_pb2.SearchRunsResponse(next_page_token="t")
+
+
+def test_every_latest_metric_lands_on_its_run() -> None:
+    """A page that starts and ends with runs without metrics, keys of 1 and 250 bytes and
+    non-ASCII ones, every context, steps and counts of every varint length, negative ones."""
+    page = _page()[:3]
+    long_key, unicode_key = "k" * 250, "ünïcode ✓ métrique"
+    steps = [0, 1, 127, 128, 2**14, 2**35, 2**56 - 1, 2**56, 2**63 - 1, -1, -(2**63)]
+    metrics = [(long_key if i % 3 == 0 else unicode_key if i % 3 == 1 else "x", i % 4, step,
+                float(i) / 3, step, -float(i), math.inf, max(step, 0)) for i, step in enumerate(steps)]
+    page = [(page[0][0], []), (page[1][0], metrics), (page[2][0], metrics[:1])]
+    bare = replace(page[0][0], id=uuid.uuid4())
+    page.append((bare, []))
+    built = search_reply([_row(run, m) for run, m in page], "", now_us=0)
+    assert [len(r.metrics) for r in built.results] == [0, len(steps), 1, 0]
+    assert built == _before(page, "")
+    assert built.results[1].metrics[0].key == long_key and built.results[1].metrics[1].key == unicode_key
+    assert [m.step for m in built.results[1].metrics] == steps
