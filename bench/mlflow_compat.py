@@ -7,7 +7,9 @@ PostgreSQL, in one run (`make bench-mlflow-compat`).
    database afterwards (MLflow's `metrics` rows; the points of trackd's `metric_chunks`), not as
    sent, over the load's wall time. Target: trackd ≥ 5× the MLflow server. Then the same load
    from 4 client processes of one thread each (`--processes`; 0 skips it): in one process the
-   MLflow client's own CPU (its JSON building, under one GIL) caps what it can send.
+   MLflow client's own CPU (its JSON building, under one GIL) caps what it can send. The ceiling
+   row runs the 4-thread load against a server that answers at once and stores nothing
+   (bench/_instant_mlflow.py): the most any server can be sent by this client code on this host.
 2. `search_runs` over 100,000 FINISHED runs × 20 params × 10 metrics in one experiment (bench/query.py's
    data set, the same values in both systems, bulk-loaded with SQL COPY by query.py's loaders): the
    first page of 100 of `metrics.m0 > 0.5 AND params.p0 = 'v3'` ordered by `metrics.m1 DESC`, one
@@ -25,8 +27,10 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,6 +50,7 @@ from _common import (
 from _query_data import FILTER, ORDER_BY, PAGE
 from query import SearchData, load_mlflow, load_trackd
 from rich.table import Table
+from trackd_platform.processes import free_port
 from trackd_platform.stack import EmbeddedStack, StackPorts
 
 RESULTS = BENCH / "results" / "mlflow_compat.json"
@@ -69,6 +74,28 @@ def ingest_processes(uri: str, seconds: float, processes: int) -> dict[str, Any]
             "points_sent": sum(load["points_sent"] for load in loads),
             "elapsed_s": max(load["elapsed_s"] for load in loads),
             "errors": [e for load in loads for e in load["errors"]]}
+
+
+def ceiling(seconds: float, threads: int) -> dict[str, Any]:
+    """The same load against bench/_instant_mlflow.py: what the client code sends when the server
+    costs it nothing."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(BENCH / "_instant_mlflow.py"), str(port)])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        load = ingest(f"http://127.0.0.1:{port}", seconds, threads)
+    finally:
+        server.kill()
+        server.wait()
+    return {**load, "points_per_s": load["points_sent"] / load["elapsed_s"]}
 
 
 def mlflow_points(dsn: str, run_ids: list[str]) -> int:
@@ -120,6 +147,8 @@ def main() -> None:
         with console.status(f"trackd's MLflow API: {load}…"):
             td = ingest(stack.web_url, args.seconds, args.threads)
         td_points = trackd_points(stack.pg_dsn, td["run_ids"])
+        with console.status(f"the client's ceiling: {load} against a server that answers at once…"):
+            top = ceiling(args.seconds, args.threads)
         by_process: dict[str, Any] = {}
         if args.processes:
             for name, target, count in (("mlflow", uri, mlflow_dsn), ("trackd", stack.web_url, stack.pg_dsn)):
@@ -164,6 +193,8 @@ def main() -> None:
         "search_ratio": ml_search["median_s"] / td_search["median_s"] if td_search["median_s"] else None,
         "same_page": ml_search["run_names"] == td_search["run_names"],
         "processes": args.processes, "by_process": by_process,
+        "ceiling": {"points_sent": top["points_sent"], "elapsed_s": top["elapsed_s"],
+                    "points_per_s": top["points_per_s"], "errors": top["errors"]},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
@@ -183,6 +214,12 @@ def print_table(r: dict[str, Any]) -> None:
                   f"{td['points_per_s']:,.0f}\n[dim]{td['points']:,} of {td['points_sent']:,} sent[/]", "")
     ok = "✓" if (r["ingest_ratio"] or 0) >= 5 else "✗"
     table.add_row("ratio trackd / MLflow", "1×", f"{r['ingest_ratio']:,.1f}× {ok}", "≥ 5×")
+    if top := r.get("ceiling"):
+        table.add_row("the client's own ceiling, points/s\n[dim]the same load against a server that answers at "
+                      "once and stores nothing (_instant_mlflow.py)[/]",
+                      f"at most {top['points_per_s'] / ml['points_per_s']:,.1f}× this\n[dim]for any server[/]",
+                      f"{top['points_per_s']:,.0f} sent\n[dim]trackd: {td['points_per_s'] / top['points_per_s']:.0%} "
+                      f"of it[/]", "")
     if p := r.get("by_process"):
         pm, pt = p["mlflow"], p["trackd"]
         table.add_row(f"the same from {r['processes']} client processes\n[dim]one thread each: the client is not "
