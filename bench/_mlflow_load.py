@@ -26,7 +26,8 @@ BATCH = 1_000
 def batch_load(uri: str, seconds: float, threads: int, start_at: float = 0.0) -> dict:
     """`start_at` (epoch seconds): the load begins then, so that several such processes load at once."""
     client = MlflowClient(tracking_uri=uri)
-    experiment_id = client.create_experiment(f"bench-batch-{int(time.time() * 1000)}")
+    # the process id too: `--processes` starts several loads in the same millisecond
+    experiment_id = client.create_experiment(f"bench-batch-{int(time.time() * 1000)}-{os.getpid()}")
     run_ids = [client.create_run(experiment_id).info.run_id for _ in range(threads)]
     sent = [0] * threads
     errors: list[str] = []
