@@ -67,8 +67,9 @@ class _Binds:
 @dataclass(frozen=True)
 class Search:
     """A compiled page query: rows are (id, o0, o1, …) in order, at most `limit` + 1 of them.
-    `parts` are the queries to run in turn until `limit` + 1 rows are found (see compile_search);
-    `order_by` is their order over those columns, for a query that selects from a part."""
+    `parts` are the queries to run in turn until `limit` + 1 rows are found (see compile_search),
+    each with its LIMIT as its last bind; `order_by` is their order over those columns, for a query
+    that selects from a part."""
 
     sql: str
     args: list[Any]

@@ -150,8 +150,9 @@ class QueryStore:
         rows: list[asyncpg.Record] = []
         try:
             for sql, args in search.parts:  # in turn, until the page is full
+                *binds, _limit = args  # a part's last bind is its LIMIT: a later part reads only what is missing
                 rows += await self._pool.fetch(_page_rows_sql(sql, search.order_by, len(args) + 1),
-                                               *args, *keys, columns is None)
+                                               *binds, limit + 1 - len(rows), *keys, columns is None)
                 if len(rows) > limit:
                     break
         except asyncpg.DataError as exc:  # e.g. a time beyond PostgreSQL's range

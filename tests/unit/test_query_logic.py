@@ -200,3 +200,13 @@ def test_a_walk_by_a_metric_tests_params_on_the_walked_rows_binding_every_value(
     for sql, args in search.parts:
         assert [n for n in range(1, len(args) + 1) if f"${n}::" not in sql] == [], sql
     assert "o0.run_params" not in search.parts[1][0]  # runs without the metric: no walk
+
+
+@pytest.mark.parametrize("order", [[], ["metrics.m DESC"], ["params.p", "attributes.start_time DESC"]])
+def test_each_part_of_a_page_query_ends_with_its_limit(order: list[str]) -> None:
+    """QueryStore.search binds a later part's LIMIT to only the rows the page still misses: each
+    part's last bind is its LIMIT (limit + 1), written as the last bind of its SQL."""
+    search = compile_search(parse_filter("params.p = 'a'"), parse_order_by(order), experiment_ids=[uuid.uuid4()],
+                            view=View.ACTIVE_ONLY, limit=10, page_token="")
+    for sql, args in search.parts:
+        assert args[-1] == 11 and sql.endswith(f"LIMIT ${len(args)}::int"), sql
