@@ -50,7 +50,7 @@ from _common import (
 from _query_data import FILTER, ORDER_BY, PAGE
 from query import SearchData, load_mlflow, load_trackd
 from rich.table import Table
-from trackd_platform.processes import free_port
+from trackd_platform.processes import Managed, free_port
 from trackd_platform.stack import EmbeddedStack, StackPorts
 
 RESULTS = BENCH / "results" / "mlflow_compat.json"
@@ -76,26 +76,27 @@ def ingest_processes(uri: str, seconds: float, processes: int) -> dict[str, Any]
             "errors": [e for load in loads for e in load["errors"]]}
 
 
-def ceiling(seconds: float, threads: int) -> dict[str, Any]:
+def ceiling(tmp: Path, seconds: float, threads: int) -> dict[str, Any]:
     """The same load against bench/_instant_mlflow.py: what the client code sends when the server
     costs it nothing."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, str(BENCH / "_instant_mlflow.py"), str(port)])
+    server = Managed(name="instant-mlflow", argv=[sys.executable, str(BENCH / "_instant_mlflow.py"), str(port)],
+                     log_path=tmp / "instant-mlflow.log", ready=lambda: _answers(f"http://127.0.0.1:{port}/health"))
+    server.start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        server.wait_ready(30)
         load = ingest(f"http://127.0.0.1:{port}", seconds, threads)
     finally:
-        server.kill()
-        server.wait()
+        server.stop()
     return {**load, "points_per_s": load["points_sent"] / load["elapsed_s"]}
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def mlflow_points(dsn: str, run_ids: list[str]) -> int:
@@ -148,7 +149,7 @@ def main() -> None:
             td = ingest(stack.web_url, args.seconds, args.threads)
         td_points = trackd_points(stack.pg_dsn, td["run_ids"])
         with console.status(f"the client's ceiling: {load} against a server that answers at once…"):
-            top = ceiling(args.seconds, args.threads)
+            top = ceiling(tmp, args.seconds, args.threads)
         by_process: dict[str, Any] = {}
         if args.processes:
             for name, target, count in (("mlflow", uri, mlflow_dsn), ("trackd", stack.web_url, stack.pg_dsn)):

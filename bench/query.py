@@ -287,8 +287,8 @@ async def search_stages(dsn: str, calls: int) -> dict[str, float]:
     """Where a SearchRuns call's time goes, stage by stage, p50 of `calls` in this process (after
     one untimed call): the query service's own code on a pool like its own — experiment lookup,
     the page query (search_sql.py) with its runs' params and latest metrics (one statement), the
-    reply's conversion and serialization — and the client's parse of the reply. The RPC's wall time less their sum is
-    gRPC, the interceptors and the event loop."""
+    reply's conversion and serialization — and the client's parse of the reply. The RPC's wall
+    time less their sum is gRPC, the interceptors and the event loop."""
     from trackd_platform.config import PostgresSettings
     from trackd_platform.db import create_pool
     from trackd_platform.run_records import View

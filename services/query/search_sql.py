@@ -68,14 +68,19 @@ class _Binds:
 class Search:
     """A compiled page query: rows are (id, o0, o1, …) in order, at most `limit` + 1 of them.
     `parts` are the queries to run in turn until `limit` + 1 rows are found (see compile_search),
-    each with its LIMIT as its last bind; `order_by` is their order over those columns, for a query
-    that selects from a part."""
+    each with its LIMIT as its last bind."""
 
     sql: str
     args: list[Any]
     order: list[OrderKey]
     parts: tuple[tuple[str, list[Any]], ...] = ()
-    order_by: str = ""
+
+    @property
+    def order_by(self) -> str:
+        """The page order over a part's output columns, for a query that selects from a part (the
+        valued part has no NULL to place)."""
+        keys = (f"o{i} {'DESC' if k.descending else 'ASC'} NULLS LAST" for i, k in enumerate(self.order))
+        return ", ".join([*keys, "id"])
 
 
 def _literal(value: str | float, cast: str) -> Any:
@@ -239,17 +244,12 @@ def compile_search(
                           position=position[1:] if position else None)
     first = order[0].field
     if first.kind != "metric" or (position is not None and position[1] is None):
-        return Search(general[0], general[1], order, parts=(general,), order_by=_order_by(order))
+        return Search(general[0], general[1], order, parts=(general,))
     valued = _page_query(expr, order, experiment_ids=experiment_ids, view=view, limit=limit,
                          position=position[1:] if position else None, valued_first=True)
     rest = _page_query(expr, order, experiment_ids=experiment_ids, view=view, limit=limit, position=None,
                        without_first=True)
-    return Search(general[0], general[1], order, parts=(valued, rest), order_by=_order_by(order))
-
-
-def _order_by(order: list[OrderKey]) -> str:
-    """The page order over a page query's output columns (the valued part has no NULL to place)."""
-    return ", ".join([*(f"o{i} {'DESC' if k.descending else 'ASC'} NULLS LAST" for i, k in enumerate(order)), "id"])
+    return Search(general[0], general[1], order, parts=(valued, rest))
 
 
 def _page_query(
