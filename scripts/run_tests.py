@@ -2,8 +2,9 @@
 Much of the suite waits (drills wait out timeouts, stacks start, browsers render), so two sessions
 on 2 cores take about two thirds of the time of one. The halves are fixed by directory, so that each
 session runs its files in the same order every time (unlike pytest-xdist's dynamic scheduling, which
-hands files to whichever worker is free). The second half's output follows the first's; the exit
-code is the first non-zero of the two."""
+hands files to whichever worker is free). The second half's output follows the first's; then each
+failed half's short summary (its FAILED / ERROR lines) is printed again at the very end, so the tail
+of the output CI keeps names what failed; the exit code is the first non-zero of the two."""
 
 from __future__ import annotations
 
@@ -36,13 +37,30 @@ def basetemp(half: int) -> str:
     return os.path.join(parent, "pytest")
 
 
+def short_summary(output: bytes) -> str:
+    """pytest's "short test summary info" section (one FAILED / ERROR line a test), or ''."""
+    text = output.decode(errors="replace")
+    start = text.rfind("short test summary info")
+    if start < 0:
+        return ""
+    lines = text[start:].splitlines()[1:]
+    return "\n".join(line for line in lines if line.startswith(("FAILED", "ERROR")))
+
+
 def main() -> int:
     started = time.monotonic()
     temps = [basetemp(0), basetemp(1)]
     with tempfile.TemporaryFile() as second_output:
         second = pytest([*HALVES[1], "-p", "no:cacheprovider", f"--basetemp={temps[1]}"], second_output)
         try:
-            first_code = pytest([*HALVES[0], f"--basetemp={temps[0]}"]).wait()
+            first = pytest([*HALVES[0], f"--basetemp={temps[0]}"], subprocess.PIPE)
+            assert first.stdout is not None
+            first_output = bytearray()
+            for line in first.stdout:  # shown as it runs, and kept for the summary at the end
+                sys.stdout.buffer.write(line)
+                sys.stdout.flush()
+                first_output += line
+            first_code = first.wait()
             second_code = second.wait()
         finally:
             if second.poll() is None:
@@ -50,14 +68,18 @@ def main() -> int:
                 second.wait()
         print(f"\n======== {' '.join(HALVES[1])} (run at the same time) ========", flush=True)
         second_output.seek(0)
-        sys.stdout.buffer.write(second_output.read())
+        outputs = (bytes(first_output), second_output.read())
+        sys.stdout.buffer.write(outputs[1])
     print(f"\n{' '.join(HALVES[0])}: exit {first_code}; {' '.join(HALVES[1])}: exit {second_code}; "
           f"{time.monotonic() - started:.0f} s in all", flush=True)
-    for temp, code in zip(temps, (first_code, second_code), strict=True):
+    for half, temp, code, output in zip(HALVES, temps, (first_code, second_code), outputs, strict=True):
         if code == 0:
             shutil.rmtree(os.path.dirname(temp), ignore_errors=True)
-        else:
-            print(f"the failed session's stacks and logs: {temp}", flush=True)
+            continue
+        with open(os.path.join(os.path.dirname(temp), "output.txt"), "wb") as kept:
+            kept.write(output)
+        print(f"{' '.join(half)} failed:\n{short_summary(output) or '(no summary: see its output)'}\n"
+              f"its output, stacks and logs: {os.path.dirname(temp)}", flush=True)
     return first_code or second_code
 
 
