@@ -36,6 +36,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -46,6 +47,7 @@ import grpc
 from _common import BENCH, anchor_json, console, ensure_anchors, sql, start_stack, with_database
 from rich.table import Table
 from trackd_api.hpo.v1 import hpo_pb2, hpo_pb2_grpc
+from trackd_platform.processes import Managed, free_port, port_open
 from trackd_platform.stack import EmbeddedStack, StackPorts
 
 RESULTS = BENCH / "results" / "hpo.json"
@@ -191,6 +193,29 @@ def trackd_overhead(target: str, dsn: str, params: int, trials: int, timed: int,
     return {"fill_s": fill_s, "samples_s": samples, "back_to_back_s": back_to_back, "train_s": train_s}
 
 
+def floor(tmp: Path, dsn: str, timed: int, train_s: float) -> dict[str, Any]:
+    """The same timed pairs, with the same training time, against bench/_hpo_floor.py: a bare gRPC
+    server whose two calls do nothing (`transport_s`); that does one durable write to the same
+    PostgreSQL in CompleteTrial (`result_s`: the least any controller that acknowledges only stored
+    results can do); and one in each call (`write_s`: also a claim that survives a crash)."""
+    found: dict[str, Any] = {}
+    for key, extra in (("transport_s", []), ("result_s", ["--dsn", dsn, "--write-in", "CompleteTrial"]),
+                       ("write_s", ["--dsn", dsn])):
+        port = free_port()
+        server = Managed(name="hpo-floor", argv=[sys.executable, str(BENCH / "_hpo_floor.py"), str(port), *extra],
+                         log_path=tmp / "hpo-floor.log", ready=lambda port=port: port_open("127.0.0.1", port))
+        server.start()
+        try:
+            server.wait_ready(30)
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = hpo_pb2_grpc.HpoServiceStub(channel)
+                ask_tell(stub, "floor", "bench-0")  # connects
+                found[key] = [ask_tell(stub, "floor", "bench-0", train_s)[1] for _ in range(timed)]
+        finally:
+            server.stop()
+    return found
+
+
 def list_trials(stub: hpo_pb2_grpc.HpoServiceStub, study_id: str) -> list[hpo_pb2.Trial]:
     trials: list[hpo_pb2.Trial] = []
     token = ""
@@ -282,6 +307,8 @@ def main() -> None:
         with console.status(f"trackd: {args.trials:,} TPE trials, then {args.timed} timed AcquireTrial+CompleteTrial…"):
             td = {"overhead": trackd_overhead(target, stack.pg_dsn, args.params, args.trials, args.timed,
                                               args.train_ms / 1000)}
+        with console.status(f"the floor: {args.timed} timed pairs against a bare gRPC server…"):
+            td["floor"] = floor(tmp, stack.pg_dsn, args.timed, args.train_ms / 1000)
         with console.status(f"Optuna: {args.trials:,} TPE trials on RDBStorage, then {args.timed} timed ask+tell…"):
             op = {"overhead": optuna_helper("overhead", *common, "--study", "bench-overhead",
                                             "--trials", str(args.trials), "--timed", str(args.timed))}
@@ -342,6 +369,16 @@ def print_table(r: dict[str, Any]) -> None:
     if "back_to_back_s" in over:
         table.add_row("the same, back to back (no training time: the worker waits for the sampler)",
                       latency({"samples_s": over["back_to_back_s"], "fill_s": over["fill_s"]}), "", "")
+    if bare := td.get("floor"):
+        write = statistics.median(bare["write_s"])
+        table.add_row("the floor: the same pairs, the same training time, against a bare gRPC server of "
+                      "HpoService (bench/_hpo_floor.py)\n[dim]its calls doing nothing; one durable PostgreSQL "
+                      "write in CompleteTrial (a result acknowledged once stored: the least a controller can do); "
+                      "one in each call (a claim that survives a crash too)[/]",
+                      f"nothing: {ms(statistics.median(bare['transport_s']))}\n"
+                      f"result stored: {ms(statistics.median(bare['result_s']))}\n"
+                      f"claim and result: {ms(write)}\n[dim]p50 of {len(bare['write_s'])} pairs; "
+                      f"trackd above it: {ms(statistics.median(over['samples_s']) - write)}[/]", "", "")
     if "proxy" in td:
         rdb = op["proxy"]
         table.add_row(f"ask+tell through GrpcStorageProxy, at {r['trials']:,} completed trials\n"
