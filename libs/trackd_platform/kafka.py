@@ -28,6 +28,7 @@ from trackd_platform.event_contract import (  # noqa: F401  (re-exported for the
 log = logging.getLogger(__name__)
 
 LOG_CHECK_S = 2.0  # a consumer that received nothing this long checks that the broker did not lose its log
+LOG_PROBE_MS = 1_000  # how long that check waits for the last record read to come back
 
 
 def create_producer(settings: KafkaSettings) -> AIOKafkaProducer:
@@ -109,10 +110,11 @@ async def records(consumer: AIOKafkaConsumer, *, assigned: bool) -> AsyncIterato
     """The consumer's messages, as `async for message in consumer` gives them, with two repairs for
     a broker that lost its log (the embedded Tansu keeps it in memory: a restart empties it, and
     the topics are created again, maybe with more partitions). After LOG_CHECK_S without a message:
-    partitions whose position is past their end (offsets start from 0 again: the consumer would
+    partitions whose last record read is gone (offsets start from 0 again: the consumer would
     wait, deaf, until the log grew back to its old offset) are read again from their beginning —
     all the new log holds was written after the broker came back; and a consumer `assigned` its
     partitions by hand (no group) also takes the partitions the topic gained, from their beginning."""
+    checked: dict[TopicPartition, tuple[int, int]] = {}  # (position, end) whose last record was found kept
     while True:
         batch = await consumer.getmany(timeout_ms=int(LOG_CHECK_S * 1000))
         for messages in batch.values():
@@ -120,17 +122,42 @@ async def records(consumer: AIOKafkaConsumer, *, assigned: bool) -> AsyncIterato
                 yield message
         if batch or not (partitions := consumer.assignment()):
             continue
+        behind: list[TopicPartition] = []
+        unread: list[ConsumerRecord[bytes, bytes]] = []
         try:
             if assigned:
                 partitions = await _take_new_partitions(consumer, partitions)
             ends = await consumer.end_offsets(list(partitions))
-            behind = [tp for tp in partitions if await consumer.position(tp) > ends[tp]]
-        except IllegalStateError:  # the group took a partition away meanwhile
-            continue
+            for tp in partitions:
+                if (position := await consumer.position(tp)) <= ends[tp] or checked.get(tp) == (position, ends[tp]):
+                    continue
+                kept, after = await _last_read_kept(consumer, tp, position)
+                unread += after
+                if kept:
+                    checked[tp] = (await consumer.position(tp), ends[tp])
+                else:
+                    behind.append(tp)
+        except IllegalStateError:  # the group took a partition away meanwhile: checked again next time
+            behind = []
+        for message in unread:
+            yield message
         if behind:
             log.warning("the broker's log of %s is shorter than what was read (the broker lost its data); "
                         "reading it from its beginning", _names(behind))
             await consumer.seek_to_beginning(*behind)
+
+
+async def _last_read_kept(consumer: AIOKafkaConsumer, tp: TopicPartition,
+                          position: int) -> tuple[bool, list[ConsumerRecord[bytes, bytes]]]:
+    """Whether the broker still holds the last record read from `tp` (the one before `position`),
+    read again; with the records after it that the read brought (not yielded yet). A position past
+    the end the broker reports is not proof of a lost log: Tansu reports the first offset of a log's
+    last batch + 1 as its end, short of the truth when that batch holds several records."""
+    consumer.seek(tp, position - 1)
+    found = (await consumer.getmany(tp, timeout_ms=LOG_PROBE_MS)).get(tp, [])
+    if not any(m.offset == position - 1 for m in found):
+        return False, []
+    return True, [m for m in found if m.offset >= position]
 
 
 async def _take_new_partitions(consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> set[TopicPartition]:

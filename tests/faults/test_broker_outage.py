@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from trackd_api.run.v1 import run_pb2
 from trackd_api.run.v1.run_pb2_grpc import RunServiceStub
 from trackd_platform.config import KafkaSettings
-from trackd_platform.kafka import RUN_ENDED, Event, create_consumer, records
+from trackd_platform.kafka import LOG_CHECK_S, RUN_ENDED, Event, create_consumer, records
 from trackd_platform.stack import EmbeddedStack
 
 from tests.conftest import collect_events
@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 LIFECYCLES = 100
 AFTER = 16  # messages sent after the broker lost its log
+BATCHED = 40  # messages sent in one batch a partition
 
 
 async def test_events_of_100_run_lifecycles_survive_a_broker_outage(
@@ -108,6 +109,39 @@ async def test_consumers_follow_a_broker_that_lost_its_log(stack: EmbeddedStack,
         await asyncio.sleep(0.5)
     figure(f"a consumer 90 messages into the log before the broker lost it read the {AFTER} sent after (on "
            f"{len(partitions)} partitions) {followed:.1f}s later; the hpo service counted them too")
+
+
+async def test_a_consumer_idle_after_a_batch_of_several_records_reads_nothing_twice(
+    stack: EmbeddedStack, unique: Callable[[str], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tansu reports the end of a log whose last batch holds several records as that batch's first
+    offset + 1. Before the fix, a consumer idle for LOG_CHECK_S after such a batch took its position,
+    past that end, for a lost log and read its partitions again from their beginning: the hpo
+    service and `trackd events tail` got every event again after each burst of outbox events."""
+    topic = unique("batched")
+    consumer = await create_consumer(KafkaSettings(bootstrap=stack.kafka_bootstrap, event_key=""), (topic,),
+                                     group_id=None, from_beginning=True)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", linger_ms=200)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, b"", key=f"batch-{i}".encode()) for i in range(BATCHED)]
+        await asyncio.gather(*sent)  # one batch a partition, sent once the linger is over
+        messages = records(consumer, assigned=True)
+        first = [m.key async for m in _first(messages, BATCHED)]
+
+        async def one_more_after_idling() -> None:
+            await asyncio.sleep(2 * LOG_CHECK_S + 1)  # the consumer checks the log at least once meanwhile
+            await producer.send_and_wait(topic, b"", key=b"last")
+
+        late = asyncio.create_task(one_more_after_idling())
+        then = [m.key async for m in _first(messages, 1, timeout_s=30)]
+        await late
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    assert sorted(first) == sorted(f"batch-{i}".encode() for i in range(BATCHED))
+    assert then == [b"last"], "the next message after idling is the new one, not the log read again"
+    assert not [r for r in caplog.records if "lost its data" in r.getMessage()]
 
 
 async def _first(messages: Any, count: int, *, timeout_s: float = 15) -> Any:
