@@ -30,6 +30,8 @@ def experiment_id(name: str, project: str = "default") -> str:
 
 
 def shown_run_ids(web: Watched) -> list[str]:
+    # a click on a link returns once the next page has started loading: its table may be half parsed
+    web.page.wait_for_load_state()
     return [r.get_attribute("data-run-id") or "" for r in web.page.locator("#runs-table tbody tr[data-run-id]").all()]
 
 

@@ -46,7 +46,7 @@ class Optimized:
 def study(stack: EmbeddedStack) -> Optimized:
     name = f"ui-study-{uuid.uuid4().hex[:6]}"
     info = trackd.hpo.create_study(name, search_space=SPACE, metric="loss", sampler="tpe",
-                                   pruner="median", parallelism=2,
+                                   pruner="median", parallelism=2, max_trials=8,  # nothing sampled after the 8th
                                    pruner_options={"n_startup_trials": 3, "n_warmup_steps": 2}, seed=7)
     trackd.hpo.optimize(objective, study=name, n_trials=8, n_workers=2, processes=False, show_progress=False)
     return Optimized(name, info.id)
