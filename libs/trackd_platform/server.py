@@ -177,7 +177,10 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):
                     annotate_current_span(request)  # the RPC span gets the run / study / trial ids
                     response = await inner(_checked(request) if handler.stream_unary else request, context)
                     annotate_current_span(response)  # ids the call created (StartRun's run …)
-                except (grpc.aio.AbortError, asyncio.CancelledError):
+                except grpc.aio.AbortError:
+                    raise
+                except asyncio.CancelledError:  # the client went away: counted once the handler has let go
+                    done(started, grpc.StatusCode.CANCELLED)
                     raise
                 except Exception as exc:  # noqa: BLE001 — the edge: every error gets a status
                     await fail(context, exc, started)
@@ -202,7 +205,10 @@ class _EdgeInterceptor(grpc.aio.ServerInterceptor):
                     annotate_current_span(request)
                     async for response in inner_streaming(requests, context):
                         yield response
-                except (grpc.aio.AbortError, asyncio.CancelledError):
+                except grpc.aio.AbortError:
+                    raise
+                except asyncio.CancelledError:
+                    done(started, grpc.StatusCode.CANCELLED)
                     raise
                 except Exception as exc:  # noqa: BLE001
                     await fail(context, exc, started)

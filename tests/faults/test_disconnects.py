@@ -20,6 +20,8 @@ from trackd_api.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from trackd_platform.stack import HOST, EmbeddedStack, grpc_serving
 
 from tests.faults.proxy import CuttingProxy
+from tests.integration.test_artifacts import UPLOAD
+from tests.integration.test_observability import ended_calls, until_ended
 from tests.metric_points import series, stored
 from tests.stores import BUCKET, s3
 
@@ -87,6 +89,7 @@ async def test_an_upload_cut_mid_stream_leaves_nothing_and_a_retry_succeeds(
             yield artifact_pb2.UploadArtifactRequest(chunk=data[i:i + (1 << 20)])
 
     uploads_before = len(s3(stack).list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))
+    calls_before = ended_calls(stack, "artifact", UPLOAD)
     async with CuttingProxy(HOST, stack.service_port("artifact")) as proxy, \
             grpc.aio.insecure_channel(proxy.address) as channel:
         proxy.cut_at = 12 * 1024 * 1024  # past the first 8 MiB part, in the middle of a chunk
@@ -97,12 +100,14 @@ async def test_an_upload_cut_mid_stream_leaves_nothing_and_a_retry_succeeds(
         assert cut.value.code() == grpc.StatusCode.UNAVAILABLE or (
             cut.value.code(), cut.value.details()) == (grpc.StatusCode.INTERNAL, "Internal error from Core")
     # the server sees the connection drop asynchronously, then waits for the S3 part under way (8 MiB:
-    # seconds on a busy machine) before it aborts the upload: poll, with a generous bound
-    for _ in range(300):
-        if len(s3(stack).list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])) == uploads_before:
+    # seconds on a busy machine) before it aborts the upload and counts the call; until then, no
+    # upload listed proves nothing (the S3 call under way may be the one that starts it)
+    assert await until_ended(stack, "artifact", UPLOAD, calls_before + 1) == calls_before + 1
+    for _ in range(300):  # an upload SeaweedFS lists again after its abort is aborted again within seconds
+        if (uploads := len(s3(stack).list_multipart_uploads(Bucket=BUCKET).get("Uploads", []))) == uploads_before:
             break
         await asyncio.sleep(0.1)
-    assert len(s3(stack).list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])) == uploads_before
+    assert uploads == uploads_before
     assert trackd.list_artifacts(run.id, recursive=True) == []
     assert s3(stack).list_objects_v2(Bucket=BUCKET, Prefix=f"blobs/{sha[:2]}/{sha}").get("KeyCount", 0) == 0
     async with grpc.aio.insecure_channel(f"{HOST}:{stack.service_port('artifact')}") as channel:

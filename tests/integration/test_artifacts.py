@@ -30,6 +30,7 @@ from trackd_services.artifact.store import ArtifactStore
 from trackd_services.artifact.uploads import Uploads
 from typer.testing import CliRunner
 
+from tests.integration.test_observability import ended_calls, until_ended
 from tests.stores import BUCKET, s3
 
 pytestmark = pytest.mark.integration
@@ -51,6 +52,9 @@ def open_uploads(stack: EmbeddedStack, *, besides: frozenset[str] = frozenset())
     tests started and, as presigned uploads do, left for their client to complete)."""
     uploads = s3(stack).list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
     return len([u for u in uploads if u["UploadId"] not in besides])
+
+
+UPLOAD = "ArtifactService/UploadArtifact"
 
 
 def upload_ids(stack: EmbeddedStack) -> frozenset[str]:
@@ -182,6 +186,7 @@ async def test_a_bad_checksum_or_a_short_stream_leaves_nothing(
             yield artifact_pb2.UploadArtifactRequest(chunk=chunk)
         raise RuntimeError("the client dies mid-upload")
 
+    settled = ended_calls(stack, "artifact", UPLOAD)  # the calls above are over: each one counted
     call = artifacts.UploadArtifact(broken())
     with pytest.raises((grpc.aio.AioRpcError, RuntimeError, asyncio.CancelledError)):  # grpc cancels the call
         await call
@@ -192,14 +197,18 @@ async def test_a_bad_checksum_or_a_short_stream_leaves_nothing(
 
     # The server learns of the cancellation asynchronously, possibly only after it took the cut
     # stream's end for a normal one and began publishing it; it then waits for the S3 call under
-    # way (a part of 8 MiB on a busy machine: seconds) before it undoes everything. Polling: the
-    # bound is generous, the wait is as short as the server is quick.
+    # way (a part of 8 MiB on a busy machine: seconds) before it undoes everything, and only then
+    # counts the call. Until then nothing left proves nothing: the S3 call under way may be the one
+    # that starts the multipart upload (seen: nothing listed, then the upload, then its abort).
+    assert await until_ended(stack, "artifact", UPLOAD, settled + 1) == settled + 1, "the server let go of the call"
+    # Undone before the call was counted; an upload SeaweedFS lists again after its abort (a late
+    # part write, seaweedfs#11024) is aborted again by the server within seconds.
     for _ in range(300):
-        if left() == (frozenset(), frozenset(), frozenset()):
+        if (remaining := left()) == (frozenset(), frozenset(), frozenset()):
             break
         await asyncio.sleep(0.1)
     assert trackd.list_artifacts(run.id, recursive=True) == []
-    assert left() == (frozenset(), frozenset(), frozenset()), "open uploads, temporary objects, blobs left"
+    assert remaining == (frozenset(), frozenset(), frozenset()), "open uploads, temporary objects, blobs left"
     run.end()
 
 

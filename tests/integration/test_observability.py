@@ -51,6 +51,23 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
 
 
+def ended_calls(stack: EmbeddedStack, service: str, method: str) -> float:
+    """How many calls of `method` ("ArtifactService/UploadArtifact") the service has ended: each is
+    counted once its handler has let go (answered, failed, or cancelled and cleaned up)."""
+    return value(scrape(stack.metrics_port(service)), "trackd_rpc_total", method=f"/trackd.{service}.v1.{method}")
+
+
+async def until_ended(stack: EmbeddedStack, service: str, method: str, count: float, timeout_s: float = 30) -> float:
+    """`ended_calls` once it reaches `count`, or after `timeout_s`: a call cut on the client's side
+    goes on in the server for a while (its cancellation arrives asynchronously, S3 calls under
+    way finish), so what it leaves behind can be judged only after that."""
+    for _ in range(int(timeout_s * 10)):
+        if (ended := ended_calls(stack, service, method)) >= count:
+            return ended
+        await asyncio.sleep(0.1)
+    return ended_calls(stack, service, method)
+
+
 def scrape_ingest(stack: EmbeddedStack) -> Samples:
     """Every ingest replica's samples, summed by series."""
     total: Samples = {}
