@@ -268,7 +268,8 @@ class BlobStore:
         still listed the upload (seen once in the cut-upload drill, tests/faults/test_disconnects.py,
         with no error anywhere); what is still listed after that is logged for the sweeper."""
         for _ in range(ABORT_CHECKS):
-            if not await self._listed(upload_id):
+            listed = await self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+            if all(u["UploadId"] != upload_id for u in listed.get("Uploads", [])):
                 log.info("multipart upload %s of %s aborted", upload_id, key)
                 task = asyncio.ensure_future(self._abort_reappearing(key, upload_id))
                 self._rechecks.add(task)
@@ -280,16 +281,6 @@ class BlobStore:
         log.warning("multipart upload %s of %s is still listed after %d aborts; the sweeper retries",
                     upload_id, key, ABORT_CHECKS)
 
-    async def _listed(self, upload_id: str) -> bool:
-        """Whether S3 lists the upload, in the whole bucket's listing rather than its key's: after
-        a cut stream's abort, an integration test found the aborted upload in the whole listing
-        while this check, by its key, never listed it again (an upload SeaweedFS re-creates from a
-        late part write may not carry its key)."""
-        async for _, listed, _ in self.multipart_uploads():
-            if listed == upload_id:
-                return True
-        return False
-
     async def _abort_reappearing(self, key: str, upload_id: str) -> None:
         """SeaweedFS has listed an upload again seconds after its abort was answered and it was
         gone from the listing (the cut-upload drill, twice: a part's write landing after the abort
@@ -298,7 +289,8 @@ class BlobStore:
         for delay in REAPPEAR_CHECKS_S:
             await asyncio.sleep(delay)
             try:
-                if await self._listed(upload_id):
+                listed = await self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+                if any(u["UploadId"] == upload_id for u in listed.get("Uploads", [])):
                     log.warning("S3 lists the aborted multipart upload %s of %s again: aborted again", upload_id, key)
                     await self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             except (ClientError, BotoCoreError) as exc:
