@@ -306,11 +306,6 @@ def test_latest_metrics_come_from_redis_and_from_postgres_when_it_is_down(
     cached = stub.GetLatestMetrics(query_pb2.GetLatestMetricsRequest(run_id=ids["b"]), timeout=10)
     assert cached.from_cache
     valkey = stack.infra["valkey"]
-    valkey.stop()  # a restart between two calls: the connection the first one used is closed
-    valkey.start()
-    valkey.wait_ready(30)
-    again = stub.GetLatestMetrics(query_pb2.GetLatestMetricsRequest(run_id=ids["b"]), timeout=10)
-    assert again.from_cache, "a pooled connection Valkey closed is replaced at once, not failed"
     valkey.stop()
     try:
         fallback = stub.GetLatestMetrics(query_pb2.GetLatestMetricsRequest(run_id=ids["b"]), timeout=10)
