@@ -115,6 +115,7 @@ async def records(consumer: AIOKafkaConsumer, *, assigned: bool) -> AsyncIterato
     all the new log holds was written after the broker came back; and a consumer `assigned` its
     partitions by hand (no group) also takes the partitions the topic gained, from their beginning."""
     checked: dict[TopicPartition, tuple[int, int]] = {}  # (position, end) whose last record was found kept
+    empty: set[TopicPartition] = set()  # partitions whose last probe brought nothing back
     while True:
         batch = await consumer.getmany(timeout_ms=int(LOG_CHECK_S * 1000))
         for messages in batch.values():
@@ -122,7 +123,6 @@ async def records(consumer: AIOKafkaConsumer, *, assigned: bool) -> AsyncIterato
                 yield message
         if batch or not (partitions := consumer.assignment()):
             continue
-        behind: list[TopicPartition] = []
         unread: list[ConsumerRecord[bytes, bytes]] = []
         try:
             if assigned:
@@ -130,31 +130,39 @@ async def records(consumer: AIOKafkaConsumer, *, assigned: bool) -> AsyncIterato
             ends = await consumer.end_offsets(list(partitions))
             for tp in partitions:
                 if (position := await consumer.position(tp)) <= ends[tp] or checked.get(tp) == (position, ends[tp]):
+                    empty.discard(tp)
                     continue
                 kept, after = await _last_read_kept(consumer, tp, position)
                 unread += after
+                if kept is None and tp not in empty:  # nothing came back in time: looked at again next time
+                    empty.add(tp)
+                    consumer.seek(tp, position)
+                    continue
+                empty.discard(tp)
                 if kept:
                     checked[tp] = (await consumer.position(tp), ends[tp])
-                else:
-                    behind.append(tp)
-        except IllegalStateError:  # the group took a partition away meanwhile: checked again next time
-            behind = []
+                    continue
+                log.warning("the broker's log of %s is shorter than what was read (the broker lost its data); "
+                            "reading it from its beginning", _names([tp]))
+                await consumer.seek_to_beginning(tp)
+        except IllegalStateError:  # the group took a partition away meanwhile: the others are checked next time
+            pass
         for message in unread:
             yield message
-        if behind:
-            log.warning("the broker's log of %s is shorter than what was read (the broker lost its data); "
-                        "reading it from its beginning", _names(behind))
-            await consumer.seek_to_beginning(*behind)
 
 
 async def _last_read_kept(consumer: AIOKafkaConsumer, tp: TopicPartition,
-                          position: int) -> tuple[bool, list[ConsumerRecord[bytes, bytes]]]:
+                          position: int) -> tuple[bool | None, list[ConsumerRecord[bytes, bytes]]]:
     """Whether the broker still holds the last record read from `tp` (the one before `position`),
-    read again; with the records after it that the read brought (not yielded yet). A position past
-    the end the broker reports is not proof of a lost log: Tansu reports the first offset of a log's
-    last batch + 1 as its end, short of the truth when that batch holds several records."""
+    read again; with the records after it that the read brought (not yielded yet). None when the
+    read brought nothing back in LOG_PROBE_MS (a busy broker, or a log that is gone: asked again
+    the next time before it is taken for lost). A position past the end the broker reports is not
+    proof of a lost log: Tansu reports the first offset of a log's last batch + 1 as its end, short
+    of the truth when that batch holds several records."""
     consumer.seek(tp, position - 1)
     found = (await consumer.getmany(tp, timeout_ms=LOG_PROBE_MS)).get(tp, [])
+    if not found:
+        return None, []
     if not any(m.offset == position - 1 for m in found):
         return False, []
     return True, [m for m in found if m.offset >= position]
