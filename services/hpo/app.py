@@ -76,6 +76,17 @@ async def serve(config: StoresConfig) -> None:
                 log.exception("reaping leases failed; retrying")
             await asyncio.sleep(REAP_INTERVAL_S)
 
+    async def end_marked_runs() -> None:
+        """The runs of ended trials still marked, on a loop of their own: not held up by a reaping
+        pass, which waits for every active study's lock and sampler in turn."""
+        while True:
+            try:
+                if leadership.held:
+                    await reaper.end_runs()
+            except Exception:
+                log.exception("ending trials' runs failed; retrying")
+            await asyncio.sleep(REAP_INTERVAL_S)
+
     forged = prometheus_client.Counter(
         "trackd_hpo_forged_events_total", "run.ended events ignored for a missing or wrong trackd-signature",
         registry=server.registry)
@@ -124,6 +135,7 @@ async def serve(config: StoresConfig) -> None:
 
     server.add_background(lead)
     server.add_background(reap)
+    server.add_background(end_marked_runs)
     server.add_background(follow_run_ended)
     await server.run_until_signal()
 

@@ -103,7 +103,8 @@ class Reaper:
 
     async def reap_all(self) -> None:
         """Background duty: expire leases, finish exhausted studies, keep each running study's
-        ready queue full and in step with PostgreSQL, keep study and trial runs alive."""
+        ready queue full and in step with PostgreSQL, keep study and trial runs alive (the runs
+        of ended trials are ended by `end_runs`, on a loop of its own: app.py)."""
         for study_id, run_id in await self._store.active_studies():
             async with self._sampling.serialized(study_id), self._store.locked(study_id) as tx:
                 study = tx.study
@@ -116,4 +117,3 @@ class Reaper:
             await self._runs.heartbeat_if_running(run_id)
         for trial_run in await self._store.running_trial_runs():
             await self._runs.heartbeat_if_running(trial_run)
-        await self.end_runs()
