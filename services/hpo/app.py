@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import prometheus_client
 from trackd_api.events.v1 import events_pb2
@@ -67,25 +69,23 @@ async def serve(config: StoresConfig) -> None:
         hpo_pb2.DESCRIPTOR.services_by_name["HpoService"].full_name,
     )
 
-    async def reap() -> None:
-        while True:
-            try:
-                if leadership.held:  # only the active controller acts
-                    await reaper.reap_all()
-            except Exception:
-                log.exception("reaping leases failed; retrying")
-            await asyncio.sleep(REAP_INTERVAL_S)
+    def while_leading(work: Callable[[], Awaitable[None]], what: str) -> Callable[[], Coroutine[Any, Any, None]]:
+        """A background loop doing `work` every REAP_INTERVAL_S while this replica is the active
+        controller; a failure is logged and tried again next time."""
+        async def loop() -> None:
+            while True:
+                try:
+                    if leadership.held:
+                        await work()
+                except Exception:
+                    log.exception("%s failed; retrying", what)
+                await asyncio.sleep(REAP_INTERVAL_S)
+        return loop
 
-    async def end_marked_runs() -> None:
-        """The runs of ended trials still marked, on a loop of their own: not held up by a reaping
-        pass, which waits for every active study's lock and sampler in turn."""
-        while True:
-            try:
-                if leadership.held:
-                    await reaper.end_runs()
-            except Exception:
-                log.exception("ending trials' runs failed; retrying")
-            await asyncio.sleep(REAP_INTERVAL_S)
+    # Ending the marked runs of ended trials has a loop of its own: a reaping pass waits for every
+    # active study's lock and sampler in turn, and would hold it up.
+    reap = while_leading(reaper.reap_all, "reaping leases")
+    end_marked_runs = while_leading(reaper.end_runs, "ending trials' runs")
 
     forged = prometheus_client.Counter(
         "trackd_hpo_forged_events_total", "run.ended events ignored for a missing or wrong trackd-signature",
